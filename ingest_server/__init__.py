@@ -1,0 +1,1 @@
+"""Ingestion server: MQTT to TimescaleDB/PostgreSQL, KPIs and verifiable evidence."""
