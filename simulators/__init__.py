@@ -1,0 +1,1 @@
+"""Simulated factory: OPC UA CNC machines, Modbus PLCs and meters that know the ground truth."""
