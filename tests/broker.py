@@ -1,0 +1,63 @@
+"""A real Mosquitto broker on a free loopback port, started and stopped by the test run."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.netutil import LOOPBACK, free_port
+
+
+def mosquitto_binary() -> str:
+    found = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
+    if found is None:
+        raise RuntimeError("mosquitto is not installed; `make test` installs it with apt-get")
+    return found
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def start_broker(workdir: Path, *, port: int | None = None) -> Broker:
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "mosquitto.conf"
+    log = workdir / "mosquitto.log"
+    conf.write_text(
+        f"listener {port} {LOOPBACK}\nallow_anonymous true\npersistence false\n"
+        f"log_dest file {log}\nlog_type error\nlog_type warning\nlog_type notice\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            text = log.read_text(encoding="utf-8") if log.exists() else ""
+            raise RuntimeError(f"mosquitto exited with {proc.returncode}: {text}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.2):
+                return Broker(LOOPBACK, port, proc, log)
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"mosquitto did not listen on {LOOPBACK}:{port} within 10 s")
