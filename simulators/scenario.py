@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import itertools
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -84,7 +85,7 @@ class Localized(_Strict):
 class Enterprise(Localized):
     credit_code: str = Field(
         default="",
-        description="统一社会信用代码 (18 characters), as the provincial programme identifies firms",
+        description="统一社会信用代码 (18 characters): how the provincial programme knows a firm",
     )
 
     @field_validator("credit_code")
@@ -181,9 +182,11 @@ class Calendar(_Strict):
     @model_validator(mode="after")
     def _no_overlap(self) -> Calendar:
         spans = sorted((s.start_min, s.start_min + s.length_min, s.name) for s in self.shifts)
-        for (_, a_end, a), (b_start, _, b) in zip(spans, spans[1:], strict=False):
+        for (_, a_end, a), (b_start, _, b) in itertools.pairwise(spans):
             if b_start < a_end:
-                raise ValueError(f"shifts {a!r} and {b!r} overlap; make one end where the next starts")
+                raise ValueError(
+                    f"shifts {a!r} and {b!r} overlap; make one end where the next starts"
+                )
         if spans and spans[-1][1] > spans[0][0] + 24 * 60:
             raise ValueError(
                 f"shift {spans[-1][2]!r} runs into the next day's {spans[0][2]!r}; shorten it"
@@ -353,7 +356,7 @@ class Register(_Strict):
             )
         if self.width == 1 and self.order not in ("ABCD", "BADC"):
             raise ValueError(
-                f"a one-register {self.type} has no word order; use ABCD (or BADC for swapped bytes)"
+                f"a one-register {self.type} has no word order; use ABCD (BADC swaps its bytes)"
             )
         if self.type == "bit" and self.source not in ("running", "alarm"):
             raise ValueError(f"a bit can carry 'running' or 'alarm', not {self.source!r}")
@@ -445,19 +448,26 @@ class Scenario(_Strict):
                     f"equipment[{i}].process: {e.process!r} is not a process id; "
                     f"use one of {sorted(processes)}"
                 )
-        self._check_meters(errors, equipment, meters)
-        self._check_endpoints(errors, equipment, meters)
+        self._check_meter_refs(errors, equipment, meters)
+        if not errors:
+            self._check_meter_tree(errors)
+        served: dict[str, str] = {}
+        self._check_opcua(errors, equipment, served)
+        self._check_modbus(errors, equipment, meters, served)
+        self._check_exposed(errors, served)
         if errors:
             raise ValueError("\n".join(errors))
         return self
 
-    def _check_meters(
+    def _check_meter_refs(
         self, errors: list[str], equipment: dict[str, Equipment], meters: dict[str, Meter]
     ) -> None:
         for i, m in enumerate(self.meters):
-            for e in m.covers:
-                if e not in equipment:
-                    errors.append(f"meters[{i}].covers: {e!r} is not an equipment id")
+            errors.extend(
+                f"meters[{i}].covers: {e!r} is not an equipment id"
+                for e in m.covers
+                if e not in equipment
+            )
             for s in m.submeters:
                 if s not in meters:
                     errors.append(f"meters[{i}].submeters: {s!r} is not a meter id")
@@ -466,8 +476,8 @@ class Scenario(_Strict):
                         f"meters[{i}].submeters: {s!r} measures {meters[s].carrier}, "
                         f"not {m.carrier}"
                     )
-        if errors:
-            return
+
+    def _check_meter_tree(self, errors: list[str]) -> None:
         # Each equipment's consumption must reach a carrier's meters once per tree.
         for carrier in Carrier:
             covered: dict[str, str] = {}
@@ -496,10 +506,9 @@ class Scenario(_Strict):
                     break
                 seen.add(cur)
 
-    def _check_endpoints(
-        self, errors: list[str], equipment: dict[str, Equipment], meters: dict[str, Meter]
+    def _check_opcua(
+        self, errors: list[str], equipment: dict[str, Equipment], served: dict[str, str]
     ) -> None:
-        served: dict[str, str] = {}
         for i, s in enumerate(self.opcua_servers):
             for mid in s.machines:
                 e = equipment.get(mid)
@@ -519,6 +528,14 @@ class Scenario(_Strict):
         dup = sorted({p for p in ports if ports.count(p) > 1})
         if dup:
             errors.append(f"ports {dup} are used by more than one server; give each its own")
+
+    def _check_modbus(
+        self,
+        errors: list[str],
+        equipment: dict[str, Equipment],
+        meters: dict[str, Meter],
+        served: dict[str, str],
+    ) -> None:
         for i, s in enumerate(self.modbus_servers):
             for j, u in enumerate(s.units):
                 where = f"modbus_servers[{i}].units[{j}]"
@@ -535,15 +552,17 @@ class Scenario(_Strict):
                 else:
                     errors.append(f"{where}.device: {u.device!r} is neither equipment nor a meter")
                     continue
-                for k, r in enumerate(u.registers):
-                    if r.source not in allowed:
-                        errors.append(
-                            f"{where}.registers[{k}].source: {r.source!r} does not fit "
-                            f"{u.device!r}; use one of {sorted(allowed)}"
-                        )
+                errors.extend(
+                    f"{where}.registers[{k}].source: {r.source!r} does not fit "
+                    f"{u.device!r}; use one of {sorted(allowed)}"
+                    for k, r in enumerate(u.registers)
+                    if r.source not in allowed
+                )
                 if u.device in served:
                     errors.append(f"{where}: {u.device!r} is served twice")
                 served[u.device] = s.id
+
+    def _check_exposed(self, errors: list[str], served: dict[str, str]) -> None:
         for e in self.equipment:
             if e.interface in (Interface.OPCUA, Interface.MODBUS_PLC) and e.id not in served:
                 errors.append(
@@ -606,7 +625,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems: list[str] = []
         for err in exc.errors(include_url=False):
             loc = _format_location(tuple(err["loc"]))
             msg = err["msg"].removeprefix("Value error, ")
@@ -614,8 +633,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                 msg = "unknown field; check its spelling against docs/simulators.md"
             elif err["type"] == "missing":
                 msg = "required field is missing"
-            for line in msg.splitlines():
-                problems.append(f"{loc}: {line}")
+            problems.extend(f"{loc}: {line}" for line in msg.splitlines())
         raise ScenarioError(source, problems) from None
 
 
@@ -634,7 +652,7 @@ _Yaml12Loader.add_implicit_resolver(
 
 def load_yaml(text: str) -> Any:
     """Parse YAML with 1.2 booleans (shared by every config file of the project)."""
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -13,6 +13,7 @@ seconds so that truth files compare exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 from collections.abc import Iterator
@@ -146,7 +147,7 @@ def day_spans(eq: Equipment, cal: ShiftCalendar, seed: int, day: dt.date) -> lis
             feed = power_rng.choice(FEED_OVERRIDES_PCT)
         span = Span(a, b, state, power, eq.programs[p], feed)
         if out and _same_run(out[-1], span):
-            out[-1] = Span(out[-1].start, b, state, power, span.program, feed)
+            out[-1] = dataclasses.replace(span, start=out[-1].start)
         else:
             out.append(span)
     return out
@@ -170,24 +171,14 @@ def spans_from(eq: Equipment, cal: ShiftCalendar, seed: int, t: float) -> Iterat
     day = cal.local_date(t) - dt.timedelta(days=1)
     pending: Span | None = None
     while True:
-        for span in day_spans(eq, cal, seed, day):
-            if span.end <= t:
+        for raw in day_spans(eq, cal, seed, day):
+            if raw.end <= t:
                 continue
-            if span.start < t:
-                span = Span(
-                    t, span.end, span.state, span.power_kw, span.program, span.feed_override_pct
-                )
+            span = raw if raw.start >= t else dataclasses.replace(raw, start=t)
             if pending is None:
                 pending = span
             elif _same_run(pending, span):
-                pending = Span(
-                    pending.start,
-                    span.end,
-                    span.state,
-                    span.power_kw,
-                    span.program,
-                    span.feed_override_pct,
-                )
+                pending = dataclasses.replace(span, start=pending.start)
             else:
                 yield pending
                 pending = span
