@@ -295,10 +295,12 @@ class Plant:
                 t,
                 (math.floor(self.now / HOUR_S) + 1) * HOUR_S,
                 self._next_shift_edge,
-                min(m.span.end for m in self._machines.values()),
+                *(m.span.end for m in self._machines.values()),
                 min((f.end for f in self._faults if f.end > self.now), default=math.inf),
-                min((m.frozen_until for m in self._meters.values() if m.frozen_value is not None),
-                    default=math.inf),
+                min(
+                    (m.frozen_until for m in self._meters.values() if m.frozen_value is not None),
+                    default=math.inf,
+                ),
             )
             self._step(nxt)
 
@@ -346,8 +348,13 @@ class Plant:
     def _rollover(self, device: str, name: str, when: float, modulus: float) -> None:
         self._rollovers[device] = self._rollovers.get(device, 0) + 1
         self._truth.append(
-            {"type": "rollover", "device": device, "register": name, "ts": iso(when),
-             "modulus": modulus}
+            {
+                "type": "rollover",
+                "device": device,
+                "register": name,
+                "ts": iso(when),
+                "modulus": modulus,
+            }
         )
 
     def _hour_records(self, t: float, *, partial: bool) -> None:
@@ -392,8 +399,13 @@ class Plant:
         m.reset_offset = m.meter.initial + self.consumed(meter_id, self.now)
         self._shown_last[meter_id] = 0.0
         self._truth.append(
-            {"type": "fault", "kind": "counter_reset", "device": meter_id,
-             "ts": iso(self.now), "reading_before": before}
+            {
+                "type": "fault",
+                "kind": "counter_reset",
+                "device": meter_id,
+                "ts": iso(self.now),
+                "reading_before": before,
+            }
         )
 
     def record(self, record: dict[str, Any]) -> None:
@@ -465,5 +477,10 @@ class Plant:
 
 
 def _fault_record(f: _Fault) -> dict[str, Any]:
-    return {"type": "fault", "kind": f.kind, "device": f.device,
-            "start": iso(f.start), "end": iso(f.end)}
+    return {
+        "type": "fault",
+        "kind": f.kind,
+        "device": f.device,
+        "start": iso(f.start),
+        "end": iso(f.end),
+    }
