@@ -8,7 +8,8 @@ Pure functions, no I/O. The steps, in order:
 2. Unsigned integer counters wrap modulo 2**bits (the rollover an agent must handle);
    signed types are two's complement; a non-counter value out of the type's range is
    clamped, as a PLC saturates an analog value.
-3. Floats are IEEE 754 big-endian (a counter in f32 is its truncated value).
+3. Floats are IEEE 754 big-endian and carry the value as measured: their resolution
+   is the float's own (about 0.008 at 100,000 in f32), not the scale.
 4. Byte and word order, A being the most significant byte: ABCD big-endian; CDAB
    word-swapped (low word first, common on meters); BADC bytes swapped in each word;
    DCBA little-endian. For 4-register f64 the same rules apply to all four words.
@@ -63,10 +64,7 @@ def encode(register: Register, value: float | bool) -> list[int]:
     if register.type == "bit":
         return [1 if value else 0]
     if register.type in _FLOAT_FMT:
-        v = float(value)
-        if register.source in COUNTER_SOURCES:
-            v = _truncate(v / register.scale) * register.scale
-        data = struct.pack(_FLOAT_FMT[register.type], v)
+        data = struct.pack(_FLOAT_FMT[register.type], float(value) / register.scale)
     else:
         raw = _raw_int(register, float(value))
         size = register.width * 2
