@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--control-port", type=int, help="serve the control API on this port")
     run.add_argument("--ready-file", type=Path, help="write endpoints as JSON here once serving")
+    run.add_argument(
+        "--status-every", type=float, metavar="SECONDS", help="print machine states this often"
+    )
 
     check = sub.add_parser("check", help="validate a scenario file and summarise it")
     check.add_argument("file", type=Path)
@@ -193,11 +196,20 @@ async def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     control = None
-    await sim.start()
     try:
+        await sim.start()
         if args.control_port is not None:
             control = ControlServer(sim, host=args.host, port=args.control_port)
             await control.start()
+    except (OSError, RuntimeError) as exc:
+        await sim.stop()
+        print(
+            f"factory-sim: cannot listen ({exc}); a port is already taken: stop the other "
+            "process, change the ports in the scenario, or pass --free-ports",
+            file=sys.stderr,
+        )
+        return 1
+    try:
         for line in sim.endpoints():
             print(line, flush=True)
         if control:
@@ -206,15 +218,30 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"Truth: {args.truth}", flush=True)
         if args.ready_file:
             _write_ready(args.ready_file, sim, control)
-        wait = None if args.duration is None else args.duration / args.speed
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=wait)
+        await _wait(sim, args, stop)
     finally:
         if control:
             await control.stop()
         await sim.stop()
     print("stopped", flush=True)
     return 0
+
+
+async def _wait(sim: FactorySim, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    """Until Ctrl-C or --duration, printing a status line every --status-every seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = None if args.duration is None else loop.time() + args.duration / args.speed
+    while not stop.is_set():
+        wait = args.status_every
+        if deadline is not None:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            wait = left if wait is None else min(wait, left)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+        if args.status_every and not stop.is_set():
+            print(sim.summary_line(), flush=True)
 
 
 def _write_ready(path: Path, sim: FactorySim, control: ControlServer | None) -> None:
@@ -237,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("asyncua", "pymodbus"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # asyncua warns about unused security policies on every start; keep real errors
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
+    logging.getLogger("pymodbus").setLevel(logging.WARNING)
     try:
         if args.command == "check":
             return cmd_check(args)

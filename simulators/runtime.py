@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from pathlib import Path
 from types import TracebackType
@@ -86,7 +87,7 @@ class FactorySim:
             await self.inject(f)
         self._ticker = asyncio.create_task(self._tick_loop(), name="factory-sim-tick")
         for line in self.endpoints():
-            logger.info("serving %s", line)
+            logger.debug("serving %s", line)
 
     async def stop(self) -> None:
         """Stop ticking, write the rest of the truth (summary last), stop every server."""
@@ -222,6 +223,16 @@ class FactorySim:
 
     def _index(self, server_id: str) -> int:
         return [s.id for s in self.scenario.opcua_servers].index(server_id)
+
+    def summary_line(self) -> str:
+        """One line for a console: sim time and how many machines are in each state."""
+        counts: dict[str, int] = {}
+        for e in self.scenario.equipment:
+            state = self.plant.machine(e.id).state.value
+            counts[state] = counts.get(state, 0) + 1
+        local = dt.datetime.fromtimestamp(self.plant.now, self.scenario.tz)
+        states = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        return f"{local:%a %H:%M:%S} {self.scenario.site.timezone}: {states}"
 
     def status(self) -> dict[str, Any]:
         return {

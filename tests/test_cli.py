@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -174,3 +175,14 @@ def test_history_matches_its_truth(tmp_path: Path) -> None:
     )
     assert em_main[-1][1] - em_main[0][1] == pytest.approx(consumed, abs=0.2)
     assert parse_iso(em_main[-1][0]) - parse_iso(em_main[0][0]) == 86_400
+
+
+def test_a_taken_port_is_reported_not_a_traceback() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = run_cli("--free-ports", "--control-port", str(port), "--duration", "1")
+    assert res.returncode == 1
+    assert "a port is already taken" in res.stderr
+    assert "Traceback" not in res.stderr
