@@ -234,22 +234,25 @@ class Plant:
     def _base(self, m: _MeterState, t: float) -> float:
         return m.base_closed + m.meter.base_rate(self._in_shift) * (t - self._base_from) / HOUR_S
 
-    def consumed(self, meter_id: str, t: float | None = None) -> float:
-        """True consumption through this meter since plant start (faults do not change it)."""
-        t = self.now if t is None else t
+    def consumed(self, meter_id: str) -> float:
+        """True consumption through this meter from plant start to now (faults do not change it)."""
+        return self._consumed_at(meter_id, self.now)
+
+    def _consumed_at(self, meter_id: str, t: float) -> float:
+        # Only valid for t inside the current step: the current spans are extrapolated.
         m = self._meters[meter_id]
         total = self._base(m, t)
         for e in m.meter.covers:
             total += self._machines[e].quantity(m.meter.carrier, t)
         for s in m.meter.submeters:
-            total += self.consumed(s, t)
+            total += self._consumed_at(s, t)
         return total
 
     def _shown(self, meter_id: str, t: float) -> float:
         m = self._meters[meter_id]
         if m.frozen_value is not None:
             return m.frozen_value
-        return m.meter.initial + self.consumed(meter_id, t) - m.reset_offset
+        return m.meter.initial + self._consumed_at(meter_id, t) - m.reset_offset
 
     def machine(self, equipment_id: str) -> MachineView:
         try:
@@ -362,7 +365,7 @@ class Plant:
         hour_start = max(self.start, aligned)
         partial = partial or hour_start != aligned
         for mid, m in self._meters.items():
-            true_now = self.consumed(mid, t)
+            true_now = self._consumed_at(mid, t)
             self._truth.append(
                 {
                     "type": "meter_hour",
@@ -396,7 +399,7 @@ class Plant:
         m = self._meter_state(meter_id)
         before = self._shown(meter_id, self.now)
         m.frozen_value = None
-        m.reset_offset = m.meter.initial + self.consumed(meter_id, self.now)
+        m.reset_offset = m.meter.initial + self.consumed(meter_id)
         self._shown_last[meter_id] = 0.0
         self._truth.append(
             {
@@ -467,7 +470,7 @@ class Plant:
             "meters": {
                 mid: {
                     "carrier": m.meter.carrier.value,
-                    "consumed": self.consumed(mid, t),
+                    "consumed": self._consumed_at(mid, t),
                     "reading": self._shown(mid, t),
                     "rollovers": self._rollovers.get(mid, 0),
                 }
