@@ -49,12 +49,16 @@ def main() -> None:
         "poll60": timed(60.0, period),
         "tick0.5": timed(0.5, 2 * 3600),
     }
-    print(f"demo scenario, {len(s.equipment)} machines, {len(s.meters)} meters, "
-          f"{args.days:g} days from {dt.date(2026, 11, 23)}")
+    print(
+        f"demo scenario, {len(s.equipment)} machines, {len(s.meters)} meters, "
+        f"{args.days:g} days from {dt.date(2026, 11, 23)}"
+    )
     for name, rate in rates.items():
         print(f"  {name:8s} {rate:14,.0f} sim s per wall s   ({86_400 / rate:8.3f} s per sim day)")
-    print(f"  ratio jump/poll60 = {rates['jump'] / rates['poll60']:.1f}x, "
-          f"poll60/tick0.5 = {rates['poll60'] / rates['tick0.5']:.1f}x")
+    print(
+        f"  ratio jump/poll60 = {rates['jump'] / rates['poll60']:.1f}x, "
+        f"poll60/tick0.5 = {rates['poll60'] / rates['tick0.5']:.1f}x"
+    )
     tick_ms = 0.5 / rates["tick0.5"] * 1000
     print(f"  one 0.5 s real-time tick costs {tick_ms:.3f} ms = {tick_ms / 500:.4%} of its budget")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -27,6 +26,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.simulator.simdevice import SimAction
 
+from simulators.ports import pick_free_port
 from simulators.registers import encode, register_value
 from simulators.scenario import ModbusServer, ModbusUnit, Register
 from simulators.views import MachineView, MeterView
@@ -42,12 +42,6 @@ class PlantSource(Protocol):
     def machine(self, equipment_id: str) -> MachineView: ...
 
     def meter(self, meter_id: str) -> MeterView: ...
-
-
-def pick_free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class _Unit:
@@ -109,7 +103,6 @@ class ModbusGatewayServer:
         self.port = config.port
         self._meter_ids = meter_ids
         self._server: ModbusTcpServer | None = None
-        self.reads = 0
 
     @property
     def address(self) -> str:
@@ -158,7 +151,6 @@ class ModbusGatewayServer:
             if view is None or not view.online:
                 await asyncio.sleep(self.config.offline_delay_s)
                 return ExcCodes.GATEWAY_NO_RESPONSE
-            self.reads += 1
             bit_table = table in ("coil", "discrete")
             for a in range(address, address + count):
                 register, word = unit.cells[table][a]

@@ -31,7 +31,7 @@ from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from simulators.modbus_server import pick_free_port
+from simulators.ports import pick_free_port
 from simulators.scenario import Equipment, OpcUaServer, Scenario, SecurityMode
 from simulators.umati import NS_DI, NS_MACHINE_TOOL, NS_MACHINERY, UMATI_OF, ChannelMode
 from simulators.views import MachineView
