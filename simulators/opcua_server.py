@@ -7,8 +7,8 @@ nodesets cannot be bundled, so nodes use base types; browse names and their
 namespaces follow the specification, so clients browsing by path find them (layout
 in docs/simulators.md). NodeIds are strings in the endpoint's own namespace, stable
 across restarts. Values carry the sim time of their change as SourceTimestamp; a
-machine that is offline keeps its last values with BadNoCommunication, as an
-aggregating server reports a lost device.
+machine that is offline reads BadNoCommunication, as an aggregating server reports a
+lost device (the value itself goes out null: Part 4, 7.7.1, enforced by asyncua).
 
 Options: Basic256Sha256 SignAndEncrypt with a generated certificate, and low
 operation limits (MaxNodesPerRead, MaxMonitoredItemsPerCall) that are advertised and
@@ -46,7 +46,7 @@ VARIABLES: dict[str, tuple[tuple[tuple[str, str], ...], ua.VariantType]] = {
         ((_MT, "Monitoring"), (_MT, "MachineTool"), (_MT, "OperationMode")),
         V.Int32,
     ),
-    "item_state": (
+    "state": (
         (
             (_MT, "Monitoring"),
             (_MT, "MachineTool"),
@@ -87,7 +87,7 @@ VARIABLES: dict[str, tuple[tuple[tuple[str, str], ...], ua.VariantType]] = {
 STATE_KEYS = frozenset(
     {
         "operation_mode",
-        "item_state",
+        "state",
         "channel_state",
         "is_rotating",
         "actual_speed",
@@ -108,7 +108,7 @@ def values_of(view: MachineView) -> dict[str, Any]:
     u = UMATI_OF[view.state]
     return {
         "operation_mode": int(u.operation_mode),
-        "item_state": ua.LocalizedText(u.item_state),
+        "state": ua.LocalizedText(u.item_state),
         "channel_state": int(u.channel_state),
         "channel_mode": int(ChannelMode.Automatic),
         "feed_override": float(view.feed_override_pct),
@@ -349,12 +349,21 @@ class OpcUaMachineServer:
             return
         for eq in self.machines:
             view = self.source.machine(eq.id)
-            for key, value in values_of(view).items():
+            for key, fresh in values_of(view).items():
                 last = self._last.get((eq.id, key))
-                if last == (value, view.online):
-                    continue
-                state_change = key in STATE_KEYS and (last is None or last[0] != value)
-                stamp = view.state_since if state_change and view.online else now
+                if view.online:
+                    if last == (fresh, True):
+                        continue
+                    value = fresh
+                else:
+                    if last is not None and not last[1]:
+                        continue  # already reported lost
+                    # A lost device sends nothing new. asyncua nulls a bad value on the wire
+                    # (Part 4, 7.7.1), so only status and time go out; keep the last good one.
+                    value = fresh if last is None else last[0]
+                # Span-derived values change only when a span begins, so that is their time.
+                changed = view.online and (last is None or last[0] != value)
+                stamp = view.state_since if changed and key in STATE_KEYS else now
                 status = ua.StatusCodes.Good if view.online else ua.StatusCodes.BadNoCommunication
                 await server.write_attribute_value(
                     self.node_id(eq.id, key),

@@ -8,6 +8,7 @@ security and operation limits must hold against a real client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 from collections.abc import AsyncIterator
@@ -29,6 +30,8 @@ from simulators.umati import (
     NS_DI,
     NS_MACHINE_TOOL,
     NS_MACHINERY,
+    ChannelMode,
+    ChannelState,
     MachineOperationMode,
     canonical_state,
 )
@@ -69,61 +72,63 @@ async def served(scenario: Scenario) -> AsyncIterator[tuple[OpcUaMachineServer, 
         await server.stop()
 
 
-async def machine_node(client: Client, machine: str) -> Any:
-    ns = await client.get_namespace_index(NS_MACHINERY)
-    machines = await client.nodes.objects.get_child(f"{ns}:Machines")
-    for child in await machines.get_children():
-        if (await child.read_browse_name()).Name == machine:
-            return child
-    raise AssertionError(f"{machine} is not under Objects/Machines")
-
-
 async def test_nodes_are_where_opc_40501_puts_them(
     served: tuple[OpcUaMachineServer, StandIn], scenario: Scenario
 ) -> None:
     server, plant = served
     eq = scenario.equipment_by_id()["cnc-03"]
+    view = plant.views["cnc-03"]
     async with Client(server.url, timeout=5) as client:
         di = await client.get_namespace_index(NS_DI)
         mt = await client.get_namespace_index(NS_MACHINE_TOOL)
         mach = await client.get_namespace_index(NS_MACHINERY)
-        root = await machine_node(client, "cnc-03")
-        view = plant.views["cnc-03"]
+        vend = await client.get_namespace_index(server.application_uri)
+        root = [f"{mach}:Machines", f"{vend}:cnc-03"]
 
         async def at(*path: str) -> Any:
-            return await (await root.get_child(list(path))).read_value()
+            return await (await client.nodes.objects.get_child([*root, *path])).read_value()
 
-        assert (await at(f"{di}:Identification", f"{di}:Manufacturer")).Text == eq.vendor
-        assert (await at(f"{di}:Identification", f"{di}:Model")).Text == eq.model
-        assert await at(f"{di}:Identification", f"{di}:SerialNumber") == eq.serial
-        assert await at(f"{di}:Identification", f"{di}:YearOfConstruction") == eq.year
-        mon = f"{mt}:Monitoring"
-        assert await at(mon, f"{mt}:MachineTool", f"{mt}:OperationMode") == (
-            MachineOperationMode.Automatic
+        machine = await client.nodes.objects.get_child(root)
+        assert (await machine.read_display_name()).Text == eq.name_en
+        ident = f"{di}:Identification"
+        assert (await at(ident, f"{di}:Manufacturer")).Text == eq.vendor
+        assert (await at(ident, f"{di}:Model")).Text == eq.model
+        assert await at(ident, f"{di}:SerialNumber") == eq.serial
+        assert await at(ident, f"{di}:YearOfConstruction") == eq.year
+        assert await at(ident, f"{di}:ProductInstanceUri") == (
+            f"urn:factory-evidence:{scenario.enterprise.id}:cnc-03"
         )
-        item = await at(mon, f"{mt}:MachineTool", f"{mach}:MachineryItemState", "0:CurrentState")
+        tool = [f"{mt}:Monitoring", f"{mt}:MachineTool"]
+        assert await at(*tool, f"{mt}:OperationMode") == MachineOperationMode.Automatic
+        item = await at(*tool, f"{mach}:MachineryItemState", "0:CurrentState")
         assert item.Text == "Executing"
-        channels = [
-            (await c.read_browse_name()).Name
-            for c in await (await root.get_child([mon])).get_children()
-        ]
-        assert {"MachineTool", "Channel1", "Spindle1"} <= set(channels)
-        channel = await root.get_child([mon, f"{server._ns['vendor']}:Channel1"])
-        assert await (await channel.get_child(f"{mt}:ChannelState")).read_value() == 0
-        assert await (await channel.get_child(f"{mt}:FeedOverride")).read_value() == 100.0
-        spindle = await root.get_child([mon, f"{server._ns['vendor']}:Spindle1"])
-        assert await (await spindle.get_child(f"{mt}:IsRotating")).read_value() is True
-        prod = f"{mt}:Production"
-        assert await at(prod, f"{mt}:ActiveProgram", f"{mt}:Name") == view.program
-        state = await at(prod, f"{mt}:ActiveProgram", f"{mt}:State", "0:CurrentState")
-        assert state.Text == "Running"
-        job = [prod, f"{mt}:ProductionPlan", f"{server._ns['vendor']}:Job1"]
+        channel = [f"{mt}:Monitoring", f"{vend}:Channel1"]
+        assert await at(*channel, f"{mt}:ChannelState") == ChannelState.Active
+        assert await at(*channel, f"{mt}:FeedOverride") == view.feed_override_pct
+        assert await at(*channel, f"{mt}:ChannelMode") == ChannelMode.Automatic
+        spindle = [f"{mt}:Monitoring", f"{vend}:Spindle1"]
+        assert await at(*spindle, f"{mt}:IsRotating") is True
+        assert await at(*spindle, f"{mt}:Override") == 100.0
+        assert await at(*spindle, f"{vend}:ActualSpeed") == view.spindle_rpm
+        program = [f"{mt}:Production", f"{mt}:ActiveProgram"]
+        assert await at(*program, f"{mt}:Name") == view.program
+        assert (await at(*program, f"{mt}:State", "0:CurrentState")).Text == "Running"
+        job = [f"{mt}:Production", f"{mt}:ProductionPlan", f"{vend}:Job1"]
+        assert await at(*job, f"{mt}:Identifier") == "PO-cnc-03"
+        assert await at(*job, f"{mt}:RunsCompleted") == view.parts_completed
         assert await at(*job, f"{mt}:PartsCompleted") == view.parts_completed
         assert await at(*job, f"{mt}:PartsGood") == view.parts_good
-        assert await at(prod, f"{mt}:Statistics", f"{mt}:PartsProducedInLifetime") == (
-            view.parts_completed
+        lifetime = [f"{mt}:Production", f"{mt}:Statistics", f"{mt}:PartsProducedInLifetime"]
+        assert await at(*lifetime) == view.parts_completed
+        for name in ("Equipment", "Notification"):
+            await client.nodes.objects.get_child([*root, f"{mt}:{name}"])
+        # node_ids() names the very nodes a browsing client finds
+        ids = server.node_ids()["cnc-03"]
+        assert machine.nodeid.to_string() == f"ns={vend};s=cnc-03"
+        by_path = await client.nodes.objects.get_child(
+            [*root, *tool, f"{mach}:MachineryItemState", "0:CurrentState"]
         )
-        assert await (await root.get_child(f"{mt}:Equipment")).read_browse_name()
+        assert by_path.nodeid.to_string() == ids["state"]
 
 
 async def test_every_state_survives_the_trip_through_umati(
@@ -131,7 +136,7 @@ async def test_every_state_survives_the_trip_through_umati(
 ) -> None:
     server, plant = served
     async with Client(server.url, timeout=5) as client:
-        item = client.get_node(server.node_id("cnc-01", "item_state"))
+        item = client.get_node(server.node_id("cnc-01", "state"))
         mode = client.get_node(server.node_id("cnc-01", "operation_mode"))
         for i, state in enumerate(MachineState):
             plant.views["cnc-01"] = replace(
@@ -158,7 +163,7 @@ async def test_a_subscription_sees_the_change_stamped_with_its_time(
     await server.update(T0 + 1001)
     async with Client(server.url, timeout=5) as client:
         sub = await client.create_subscription(50, Handler())
-        await sub.subscribe_data_change(client.get_node(server.node_id("cnc-02", "item_state")))
+        await sub.subscribe_data_change(client.get_node(server.node_id("cnc-02", "state")))
         first = await asyncio.wait_for(changes.get(), 5)
         assert first.Value.Value.Text == "NotExecuting"
         plant.views["cnc-02"] = replace(
@@ -179,13 +184,51 @@ async def test_an_offline_machine_reads_bad_no_communication(
     await server.update(T0 + 2000)
     async with Client(server.url, timeout=5) as client:
         node = client.get_node(server.node_id("cnc-04", "parts_completed"))
+        state = client.get_node(server.node_id("cnc-04", "state"))
+        for n in (node, state):
+            dv = await n.read_data_value(raise_on_bad_status=False)
+            assert dv.StatusCode.value == ua.StatusCodes.BadNoCommunication
         dv = await node.read_data_value(raise_on_bad_status=False)
-        assert dv.StatusCode.value == ua.StatusCodes.BadNoCommunication
+        assert dv.Value.Value is None  # Part 4, 7.7.1: a bad value is null on the wire
+        assert dv.SourceTimestamp.timestamp() == T0 + 2000
+        with pytest.raises(UaStatusCodeError) as err:
+            await node.read_value()
+        assert err.value.code == ua.StatusCodes.BadNoCommunication
         plant.views["cnc-04"] = replace(plant.views["cnc-04"], online=True, parts_completed=5000)
         await server.update(T0 + 2100)
+        for n in (node, state):
+            assert (await n.read_data_value()).StatusCode.is_good()
         dv = await node.read_data_value()
-        assert dv.StatusCode.is_good()
         assert dv.Value.Value == 5000
+        assert dv.SourceTimestamp.timestamp() == T0 + 2100
+
+
+async def test_restart_drops_sessions_and_keeps_node_ids(scenario: Scenario) -> None:
+    config = scenario.opcua_servers[1]
+    plant = StandIn(config.machines)
+    server = OpcUaMachineServer(config, scenario, plant)
+    await server.start()
+    await server.update(T0)
+    old = Client(server.url, timeout=2)
+    try:
+        url, ids = server.url, server.node_ids()
+        await old.connect()
+        node = old.get_node(ids["cnc-06"]["parts_completed"])
+        assert await node.read_value() == plant.views["cnc-06"].parts_completed
+        await server.restart(0.2)
+        assert (server.url, server.node_ids()) == (url, ids)
+        with pytest.raises((UaStatusCodeError, ua.UaError, ConnectionError, TimeoutError)):
+            await node.read_value()
+        async with Client(server.url, timeout=5) as fresh:
+            for machine in config.machines:
+                got = await fresh.get_node(ids[machine]["parts_completed"]).read_value()
+                assert got == plant.views[machine].parts_completed
+                state = await fresh.get_node(ids[machine]["state"]).read_value()
+                assert state.Text == "Executing"
+    finally:
+        with contextlib.suppress(Exception):
+            await old.disconnect()
+        await server.stop()
 
 
 async def test_operation_limits_are_advertised_and_enforced(scenario: Scenario) -> None:
@@ -202,7 +245,7 @@ async def test_operation_limits_are_advertised_and_enforced(scenario: Scenario) 
                 ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead
             )
             assert await limits.read_value() == 5
-            keys = itertools.cycle(["item_state", "operation_mode", "parts_completed"])
+            keys = itertools.cycle(["state", "operation_mode", "parts_completed"])
             nodes = [client.get_node(server.node_id("cnc-05", next(keys))) for _ in range(6)]
             assert len(await client.read_values(nodes[:5])) == 5
             with pytest.raises(UaStatusCodeError) as err:
@@ -240,11 +283,11 @@ async def test_sign_and_encrypt_only(scenario: Scenario, tmp_path: Path) -> None
         client.application_uri = uri
         await client.set_security_string(f"Basic256Sha256,SignAndEncrypt,{cert},{key}")
         async with client:
-            node = client.get_node(server.node_id("cnc-05", "item_state"))
+            node = client.get_node(server.node_id("cnc-05", "state"))
             assert (await node.read_value()).Text == "Executing"
         plain = Client(server.url, timeout=5)
         with pytest.raises((UaStatusCodeError, ua.UaError, ConnectionError, TimeoutError)):
             async with plain:
-                await plain.get_node(server.node_id("cnc-05", "item_state")).read_value()
+                await plain.get_node(server.node_id("cnc-05", "state")).read_value()
     finally:
         await server.stop()
