@@ -1,18 +1,26 @@
 """Register codec: engineering values to Modbus words and back, as real devices do it.
 
-Pure functions, no I/O. The steps, in order:
+Pure functions, no I/O. ``encode`` takes the steps below in order; ``decode`` undoes the
+byte layout and returns the RAW value (multiply by ``scale`` for engineering units), so an
+integer counter comes back exact.
 
 1. raw = value / scale. Counters (energy, water, gas, parts) are TRUNCATED to the
    register's resolution: a meter never shows what it has not yet counted. Other
    values are rounded to the nearest step.
-2. Unsigned integer counters wrap modulo 2**bits (the rollover an agent must handle);
-   signed types are two's complement; a non-counter value out of the type's range is
-   clamped, as a PLC saturates an analog value.
-3. Floats are IEEE 754 big-endian and carry the value as measured: their resolution
-   is the float's own (about 0.008 at 100,000 in f32), not the scale.
+2. Integer counters wrap at the register width: unsigned ones modulo 2**bits (u16 at
+   65536 raw units, u32 at 2**32: the rollover an agent must handle), signed ones in
+   two's complement as a PLC's DINT does. A non-counter value outside the type's range
+   (a negative power in a u16, say) is clamped, as a PLC saturates an analog value.
+3. Floats are IEEE 754 big-endian (``>f``, ``>d``) of value / scale and carry the value
+   as measured, counters included: their resolution is the float's own (about 0.008
+   at 100,000 in f32), not the scale. Beyond the f32 range they clamp to its largest
+   finite value.
 4. Byte and word order, A being the most significant byte: ABCD big-endian; CDAB
    word-swapped (low word first, common on meters); BADC bytes swapped in each word;
-   DCBA little-endian. For 4-register f64 the same rules apply to all four words.
+   DCBA little-endian. A 4-register f64 follows the same rules over its four words
+   (CDAB reverses the words, BADC swaps the bytes in each, DCBA does both). A
+   one-register value knows ABCD and BADC (bytes swapped).
+5. A bit (coil or discrete input) is [1] or [0].
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ _INT_RANGE = {
     "i32": (-(2**31), 2**31 - 1),
 }
 _FLOAT_FMT = {"f32": ">f", "f64": ">d"}
+_F32_MAX = 3.4028234663852886e38
 
 
 def _order_bytes(data: bytes, order: str) -> bytes:
@@ -59,16 +68,18 @@ def _raw_int(register: Register, value: float) -> int:
     return min(hi, max(lo, round(scaled)))
 
 
-def encode(register: Register, value: float | bool) -> list[int]:
+def encode(register: Register, value: float | int | bool) -> list[int]:
     """Engineering value to the register's 16-bit words (a bit gives [0] or [1])."""
     if register.type == "bit":
         return [1 if value else 0]
     if register.type in _FLOAT_FMT:
-        data = struct.pack(_FLOAT_FMT[register.type], float(value) / register.scale)
+        raw = float(value) / register.scale
+        if register.type == "f32":
+            raw = min(_F32_MAX, max(-_F32_MAX, raw))
+        data = struct.pack(_FLOAT_FMT[register.type], raw)
     else:
-        raw = _raw_int(register, float(value))
-        size = register.width * 2
-        data = raw.to_bytes(size, "big", signed=raw < 0)
+        raw_int = _raw_int(register, float(value))
+        data = raw_int.to_bytes(register.width * 2, "big", signed=raw_int < 0)
     data = _order_bytes(data, register.order)
     return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
@@ -87,7 +98,7 @@ def decode(register: Register, words: list[int]) -> float | int | bool:
 
 def register_value(
     register: Register, machine: MachineView | None, meter: MeterView | None
-) -> float | bool:
+) -> float | int | bool:
     """The engineering value a register carries, from the device's current view."""
     src = register.source
     if machine is not None:

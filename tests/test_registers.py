@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
 from simulators.registers import decode, encode, register_value
-from simulators.scenario import MachineState, Register
-from simulators.views import MachineView
+from simulators.scenario import Carrier, MachineState, Register
+from simulators.views import MachineView, MeterView
 
 DT = AsyncModbusTcpClient.DATATYPE
 ORACLE_TYPE = {
@@ -41,8 +41,9 @@ def oracle(words: list[int], type_: str, order: str) -> float | int:
     """Decode as an integrator would with pymodbus: word order big/little, bytes swapped by hand."""
     if order in ("BADC", "DCBA"):
         words = swap_bytes(words)
-    word_order = "little" if order in ("CDAB", "DCBA") else "big"
-    value = AsyncModbusTcpClient.convert_from_registers(words, ORACLE_TYPE[type_], word_order)
+    value = AsyncModbusTcpClient.convert_from_registers(
+        words, ORACLE_TYPE[type_], "little" if order in ("CDAB", "DCBA") else "big"
+    )
     assert isinstance(value, int | float)
     return value
 
@@ -69,12 +70,26 @@ def test_word_orders_are_really_different() -> None:
     assert encode(reg("f32", "ABCD"), 1.0) == [0x3F80, 0x0000]
 
 
+def test_one_register_byte_swap() -> None:
+    assert encode(reg("u16", "BADC"), 0x1234) == [0x3412]
+    assert oracle(encode(reg("i16", "BADC"), -2), "i16", "BADC") == -2
+    assert decode(reg("u16", "BADC"), [0x3412]) == 0x1234
+
+
 @pytest.mark.parametrize(
-    ("reading", "raw"),
-    [(6553.59, 65535), (6553.6, 0), (7000.0, 4464), (0.05, 0)],
+    ("scale", "reading", "raw"),
+    [
+        (1.0, 65535.9, 65535),
+        (1.0, 65536, 0),
+        (1.0, 70000, 4464),
+        (0.1, 6553.59, 65535),
+        (0.1, 6553.6, 0),
+        (0.1, 7000.0, 4464),
+        (0.1, 0.05, 0),
+    ],
 )
-def test_u16_counter_truncates_and_wraps(reading: float, raw: int) -> None:
-    r = reg("u16", scale=0.1, source="energy_kwh")
+def test_u16_counter_truncates_and_wraps(scale: float, reading: float, raw: int) -> None:
+    r = reg("u16", scale=scale, source="energy_kwh")
     assert encode(r, reading) == [raw]
 
 
@@ -82,6 +97,14 @@ def test_u32_counter_wraps_at_2_to_the_32() -> None:
     r = reg("u32", scale=1.0, source="parts_completed")
     assert encode(r, 2**32 + 5) == [0, 5]
     assert encode(r, 2**32 - 1) == [0xFFFF, 0xFFFF]
+
+
+def test_signed_counter_wraps_in_twos_complement() -> None:
+    # a PLC's DINT part counter goes from 2**31 - 1 to -2**31
+    r = reg("i32", source="parts_completed")
+    assert oracle(encode(r, 2**31 - 1), "i32", "ABCD") == 2**31 - 1
+    assert oracle(encode(r, 2**31), "i32", "ABCD") == -(2**31)
+    assert oracle(encode(reg("i16", source="parts_good"), 32768 + 5), "i16", "ABCD") == -32763
 
 
 def test_counter_truncation_survives_binary_rounding() -> None:
@@ -97,6 +120,9 @@ def test_non_counters_round_and_clamp() -> None:
     assert encode(reg("u16", scale=0.01), -3.0) == [0]
     assert encode(reg("u16", scale=0.01), 1e9) == [0xFFFF]
     assert oracle(encode(reg("i16"), -123), "i16", "ABCD") == -123
+    assert oracle(encode(reg("i16"), -40000), "i16", "ABCD") == -(2**15)
+    assert oracle(encode(reg("i32", scale=0.001), 3e6), "i32", "ABCD") == 2**31 - 1
+    assert oracle(encode(reg("f32"), 1e39), "f32", "ABCD") == pytest.approx(3.4028234663852886e38)
 
 
 def test_float_counter_carries_the_reading_as_measured() -> None:
@@ -119,6 +145,22 @@ def test_state_codes_and_bits_from_a_machine_view() -> None:
             int(s is MachineState.RUNNING)
         ]
         assert encode(alarm, register_value(alarm, view, None)) == [int(s is MachineState.DOWN)]
+
+
+@pytest.mark.parametrize(
+    ("carrier", "counter", "rate"),
+    [
+        (Carrier.ELECTRICITY, "energy_kwh", "power_kw"),
+        (Carrier.WATER, "water_m3", "flow_m3_per_h"),
+        (Carrier.GAS, "gas_m3", "flow_m3_per_h"),
+    ],
+)
+def test_meter_sources_pick_reading_and_rate(carrier: Carrier, counter: str, rate: str) -> None:
+    view = MeterView("m", carrier, 1234.5, -6.5, True)
+    assert register_value(reg("f64", source=counter), None, view) == 1234.5
+    assert register_value(reg("f64", source=rate), None, view) == -6.5
+    with pytest.raises(ValueError, match="no value"):
+        register_value(reg("f64", source=counter), None, None)
 
 
 def test_decode_refuses_the_wrong_number_of_words() -> None:
