@@ -398,6 +398,11 @@ class Plant:
         """The meter's counter is cleared to zero now; consumption goes on."""
         m = self._meter_state(meter_id)
         before = self._shown(meter_id, self.now)
+        if m.frozen_value is not None:
+            # a reset ends a freeze: its record must say so
+            for f in self._faults:
+                if f.kind == "freeze" and f.device == meter_id and f.end > self.now:
+                    f.end = self.now
         m.frozen_value = None
         m.reset_offset = m.meter.initial + self.consumed(meter_id)
         self._shown_last[meter_id] = 0.0

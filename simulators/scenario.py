@@ -570,10 +570,11 @@ class Scenario(_Strict):
                     "add it to an opcua_servers or modbus_servers entry"
                 )
             if e.interface is Interface.METER_ONLY and not any(
-                m.covers == [e.id] for m in self.meters
+                m.covers == [e.id] and m.carrier is Carrier.ELECTRICITY for m in self.meters
             ):
                 errors.append(
-                    f"equipment {e.id!r} is meter_only: give it a meter that covers only it"
+                    f"equipment {e.id!r} is meter_only: give it an electricity meter that "
+                    "covers only it (its power is all that shows its state)"
                 )
 
     # --- lookups used by every simulator module ---------------------------------------
@@ -638,15 +639,34 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
 
 
 class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: only true/false, so a state named OFF stays a string."""
+    """SafeLoader with YAML 1.2 core-schema booleans and numbers.
+
+    PyYAML follows YAML 1.1, where OFF is False and 16:00 is the base-60 number 960:
+    a state named OFF and an unquoted shift time must stay strings.
+    """
 
 
+_REPLACED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# Decimal without leading zeros (PyYAML would read 017 as octal) and hex; no base 60.
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
 )
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from simulators.calendar import ShiftCalendar, ShiftWindow
 from simulators.scenario import Equipment, MachineState
 
+NO_PROGRAM = -1
 FEED_OVERRIDES_PCT = (80.0, 90.0, 100.0, 100.0, 100.0, 100.0, 110.0)
 
 
@@ -128,14 +129,16 @@ def day_spans(eq: Equipment, cal: ShiftCalendar, seed: int, day: dt.date) -> lis
     program_index = rng.randrange(len(eq.programs))
     raw: list[tuple[float, float, MachineState, int]] = []
     t = start
+    # Outside shifts no program is active (-1): a weekend OFF is then one span across
+    # midnights, whatever program each day happens to draw.
     for w in cal.windows(day):
         if w.start > t:
-            raw.append((t, w.start, outside, program_index))
+            raw.append((t, w.start, outside, NO_PROGRAM))
         spans, program_index = _window_spans(eq, w, rng, program_index)
         raw.extend(spans)
         t = w.end
     if end > t:
-        raw.append((t, end, outside, program_index))
+        raw.append((t, end, outside, NO_PROGRAM))
 
     power_rng = _rng(seed, eq.id, day, "power")
     out: list[Span] = []
@@ -145,7 +148,7 @@ def day_spans(eq: Equipment, cal: ShiftCalendar, seed: int, day: dt.date) -> lis
         if state is MachineState.RUNNING:
             power = round(power * (1 + eq.power_jitter * power_rng.uniform(-1, 1)), 3)
             feed = power_rng.choice(FEED_OVERRIDES_PCT)
-        span = Span(a, b, state, power, eq.programs[p], feed)
+        span = Span(a, b, state, power, eq.programs[p] if p != NO_PROGRAM else "", feed)
         if out and _same_run(out[-1], span):
             out[-1] = dataclasses.replace(span, start=out[-1].start)
         else:

@@ -23,7 +23,7 @@ class MachineView:
     parts_good: int
     power_kw: float
     program: str
-    """Active NC program (the last one used while not RUNNING)."""
+    """Active NC program; "" outside shifts, when no program is active."""
     spindle_rpm: float
     """0 unless RUNNING."""
     feed_override_pct: float
