@@ -236,6 +236,7 @@ class Plant:
 
     def consumed(self, meter_id: str) -> float:
         """True consumption through this meter from plant start to now (faults do not change it)."""
+        self._meter_state(meter_id)
         return self._consumed_at(meter_id, self.now)
 
     def _consumed_at(self, meter_id: str, t: float) -> float:
@@ -284,6 +285,7 @@ class Plant:
         return rate
 
     def online(self, device_id: str) -> bool:
+        self._device(device_id)
         return not any(
             f.kind == "offline" and f.device == device_id and f.start <= self.now < f.end
             for f in self._faults

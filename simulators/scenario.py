@@ -412,7 +412,9 @@ class ModbusServer(_Strict):
         seen = [u.unit for u in v]
         dup = sorted({u for u in seen if seen.count(u) > 1})
         if dup:
-            raise ValueError(f"unit ids {dup} are used twice on one port")
+            raise ValueError(
+                f"unit ids {dup} are used twice on one port; give each device its own unit id"
+            )
         return v
 
 
@@ -464,7 +466,7 @@ class Scenario(_Strict):
     ) -> None:
         for i, m in enumerate(self.meters):
             errors.extend(
-                f"meters[{i}].covers: {e!r} is not an equipment id"
+                f"meters[{i}].covers: {e!r} is not an equipment id; use one of {sorted(equipment)}"
                 for e in m.covers
                 if e not in equipment
             )
@@ -502,7 +504,10 @@ class Scenario(_Strict):
             while cur in parent:
                 cur = parent[cur]
                 if cur in seen:
-                    errors.append(f"meters: submeters of {m.id!r} form a cycle")
+                    errors.append(
+                        f"meters: submeters of {m.id!r} form a cycle; a meter cannot be "
+                        "downstream of itself, so remove one link"
+                    )
                     break
                 seen.add(cur)
 
@@ -513,11 +518,14 @@ class Scenario(_Strict):
             for mid in s.machines:
                 e = equipment.get(mid)
                 if e is None:
-                    errors.append(f"opcua_servers[{i}].machines: {mid!r} is not an equipment id")
+                    errors.append(
+                        f"opcua_servers[{i}].machines: {mid!r} is not an equipment id; "
+                        f"use one of {sorted(equipment)}"
+                    )
                 elif e.interface is not Interface.OPCUA:
                     errors.append(
                         f"opcua_servers[{i}].machines: {mid!r} has interface {e.interface}, "
-                        "not opcua"
+                        "not opcua; serve it from a modbus_servers unit or change its interface"
                     )
                 elif mid in served:
                     errors.append(f"opcua_servers[{i}]: {mid!r} is already served by {served[mid]}")
@@ -634,7 +642,9 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
                 msg = "unknown field; check its spelling against docs/simulators.md"
             elif err["type"] == "missing":
                 msg = "required field is missing"
-            problems.extend(f"{loc}: {line}" for line in msg.splitlines())
+            # cross-section checks name their own path, so the top level adds nothing
+            prefix = "" if loc == "(top level)" else f"{loc}: "
+            problems.extend(f"{prefix}{line}" for line in msg.splitlines())
         raise ScenarioError(source, problems) from None
 
 

@@ -102,8 +102,18 @@ def _overlay(
     stops: list[tuple[float, float]],
     state: MachineState,
 ) -> list[tuple[float, float, MachineState, int]]:
-    """Cut `stops` out of `spans` and fill them with `state` (breaks win over everything)."""
+    """Cut `stops` out of `spans` and fill them with `state` (breaks win over everything).
+
+    Overlapping or touching stops are joined first: a maintenance stop over a break is
+    one stop, not two with different programs (a state change that never happened).
+    """
+    joined: list[tuple[float, float]] = []
     for s0, s1 in sorted(stops):
+        if joined and s0 <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], s1))
+        else:
+            joined.append((s0, s1))
+    for s0, s1 in joined:
         cut: list[tuple[float, float, MachineState, int]] = []
         prog = spans[0][3] if spans else 0
         for a, b, st, p in spans:

@@ -1,13 +1,15 @@
 """Scenario files: the demo is what the issue asks for; bad files say what to fix.
 
-Golden cases live in tests/scenarios/bad/: each patches minimal.yaml (`set` a dotted
-path to a value, `delete` a path) and lists substrings (`expect`) that one reported
-problem must contain together: the path of the field and what to do about it.
+Golden cases live in tests/scenarios/bad/: each ``<name>.yaml`` is a copy of
+minimal.yaml with one defect (a comment on its first line says which), and
+``<name>.expected`` lists substrings, one per line, that one reported problem must
+contain together: where the defect is and what to do about it.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -27,99 +29,91 @@ from simulators.scenario import (
 
 HERE = Path(__file__).parent / "scenarios"
 MINIMAL = HERE / "minimal.yaml"
-BAD = sorted((HERE / "bad").glob("*.yaml"))
+BAD_DIR = HERE / "bad"
+BAD = sorted(BAD_DIR.glob("*.yaml"))
 
 
 def minimal() -> dict[str, Any]:
     return copy.deepcopy(load_yaml(MINIMAL.read_text(encoding="utf-8")))
 
 
-def _walk(data: Any, path: str) -> tuple[Any, str | int]:
-    *parents, last = path.split(".")
-    for part in parents:
-        data = data[int(part)] if isinstance(data, list) else data[part]
-    return data, (int(last) if isinstance(data, list) else last)
+def expected_of(case: Path) -> list[str]:
+    text = case.with_suffix(".expected").read_text(encoding="utf-8")
+    return [line for line in text.splitlines() if line.strip()]
 
 
-def patched(case: dict[str, Any]) -> dict[str, Any]:
-    data = minimal()
-    for path in case.get("delete", []):
-        parent, key = _walk(data, path)
-        del parent[key]
-    for path, value in case.get("set", {}).items():
-        parent, key = _walk(data, path)
-        if isinstance(parent, list) and key == len(parent):
-            parent.append(value)
-        else:
-            parent[key] = value
-    return data
+def _content(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.lstrip().startswith("#")]
 
 
 def test_minimal_scenario_loads() -> None:
     s = load_scenario(MINIMAL)
     assert [e.id for e in s.equipment] == ["cnc-a", "plc-b", "man-c"]
+    assert [m.id for m in s.meters] == ["em-main", "em-c", "wm"]
+    assert {e.interface for e in s.equipment} == {
+        Interface.OPCUA,
+        Interface.MODBUS_PLC,
+        Interface.METER_ONLY,
+    }
 
 
-@pytest.mark.parametrize("case_file", BAD, ids=[p.stem for p in BAD])
-def test_bad_scenario_is_rejected_with_a_useful_message(case_file: Path) -> None:
-    case = load_yaml(case_file.read_text(encoding="utf-8"))
-    assert set(case) <= {"set", "delete", "expect"}, "a typo in the case file itself"
-    data = patched(case)
-    assert data != minimal(), "the patch changed nothing"
+def test_every_bad_case_has_its_expectations() -> None:
+    cases = {p.stem for p in BAD}
+    expectations = {p.stem for p in BAD_DIR.glob("*.expected")}
+    assert cases == expectations, "a .yaml without .expected, or the other way round"
+    assert {p.suffix for p in BAD_DIR.iterdir()} == {".yaml", ".expected"}
+    assert len(cases) >= 20
+
+
+@pytest.mark.parametrize("case", BAD, ids=[p.stem for p in BAD])
+def test_bad_case_is_minimal_with_one_defect(case: Path) -> None:
+    text = case.read_text(encoding="utf-8")
+    assert text.startswith("# "), "say on the first line what the defect is"
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError:
+        data = None  # the defect is the YAML itself: the text diff below still applies
+    if isinstance(data, list):
+        assert data == [minimal()], "minimal.yaml, written as a list item"
+        return
+    base = _content(MINIMAL.read_text(encoding="utf-8"))
+    ops = difflib.SequenceMatcher(a=base, b=_content(text), autojunk=False).get_opcodes()
+    hunks = [op for op in ops if op[0] != "equal"]
+    assert 1 <= len(hunks) <= 2, f"not minimal.yaml with one defect: {hunks}"
+
+
+@pytest.mark.parametrize("case", BAD, ids=[p.stem for p in BAD])
+def test_bad_scenario_is_rejected_with_a_useful_message(case: Path) -> None:
+    expected = expected_of(case)
+    assert expected
     with pytest.raises(ScenarioError) as err:
-        parse_scenario(data, source=case_file.name)
+        load_scenario(case)
     message = str(err.value)
-    assert message.startswith(f"{case_file.name}: invalid scenario")
-    # the path and the fix belong to one problem, not scattered over several
-    together = [p for p in err.value.problems if all(f in p for f in case["expect"])]
-    assert together, f"no single problem holds all of {case['expect']}:\n{message}"
-
-
-def test_there_are_enough_golden_cases() -> None:
-    assert len(BAD) >= 40
+    assert message.startswith(f"{case}: invalid scenario ")
+    assert err.value.source == str(case)
+    for problem in err.value.problems:
+        assert f"  - {problem}" in message
+    # the place and the fix belong to one problem, not scattered over several
+    together = [p for p in err.value.problems if all(e in p for e in expected)]
+    assert together, f"no single problem holds all of {expected}:\n{message}"
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    data = patched({"set": {"equipment.0.cycle_time_s": -1, "site.timezone": "Mars/Base"}})
+    data = minimal()
+    data["equipment"][0]["cycle_time_s"] = -1
+    data["site"]["timezone"] = "Mars/Base"
     with pytest.raises(ScenarioError) as err:
-        parse_scenario(data)
-    paths = {p.split(":")[0] for p in err.value.problems}
-    assert {"equipment[0].cycle_time_s", "site.timezone"} <= paths
-    assert "(2 problem(s))" in str(err.value)
-
-
-def test_a_file_error_starts_with_the_file_path(tmp_path: Path) -> None:
-    data = patched({"set": {"equipment.1.process": "forging"}})
-    path = tmp_path / "plant.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    with pytest.raises(ScenarioError) as err:
-        load_scenario(path)
-    assert str(err.value).startswith(f"{path}: invalid scenario (1 problem(s)):")
-    assert err.value.problems[0].startswith("(top level): equipment[1].process: 'forging'")
-
-
-def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
-    path = tmp_path / "broken.yaml"
-    # the flow sequence opened on line 2 is still open at the colon on line 3
-    path.write_text("name: x\nequipment: [a, b\nseed: 1\n", encoding="utf-8")
-    with pytest.raises(ScenarioError) as err:
-        load_scenario(path)
-    assert str(err.value).startswith(f"{path}: invalid scenario")
-    [problem] = err.value.problems  # not the message: tmp_path holds the test's name
-    assert problem.startswith("line 3, column 5: not valid YAML")  # the colon of seed:
-
-
-def test_a_list_at_the_top_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "list.yaml"
-    path.write_text("- name: x\n", encoding="utf-8")
-    with pytest.raises(ScenarioError, match="must hold a mapping") as err:
-        load_scenario(path)
-    assert str(err.value).startswith(str(path))
+        parse_scenario(data, "plant.yaml")
+    assert str(err.value).startswith("plant.yaml: invalid scenario (2 problem(s)):\n  - ")
+    paths = sorted(p.split(":")[0] for p in err.value.problems)
+    assert paths == ["equipment[0].cycle_time_s", "site.timezone"]
 
 
 def test_a_missing_file_is_a_scenario_error(tmp_path: Path) -> None:
-    with pytest.raises(ScenarioError, match="cannot read the file"):
-        load_scenario(tmp_path / "nope.yaml")
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ScenarioError, match="cannot read the file") as err:
+        load_scenario(path)
+    assert str(err.value).startswith(f"{path}: ")
 
 
 def test_off_stays_a_state_name() -> None:
@@ -139,39 +133,25 @@ def test_off_in_a_scenario_file_is_the_off_state() -> None:
     assert codes[MachineState.RUNNING] == 2
 
 
-def test_an_unquoted_time_is_read_as_a_time_or_the_error_says_to_quote_it(
-    tmp_path: Path,
-) -> None:
-    text = MINIMAL.read_text(encoding="utf-8").replace('end: "16:00"', "end: 16:00")
-    assert "end: 16:00" in text
+def test_an_unquoted_time_stays_a_time(tmp_path: Path) -> None:
+    # YAML 1.1 reads 16:00 as the base-60 number 960; the docs promise YAML 1.2 rules
+    text = MINIMAL.read_text(encoding="utf-8").replace('"08:00"', "08:00")
+    text = text.replace('end: "16:00"', "end: 16:00")
+    assert "start: 08:00, end: 16:00" in text
     path = tmp_path / "unquoted.yaml"
     path.write_text(text, encoding="utf-8")
-    try:
-        s = load_scenario(path)
-    except ScenarioError as err:
-        message = "\n".join(err.problems)  # not the path: tmp_path holds the test's name
-    else:
-        assert s.calendar.shifts[0].end == "16:00"
-        return
-    assert "quote" in message, message
+    shift = load_scenario(path).calendar.shifts[0]
+    assert (shift.start, shift.end) == ("08:00", "16:00")
+    assert yaml.safe_load("end: 16:00") == {"end": 960}, "the trap this avoids"
 
 
 def test_a_meter_only_machine_needs_its_own_electricity_meter() -> None:
-    data = patched(
-        {
-            "set": {
-                "meters.0.submeters": [],
-                "meters.1.carrier": "water",  # em-c now measures man-c's water, not power
-            }
-        }
-    )
-    try:
+    data = minimal()
+    data["meters"][0]["submeters"] = []
+    data["meters"][1]["carrier"] = "water"  # em-c now measures man-c's water, not power
+    with pytest.raises(ScenarioError) as err:
         parse_scenario(data)
-    except ScenarioError as err:
-        problems = err.problems
-    else:
-        problems = []
-    assert any("'man-c'" in p for p in problems), "accepted without an electricity meter"
+    assert any("'man-c' is meter_only" in p for p in err.value.problems), err.value.problems
 
 
 def test_demo_is_a_credible_small_machining_plant() -> None:

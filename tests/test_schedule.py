@@ -177,16 +177,25 @@ def test_breaks_win_over_a_random_maintenance_stop(
     demo: Scenario, two_shifts: ShiftCalendar
 ) -> None:
     eq = machine(demo, "cnc-05", planned_stop_per_shift=1.0)
-    for seed in range(5):
+    for seed in range(40):
         spans = day_spans(eq, two_shifts, seed, MONDAY)
         for start, end in (
             (at(MONDAY, 12), at(MONDAY, 12, 30)),
             (at(MONDAY, 19), at(MONDAY, 19, 45)),
         ):
-            [stop] = covering(spans, start, end)
-            assert stop.state is MachineState.PLANNED_STOP
-            assert stop.start <= start
-            assert stop.end >= end
+            cover = covering(spans, start, end)
+            assert {s.state for s in cover} == {MachineState.PLANNED_STOP}, seed
+            assert cover[0].start <= start
+            assert cover[-1].end >= end
+
+
+def test_a_maintenance_stop_over_a_break_is_one_stop(demo: Scenario) -> None:
+    cal = ShiftCalendar(demo.calendar, demo.tz)
+    eq = machine(demo, "cnc-05", planned_stop_per_shift=1.0)
+    for seed in range(150):
+        spans = day_spans(eq, cal, seed, MONDAY)
+        for a, b in itertools.pairwise(spans):
+            assert not a.state is b.state is MachineState.PLANNED_STOP, (seed, a, b)
 
 
 def test_a_night_shift_runs_past_midnight(demo: Scenario) -> None:
