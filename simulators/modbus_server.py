@@ -62,8 +62,12 @@ class PlantSource(Protocol):
     def meter(self, meter_id: str) -> MeterView: ...
 
 
-class _ReadCoils(ReadCoilsRequest):
-    """Read coils, telling the action how many bits were asked for (it runs in this task)."""
+class _BitCountRequest(ReadCoilsRequest):
+    """A bit read that tells the action how many bits were asked for (it runs in this task).
+
+    The shared base of both bit reads: ReadDiscreteInputsRequest only changes the
+    function code, so one datastore_update serves both.
+    """
 
     async def datastore_update(self, context: ModbusServerContext, device_id: int) -> ModbusPDU:
         token = _bits_requested.set(self.count)
@@ -73,15 +77,12 @@ class _ReadCoils(ReadCoilsRequest):
             _bits_requested.reset(token)
 
 
-class _ReadDiscreteInputs(ReadDiscreteInputsRequest):
-    """Read discrete inputs, telling the action how many bits were asked for."""
+class _ReadCoils(_BitCountRequest):
+    """Read coils (function 1)."""
 
-    async def datastore_update(self, context: ModbusServerContext, device_id: int) -> ModbusPDU:
-        token = _bits_requested.set(self.count)
-        try:
-            return await super().datastore_update(context, device_id)
-        finally:
-            _bits_requested.reset(token)
+
+class _ReadDiscreteInputs(_BitCountRequest, ReadDiscreteInputsRequest):
+    """Read discrete inputs (function 2)."""
 
 
 class _Unit:
