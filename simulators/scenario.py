@@ -31,6 +31,8 @@ from pydantic import (
     model_validator,
 )
 
+from edge_agent.yaml12 import format_location, load_yaml
+
 SCENARIO_VERSION = 1
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
@@ -617,16 +619,6 @@ class ScenarioError(Exception):
         super().__init__(f"{source}: invalid scenario ({len(problems)} problem(s)):\n{lines}")
 
 
-def _format_location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     """Validate already-parsed YAML/JSON data."""
     if not isinstance(data, dict):
@@ -636,7 +628,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     except ValidationError as exc:
         problems: list[str] = []
         for err in exc.errors(include_url=False):
-            loc = _format_location(tuple(err["loc"]))
+            loc = format_location(tuple(err["loc"]))
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown field; check its spelling against docs/simulators.md"
@@ -646,43 +638,6 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
             prefix = "" if loc == "(top level)" else f"{loc}: "
             problems.extend(f"{prefix}{line}" for line in msg.splitlines())
         raise ScenarioError(source, problems) from None
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema booleans and numbers.
-
-    PyYAML follows YAML 1.1, where OFF is False and 16:00 is the base-60 number 960:
-    a state named OFF and an unquoted shift time must stay strings.
-    """
-
-
-_REPLACED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-# Decimal without leading zeros (PyYAML would read 017 as octal) and hex; no base 60.
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$"),
-    list("-+0123456789"),
-)
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
-        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    """Parse YAML with 1.2 booleans (shared by every config file of the project)."""
-    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 def load_scenario(path: str | Path) -> Scenario:

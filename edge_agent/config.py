@@ -1,0 +1,475 @@
+"""The agent's configuration: one YAML file, validated before anything connects.
+
+    load_config(path) -> AgentConfig        raises ConfigError listing every problem
+
+Errors name the file, the path inside it (``devices[2].tags[0].order``) and the fix, so an
+integrator can repair a file on a gateway without reading this code. The layout of a
+Modbus value (how many registers it takes, which word orders make sense) is settled here,
+at validation time, so the read planner and the codec never see an impossible tag.
+Secrets (MQTT password, HMAC key) are read from files, never written inline.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from edge_agent.sample import DEVICE_STATUS_TAG, MachineState, Role
+from edge_agent.yaml12 import format_location, load_yaml
+
+CONFIG_VERSION = 1
+
+Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+# MQTT topic levels must not hold wildcards or separators
+TopicId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+ModbusFunction = Literal["holding", "input", "coil", "discrete"]
+ModbusType = Literal["u16", "i16", "u32", "i32", "f32", "f64", "bit"]
+WordOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+REGISTER_COUNT: dict[str, int] = {
+    "u16": 1,
+    "i16": 1,
+    "u32": 2,
+    "i32": 2,
+    "f32": 2,
+    "f64": 4,
+    "bit": 1,
+}
+# Modbus application protocol v1.1b3, 6.1-6.4: the most one request may ask for.
+MAX_REGISTERS_PER_REQUEST = 125
+MAX_BITS_PER_REQUEST = 2000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayConfig(_Strict):
+    enterprise: TopicId
+    site: TopicId
+    id: TopicId = Field(description="gateway id, unique in the site; the MQTT topic level")
+
+
+class TlsConfig(_Strict):
+    ca_file: Path | None = Field(default=None, description="CA bundle; None: system CAs")
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        return self
+
+
+class MqttConfig(_Strict):
+    url: str = Field(description="mqtt://host:port, or mqtts://host:port for TLS")
+    client_id: str | None = Field(default=None, description="default: fe-<gateway id>")
+    username: str | None = None
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    hmac_key_file: Path = Field(description="the gateway's HMAC-SHA256 key (signs each batch)")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    batch_max_samples: int = Field(default=2000, ge=1, le=100_000)
+    batch_interval_s: float = Field(default=1.0, gt=0, le=300)
+    max_inflight: int = Field(default=20, ge=1, le=1000)
+    backlog_batches_per_s: float = Field(
+        default=20.0, gt=0, description="drain rate of the backlog after an outage"
+    )
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(
+                f"{v!r} is not an MQTT URL; write mqtt://host:1883 or mqtts://host:8883"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError(f"{v!r} has an invalid port") from None
+        return v
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
+
+    @model_validator(mode="after")
+    def _backoff(self) -> MqttConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        return self
+
+
+class OutboxConfig(_Strict):
+    path: Path = Field(description="SQLite file; put it on persistent storage")
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
+    max_age_s: float = Field(default=30 * 86400, gt=0)
+    when_full: Literal["drop_oldest"] = Field(
+        default="drop_oldest", description="what to do when a bound is reached (counted, logged)"
+    )
+
+
+class _Tag(_Strict):
+    tag: Id = Field(description="tag id, unique within the device")
+    role: Role = Role.GENERIC
+    unit: str | None = Field(default=None, max_length=32)
+    deadband: float = Field(default=0.0, ge=0, description="absolute; 0 reports every change")
+    heartbeat_s: float | None = Field(
+        default=None, gt=0, description="re-send an unchanged value this often (default: agent's)"
+    )
+    state_map: dict[str, MachineState] = Field(
+        default={}, description="device code -> canonical state (role machine_state)"
+    )
+
+    @field_validator("state_map", mode="before")
+    @classmethod
+    def _keys_as_text(cls, v: Any) -> Any:
+        # YAML gives int keys for register codes; the map compares the value's text.
+        if isinstance(v, dict):
+            return {str(k): s for k, s in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _roles(self) -> _Tag:
+        if self.role is Role.DEVICE_STATUS:
+            raise ValueError("role device_status is written by the agent itself; choose another")
+        if self.tag == DEVICE_STATUS_TAG:
+            raise ValueError(f"tag id {DEVICE_STATUS_TAG!r} is reserved for the device status")
+        if self.state_map and self.role is not Role.MACHINE_STATE:
+            raise ValueError("state_map belongs to a tag with role machine_state")
+        return self
+
+
+class ModbusTagConfig(_Tag):
+    function: ModbusFunction = "holding"
+    address: int = Field(ge=0, le=65535, description="0-based protocol address")
+    type: ModbusType = "u16"
+    order: WordOrder = Field(default="ABCD", description="A = most significant byte")
+    scale: float = Field(default=1.0, description="value = raw x scale + offset")
+    offset: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return REGISTER_COUNT[self.type]
+
+    @property
+    def is_bit(self) -> bool:
+        return self.function in ("coil", "discrete")
+
+    @model_validator(mode="after")
+    def _layout(self) -> ModbusTagConfig:
+        if self.is_bit != (self.type == "bit"):
+            raise ValueError(
+                f"type {self.type!r} does not fit function {self.function!r}: coils and "
+                "discrete inputs are type bit, holding and input registers never are"
+            )
+        if self.count == 1 and self.order not in ("ABCD", "BADC"):
+            raise ValueError(
+                f"a one-register {self.type} has no word order: use ABCD, or BADC to swap its bytes"
+            )
+        if self.address + self.count > 65536:
+            raise ValueError(
+                f"a {self.type} at address {self.address} runs past the last address 65535"
+            )
+        if self.scale == 0:
+            raise ValueError("scale 0 would turn every value into the offset; use 1 for none")
+        if self.role is Role.MACHINE_STATE and not self.state_map:
+            raise ValueError("a machine_state register needs state_map: {code: STATE, ...}")
+        return self
+
+
+class OpcUaNodeConfig(_Tag):
+    node: str = Field(
+        description="NodeId; prefer nsu=<namespace uri>;s=... (survives namespace reordering)"
+    )
+    umati_operation_mode: str | None = Field(
+        default=None,
+        description="with role machine_state: the OperationMode node read beside a "
+        "MachineryItemState CurrentState node, mapped by OPC 40501 to the canonical state",
+    )
+
+    @field_validator("node", "umati_operation_mode")
+    @classmethod
+    def _node_id(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(ns=\d+;|nsu=[^;]+;)?[isgb]=.+$", v):
+            raise ValueError(
+                f"{v!r} is not a NodeId; write ns=2;s=Name, nsu=urn:...;s=Name or i=2258"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _umati(self) -> OpcUaNodeConfig:
+        if self.umati_operation_mode is not None:
+            if self.role is not Role.MACHINE_STATE:
+                raise ValueError("umati_operation_mode belongs to a tag with role machine_state")
+            if self.state_map:
+                raise ValueError("use either umati_operation_mode or state_map, not both")
+        return self
+
+
+class OpcUaSecurityConfig(_Strict):
+    policy: Literal["None", "Basic256Sha256"] = "None"
+    mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
+    certificate: Path | None = Field(default=None, description="the agent's certificate (DER/PEM)")
+    private_key: Path | None = None
+    server_certificate: Path | None = Field(
+        default=None, description="pin: only a server presenting this certificate is trusted"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OpcUaSecurityConfig:
+        if (self.policy == "None") != (self.mode == "None"):
+            raise ValueError(
+                "policy None goes with mode None; Basic256Sha256 needs Sign or SignAndEncrypt"
+            )
+        if self.policy != "None" and (self.certificate is None or self.private_key is None):
+            raise ValueError(
+                "a secure policy needs certificate and private_key for the agent "
+                "(edge-agent discover can make a self-signed pair)"
+            )
+        return self
+
+
+class _Device(_Strict):
+    id: Id
+    metadata: dict[str, str | int | float | bool] = Field(
+        default={}, description="vendor, model, serial, nc: true/false ... (sent in birth)"
+    )
+    heartbeat_s: float | None = Field(default=None, gt=0)
+
+
+class OpcUaDeviceConfig(_Device):
+    protocol: Literal["opcua"]
+    endpoint: str
+    security: OpcUaSecurityConfig = OpcUaSecurityConfig()
+    username: str | None = None
+    password_file: Path | None = None
+    mode: Literal["subscription", "polling"] = "subscription"
+    publishing_interval_ms: int = Field(default=500, ge=10, le=3_600_000)
+    sampling_interval_ms: int = Field(default=250, ge=0, le=3_600_000)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    nodes: list[OpcUaNodeConfig] = Field(min_length=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not re.match(r"^opc\.tcp://[^/:]+(:\d+)?(/.*)?$", v):
+            raise ValueError(f"{v!r} is not an OPC UA endpoint; write opc.tcp://host:4840/")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> OpcUaDeviceConfig:
+        _unique_tags(self.nodes)
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together (omit both for anonymous)")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        return self
+
+
+class ModbusDeviceConfig(_Device):
+    protocol: Literal["modbus"]
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str | None = None
+    port: int = Field(default=502, ge=1, le=65535)
+    serial_port: str | None = None
+    baudrate: int = Field(default=9600, ge=300, le=921600)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    unit: int = Field(ge=0, le=255)
+    max_registers_per_request: int = Field(default=MAX_REGISTERS_PER_REQUEST, ge=1, le=125)
+    max_bits_per_request: int = Field(default=MAX_BITS_PER_REQUEST, ge=1, le=2000)
+    max_gap_registers: int = Field(
+        default=10, ge=0, description="unused registers a request may span to save a request"
+    )
+    inter_request_delay_s: float = Field(default=0.0, ge=0, le=10)
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    reconnect_min_s: float = Field(default=1.0, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    tags: list[ModbusTagConfig] = Field(min_length=1)
+
+    @property
+    def link(self) -> str:
+        """Devices on one link share a connection and a lock (an RS-485 bus, a gateway port)."""
+        if self.transport == "rtu":
+            return f"rtu:{self.serial_port}"
+        return f"tcp:{self.host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _check(self) -> ModbusDeviceConfig:
+        if self.transport == "tcp" and not self.host:
+            raise ValueError("a Modbus TCP device needs host (and port, default 502)")
+        if self.transport == "rtu" and not self.serial_port:
+            raise ValueError("a Modbus RTU device needs serial_port, e.g. /dev/ttyUSB0")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        _unique_tags(self.tags)
+        seen: dict[tuple[str, int], str] = {}
+        for t in self.tags:
+            table = "bits:" + t.function if t.is_bit else "regs:" + t.function
+            for a in range(t.address, t.address + t.count):
+                other = seen.get((table, a))
+                if other is not None:
+                    raise ValueError(
+                        f"tags {other!r} and {t.tag!r} both use {t.function} address {a}; "
+                        "each address belongs to one tag"
+                    )
+                seen[(table, a)] = t.tag
+        return self
+
+
+DeviceConfig = Annotated[OpcUaDeviceConfig | ModbusDeviceConfig, Field(discriminator="protocol")]
+
+
+def _unique_tags(tags: list[ModbusTagConfig] | list[OpcUaNodeConfig]) -> None:
+    ids = [t.tag for t in tags]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ValueError(f"tag ids {dup} are used more than once in this device; make them unique")
+
+
+class AgentConfig(_Strict):
+    version: Literal[1] = Field(description="config format version")
+    gateway: GatewayConfig
+    mqtt: MqttConfig
+    outbox: OutboxConfig
+    heartbeat_s: float = Field(
+        default=300.0, gt=0, description="unchanged values are re-sent this often (coverage)"
+    )
+    metrics_interval_s: float = Field(default=60.0, gt=0)
+    devices: list[DeviceConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> AgentConfig:
+        ids = [d.id for d in self.devices]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"devices: ids {dup} are used more than once; ids must be unique")
+        return self
+
+    @property
+    def client_id(self) -> str:
+        return self.mqtt.client_id or f"fe-{self.gateway.id}"
+
+    @property
+    def topic_prefix(self) -> str:
+        g = self.gateway
+        return f"fe/v1/{g.enterprise}/{g.site}/{g.id}"
+
+    def resolve(self, base: Path) -> AgentConfig:
+        """Relative file paths are relative to the config file, not the working directory."""
+        resolved: AgentConfig = _resolve_paths(self, base)
+        return resolved
+
+
+def _resolve_paths(model: Any, base: Path) -> Any:
+    if isinstance(model, BaseModel):
+        changes = {}
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            new = _resolve_paths(value, base)
+            if new is not value:
+                changes[name] = new
+        return model.model_copy(update=changes) if changes else model
+    if isinstance(model, Path):
+        return model if model.is_absolute() else base / model
+    if isinstance(model, list):
+        items = [_resolve_paths(v, base) for v in model]
+        return items if any(a is not b for a, b in zip(items, model, strict=True)) else model
+    return model
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; `problems` lists each as 'path: message'."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid agent config ({len(problems)} problem(s)):\n{lines}")
+
+
+# pydantic's union errors name the union member ("OpcUaDeviceConfig"); users think in
+# protocols, so drop those steps from the path.
+_MEMBER_STEPS = {"opcua", "modbus", "OpcUaDeviceConfig", "ModbusDeviceConfig"}
+
+
+def parse_config(data: Any, source: str = "<config>") -> AgentConfig:
+    """Validate already-parsed YAML/JSON data."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, ["the file must hold a mapping (key: value) at the top level"])
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        problems: list[str] = []
+        for err in exc.errors(include_url=False):
+            loc = tuple(p for p in err["loc"] if p not in _MEMBER_STEPS)
+            where = format_location(loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field; check its spelling against docs/agent.md"
+            elif err["type"] == "missing":
+                msg = "required field is missing"
+            elif err["type"] == "union_tag_invalid":
+                msg = "protocol must be 'opcua' or 'modbus'"
+            elif err["type"] == "union_tag_not_found":
+                msg = "each device needs protocol: opcua or protocol: modbus"
+            prefix = "" if where == "(top level)" else f"{where}: "
+            problems.extend(f"{prefix}{line}" for line in msg.splitlines())
+        raise ConfigError(source, problems) from None
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and validate an agent config file; relative paths resolve beside it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(str(p), [f"{where}not valid YAML ({exc})"]) from None
+    return parse_config(data, str(p)).resolve(p.parent)
+
+
+def read_secret(path: Path, what: str) -> bytes:
+    """A secret from a file; refuses files that others can read (the key would leak)."""
+    try:
+        mode = path.stat().st_mode
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the {what}: {exc.strerror}"]) from None
+    if mode & 0o077:
+        raise ConfigError(
+            str(path),
+            [f"the {what} is readable by group or others (mode {mode & 0o777:o}); chmod 600 it"],
+        )
+    secret = data.strip()
+    if not secret:
+        raise ConfigError(str(path), [f"the {what} file is empty"])
+    return secret
