@@ -122,6 +122,10 @@ class OutboxConfig(_Strict):
     path: Path = Field(description="SQLite file; put it on persistent storage")
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024 * 1024)
     max_age_s: float = Field(default=30 * 86400, gt=0)
+    durability: Literal["power", "process"] = Field(
+        default="power",
+        description="power: fsync each batch (survives power loss); process: survives kill -9",
+    )
     when_full: Literal["drop_oldest"] = Field(
         default="drop_oldest", description="what to do when a bound is reached (counted, logged)"
     )
@@ -242,8 +246,8 @@ class OpcUaSecurityConfig(_Strict):
             )
         if self.policy != "None" and (self.certificate is None or self.private_key is None):
             raise ValueError(
-                "a secure policy needs certificate and private_key for the agent "
-                "(edge-agent discover can make a self-signed pair)"
+                "a secure policy needs certificate and private_key for the agent: make a "
+                "pair (docs/agent.md shows how) and add the certificate to the server's trust list"
             )
         return self
 
@@ -436,6 +440,15 @@ def parse_config(data: Any, source: str = "<config>") -> AgentConfig:
                 msg = "protocol must be 'opcua' or 'modbus'"
             elif err["type"] == "union_tag_not_found":
                 msg = "each device needs protocol: opcua or protocol: modbus"
+            elif err["type"] == "string_pattern_mismatch":
+                msg = (
+                    f"{err['input']!r} is not a valid id: use lowercase letters, digits, '-' "
+                    "and '_' (at most 63 characters), e.g. gw-01"
+                )
+            elif err["type"] == "too_short":
+                msg = "needs at least one entry"
+            elif loc == ("version",):
+                msg = f"this agent reads config version {CONFIG_VERSION}; got {err['input']!r}"
             prefix = "" if where == "(top level)" else f"{where}: "
             problems.extend(f"{prefix}{line}" for line in msg.splitlines())
         raise ConfigError(source, problems) from None
@@ -451,10 +464,21 @@ def load_config(path: str | Path) -> AgentConfig:
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(str(p), [f"{where}not valid YAML ({exc})"]) from None
+        raise ConfigError(str(p), [_yaml_problem(exc)]) from None
     return parse_config(data, str(p)).resolve(p.parent)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: where, what, and where the enclosing construct began."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    cmark = getattr(exc, "context_mark", None)
+    started = ""
+    if context and cmark is not None:
+        started = f" ({context} that began at line {cmark.line + 1}, column {cmark.column + 1})"
+    return f"{where}not valid YAML: {problem}{started}"
 
 
 def read_secret(path: Path, what: str) -> bytes:

@@ -3,6 +3,7 @@
     factory-sim [run] --scenario FILE [--truth truth.jsonl] [--speed N] [--fault SPEC]...
     factory-sim check FILE
     factory-sim history --scenario FILE --days N --out samples.jsonl.gz [--truth FILE]
+    factory-sim agent-config --scenario FILE [--ready-file ready.json] [--out agent.yaml]
 
 Exit codes: 0 ok, 2 bad arguments or scenario, 1 runtime failure.
 """
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("factory-sim")
 
-SUBCOMMANDS = ("run", "check", "history")
+SUBCOMMANDS = ("run", "check", "history", "agent-config")
 
 
 def _parse_time(value: str) -> float:
@@ -93,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("--out", type=Path, required=True, help="samples JSONL (.gz to compress)")
     hist.add_argument("--truth", type=Path)
     hist.add_argument("--interval", type=float, default=60.0, help="poll interval, seconds")
+
+    agent = sub.add_parser("agent-config", help="print an edge-agent config for the scenario")
+    _scenario_args(agent)
+    agent.add_argument("--ready-file", type=Path, help="endpoints written by `run --ready-file`")
+    agent.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    agent.add_argument("--outbox", default="var/outbox.db", help="outbox path in the config")
+    agent.add_argument("--hmac-key-file", default="keys/gateway.key")
+    agent.add_argument("--gateway-id", default="gw-01")
+    agent.add_argument("--out", type=Path, help="write here instead of standard output")
     return p
 
 
@@ -153,6 +163,28 @@ def cmd_history(args: argparse.Namespace) -> int:
         + (f" and {counts['truth_records']} truth records to {args.truth}" if args.truth else "")
         + f" in {time.perf_counter() - t0:.1f} s"
     )
+    return 0
+
+
+def cmd_agent_config(args: argparse.Namespace) -> int:
+    from simulators.agent_config import agent_config, dump_agent_config  # noqa: PLC0415
+
+    scenario = _load(args)
+    ready = json.loads(args.ready_file.read_text(encoding="utf-8")) if args.ready_file else {}
+    data = agent_config(
+        scenario,
+        opcua_urls=ready.get("opcua"),
+        modbus_addresses=ready.get("modbus"),
+        mqtt_url=args.mqtt_url,
+        outbox_path=args.outbox,
+        hmac_key_file=args.hmac_key_file,
+        gateway_id=args.gateway_id,
+    )
+    text = dump_agent_config(data, scenario)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -272,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_check(args)
         if args.command == "history":
             return cmd_history(args)
+        if args.command == "agent-config":
+            return cmd_agent_config(args)
         return asyncio.run(_run(args))
     except ScenarioError as exc:
         print(f"factory-sim: {exc}", file=sys.stderr)

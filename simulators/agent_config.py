@@ -1,0 +1,167 @@
+"""An edge-agent config that reads a scenario's simulated plant, generated from it.
+
+    factory-sim agent-config --scenario demo.yaml [--ready-file ready.json] > agent.yaml
+
+The scenario already says where every value lives (OPC UA browse paths, Modbus tables,
+addresses, types, word orders, scales, state codes), so the agent's config is derived,
+never typed twice: the committed ``scenarios/demo-agent.yaml`` is this module's output
+for the demo (a test keeps the two equal), and tests generate one for simulators on
+free ports. Tag ids are the simulator's source names, the same as in history files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from simulators.opcua_server import VARIABLES
+from simulators.scenario import Register, Scenario
+
+ROLE_OF_SOURCE = {
+    "state": "machine_state",
+    "parts_completed": "part_count_total",
+    "parts_good": "part_count_good",
+    "running": "generic",
+    "alarm": "alarm",
+    "energy_kwh": "energy_kwh",
+    "power_kw": "power_kw",
+    "water_m3": "water_m3",
+    "gas_m3": "gas_m3",
+    "flow_m3_per_h": "generic",
+}
+UNIT_OF_SOURCE = {
+    "parts_completed": "pcs",
+    "parts_good": "pcs",
+    "energy_kwh": "kWh",
+    "power_kw": "kW",
+    "water_m3": "m3",
+    "gas_m3": "m3",
+    "flow_m3_per_h": "m3/h",
+}
+# OPC UA value key -> (tag id, role, unit, deadband)
+OPCUA_TAGS = {
+    "program": ("program", "program", None, 0.0),
+    "parts_completed": ("parts_completed", "part_count_total", "pcs", 0.0),
+    "parts_good": ("parts_good", "part_count_good", "pcs", 0.0),
+    "actual_speed": ("spindle_rpm", "spindle_speed", "rpm", 5.0),
+    "feed_override": ("feed_override_pct", "feed_override", "%", 0.0),
+}
+
+
+def _opcua_node(application_uri: str, machine: str, key: str) -> str:
+    path = ".".join(name for _, name in VARIABLES[key][0])
+    return f"nsu={application_uri};s={machine}.{path}"
+
+
+def _metadata(scenario: Scenario, device: str) -> dict[str, Any]:
+    eq = scenario.equipment_by_id().get(device)
+    if eq is None:
+        meter = scenario.meters_by_id()[device]
+        return {"kind": "meter", "carrier": meter.carrier.value, "name": meter.name}
+    meta: dict[str, Any] = {"kind": "machine", "name": eq.name, "vendor": eq.vendor}
+    meta |= {"model": eq.model, "serial": eq.serial, "nc": eq.nc}
+    return meta
+
+
+def _register_tag(r: Register) -> dict[str, Any]:
+    tag: dict[str, Any] = {"tag": r.source, "role": ROLE_OF_SOURCE[r.source]}
+    if r.source in UNIT_OF_SOURCE:
+        tag["unit"] = UNIT_OF_SOURCE[r.source]
+    tag |= {"function": r.table, "address": r.address, "type": r.type}
+    if r.order != "ABCD":
+        tag["order"] = r.order
+    if r.scale != 1.0:
+        tag["scale"] = r.scale
+    if r.codes:
+        tag["state_map"] = {code: state.value for state, code in r.codes.items()}
+    return tag
+
+
+def agent_config(
+    scenario: Scenario,
+    *,
+    opcua_urls: dict[str, str] | None = None,
+    modbus_addresses: dict[str, str] | None = None,
+    mqtt_url: str = "mqtt://127.0.0.1:1883",
+    outbox_path: str = "var/outbox.db",
+    hmac_key_file: str = "keys/gateway.key",
+    gateway_id: str = "gw-01",
+    poll_interval_s: float = 1.0,
+) -> dict[str, Any]:
+    """The agent config (as plain data) for a scenario's servers.
+
+    opcua_urls / modbus_addresses override the scenario's ports (server id -> URL or
+    host:port), as written by ``factory-sim run --ready-file``.
+    """
+    devices: list[dict[str, Any]] = []
+    for srv in scenario.opcua_servers:
+        url = (opcua_urls or {}).get(srv.id, f"opc.tcp://127.0.0.1:{srv.port}/")
+        uri = f"urn:factory-evidence:sim:{srv.id}"
+        for machine in srv.machines:
+            nodes: list[dict[str, Any]] = [
+                {
+                    "tag": "state",
+                    "role": "machine_state",
+                    "node": _opcua_node(uri, machine, "state"),
+                    "umati_operation_mode": _opcua_node(uri, machine, "operation_mode"),
+                }
+            ]
+            for key, (tag, role, unit, deadband) in OPCUA_TAGS.items():
+                node: dict[str, Any] = {
+                    "tag": tag,
+                    "role": role,
+                    "node": _opcua_node(uri, machine, key),
+                }
+                if unit:
+                    node["unit"] = unit
+                if deadband:
+                    node["deadband"] = deadband
+                nodes.append(node)
+            devices.append(
+                {
+                    "id": machine,
+                    "protocol": "opcua",
+                    "endpoint": url,
+                    "metadata": _metadata(scenario, machine),
+                    "nodes": nodes,
+                }
+            )
+    for mb in scenario.modbus_servers:
+        address = (modbus_addresses or {}).get(mb.id, f"127.0.0.1:{mb.port}")
+        host, _, port = address.rpartition(":")
+        devices.extend(
+            {
+                "id": unit.device,
+                "protocol": "modbus",
+                "host": host,
+                "port": int(port),
+                "unit": unit.unit,
+                "poll_interval_s": poll_interval_s,
+                "metadata": _metadata(scenario, unit.device),
+                "tags": [_register_tag(r) for r in unit.registers],
+            }
+            for unit in mb.units
+        )
+    return {
+        "version": 1,
+        "gateway": {
+            "enterprise": scenario.enterprise.id,
+            "site": scenario.site.id,
+            "id": gateway_id,
+        },
+        "mqtt": {"url": mqtt_url, "hmac_key_file": hmac_key_file},
+        "outbox": {"path": outbox_path},
+        "devices": devices,
+    }
+
+
+def dump_agent_config(data: dict[str, Any], scenario: Scenario) -> str:
+    header = (
+        f"# edge-agent config for the simulated plant of scenario {scenario.name!r}.\n"
+        "# Generated by `factory-sim agent-config`; regenerate rather than edit.\n"
+        "# Devices without a network interface (interface: none, meter_only) have no entry:\n"
+        "# the gateway cannot see them, so the KPIs count them as not networked.\n"
+    )
+    body = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return header + body
