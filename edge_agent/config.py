@@ -330,6 +330,13 @@ class ModbusDeviceConfig(_Device):
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
         _unique_tags(self.tags)
+        for t in self.tags:
+            if not t.is_bit and t.count > self.max_registers_per_request:
+                raise ValueError(
+                    f"tag {t.tag!r} ({t.type}) takes {t.count} registers but "
+                    f"max_registers_per_request is {self.max_registers_per_request}: raise it "
+                    f"to at least {t.count}"
+                )
         seen: dict[tuple[str, int], str] = {}
         for t in self.tags:
             table = "bits:" + t.function if t.is_bit else "regs:" + t.function
