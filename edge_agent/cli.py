@@ -1,11 +1,168 @@
-"""`edge-agent`: the gateway agent (OPC UA and Modbus to MQTT). Not built yet."""
+"""`edge-agent`: the gateway agent (OPC UA and Modbus to MQTT).
+
+edge-agent run CONFIG             collect and publish until SIGTERM / Ctrl-C
+edge-agent check CONFIG           validate, print the read plan, exit 0 (or 2)
+edge-agent discover opc.tcp://HOST:PORT
+edge-agent discover modbus://HOST:PORT --unit N --range A-B
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import logging
+import signal
 import sys
+from pathlib import Path
+
+from edge_agent import __version__
+from edge_agent.config import (
+    AgentConfig,
+    ConfigError,
+    ModbusDeviceConfig,
+    OpcUaDeviceConfig,
+    load_config,
+    read_secret,
+)
+from edge_agent.modbus_plan import describe_plan, plan_device
+
+EXIT_BAD_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edge-agent", description="factory-evidence gateway agent: OPC UA and Modbus to MQTT"
+    )
+    p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="collect and publish until stopped")
+    run.add_argument("config", type=Path)
+    check = sub.add_parser("check", help="validate a config and print the read plan")
+    check.add_argument("config", type=Path)
+    disc = sub.add_parser("discover", help="browse an OPC UA server or probe a Modbus device")
+    disc.add_argument("url", help="opc.tcp://HOST:PORT or modbus://HOST:PORT")
+    disc.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
+    disc.add_argument("--range", default="0-99", help="Modbus addresses to probe, A-B")
+    disc.add_argument("--device", default=None, help="device id for the config fragment")
+    return p
+
+
+def plan_lines(config: AgentConfig) -> list[str]:
+    lines = []
+    for d in config.devices:
+        if isinstance(d, ModbusDeviceConfig):
+            where = d.link.removeprefix("tcp:").removeprefix("rtu:")
+            lines.append(f"{describe_plan(d.id, plan_device(d))} (unit {d.unit} on {where})")
+        else:
+            assert isinstance(d, OpcUaDeviceConfig)
+            how = (
+                f"subscription, publishing {d.publishing_interval_ms} ms, "
+                f"sampling {d.sampling_interval_ms} ms"
+                if d.mode == "subscription"
+                else f"polling every {d.poll_interval_s:g} s"
+            )
+            lines.append(f"{d.id}: {len(d.nodes)} nodes by {how} ({d.endpoint})")
+    return lines
+
+
+def _secret_problems(config: AgentConfig) -> list[str]:
+    files = [(config.mqtt.hmac_key_file, "HMAC key (mqtt.hmac_key_file)")]
+    if config.mqtt.password_file is not None:
+        files.append((config.mqtt.password_file, "MQTT password (mqtt.password_file)"))
+    files.extend(
+        (d.password_file, f"OPC UA password of {d.id}")
+        for d in config.devices
+        if isinstance(d, OpcUaDeviceConfig) and d.password_file is not None
+    )
+    problems: list[str] = []
+    for path, what in files:
+        try:
+            read_secret(path, what)
+        except ConfigError as exc:
+            problems.extend(f"{exc.source}: {p}" for p in exc.problems)
+    return problems
+
+
+def cmd_check(path: Path) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except ValueError as exc:  # a plan that cannot be read (a tag wider than the limit)
+        print(f"{path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    try:
+        lines = plan_lines(config)
+    except ValueError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    problems = _secret_problems(config)
+    if problems:
+        print(f"{path}: secrets cannot be used:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    g = config.gateway
+    print(
+        f"{path}: OK: gateway {g.enterprise}/{g.site}/{g.id}, {len(config.devices)} device(s), "
+        f"MQTT {config.mqtt.url}, outbox {config.outbox.path}"
+    )
+    for line in lines:
+        print(f"  {line}")
+    return 0
+
+
+def cmd_run(path: Path) -> int:
+    try:
+        config = load_config(path)
+        plan_lines(config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except ValueError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    from edge_agent.agent import Agent  # noqa: PLC0415 - keep `check` light
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Agent(config).run(stop)
+
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return 0
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from edge_agent import discover  # noqa: PLC0415 - needs the protocol stacks
+
+    return discover.main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    del argv
-    print("edge-agent: not yet available (see the edge agent issue)", file=sys.stderr)
-    return 2
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # asyncua and pymodbus log every retry at INFO/ERROR; the agent says it once itself
+    for noisy in ("asyncua", "pymodbus"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+    if args.command == "check":
+        return cmd_check(args.config)
+    if args.command == "run":
+        return cmd_run(args.config)
+    return cmd_discover(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -38,14 +39,23 @@ class Broker:
                 self.process.wait(timeout=5)
 
 
-def start_broker(workdir: Path, *, port: int | None = None) -> Broker:
+def start_broker(workdir: Path, *, port: int | None = None, persistence: bool = False) -> Broker:
+    """A broker; with persistence, sessions and queued messages survive a restart."""
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
     log = workdir / "mosquitto.log"
     conf.write_text(
-        f"listener {port} {LOOPBACK}\nallow_anonymous true\npersistence false\n"
-        f"log_dest file {log}\nlog_type error\nlog_type warning\nlog_type notice\n",
+        f"listener {port} {LOOPBACK}\nallow_anonymous true\n"
+        # as root, mosquitto drops to user 'mosquitto', which cannot write the test's
+        # private temporary directory (log, persistence): stay the test's own user
+        + ("user root\n" if os.geteuid() == 0 else "")
+        + (
+            f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
+            if persistence
+            else "persistence false\n"
+        )
+        + f"log_dest file {log}\nlog_type error\nlog_type warning\nlog_type notice\n",
         encoding="utf-8",
     )
     proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdin=subprocess.DEVNULL)

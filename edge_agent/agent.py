@@ -1,0 +1,304 @@
+"""The agent: sources in, batches out, one asyncio loop.
+
+    OpcUaSource / ModbusSource --emit--> ExceptionFilter --> pending samples
+        --seal (every batch_interval_s or batch_max_samples)--> Outbox (SQLite)
+        --Delivery--> MqttSink --> broker
+
+Start order follows Telegraf's: the outbox and the MQTT sink first, then the sources;
+stop order is the reverse: sources first, then the last samples are sealed into the
+outbox, then in-flight batches get a few seconds for their PUBACK. What is in the outbox
+when the agent stops (or dies) is published by the next start.
+
+Every queue is bounded: pending samples at ``PENDING_BATCHES`` x ``batch_max_samples``
+(drop oldest, counted: only reachable when the disk stalls), the outbox by bytes and age
+(drop oldest, counted), the in-flight window by ``max_inflight``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from edge_agent import __version__
+from edge_agent.config import AgentConfig, ModbusDeviceConfig, OpcUaDeviceConfig, read_secret
+from edge_agent.delivery import Delivery
+from edge_agent.modbus_source import ModbusLink, ModbusSource
+from edge_agent.opcua_source import OpcUaSource
+from edge_agent.outbox import Outbox
+from edge_agent.publisher import MqttSink
+from edge_agent.report import ExceptionFilter
+from edge_agent.sample import Sample
+from edge_agent.wire import encode_batch, encode_message, ms
+
+logger = logging.getLogger(__name__)
+
+PENDING_BATCHES = 20
+
+
+def birth_body(config: AgentConfig, boot: int) -> dict[str, Any]:
+    """What the server must know to interpret the data: devices, tags, roles, units."""
+    devices = []
+    for d in config.devices:
+        tags: list[dict[str, Any]] = []
+        if isinstance(d, ModbusDeviceConfig):
+            for t in d.tags:
+                entry: dict[str, Any] = {"t": t.tag, "role": t.role.value, "unit": t.unit}
+                entry |= {"type": t.type, "scale": t.scale, "offset": t.offset}
+                if t.type in ("u16", "u32"):
+                    # an unsigned counter wraps here, in engineering units
+                    entry["wrap"] = (2 ** (16 * t.count)) * t.scale
+                tags.append(entry)
+        else:
+            tags.extend({"t": n.tag, "role": n.role.value, "unit": n.unit} for n in d.nodes)
+        devices.append(
+            {"id": d.id, "protocol": d.protocol, "metadata": dict(d.metadata), "tags": tags}
+        )
+    return {
+        "gw": config.gateway.id,
+        "boot": boot,
+        "agent": {"name": "factory-evidence edge-agent", "version": __version__},
+        "sent": ms(time.time()),
+        "devices": devices,
+    }
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.filter = ExceptionFilter()
+        self.sources: list[OpcUaSource | ModbusSource] = []
+        self.links: dict[str, ModbusLink] = {}
+        self._pending: deque[Sample] = deque()
+        self._pending_cap = PENDING_BATCHES * config.mqtt.batch_max_samples
+        self._full = asyncio.Event()
+        self.boot = 0
+        self.seq = 0
+        self.samples_in = 0
+        self.samples_sealed = 0
+        self.pending_dropped = 0
+        self.outbox_dropped_batches = 0
+        self.outbox_dropped_samples = 0
+        self.started = time.time()
+        self._outbox: Outbox | None = None
+        self._delivery: Delivery | None = None
+        self._sink: MqttSink | None = None
+        for d in config.devices:
+            beat = d.heartbeat_s or config.heartbeat_s
+            tags = d.nodes if isinstance(d, OpcUaDeviceConfig) else d.tags
+            for t in tags:
+                hb = t.heartbeat_s or beat
+                self.filter.configure(d.id, t.tag, deadband=t.deadband, heartbeat_s=hb)
+
+    # --- sources -> pending -------------------------------------------------------------
+
+    def emit(self, samples: list[Sample]) -> None:
+        """Called by sources (synchronously, on the loop) with what they read."""
+        now = time.time()
+        offer = self.filter.offer
+        self.samples_in += len(samples)
+        kept = [s for s in samples if offer(s, now)]
+        self._pending.extend(kept)
+        over = len(self._pending) - self._pending_cap
+        if over > 0:
+            for _ in range(over):
+                self._pending.popleft()
+            self.pending_dropped += over
+            logger.error(
+                "the outbox cannot keep up: dropped the %d oldest unsealed samples (%d in all)",
+                over,
+                self.pending_dropped,
+            )
+        if len(self._pending) >= self.config.mqtt.batch_max_samples:
+            self._full.set()
+
+    def _build_sources(self) -> None:
+        for d in self.config.devices:
+            if isinstance(d, OpcUaDeviceConfig):
+                self.sources.append(OpcUaSource(d, self.emit))
+            else:
+                link = self.links.get(d.link)
+                if link is None:
+                    link = self.links[d.link] = ModbusLink(d)
+                source = ModbusSource(d, link, self.emit)
+                logger.info("read plan %s", source.describe())
+                self.sources.append(source)
+
+    # --- pending -> outbox --------------------------------------------------------------
+
+    async def _seal(self, outbox: Outbox, delivery: Delivery, key: bytes) -> None:
+        cfg = self.config.mqtt
+        while self._pending:
+            n = min(len(self._pending), cfg.batch_max_samples)
+            batch = [self._pending.popleft() for _ in range(n)]
+            self.seq += 1
+            payload = encode_batch(
+                gw=self.config.gateway.id,
+                boot=self.boot,
+                seq=self.seq,
+                sent=time.time(),
+                samples=batch,
+                key=key,
+            )
+            dropped = await asyncio.to_thread(
+                outbox.append, self.boot, self.seq, time.time(), n, payload
+            )
+            self.samples_sealed += n
+            for b in dropped:
+                self.outbox_dropped_batches += 1
+                self.outbox_dropped_samples += b.samples
+            delivery.sealed((self.boot, self.seq))
+
+    async def _sealer(self, outbox: Outbox, delivery: Delivery, key: bytes) -> None:
+        interval = self.config.mqtt.batch_interval_s
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._full.wait()
+            self._full.clear()
+            beats = self.filter.heartbeats(time.time())
+            if beats:
+                self._pending.extend(beats)
+            await self._seal(outbox, delivery, key)
+            expired = await asyncio.to_thread(outbox.expire)
+            for b in expired:
+                self.outbox_dropped_batches += 1
+                self.outbox_dropped_samples += b.samples
+
+    # --- metrics ------------------------------------------------------------------------
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """The agent's counters now (while it runs; for tests and the metrics topic)."""
+        assert self._outbox is not None
+        assert self._delivery is not None
+        assert self._sink is not None
+        return self.metrics(self._outbox, self._delivery, self._sink)
+
+    def metrics(self, outbox: Outbox, delivery: Delivery, sink: MqttSink) -> dict[str, Any]:
+        stats = outbox.stats()
+        now = time.time()
+        return {
+            "gw": self.config.gateway.id,
+            "boot": self.boot,
+            "ts": ms(now),
+            "uptime_s": round(now - self.started, 1),
+            "samples_read": self.samples_in,
+            "samples_suppressed": self.filter.suppressed,
+            "samples_sealed": self.samples_sealed,
+            "samples_acked": delivery.acked_samples,
+            "batches_published": delivery.published,
+            "batches_acked": delivery.acked,
+            "batches_refused": delivery.refused,
+            "in_flight": delivery.in_flight,
+            "outbox_batches": stats.batches,
+            "outbox_bytes": stats.bytes,
+            "outbox_oldest_age_s": (
+                round(now - stats.oldest_created, 1) if stats.oldest_created else 0.0
+            ),
+            "dropped_samples": self.pending_dropped + stats.dropped_samples,
+            "mqtt_connects": sink.connects,
+            "mqtt_disconnects": sink.disconnects,
+            "devices": {(s.device.id): s.stats() for s in self.sources},
+        }
+
+    async def _reporter(
+        self, outbox: Outbox, delivery: Delivery, sink: MqttSink, key: bytes
+    ) -> None:
+        while True:
+            await asyncio.sleep(self.config.metrics_interval_s)
+            m = await asyncio.to_thread(self.metrics, outbox, delivery, sink)
+            offline = sorted(d for d, s in m["devices"].items() if not s["online"])
+            logger.info(
+                "metrics: read %d, sealed %d, acked %d, outbox %d batches (oldest %.0f s), "
+                "mqtt connects %d, offline devices %s",
+                m["samples_read"],
+                m["samples_sealed"],
+                m["samples_acked"],
+                m["outbox_batches"],
+                m["outbox_oldest_age_s"],
+                m["mqtt_connects"],
+                ", ".join(offline) or "none",
+            )
+            if sink.connected.is_set():
+                sink.publish("metrics", encode_message(m, key), qos=0)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
+        cfg = self.config
+        key = read_secret(cfg.mqtt.hmac_key_file, "HMAC key")
+        outbox = await asyncio.to_thread(
+            Outbox,
+            cfg.outbox.path,
+            max_bytes=cfg.outbox.max_bytes,
+            max_age_s=cfg.outbox.max_age_s,
+            durability=cfg.outbox.durability,
+        )
+        try:
+            self.boot = await asyncio.to_thread(outbox.start_boot)
+            stats = await asyncio.to_thread(outbox.stats)
+            logger.info(
+                "agent %s boot %d: %d device(s); outbox %s holds %d batch(es) to publish",
+                cfg.gateway.id,
+                self.boot,
+                len(cfg.devices),
+                cfg.outbox.path,
+                stats.batches,
+            )
+            birth = encode_message(birth_body(cfg, self.boot), key)
+            sink = MqttSink(cfg, key=key, boot=self.boot, birth=birth)
+            delivery = Delivery(
+                outbox,
+                sink,
+                max_inflight=cfg.mqtt.max_inflight,
+                backlog_per_s=cfg.mqtt.backlog_batches_per_s,
+                next_key=(self.boot, 1),
+            )
+            self._outbox, self._delivery, self._sink = outbox, delivery, sink
+            await sink.start()
+            service = [
+                asyncio.create_task(delivery.run(), name="delivery"),
+                asyncio.create_task(self._sealer(outbox, delivery, key), name="sealer"),
+                asyncio.create_task(self._reporter(outbox, delivery, sink, key), name="metrics"),
+            ]
+            self._build_sources()
+            readers = [
+                asyncio.create_task(s.run(), name=f"source:{s.device.id}") for s in self.sources
+            ]
+            if ready is not None:
+                ready.set()
+            await self._until(stop, service + readers)
+            # stop sources first, then seal what they read, then give in-flight batches a chance
+            await _cancel(readers)
+            for link in self.links.values():
+                link.close()
+            await _cancel(service)
+            await self._seal(outbox, delivery, key)
+            left = await delivery.flush(timeout_s=5.0)
+            await sink.stop()
+            stats = await asyncio.to_thread(outbox.stats)
+            logger.info(
+                "agent stopped: %d batch(es) stay in the outbox for the next start (%d unacked)",
+                stats.batches,
+                left,
+            )
+        finally:
+            await asyncio.to_thread(outbox.close)
+
+    async def _until(self, stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+        """Wait for stop; a task that dies is a bug: say so and stop."""
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        for t in done:
+            if t is not stopper and not t.cancelled() and t.exception() is not None:
+                logger.error("task %s failed", t.get_name(), exc_info=t.exception())
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,159 @@
+"""From the outbox to the broker: live batches first, the backlog at a bounded rate.
+
+    Batcher.seal() --append--> Outbox --Delivery--> MqttSink.publish --PUBACK--> delete
+
+A batch leaves the outbox only after the broker acknowledged it, so a crash at any
+point republishes it at worst (the server drops the replay by ``(gw, boot, seq)``).
+Batches sealed since the current MQTT connection came up are *live* and go out at once;
+older ones are the *backlog* of an outage and drain oldest first at
+``backlog_batches_per_s``, so a long outage does not flood a 4G link or the broker while
+live data keeps flowing. At most ``max_inflight`` batches wait for a PUBACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from edge_agent.outbox import Outbox, StoredBatch
+from edge_agent.publisher import MqttSink, PublishRefusedError
+
+logger = logging.getLogger(__name__)
+
+Key = tuple[int, int]
+
+
+class Delivery:
+    def __init__(
+        self,
+        outbox: Outbox,
+        sink: MqttSink,
+        *,
+        max_inflight: int,
+        backlog_per_s: float,
+        next_key: Key,
+    ) -> None:
+        self.outbox = outbox
+        self.sink = sink
+        self.max_inflight = max_inflight
+        self.backlog_per_s = backlog_per_s
+        self._live_since: Key = next_key
+        self._next_key = next_key
+        self._inflight: dict[Key, asyncio.Future[None]] = {}
+        self._samples: dict[Key, int] = {}
+        self._paused_until = 0.0  # after a refusal, do not hammer the broker
+        self._wake = asyncio.Event()
+        self._tokens = 1.0
+        self._tokens_at = time.monotonic()
+        self._seen_connects = 0
+        self._refused_logged = False
+        self.published = 0
+        self.acked = 0
+        self.acked_samples = 0
+        self.refused = 0
+
+    def sealed(self, key: Key) -> None:
+        """A batch was appended to the outbox: publish it soon."""
+        self._next_key = (key[0], key[1] + 1)
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def run(self) -> None:
+        while True:
+            await self.sink.connected.wait()
+            if self.sink.connects != self._seen_connects:
+                # a new connection: what was sealed before it is backlog
+                self._seen_connects = self.sink.connects
+                self._live_since = self._next_key
+            await self._fill()
+            await self._settle(wait_s=0.25)
+
+    async def _fill(self) -> None:
+        free = self.max_inflight - len(self._inflight)
+        if free <= 0 or time.monotonic() < self._paused_until:
+            return
+        exclude = set(self._inflight)
+        live = await asyncio.to_thread(
+            self.outbox.newest, free, since=self._live_since, exclude=exclude
+        )
+        for batch in live:
+            self._publish(batch)
+        free -= len(live)
+        budget = min(free, self._take_tokens())
+        if budget <= 0:
+            return
+        backlog = await asyncio.to_thread(self.outbox.pending, budget, exclude=set(self._inflight))
+        for batch in backlog:
+            self._publish(batch)
+        self._tokens -= sum(1 for b in backlog if (b.boot, b.seq) < self._live_since)
+
+    def _take_tokens(self) -> int:
+        if self.backlog_per_s == float("inf"):
+            return self.max_inflight
+        now = time.monotonic()
+        cap = max(1.0, self.backlog_per_s)
+        self._tokens = min(cap, self._tokens + (now - self._tokens_at) * self.backlog_per_s)
+        self._tokens_at = now
+        return int(self._tokens)
+
+    def _publish(self, batch: StoredBatch) -> None:
+        key = (batch.boot, batch.seq)
+        fut = self.sink.publish("data", batch.payload)
+        fut.add_done_callback(lambda _f: self._wake.set())
+        self._inflight[key] = fut
+        self._samples[key] = batch.samples
+        self.published += 1
+
+    async def _settle(self, wait_s: float) -> None:
+        """Wait for an ack, a new batch or a tick; delete what the broker acknowledged."""
+        if not any(f.done() for f in self._inflight.values()):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._wake.wait()
+        self._wake.clear()
+        done = [k for k, f in self._inflight.items() if f.done()]
+        acked: list[Key] = []
+        for key in done:
+            fut = self._inflight.pop(key)
+            samples = self._samples.pop(key, 0)
+            if fut.cancelled():
+                continue
+            exc = fut.exception()
+            if exc is None:
+                acked.append(key)
+                self.acked_samples += samples
+            elif isinstance(exc, PublishRefusedError):
+                self.refused += 1
+                self._paused_until = time.monotonic() + 5.0
+                if not self._refused_logged:
+                    logger.error(
+                        "the broker refused batch %s: %s; it stays in the outbox and is retried "
+                        "(check the broker ACL for this gateway's topics)",
+                        key,
+                        exc,
+                    )
+                    self._refused_logged = True
+        if acked:
+            self._refused_logged = False
+            self.acked += len(acked)
+            await asyncio.to_thread(self.outbox.delete, acked)
+
+    async def flush(self, timeout_s: float) -> int:
+        """On shutdown (run() cancelled): for up to timeout_s, publish what the outbox
+        holds, backlog included and unthrottled, and collect the acknowledgements.
+        Returns the batches still in flight; the rest of the outbox waits for the next
+        start."""
+        deadline = time.monotonic() + timeout_s
+        self.backlog_per_s = float("inf")
+        while time.monotonic() < deadline:
+            if self.sink.connected.is_set():
+                await self._fill()
+            if not self._inflight:
+                break
+            await self._settle(wait_s=min(0.1, max(0.0, deadline - time.monotonic())))
+        return len(self._inflight)

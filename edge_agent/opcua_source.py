@@ -1,0 +1,398 @@
+"""OPC UA collection: one session per device, kept alive by one supervisor loop.
+
+    run(): connect -> resolve nodes -> read limits -> read all -> subscribe (or poll)
+           -> online ... connection lost -> offline -> backoff with jitter -> again
+
+Everything a session holds is re-created on each pass: namespace indices (a restarted
+server may number its namespaces differently, so configs use ``nsu=<uri>;...``), the
+server's operation limits, the subscription and its monitored items. The requests are
+split to fit ``MaxNodesPerRead`` and ``MaxMonitoredItemsPerCall``, so a server with low
+limits works. Each value keeps its SourceTimestamp (the sample's ``ts``) and the gateway
+time it arrived (``gw_ts``); its StatusCode becomes the quality, with the code's name.
+
+A device is online while its session is up and at least one of its values is not bad: an
+aggregating server (one endpoint for several machines) reports a lost machine as
+BadNoCommunication, and that is offline too. The umati machine state is read from two
+nodes (MachineryItemState and OperationMode, OPC 40501-1) and mapped by `umati`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asyncua import Client, ua
+from asyncua.common.subscription import DataChangeEvent, Subscription
+from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
+from asyncua.ua.uaerrors import UaError
+
+from edge_agent.backoff import Backoff
+from edge_agent.config import OpcUaDeviceConfig, OpcUaNodeConfig, read_secret
+from edge_agent.sample import DEVICE_STATUS_TAG, DeviceStatus, Quality, Sample
+from edge_agent.umati import umati_state
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[list[Sample]], None]
+_CAPS = ua.ObjectIds
+_MAX_NODES_PER_READ = _CAPS.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead
+_MAX_ITEMS_PER_CALL = _CAPS.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall
+_CHUNK_DEFAULT = 1000  # when a server states no limit, still keep messages moderate
+_RANK = {Quality.GOOD: 0, Quality.UNCERTAIN: 1, Quality.BAD: 2}
+
+
+class NodeResolveError(Exception):
+    """A configured NodeId names a namespace the server does not have."""
+
+
+@dataclass(slots=True)
+class _Input:
+    """One monitored node: a tag's own value, or the OperationMode half of a umati state."""
+
+    tag: OpcUaNodeConfig
+    node_id: ua.NodeId
+    is_mode: bool = False
+    value: Any = None
+    quality: Quality = Quality.BAD
+    ts: float = 0.0
+    status: str | None = None
+
+
+@dataclass(slots=True)
+class _Limits:
+    read: int = _CHUNK_DEFAULT
+    monitor: int = _CHUNK_DEFAULT
+    raw: dict[str, int] = field(default_factory=dict)
+
+
+def resolve_node_id(text: str, namespaces: list[str]) -> ua.NodeId:
+    """``nsu=<uri>;s=x`` or ``ns=2;s=x`` to a NodeId with the server's current index."""
+    if text.startswith("nsu="):
+        uri, _, rest = text[4:].partition(";")
+        try:
+            index = namespaces.index(uri)
+        except ValueError:
+            raise NodeResolveError(f"namespace {uri!r} is not on this server") from None
+        return ua.NodeId.from_string(f"ns={index};{rest}")
+    return ua.NodeId.from_string(text)
+
+
+def _quality(code: ua.StatusCode | None) -> Quality:
+    if code is None or code.is_good():  # an absent StatusCode means Good (Part 4, 7.7.1)
+        return Quality.GOOD
+    if code.is_uncertain():
+        return Quality.UNCERTAIN
+    return Quality.BAD
+
+
+def _plain(value: Any) -> float | str | None:
+    if value is None:
+        return None
+    if isinstance(value, ua.LocalizedText):
+        return value.Text
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    return str(value)
+
+
+def _epoch(stamp: Any, fallback: float) -> float:
+    return stamp.timestamp() if stamp is not None else fallback
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class OpcUaSource:
+    def __init__(self, device: OpcUaDeviceConfig, emit: Emit) -> None:
+        self.device = device
+        self.emit = emit
+        self.online: bool | None = None
+        self.sessions = 0
+        self.values_read = 0
+        self.read_errors = 0
+        self.limits = _Limits()
+        self._inputs: dict[ua.NodeId, _Input] = {}
+        self._pairs: dict[str, tuple[_Input, _Input | None]] = {}  # tag -> (value, mode)
+        self._lost = asyncio.Event()
+        self._backoff = Backoff(device.reconnect_min_s, device.reconnect_max_s)
+        self._last_error = ""
+
+    # --- supervisor ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except NodeResolveError as exc:
+                self._log_failure(f"{exc}; check the device's nodes in the config")
+            except (OSError, TimeoutError, UaError, ConnectionError) as exc:
+                name = type(exc).__name__
+                self._log_failure(f"{name}: {exc}" if str(exc) else name)
+            self._set_online(False)
+            await asyncio.sleep(self._backoff.next())
+
+    def _log_failure(self, text: str) -> None:
+        self.read_errors += 1
+        if text != self._last_error:
+            logger.warning("%s (%s): %s", self.device.id, self.device.endpoint, text)
+            self._last_error = text
+
+    async def _client(self) -> Client:
+        d = self.device
+        client = Client(d.endpoint, timeout=d.timeout_s, watchdog_intervall=1.0)
+        client.application_uri = f"urn:factory-evidence:edge-agent:{d.id}"
+        client.name = client.description = "factory-evidence edge agent"
+        if d.username is not None and d.password_file is not None:
+            client.set_user(d.username)
+            client.set_password(read_secret(d.password_file, "OPC UA password").decode())
+        sec = d.security
+        if sec.policy == "Basic256Sha256":
+            assert sec.certificate is not None
+            assert sec.private_key is not None
+            mode = getattr(ua.MessageSecurityMode, sec.mode)
+            await client.set_security(
+                SecurityPolicyBasic256Sha256,
+                str(sec.certificate),
+                str(sec.private_key),
+                server_certificate=str(sec.server_certificate) if sec.server_certificate else None,
+                mode=mode,
+            )
+        return client
+
+    async def _session(self) -> None:
+        client = await self._client()
+        self._lost.clear()
+
+        async def lost(exc: Exception) -> None:
+            self._lost.set()
+
+        client.connection_lost_callback = lost
+        async with asyncio.timeout(self.device.timeout_s * 2):
+            await client.connect()
+        try:
+            self.sessions += 1
+            await self._prepare(client)
+            await self._read_all(client)
+            if self.device.mode == "subscription":
+                await self._subscribe_and_wait(client)
+            else:
+                await self._poll_until_lost(client)
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await client.disconnect()
+
+    async def _prepare(self, client: Client) -> None:
+        namespaces = await client.get_namespace_array()
+        self._inputs = {}
+        self._pairs = {}
+        for tag in self.device.nodes:
+            nid = resolve_node_id(tag.node, namespaces)
+            main = self._inputs[nid] = _Input(tag, nid)
+            mode = None
+            if tag.umati_operation_mode is not None:
+                mid = resolve_node_id(tag.umati_operation_mode, namespaces)
+                mode = self._inputs[mid] = _Input(tag, mid, is_mode=True)
+            self._pairs[tag.tag] = (main, mode)
+        self.limits = await self._read_limits(client)
+        logger.info(
+            "%s: session %d on %s, %d nodes, limits %s",
+            self.device.id,
+            self.sessions,
+            self.device.endpoint,
+            len(self._inputs),
+            self.limits.raw or "none stated",
+        )
+        self._last_error = ""
+
+    async def _read_limits(self, client: Client) -> _Limits:
+        limits = _Limits()
+        nodes = [client.get_node(ua.NodeId(n)) for n in (_MAX_NODES_PER_READ, _MAX_ITEMS_PER_CALL)]
+        values = await client.read_attributes(nodes)
+        for name, dv in zip(("MaxNodesPerRead", "MaxMonitoredItemsPerCall"), values, strict=True):
+            good = _quality(dv.StatusCode) is Quality.GOOD
+            v = dv.Value.Value if good and dv.Value is not None else None
+            if isinstance(v, int) and v > 0:
+                limits.raw[name] = v
+        limits.read = limits.raw.get("MaxNodesPerRead", _CHUNK_DEFAULT)
+        limits.monitor = limits.raw.get("MaxMonitoredItemsPerCall", _CHUNK_DEFAULT)
+        return limits
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def _read_all(self, client: Client) -> None:
+        ids = list(self._inputs)
+        for chunk in _chunks(ids, self.limits.read):
+            values = await client.read_attributes([client.get_node(n) for n in chunk])
+            now = time.time()
+            for nid, dv in zip(chunk, values, strict=True):
+                self._update(nid, dv, now)
+        self._flush(ids)
+
+    async def _poll_until_lost(self, client: Client) -> None:
+        interval = self.device.poll_interval_s
+        while not self._lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._lost.wait()
+            if self._lost.is_set():
+                break
+            await self._read_all(client)
+
+    async def _subscribe_and_wait(self, client: Client) -> None:
+        d = self.device
+        sub = await client.create_subscription(d.publishing_interval_ms, queue_maxsize=10_000)
+        try:
+            await self._monitor(sub, client)
+            queue = sub._event_queue
+            assert queue is not None
+            while not self._lost.is_set():
+                getter = asyncio.ensure_future(queue.get())
+                waiter = asyncio.ensure_future(self._lost.wait())
+                done, _ = await asyncio.wait({getter, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                if getter not in done:
+                    getter.cancel()
+                    break
+                # one publish response arrives as several queued events: take them together,
+                # so a umati state's two halves are combined once
+                events = [getter.result()]
+                while not queue.empty():
+                    events.append(queue.get_nowait())
+                self._on_events(events)
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await sub.delete()
+
+    async def _monitor(self, sub: Subscription, client: Client) -> None:
+        requests = []
+        for nid, inp in self._inputs.items():
+            mfilter = None
+            if inp.tag.deadband > 0 and not inp.is_mode and inp.tag.role != "machine_state":
+                mfilter = ua.DataChangeFilter(
+                    Trigger=ua.DataChangeTrigger.StatusValue,
+                    DeadbandType=int(ua.DeadbandType.Absolute),
+                    DeadbandValue=inp.tag.deadband,
+                )
+            requests.append(
+                sub._make_monitored_item_request(
+                    client.get_node(nid),
+                    ua.AttributeIds.Value,
+                    mfilter,
+                    0,
+                    ua.MonitoringMode.Reporting,
+                    float(self.device.sampling_interval_ms),
+                )
+            )
+        failed = []
+        for chunk in _chunks(requests, self.limits.monitor):
+            results = await sub.create_monitored_items(chunk)
+            for req, res in zip(chunk, results, strict=True):
+                if isinstance(res, ua.StatusCode):
+                    failed.append(f"{req.ItemToMonitor.NodeId.to_string()}: {res.name}")
+        if failed:
+            logger.warning(
+                "%s: %d node(s) cannot be monitored: %s",
+                self.device.id,
+                len(failed),
+                "; ".join(failed),
+            )
+
+    def _on_events(self, events: list[Any]) -> None:
+        now = time.time()
+        touched = []
+        for ev in events:
+            if isinstance(ev, DataChangeEvent):
+                nid = ev.node.nodeid
+                self._update(nid, ev.data.monitored_item.Value, now)
+                touched.append(nid)
+        if touched:
+            self._flush(touched)
+
+    def _update(self, nid: ua.NodeId, dv: ua.DataValue, now: float) -> None:
+        inp = self._inputs.get(nid)
+        if inp is None:
+            return
+        inp.quality = _quality(dv.StatusCode)
+        inp.value = _plain(dv.Value.Value if dv.Value is not None else None)
+        inp.ts = _epoch(dv.SourceTimestamp or dv.ServerTimestamp, now)
+        code = dv.StatusCode
+        inp.status = None if code is None or inp.quality is Quality.GOOD else str(code.name)
+        self.values_read += 1
+
+    def _flush(self, touched: Iterable[ua.NodeId]) -> None:
+        """Emit samples for the tags whose inputs changed, then the device status."""
+        now = time.time()
+        out: list[Sample] = []
+        done: set[str] = set()
+        for nid in touched:
+            inp = self._inputs.get(nid)
+            if inp is None or inp.tag.tag in done:
+                continue
+            done.add(inp.tag.tag)
+            out.append(self._sample(inp.tag, now))
+        any_good = any(i.quality is not Quality.BAD for i in self._inputs.values())
+        self._set_online(any_good, out)
+        if out:
+            self.emit(out)
+
+    def _sample(self, tag: OpcUaNodeConfig, now: float) -> Sample:
+        main, mode = self._pairs[tag.tag]
+        dev = self.device.id
+        if mode is not None:
+            worst = max((main, mode), key=lambda i: _RANK[i.quality])
+            ts = max(main.ts, mode.ts)
+            if worst.quality is Quality.BAD:
+                return Sample(dev, tag.tag, ts, None, Quality.BAD, now, worst.status)
+            try:
+                state = umati_state(str(main.value), mode.value)
+            except ValueError as exc:
+                return Sample(dev, tag.tag, ts, None, Quality.BAD, now, str(exc))
+            return Sample(dev, tag.tag, ts, state.value, worst.quality, now, worst.status)
+        if main.quality is Quality.BAD:
+            return Sample(dev, tag.tag, main.ts, None, Quality.BAD, now, main.status)
+        value = main.value
+        if tag.state_map:
+            key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+            mapped = tag.state_map.get(key)
+            if mapped is None:
+                return Sample(
+                    dev, tag.tag, main.ts, None, Quality.BAD, now, f"unmapped state {key}"
+                )
+            value = mapped.value
+        return Sample(dev, tag.tag, main.ts, value, main.quality, now, main.status)
+
+    def _set_online(self, online: bool, out: list[Sample] | None = None) -> None:
+        if online == self.online:
+            return
+        self.online = online
+        status = DeviceStatus.ONLINE if online else DeviceStatus.OFFLINE
+        logger.info("%s is %s", self.device.id, status.value)
+        if online:
+            self._backoff.reset()
+        sample = Sample(self.device.id, DEVICE_STATUS_TAG, time.time(), status.value)
+        if out is None:
+            self.emit([sample])
+        else:
+            out.insert(0, sample)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "online": self.online,
+            "sessions": self.sessions,
+            "values_read": self.values_read,
+            "read_errors": self.read_errors,
+            "limits": dict(self.limits.raw),
+        }
