@@ -66,6 +66,12 @@ def birth_body(config: AgentConfig, boot: int) -> dict[str, Any]:
     }
 
 
+def application_uri(config: AgentConfig) -> str:
+    """The agent's OPC UA ApplicationUri; its certificate must carry it."""
+    g = config.gateway
+    return f"urn:factory-evidence:edge-agent:{g.enterprise}:{g.site}:{g.id}"
+
+
 class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
@@ -118,7 +124,8 @@ class Agent:
     def _build_sources(self) -> None:
         for d in self.config.devices:
             if isinstance(d, OpcUaDeviceConfig):
-                self.sources.append(OpcUaSource(d, self.emit))
+                uri = application_uri(self.config)
+                self.sources.append(OpcUaSource(d, self.emit, application_uri=uri))
             else:
                 link = self.links.get(d.link)
                 if link is None:

@@ -112,8 +112,16 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 
 
 class OpcUaSource:
-    def __init__(self, device: OpcUaDeviceConfig, emit: Emit) -> None:
+    def __init__(
+        self,
+        device: OpcUaDeviceConfig,
+        emit: Emit,
+        *,
+        application_uri: str = "urn:factory-evidence:edge-agent",
+    ) -> None:
         self.device = device
+        # the URI in the agent's certificate must be this one (OPC UA Part 4, 5.6.2)
+        self.application_uri = application_uri
         self.emit = emit
         self.online: bool | None = None
         self.sessions = 0
@@ -151,7 +159,7 @@ class OpcUaSource:
     async def _client(self) -> Client:
         d = self.device
         client = Client(d.endpoint, timeout=d.timeout_s, watchdog_intervall=1.0)
-        client.application_uri = f"urn:factory-evidence:edge-agent:{d.id}"
+        client.application_uri = self.application_uri
         client.name = client.description = "factory-evidence edge agent"
         if d.username is not None and d.password_file is not None:
             client.set_user(d.username)

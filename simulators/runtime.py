@@ -50,7 +50,13 @@ class FactorySim:
         self._truth = TruthWriter(truth_path) if truth_path else None
         self.opcua = {
             s.id: OpcUaMachineServer(
-                s, scenario, self.plant, host=host, cert_dir=cert_dir, security=opcua_security
+                s,
+                scenario,
+                self.plant,
+                host=host,
+                # one folder per endpoint: each server has its own certificate
+                cert_dir=cert_dir / s.id if cert_dir else None,
+                security=opcua_security,
             )
             for s in scenario.opcua_servers
         }
