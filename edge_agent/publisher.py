@@ -97,7 +97,7 @@ class MqttSink:
         _props: Properties | None,
     ) -> None:
         if reason.is_failure:
-            self._loop.call_soon_threadsafe(self._refused, str(reason))
+            self._to_loop(self._refused, str(reason))
             return
         # Birth and status go out first on every (re)connection, before any data.
         client.publish(topic(self.prefix, "birth"), self.birth, qos=1, retain=True)
@@ -107,7 +107,7 @@ class MqttSink:
             qos=1,
             retain=True,
         )
-        self._loop.call_soon_threadsafe(self._up)
+        self._to_loop(self._up)
 
     def _on_disconnect(
         self,
@@ -117,7 +117,7 @@ class MqttSink:
         reason: ReasonCode,
         _props: Properties | None,
     ) -> None:
-        self._loop.call_soon_threadsafe(self._down, str(reason))
+        self._to_loop(self._down, str(reason))
 
     def _on_publish(
         self,
@@ -127,7 +127,13 @@ class MqttSink:
         reason: ReasonCode,
         _props: Properties | None,
     ) -> None:
-        self._loop.call_soon_threadsafe(self._acked, mid, reason.is_failure, str(reason))
+        self._to_loop(self._acked, mid, reason.is_failure, str(reason))
+
+    def _to_loop(self, callback: Any, *args: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed: the agent is gone, nobody waits
+            logger.debug("MQTT event after the event loop closed: %s", callback.__name__)
 
     def _up(self) -> None:
         self.connects += 1

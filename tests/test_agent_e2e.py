@@ -8,6 +8,7 @@ register that rolls over.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,37 @@ async def test_published_values_equal_the_plant_for_every_encoding_and_a_rollove
         statuses = [m["state"] for m in collector.of("status")]
         assert statuses[0] == "online"
         assert statuses[-1] == "offline"  # said on a clean stop
+
+
+async def test_heartbeats_keep_unchanged_values_coming_and_metrics_are_published(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    scenario = free_ports(load_scenario(default_scenario_path()))
+    async with running_sim(scenario, tmp_path) as sim:
+        config, key = sim_agent_config(
+            scenario,
+            sim,
+            mosquitto,
+            tmp_path / "agent",
+            only={"em-main", "cnc-05"},
+            top={"heartbeat_s": 1.0, "metrics_interval_s": 1.0},
+        )
+        collector = Collector(mosquitto, key)
+        try:
+            async with running_agent(config):
+                # the plant stands still: every value after the first is a heartbeat
+                await asyncio.sleep(4.5)
+        finally:
+            collector.close()
+    energy = [s for s in collector.samples() if (s["d"], s["t"]) == ("em-main", "energy_kwh")]
+    assert len({s["v"] for s in energy}) == 1
+    assert 4 <= len(energy) <= 7, len(energy)  # the first read and about one a second
+    program = [s for s in collector.samples() if (s["d"], s["t"]) == ("cnc-05", "program")]
+    assert len(program) >= 4, "a subscribed value that never changes is repeated too"
+    metrics = collector.of("metrics")
+    assert len(metrics) >= 3
+    last = metrics[-1]
+    assert last["samples_read"] >= last["samples_sealed"] > 0
+    assert last["devices"]["em-main"]["online"] is True
+    assert last["devices"]["cnc-05"]["sessions"] == 1
+    assert last["samples_suppressed"] > 0  # em-main was polled every 0.2 s, sent every 1 s
