@@ -28,7 +28,7 @@ from edge_agent.config import AgentConfig, ModbusDeviceConfig, OpcUaDeviceConfig
 from edge_agent.delivery import Delivery
 from edge_agent.modbus_source import ModbusLink, ModbusSource
 from edge_agent.opcua_source import OpcUaSource
-from edge_agent.outbox import Outbox
+from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.publisher import MqttSink
 from edge_agent.report import ExceptionFilter
 from edge_agent.sample import Sample
@@ -37,6 +37,7 @@ from edge_agent.wire import encode_batch, encode_message, ms
 logger = logging.getLogger(__name__)
 
 PENDING_BATCHES = 20
+EXPIRE_EVERY_S = 60.0  # the age bound is checked this often (a scan of the outbox)
 
 
 def birth_body(config: AgentConfig, boot: int) -> dict[str, Any]:
@@ -90,6 +91,8 @@ class Agent:
         self.outbox_dropped_samples = 0
         self.started = time.time()
         self._outbox: Outbox | None = None
+        self._outbox_failing = False
+        self._expired_at = 0.0
         self._delivery: Delivery | None = None
         self._sink: MqttSink | None = None
         for d in config.devices:
@@ -150,9 +153,22 @@ class Agent:
                 samples=batch,
                 key=key,
             )
-            dropped = await asyncio.to_thread(
-                outbox.append, self.boot, self.seq, time.time(), n, payload
-            )
+            try:
+                dropped = await asyncio.to_thread(
+                    outbox.append, self.boot, self.seq, time.time(), n, payload
+                )
+            except OutboxError as exc:
+                # a full or failing disk: keep the samples (pending is bounded) and the
+                # seq, and try again at the next interval
+                self.seq -= 1
+                self._pending.extendleft(reversed(batch))
+                if not self._outbox_failing:
+                    logger.error("%s; samples wait in memory and are retried", exc)
+                    self._outbox_failing = True
+                return
+            if self._outbox_failing:
+                logger.info("the outbox accepts batches again")
+                self._outbox_failing = False
             self.samples_sealed += n
             for b in dropped:
                 self.outbox_dropped_batches += 1
@@ -170,6 +186,9 @@ class Agent:
             if beats:
                 self._pending.extend(beats)
             await self._seal(outbox, delivery, key)
+            if time.monotonic() - self._expired_at < EXPIRE_EVERY_S:
+                continue
+            self._expired_at = time.monotonic()
             expired = await asyncio.to_thread(outbox.expire)
             for b in expired:
                 self.outbox_dropped_batches += 1

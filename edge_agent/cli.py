@@ -25,6 +25,7 @@ from edge_agent.config import (
     read_secret,
 )
 from edge_agent.modbus_plan import describe_plan, plan_device
+from edge_agent.outbox import OutboxError
 
 EXIT_BAD_CONFIG = 2
 
@@ -138,6 +139,9 @@ def cmd_run(path: Path) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_CONFIG
+    except OutboxError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -148,7 +148,8 @@ class Outbox:
         try:
             yield
         except BaseException as exc:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite has rolled back itself on SQLITE_FULL
+                self._db.execute("ROLLBACK")
             self._recount()  # the running totals followed the rolled-back statements
             if isinstance(exc, sqlite3.OperationalError):
                 raise OutboxError(f"{self.path}: cannot write the outbox ({exc})") from exc

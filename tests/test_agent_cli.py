@@ -59,3 +59,16 @@ def test_check_reports_a_bad_file_and_exits_2(capsys: pytest.CaptureFixture[str]
 def test_run_refuses_a_bad_file_before_starting(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", str(BAD / "mqtt_url_scheme.yaml")]) == 2
     assert "is not an MQTT URL" in capsys.readouterr().err
+
+
+def test_run_stops_with_a_clear_error_when_the_outbox_is_not_ours(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = demo_config(tmp_path)
+    outbox = tmp_path / "var" / "outbox.db"
+    outbox.parent.mkdir()
+    outbox.write_text("operator notes, not a database\n" * 50)
+    assert main(["run", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{outbox}: not a usable outbox" in err
+    assert outbox.read_text().startswith("operator notes")  # left as it was
