@@ -21,18 +21,20 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig, ModbusDeviceConfig, OpcUaDeviceConfig, read_secret
 from edge_agent.delivery import Delivery
-from edge_agent.modbus_source import ModbusLink, ModbusSource
-from edge_agent.opcua_source import OpcUaSource
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.publisher import MqttSink
 from edge_agent.report import ExceptionFilter
 from edge_agent.sample import Sample
 from edge_agent.wire import encode_batch, encode_message, ms
+
+if TYPE_CHECKING:
+    from edge_agent.modbus_source import ModbusLink, ModbusSource
+    from edge_agent.opcua_source import OpcUaSource
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,12 @@ class Agent:
             self._full.set()
 
     def _build_sources(self) -> None:
+        # Protocol stacks load only when a device needs them: asyncua alone is 25 MB of
+        # RSS that a Modbus-only gateway does not pay.
+        if any(isinstance(d, OpcUaDeviceConfig) for d in self.config.devices):
+            from edge_agent.opcua_source import OpcUaSource  # noqa: PLC0415
+        if any(isinstance(d, ModbusDeviceConfig) for d in self.config.devices):
+            from edge_agent.modbus_source import ModbusLink, ModbusSource  # noqa: PLC0415
         for d in self.config.devices:
             if isinstance(d, OpcUaDeviceConfig):
                 uri = application_uri(self.config)
@@ -143,7 +151,11 @@ class Agent:
         cfg = self.config.mqtt
         while self._pending:
             n = min(len(self._pending), cfg.batch_max_samples)
-            batch = [self._pending.popleft() for _ in range(n)]
+            if n == len(self._pending):
+                batch = list(self._pending)
+                self._pending.clear()
+            else:
+                batch = [self._pending.popleft() for _ in range(n)]
             self.seq += 1
             payload = encode_batch(
                 gw=self.config.gateway.id,
@@ -325,6 +337,16 @@ class Agent:
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel and wait; cancel again what is still running.
+
+    On Python 3.11 a wait_for inside a library (pymodbus waits for each response so) can
+    swallow a cancellation that arrives as its future completes; the task then runs on.
+    """
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
     for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        if not t.cancelled() and t.exception() is not None:
+            logger.error("task %s failed", t.get_name(), exc_info=t.exception())

@@ -111,6 +111,11 @@ def _converter(tag: ModbusTagConfig) -> _Convert:
     ndigits = _ndigits(tag)
     if scale == 1 and offset == 0:
         return lambda raw: (tid, float(raw), _GOOD, None)
+    if offset == 0 and ndigits is not None and scale == 10.0**-ndigits:
+        # raw / 10**k is correctly rounded: the same double as round(raw * scale, k),
+        # in one operation (most meters scale by 0.1, 0.01 or 0.001)
+        divisor = 10**ndigits
+        return lambda raw: (tid, raw / divisor, _GOOD, None)
     if ndigits is None:
         return lambda raw: (tid, raw * scale + offset, _GOOD, None)
     return lambda raw: (tid, round(raw * scale + offset, ndigits), _GOOD, None)

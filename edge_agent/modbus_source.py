@@ -215,8 +215,10 @@ class ModbusSource:
             if i in self._failing:
                 logger.info("%s: %s recovered", dev, _where(req))
                 del self._failing[i]
-            for tag, value, quality, status in self._decoders[i].decode(data):
-                out.append(Sample(dev, tag, now, value, quality, status=status))
+            out.extend(
+                Sample(dev, tag, now, value, quality, None, status)
+                for tag, value, quality, status in self._decoders[i].decode(data)
+            )
             self.values_read += len(req.tags)
             i += 1
         self._set_online(answered, out)

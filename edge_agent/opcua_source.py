@@ -44,6 +44,7 @@ _MAX_NODES_PER_READ = _CAPS.Server_ServerCapabilities_OperationLimits_MaxNodesPe
 _MAX_ITEMS_PER_CALL = _CAPS.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall
 _CHUNK_DEFAULT = 1000  # when a server states no limit, still keep messages moderate
 _RANK = {Quality.GOOD: 0, Quality.UNCERTAIN: 1, Quality.BAD: 2}
+_GOOD, _BAD = Quality.GOOD, Quality.BAD
 
 
 class NodeResolveError(Exception):
@@ -61,6 +62,7 @@ class _Input:
     quality: Quality = Quality.BAD
     ts: float = 0.0
     status: str | None = None
+    simple: bool = True  # its value is the tag's value (no umati pair, no state_map)
 
 
 @dataclass(slots=True)
@@ -102,10 +104,6 @@ def _plain(value: Any) -> float | str | None:
     return str(value)
 
 
-def _epoch(stamp: Any, fallback: float) -> float:
-    return stamp.timestamp() if stamp is not None else fallback
-
-
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -130,6 +128,7 @@ class OpcUaSource:
         self.limits = _Limits()
         self._inputs: dict[ua.NodeId, _Input] = {}
         self._pairs: dict[str, tuple[_Input, _Input | None]] = {}  # tag -> (value, mode)
+        self._bad = 0  # inputs whose last quality is bad: all of them means offline
         self._lost = asyncio.Event()
         self._backoff = Backoff(device.reconnect_min_s, device.reconnect_max_s)
         self._last_error = ""
@@ -207,12 +206,14 @@ class OpcUaSource:
         self._pairs = {}
         for tag in self.device.nodes:
             nid = resolve_node_id(tag.node, namespaces)
-            main = self._inputs[nid] = _Input(tag, nid)
+            simple = tag.umati_operation_mode is None and not tag.state_map
+            main = self._inputs[nid] = _Input(tag, nid, simple=simple)
             mode = None
             if tag.umati_operation_mode is not None:
                 mid = resolve_node_id(tag.umati_operation_mode, namespaces)
-                mode = self._inputs[mid] = _Input(tag, mid, is_mode=True)
+                mode = self._inputs[mid] = _Input(tag, mid, is_mode=True, simple=False)
             self._pairs[tag.tag] = (main, mode)
+        self._bad = len(self._inputs)  # nothing read yet
         self.limits = await self._read_limits(client)
         logger.info(
             "%s: session %d on %s, %d nodes, limits %s",
@@ -243,10 +244,7 @@ class OpcUaSource:
         ids = list(self._inputs)
         for chunk in _chunks(ids, self.limits.read):
             values = await client.read_attributes([client.get_node(n) for n in chunk])
-            now = time.time()
-            for nid, dv in zip(chunk, values, strict=True):
-                self._update(nid, dv, now)
-        self._flush(ids)
+            self._absorb(zip(chunk, values, strict=True))
 
     async def _poll_until_lost(self, client: Client) -> None:
         interval = self.device.poll_interval_s
@@ -319,40 +317,46 @@ class OpcUaSource:
             )
 
     def _on_events(self, events: list[Any]) -> None:
-        now = time.time()
-        touched = []
-        for ev in events:
-            if isinstance(ev, DataChangeEvent):
-                nid = ev.node.nodeid
-                self._update(nid, ev.data.monitored_item.Value, now)
-                touched.append(nid)
-        if touched:
-            self._flush(touched)
+        self._absorb(
+            (ev.node.nodeid, ev.data.monitored_item.Value)
+            for ev in events
+            if type(ev) is DataChangeEvent
+        )
 
-    def _update(self, nid: ua.NodeId, dv: ua.DataValue, now: float) -> None:
-        inp = self._inputs.get(nid)
-        if inp is None:
-            return
-        inp.quality = _quality(dv.StatusCode)
-        inp.value = _plain(dv.Value.Value if dv.Value is not None else None)
-        inp.ts = _epoch(dv.SourceTimestamp or dv.ServerTimestamp, now)
-        code = dv.StatusCode
-        inp.status = None if code is None or inp.quality is Quality.GOOD else str(code.name)
-        self.values_read += 1
+    def _absorb(self, values: Iterable[tuple[ua.NodeId, ua.DataValue]]) -> None:
+        """New DataValues in: emit the samples of the tags they touch, then the status.
 
-    def _flush(self, touched: Iterable[ua.NodeId]) -> None:
-        """Emit samples for the tags whose inputs changed, then the device status."""
+        The hot path of a subscription: a plain tag's sample is built right here; only
+        umati pairs and state maps go through `_sample`.
+        """
         now = time.time()
+        dev = self.device.id
+        inputs = self._inputs
         out: list[Sample] = []
-        done: set[str] = set()
-        for nid in touched:
-            inp = self._inputs.get(nid)
-            if inp is None or inp.tag.tag in done:
+        derived: dict[str, OpcUaNodeConfig] = {}
+        n = 0
+        for nid, dv in values:
+            inp = inputs.get(nid)
+            if inp is None:
                 continue
-            done.add(inp.tag.tag)
-            out.append(self._sample(inp.tag, now))
-        any_good = any(i.quality is not Quality.BAD for i in self._inputs.values())
-        self._set_online(any_good, out)
+            n += 1
+            code = dv.StatusCode
+            quality = _quality(code)
+            if quality is not inp.quality:
+                self._bad += (quality is _BAD) - (inp.quality is _BAD)
+                inp.quality = quality
+            inp.status = None if quality is _GOOD or code is None else str(code.name)
+            stamp = dv.SourceTimestamp or dv.ServerTimestamp
+            inp.ts = stamp.timestamp() if stamp is not None else now
+            variant = dv.Value
+            inp.value = None if quality is _BAD or variant is None else _plain(variant.Value)
+            if inp.simple:
+                out.append(Sample(dev, inp.tag.tag, inp.ts, inp.value, quality, now, inp.status))
+            else:
+                derived[inp.tag.tag] = inp.tag
+        self.values_read += n
+        out.extend(self._sample(tag, now) for tag in derived.values())
+        self._set_online(self._bad < len(inputs), out)
         if out:
             self.emit(out)
 

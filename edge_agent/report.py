@@ -44,16 +44,15 @@ class ExceptionFilter:
 
     def offer(self, sample: Sample, now: float) -> bool:
         """True when the sample must be sent; records it as sent."""
-        if sample.tag == DEVICE_STATUS_TAG:
-            if sample.value == "offline":
-                self._offline.add(sample.device)
-            else:
-                self._offline.discard(sample.device)
-            return True
-        key = (sample.device, sample.tag)
-        last = self._last.get(key)
-        if last is None:
-            self._last[key] = _Last(
+        last = self._last.get((sample.device, sample.tag))
+        if last is None:  # a device status, or a tag nobody configured
+            if sample.tag == DEVICE_STATUS_TAG:
+                if sample.value == "offline":
+                    self._offline.add(sample.device)
+                else:
+                    self._offline.discard(sample.device)
+                return True
+            self._last[(sample.device, sample.tag)] = _Last(
                 sample.value, sample.quality, now, float("inf"), 0.0, sample.status
             )
             return True

@@ -58,6 +58,27 @@ def sample_dict(s: Sample) -> dict[str, Any]:
     return d
 
 
+def _sample_dicts(samples: Iterable[Sample]) -> list[dict[str, Any]]:
+    """sample_dict for a batch, fast: the samples of one read share a timestamp."""
+    out: list[dict[str, Any]] = []
+    append = out.append
+    last_ts, last_ms = None, 0
+    for device, tag, ts, value, quality, gw_ts, status in samples:
+        if ts != last_ts:
+            last_ts, last_ms = ts, round(ts * 1000)
+        d: dict[str, Any] = {"d": device, "t": tag, "ts": last_ms, "v": value}
+        if quality is not _GOOD:
+            d["q"] = quality.value
+            if status:
+                d["s"] = status
+        if gw_ts is not None:
+            gts = round(gw_ts * 1000)
+            if gts != last_ms:
+                d["gts"] = gts
+        append(d)
+    return out
+
+
 def sign(body: bytes, key: bytes) -> bytes:
     """Append the signature member to a JSON object's bytes."""
     if not (body.startswith(b'{"') and body.endswith(b"}")):
@@ -79,7 +100,7 @@ def encode_batch(
         "boot": boot,
         "seq": seq,
         "sent": ms(sent),
-        "samples": [sample_dict(s) for s in samples],
+        "samples": _sample_dicts(samples),
     }
     return sign(_dumps(body), key)
 

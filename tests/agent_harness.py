@@ -146,6 +146,8 @@ class Collector:
             raise RuntimeError("collector could not subscribe")
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.retain:
+            return  # a retained birth or status from an earlier test on a shared broker
         try:
             obj = verify(msg.payload, self.key)
         except ValueError as exc:

@@ -1,0 +1,408 @@
+"""How much the edge agent reads per CPU-second, side by side with a naive gateway.
+
+    .venv/bin/python bench/agent_throughput.py [--quick] [--no-profile]
+
+Everything runs as its own process on 127.0.0.1, so each CPU figure is one process's:
+  modbus server   pymodbus, UNITS unit ids x REGS holding registers whose values change
+                  at every read (nothing is suppressed as unchanged)
+  opcua server    asyncua, NODES Double variables all rewritten every 100 ms
+  broker          a real Mosquitto
+  agent           `edge-agent run`: read, decode, report, seal, outbox, publish, PUBACK
+  naive           written here: one Modbus request per tag, one JSON object and one
+                  MQTT publish (QoS 1) per value, no outbox
+
+Figures come from the agent's own metrics (published every second) against the CPU time
+of its process (/proc/PID/stat) between two metrics messages after a warm-up, so start-up
+is not counted. RSS is the agent's peak (VmHWM) with UNITS x REGS tags. The last line
+printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import pstats
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from simulators.ports import pick_free_port  # noqa: E402
+from tests.broker import Broker, start_broker  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# --- servers (run as subprocesses of this file) ----------------------------------------
+
+
+def serve_modbus(port: int, units: int, regs: int) -> None:
+    from pymodbus.server import ModbusTcpServer  # noqa: PLC0415
+    from pymodbus.simulator import DataType, SimData, SimDevice  # noqa: PLC0415
+
+    counter = [0]
+
+    async def action(  # noqa: PLR0917 - pymodbus calls it positionally
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: Any,
+    ) -> None:
+        counter[0] = (counter[0] + 1) % 60000
+        base = counter[0]
+        for i in range(address - start_address, address - start_address + count):
+            current_registers[i] = (base + i) % 65536
+
+    def device(unit: int) -> SimDevice:
+        bits = [SimData(0, values=[False] * 16, datatype=DataType.BITS)]
+        holding = [SimData(0, count=regs, values=0, datatype=DataType.REGISTERS)]
+        inputs = [SimData(0, datatype=DataType.INVALID)]
+        return SimDevice(id=unit, simdata=(bits, bits, holding, inputs), action=action)
+
+    async def main() -> None:
+        server = ModbusTcpServer(
+            context=[device(u) for u in range(1, units + 1)], address=("127.0.0.1", port)
+        )
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def serve_opcua(port: int, nodes: int) -> None:
+    from asyncua import Server, ua  # noqa: PLC0415
+
+    async def main() -> None:
+        server = Server()
+        await server.init()
+        server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/")
+        ns = await server.register_namespace("urn:bench")
+        obj = await server.nodes.objects.add_object(ua.NodeId("bench", ns), "bench")
+        variables = [
+            await obj.add_variable(ua.NodeId(f"v{i}", ns), f"v{i}", 0.0) for i in range(nodes)
+        ]
+        await server.start()
+        print("ready", flush=True)
+        k = 0
+        while True:
+            k += 1
+            for i, v in enumerate(variables):
+                await server.write_attribute_value(
+                    v.nodeid, ua.DataValue(ua.Variant(float(k * 1000 + i), ua.VariantType.Double))
+                )
+            await asyncio.sleep(0.1)
+
+    asyncio.run(main())
+
+
+# --- the naive gateway ------------------------------------------------------------------
+
+
+def naive(modbus_port: int, broker_port: int, units: int, regs: int) -> None:
+    """One request per tag, JSON per sample, publish per sample: how many gateways work."""
+    import paho.mqtt.client as mqtt  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+    from pymodbus.client import ModbusTcpClient  # noqa: PLC0415
+
+    mb = ModbusTcpClient("127.0.0.1", port=modbus_port, timeout=2, retries=0)
+    mb.connect()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="naive")
+    client.max_queued_messages_set(10_000)
+    client.connect("127.0.0.1", broker_port)
+    client.loop_start()
+    values = 0
+    last = time.monotonic()
+    while True:
+        for unit in range(1, units + 1):
+            for address in range(regs):
+                rr = mb.read_holding_registers(address, count=1, device_id=unit)
+                sample = {
+                    "d": f"u{unit}",
+                    "t": f"r{address}",
+                    "ts": time.time(),
+                    "v": rr.registers[0] * 0.1,
+                }
+                client.publish("naive/data", json.dumps(sample), qos=1)
+                values += 1
+                now = time.monotonic()
+                if now - last >= 1.0:
+                    print(json.dumps({"values": values, "cpu": time.process_time()}), flush=True)
+                    last = now
+
+
+# --- harness ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def process(*args: str, ready: str | None = None, **kw: Any) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=REPO, text=True, stdout=subprocess.PIPE, **kw
+    )
+    try:
+        if ready is not None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if ready in line:
+                    break
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def wait_port(port: int, timeout_s: float = 20) -> None:
+    import socket  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Metrics:
+    """The agent's metrics payloads, each stamped with the agent's CPU time on arrival."""
+
+    def __init__(self, broker: Broker) -> None:
+        import paho.mqtt.client as mqtt  # noqa: PLC0415
+        from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+        self.pid = 0
+        self.rows: list[tuple[dict[str, Any], float]] = []
+        self.lock = threading.Lock()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{secrets.token_hex(3)}")
+        c.on_connect = lambda cl, *_: cl.subscribe("fe/v1/+/+/+/metrics")
+        c.on_message = self._on
+        c.connect(broker.host, broker.port)
+        c.loop_start()
+        self.client = c
+
+    def _on(self, _c: Any, _u: Any, msg: Any) -> None:
+        if self.pid:
+            with contextlib.suppress(OSError):
+                cpu = cpu_s(self.pid)
+                with self.lock:
+                    self.rows.append((json.loads(msg.payload), cpu))
+
+    def reset(self, pid: int) -> None:
+        with self.lock:
+            self.pid = pid
+            self.rows = []
+
+    def window(self, warmup_s: float, measure_s: float) -> tuple[float, float, float]:
+        """(values read, values acknowledged, agent CPU s) between two metrics messages."""
+        time.sleep(warmup_s)
+        with self.lock:
+            n0 = len(self.rows)
+        time.sleep(measure_s)
+        with self.lock:
+            rows = self.rows[max(0, n0 - 1) :]
+        (m0, c0), (m1, c1) = rows[0], rows[-1]
+        return (
+            m1["samples_read"] - m0["samples_read"],
+            m1["samples_acked"] - m0["samples_acked"],
+            c1 - c0,
+        )
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def agent_config(workdir: Path, broker: Broker, devices: list[dict[str, Any]]) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = workdir / "gw.key"
+    key.write_text(secrets.token_hex(32))
+    key.chmod(0o600)
+    config = {
+        "version": 1,
+        "gateway": {"enterprise": "bench", "site": "lab", "id": "gw"},
+        "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "hmac_key_file": "gw.key"},
+        "outbox": {"path": "outbox.db", "durability": "process"},
+        "metrics_interval_s": 1.0,
+        "devices": devices,
+    }
+    path = workdir / "agent.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def modbus_devices(port: int, units: int, regs: int, poll_s: float) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"u{u}",
+            "protocol": "modbus",
+            "host": "127.0.0.1",
+            "port": port,
+            "unit": u,
+            "poll_interval_s": poll_s,
+            "timeout_s": 5,
+            "tags": [
+                {"tag": f"r{a}", "address": a, "type": "u16", "scale": 0.1} for a in range(regs)
+            ],
+        }
+        for u in range(1, units + 1)
+    ]
+
+
+def run_agent(
+    config: Path, metrics: Metrics, warmup_s: float, measure_s: float, profile: Path | None
+) -> dict[str, float]:
+    args = ["-m", "edge_agent.cli", "--log-level", "WARNING", "run", str(config)]
+    if profile is not None:
+        args = ["-m", "cProfile", "-o", str(profile), *args]
+    with process(*args, env={**os.environ, "PYTHONPATH": str(REPO)}) as agent:
+        metrics.reset(agent.pid)
+        read, acked, cpu = metrics.window(warmup_s, measure_s)
+        rss = peak_rss_mb(agent.pid)
+    return {"read": read, "acked": acked, "cpu": cpu, "rss_mb": rss}
+
+
+def run_naive(modbus_port: int, broker: Broker, units: int, regs: int, seconds: float) -> float:
+    with process(
+        __file__, "--naive", str(modbus_port), str(broker.port), str(units), str(regs)
+    ) as p:
+        assert p.stdout is not None
+        rows = []
+        deadline = time.monotonic() + seconds
+        for line in p.stdout:
+            rows.append(json.loads(line))
+            if time.monotonic() > deadline and len(rows) >= 3:
+                break
+    a, b = rows[1], rows[-1]  # the first second includes start-up
+    return (b["values"] - a["values"]) / (b["cpu"] - a["cpu"])
+
+
+def report(
+    results: dict[str, Any],
+    *,
+    units: int,
+    regs: int,
+    nodes: int,
+    rss: float,
+    profile: Path | None,
+) -> None:
+    print(f"{'':2}Modbus, {units * regs:,} u16 tags on {units} units, polled every 50 ms")
+    print(f"    agent   {results['modbus_values_per_cpu_s']:>10,} values read per CPU-s")
+    print(
+        f"    agent   {results['modbus_acked_per_cpu_s']:>10,} values published and acked per CPU-s"
+    )
+    print(f"    naive   {results['modbus_naive_values_per_cpu_s']:>10,} values per CPU-s")
+    print(f"    ratio   {results['modbus_naive_ratio']:>10}x (acked vs naive)")
+    print(f"    agent peak RSS {rss:.1f} MB, {results['modbus_agent_cpu_share']} CPU")
+    print(f"{'':2}OPC UA, {nodes:,} nodes changing every 100 ms, subscription")
+    print(
+        f"    agent   {results['opcua_changes_per_cpu_s']:>10,} changes per CPU-s "
+        f"({results['opcua_changes_per_s']:,}/s offered and taken)"
+    )
+    if profile is not None and profile.exists():
+        print("  profile of the Modbus agent, top 15 by own time:")
+        stats = pstats.Stats(str(profile))
+        stats.sort_stats("tottime").print_stats(15)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller and shorter: under a minute")
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--serve-modbus", nargs=3, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-opcua", nargs=2, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--naive", nargs=4, type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve_modbus:
+        serve_modbus(*args.serve_modbus)
+        return
+    if args.serve_opcua:
+        serve_opcua(*args.serve_opcua)
+        return
+    if args.naive:
+        naive(*args.naive)
+        return
+
+    units, regs = (16, 125) if args.quick else (80, 125)  # 2,000 or 10,000 tags
+    nodes = 500 if args.quick else 2000
+    warmup, measure = (3.0, 5.0) if args.quick else (5.0, 20.0)
+    tmp = Path(tempfile.mkdtemp(prefix="agent-bench-"))
+    broker = start_broker(tmp / "broker")
+    metrics = Metrics(broker)
+    results: dict[str, Any] = {"quick": args.quick, "modbus_tags": units * regs}
+    try:
+        mb_port, ua_port = pick_free_port("127.0.0.1"), pick_free_port("127.0.0.1")
+        with process(__file__, "--serve-modbus", str(mb_port), str(units), str(regs)):
+            wait_port(mb_port)
+            cfg = agent_config(tmp / "mb", broker, modbus_devices(mb_port, units, regs, 0.05))
+            mb = run_agent(cfg, metrics, warmup, measure, None)
+            naive_rate = run_naive(mb_port, broker, units, regs, measure / 2)
+            profile = None
+            if not args.no_profile:
+                profile = tmp / "agent.prof"
+                cfg = agent_config(tmp / "mbp", broker, modbus_devices(mb_port, units, regs, 0.05))
+                run_agent(cfg, metrics, warmup, measure / 2, profile)
+        with process(__file__, "--serve-opcua", str(ua_port), str(nodes), ready="ready"):
+            device = {
+                "id": "opc",
+                "protocol": "opcua",
+                "endpoint": f"opc.tcp://127.0.0.1:{ua_port}/",
+                "publishing_interval_ms": 100,
+                "sampling_interval_ms": 50,
+                "nodes": [{"tag": f"v{i}", "node": f"nsu=urn:bench;s=v{i}"} for i in range(nodes)],
+            }
+            ua = run_agent(
+                agent_config(tmp / "ua", broker, [device]), metrics, warmup, measure, None
+            )
+    finally:
+        metrics.close()
+        broker.stop()
+
+    results |= {
+        "modbus_values_per_cpu_s": round(mb["read"] / mb["cpu"]),
+        "modbus_acked_per_cpu_s": round(mb["acked"] / mb["cpu"]),
+        "modbus_values_per_s": round(mb["read"] / measure),
+        "modbus_agent_cpu_share": round(mb["cpu"] / measure, 2),
+        "modbus_naive_values_per_cpu_s": round(naive_rate),
+        "modbus_naive_ratio": round(mb["acked"] / mb["cpu"] / naive_rate, 1),
+        "opcua_nodes": nodes,
+        "opcua_changes_per_cpu_s": round(ua["read"] / ua["cpu"]),
+        "opcua_changes_per_s": round(ua["read"] / measure),
+        "rss_mb_10k_tags" if not args.quick else "rss_mb_2k_tags": round(mb["rss_mb"], 1),
+    }
+    report(results, units=units, regs=regs, nodes=nodes, rss=mb["rss_mb"], profile=profile)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
