@@ -122,7 +122,15 @@ async def advance(sim: FactorySim, seconds: float) -> None:
 class Collector:
     """Subscribes to fe/v1/# and keeps every verified payload, in arrival order."""
 
-    def __init__(self, broker: Broker, key: bytes, *, persistent: bool = False) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        key: bytes,
+        *,
+        persistent: bool = False,
+        ca_file: Path | None = None,
+        login: tuple[str, str] | None = None,
+    ) -> None:
         """persistent: a session the broker keeps (with queued messages) while the
         collector is away, across a broker restart when the broker persists."""
         self.key = key
@@ -136,6 +144,10 @@ class Collector:
             clean_session=not persistent,
         )
         c.reconnect_delay_set(0.2, 1)
+        if ca_file is not None:
+            c.tls_set(ca_certs=str(ca_file))
+        if login is not None:
+            c.username_pw_set(*login)
         c.on_connect = lambda cl, *_: cl.subscribe(TOPIC, qos=1)
         c.on_subscribe = lambda *_: self._subscribed.set()
         c.on_message = self._on_message

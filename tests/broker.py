@@ -39,14 +39,38 @@ class Broker:
                 self.process.wait(timeout=5)
 
 
-def start_broker(workdir: Path, *, port: int | None = None, persistence: bool = False) -> Broker:
-    """A broker; with persistence, sessions and queued messages survive a restart."""
+def start_broker(
+    workdir: Path,
+    *,
+    port: int | None = None,
+    persistence: bool = False,
+    tls: tuple[Path, Path] | None = None,
+    passwords: dict[str, str] | None = None,
+) -> Broker:
+    """A broker; with persistence, sessions and queued messages survive a restart.
+
+    tls: (certificate, key) for a TLS-only listener; passwords: user -> password, and
+    then no anonymous access.
+    """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "mosquitto.conf"
     log = workdir / "mosquitto.log"
+    auth = "allow_anonymous true\n"
+    if passwords:
+        pwfile = workdir / "passwords"
+        pwfile.write_text("", encoding="utf-8")
+        for user, password in passwords.items():
+            subprocess.run(
+                ["mosquitto_passwd", "-b", str(pwfile), user, password],
+                check=True,
+                capture_output=True,
+            )
+        auth = f"allow_anonymous false\npassword_file {pwfile}\n"
+    if tls:
+        auth += f"certfile {tls[0]}\nkeyfile {tls[1]}\n"
     conf.write_text(
-        f"listener {port} {LOOPBACK}\nallow_anonymous true\n"
+        f"listener {port} {LOOPBACK}\n{auth}"
         # as root, mosquitto drops to user 'mosquitto', which cannot write the test's
         # private temporary directory (log, persistence): stay the test's own user
         + ("user root\n" if os.geteuid() == 0 else "")
