@@ -7,9 +7,9 @@ STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: test demo lint typecheck pytest setup mosquitto clean
+.PHONY: test demo lint typecheck pytest setup system-deps clean
 
-setup: $(STAMP) mosquitto
+setup: $(STAMP) system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[agent,server,sim,test]'
 	touch $@
 
-# The integration tests start their own broker from this binary on a free port.
-mosquitto:
+# The integration tests start their own broker from this binary on a free port, and
+# link two pseudo-terminals with socat to test Modbus RTU over a serial line.
+system-deps:
 	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; else \
 		echo "mosquitto not found: installing it with apt-get"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto; \
+	fi
+	@if command -v socat >/dev/null 2>&1; then :; else \
+		echo "socat not found: installing it with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat; \
 	fi
 
 lint: $(STAMP)
