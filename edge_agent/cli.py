@@ -157,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # asyncua and pymodbus log every retry at INFO/ERROR; the agent says it once itself
-    for noisy in ("asyncua", "pymodbus"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.root.level))
-    logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+    # asyncua and pymodbus log every retry and timeout, up to ERROR; the agent reports
+    # each failure itself, once, with the device and the fix. --log-level DEBUG shows all.
+    if args.log_level != "DEBUG":
+        for noisy in ("asyncua", "pymodbus"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
     if args.command == "check":
         return cmd_check(args.config)
     if args.command == "run":

@@ -49,6 +49,7 @@ _EXCEPTION_TEXT = {
 # The device (or the gateway in front of it) did not answer: it is not there.
 _ABSENT = frozenset({10, 11})
 _ILLEGAL_ADDRESS = 2
+_NOT_CONNECTED = "not connected"
 
 
 class ReadError(Exception):
@@ -201,7 +202,7 @@ class ModbusSource:
                 connected = await self.link.ensure_connected()
                 try:
                     if not connected:
-                        raise ReadError("not connected", absent=True)
+                        raise ReadError(_NOT_CONNECTED, absent=True)
                     data = await self.link.read(req, self.device.unit)
                 except ReadError as exc:
                     if exc.code == _ILLEGAL_ADDRESS and self._split(i):
@@ -243,7 +244,8 @@ class ModbusSource:
 
     def _failed(self, i: int, req: ReadRequest, text: str, out: list[Sample]) -> None:
         self.read_errors += 1
-        if self._failing.get(i) != text:
+        # a link that cannot connect says so once for all its devices
+        if self._failing.get(i) != text and text != _NOT_CONNECTED:
             logger.warning("%s: %s failed: %s", self.device.id, _where(req), text)
             self._failing[i] = text
         now = time.time()

@@ -52,6 +52,7 @@ class MqttSink:
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._client = self._make_client()
         self._last_error = ""
+        self._stopping = False
 
     def _status(self, state: str, **extra: Any) -> bytes:
         return encode_message(
@@ -147,7 +148,7 @@ class MqttSink:
         self.connected.set()
 
     def _down(self, reason: str) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._stopping:
             self.disconnects += 1
             logger.warning(
                 "MQTT connection to %s lost (%s); %d publish(es) wait for the broker",
@@ -203,6 +204,7 @@ class MqttSink:
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Say offline (retained), wait for what is in flight, disconnect."""
+        self._stopping = True
         client = self._client
         if self.connected.is_set():
             info = client.publish(

@@ -170,7 +170,17 @@ def cmd_agent_config(args: argparse.Namespace) -> int:
     from simulators.agent_config import agent_config, dump_agent_config  # noqa: PLC0415
 
     scenario = _load(args)
-    ready = json.loads(args.ready_file.read_text(encoding="utf-8")) if args.ready_file else {}
+    ready = {}
+    if args.ready_file:
+        try:
+            ready = json.loads(args.ready_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(
+                f"factory-sim: cannot read --ready-file {args.ready_file} ({exc}); start "
+                "`factory-sim run --ready-file FILE` first and wait until it is written",
+                file=sys.stderr,
+            )
+            return 2
     data = agent_config(
         scenario,
         opcua_urls=ready.get("opcua"),
