@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from edge_agent.sample import DEVICE_STATUS_TAG, MachineState, Role
-from edge_agent.yaml12 import format_location, load_yaml
+from edge_agent.yaml12 import YamlFileError, read_yaml_file, validation_problems
 
 CONFIG_VERSION = 1
 
@@ -424,7 +424,25 @@ class ConfigError(Exception):
 
 # pydantic's union errors name the union member ("OpcUaDeviceConfig"); users think in
 # protocols, so drop those steps from the path.
-_MEMBER_STEPS = {"opcua", "modbus", "OpcUaDeviceConfig", "ModbusDeviceConfig"}
+_MEMBER_STEPS = frozenset({"opcua", "modbus", "OpcUaDeviceConfig", "ModbusDeviceConfig"})
+
+
+def _explain(err: ErrorDetails, loc: tuple[int | str, ...]) -> str | None:
+    kind = err["type"]
+    if kind == "union_tag_invalid":
+        return "protocol must be 'opcua' or 'modbus'"
+    if kind == "union_tag_not_found":
+        return "each device needs protocol: opcua or protocol: modbus"
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{err['input']!r} is not a valid id: use lowercase letters, digits, '-' "
+            "and '_' (at most 63 characters), e.g. gw-01"
+        )
+    if kind == "too_short":
+        return "needs at least one entry"
+    if loc == ("version",):
+        return f"this agent reads config version {CONFIG_VERSION}; got {err['input']!r}"
+    return None
 
 
 def parse_config(data: Any, source: str = "<config>") -> AgentConfig:
@@ -434,30 +452,9 @@ def parse_config(data: Any, source: str = "<config>") -> AgentConfig:
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
-        problems: list[str] = []
-        for err in exc.errors(include_url=False):
-            loc = tuple(p for p in err["loc"] if p not in _MEMBER_STEPS)
-            where = format_location(loc)
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field; check its spelling against docs/agent.md"
-            elif err["type"] == "missing":
-                msg = "required field is missing"
-            elif err["type"] == "union_tag_invalid":
-                msg = "protocol must be 'opcua' or 'modbus'"
-            elif err["type"] == "union_tag_not_found":
-                msg = "each device needs protocol: opcua or protocol: modbus"
-            elif err["type"] == "string_pattern_mismatch":
-                msg = (
-                    f"{err['input']!r} is not a valid id: use lowercase letters, digits, '-' "
-                    "and '_' (at most 63 characters), e.g. gw-01"
-                )
-            elif err["type"] == "too_short":
-                msg = "needs at least one entry"
-            elif loc == ("version",):
-                msg = f"this agent reads config version {CONFIG_VERSION}; got {err['input']!r}"
-            prefix = "" if where == "(top level)" else f"{where}: "
-            problems.extend(f"{prefix}{line}" for line in msg.splitlines())
+        problems = validation_problems(
+            exc, docs="docs/agent.md", skip_steps=_MEMBER_STEPS, explain=_explain
+        )
         raise ConfigError(source, problems) from None
 
 
@@ -465,27 +462,10 @@ def load_config(path: str | Path) -> AgentConfig:
     """Read and validate an agent config file; relative paths resolve beside it."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(p), [f"cannot read the file: {exc.strerror}"]) from None
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(str(p), [_yaml_problem(exc)]) from None
+        data = read_yaml_file(p)
+    except YamlFileError as exc:
+        raise ConfigError(str(p), [exc.problem]) from None
     return parse_config(data, str(p)).resolve(p.parent)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """One line: where, what, and where the enclosing construct began."""
-    mark = getattr(exc, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    cmark = getattr(exc, "context_mark", None)
-    started = ""
-    if context and cmark is not None:
-        started = f" ({context} that began at line {cmark.line + 1}, column {cmark.column + 1})"
-    return f"{where}not valid YAML: {problem}{started}"
 
 
 def read_secret(path: Path, what: str) -> bytes:

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.sample import MachineState
 from simulators.calendar import ShiftCalendar
-from simulators.scenario import Carrier, Equipment, MachineState, Meter, Scenario
+from simulators.scenario import Carrier, Equipment, Meter, Scenario
 from simulators.schedule import Span, spans_from
 from simulators.truth import iso
 from simulators.views import MachineView, MeterView

@@ -28,7 +28,8 @@ from __future__ import annotations
 import math
 import struct
 
-from simulators.scenario import COUNTER_SOURCES, MachineState, Register
+from edge_agent.sample import MachineState
+from simulators.scenario import COUNTER_SOURCES, Register
 from simulators.views import MachineView, MeterView
 
 _INT_RANGE = {

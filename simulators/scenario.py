@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,22 +30,12 @@ from pydantic import (
     model_validator,
 )
 
-from edge_agent.yaml12 import format_location, load_yaml
+from edge_agent.sample import MachineState  # the canonical states are the contract
+from edge_agent.yaml12 import YamlFileError, read_yaml_file, validation_problems
 
 SCENARIO_VERSION = 1
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-
-
-class MachineState(enum.StrEnum):
-    """Canonical machine states (DESIGN.md, tag role ``machine_state``)."""
-
-    RUNNING = "RUNNING"
-    IDLE = "IDLE"
-    SETUP = "SETUP"
-    DOWN = "DOWN"
-    PLANNED_STOP = "PLANNED_STOP"
-    OFF = "OFF"
 
 
 class Carrier(enum.StrEnum):
@@ -626,33 +615,16 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        problems: list[str] = []
-        for err in exc.errors(include_url=False):
-            loc = format_location(tuple(err["loc"]))
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field; check its spelling against docs/simulators.md"
-            elif err["type"] == "missing":
-                msg = "required field is missing"
-            # cross-section checks name their own path, so the top level adds nothing
-            prefix = "" if loc == "(top level)" else f"{loc}: "
-            problems.extend(f"{prefix}{line}" for line in msg.splitlines())
-        raise ScenarioError(source, problems) from None
+        raise ScenarioError(source, validation_problems(exc, docs="docs/simulators.md")) from None
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(str(p), [f"cannot read the file: {exc.strerror}"]) from None
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ScenarioError(str(p), [f"{where}not valid YAML ({exc})"]) from None
+        data = read_yaml_file(p)
+    except YamlFileError as exc:
+        raise ScenarioError(str(p), [exc.problem]) from None
     return parse_scenario(data, str(p))
 
 

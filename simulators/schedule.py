@@ -19,8 +19,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from edge_agent.sample import MachineState
 from simulators.calendar import ShiftCalendar, ShiftWindow
-from simulators.scenario import Equipment, MachineState
+from simulators.scenario import Equipment
 
 NO_PROGRAM = -1
 FEED_OVERRIDES_PCT = (80.0, 90.0, 100.0, 100.0, 100.0, 100.0, 110.0)

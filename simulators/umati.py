@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from simulators.scenario import MachineState
+from edge_agent.sample import MachineState
 
 NS_DI = "http://opcfoundation.org/UA/DI/"
 NS_MACHINERY = "http://opcfoundation.org/UA/Machinery/"

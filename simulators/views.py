@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulators.scenario import Carrier, MachineState
+from edge_agent.sample import MachineState
+from simulators.scenario import Carrier
 
 
 @dataclass(frozen=True, slots=True)

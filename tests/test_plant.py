@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from edge_agent.yaml12 import load_yaml
 from simulators.plant import Plant, PlantError
 from simulators.scenario import (
     Carrier,
@@ -22,7 +23,6 @@ from simulators.scenario import (
     Scenario,
     default_scenario_path,
     load_scenario,
-    load_yaml,
     parse_scenario,
 )
 from simulators.truth import iso, parse_iso

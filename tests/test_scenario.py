@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from edge_agent.yaml12 import load_yaml
 from simulators.scenario import (
     Carrier,
     Interface,
@@ -23,7 +24,6 @@ from simulators.scenario import (
     ScenarioError,
     default_scenario_path,
     load_scenario,
-    load_yaml,
     parse_scenario,
 )
 
