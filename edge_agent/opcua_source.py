@@ -62,6 +62,7 @@ class _Input:
     quality: Quality = Quality.BAD
     ts: float = 0.0
     status: str | None = None
+    server_ts: float | None = None
     simple: bool = True  # its value is the tag's value (no umati pair, no state_map)
 
 
@@ -346,12 +347,21 @@ class OpcUaSource:
                 self._bad += (quality is _BAD) - (inp.quality is _BAD)
                 inp.quality = quality
             inp.status = None if quality is _GOOD or code is None else str(code.name)
-            stamp = dv.SourceTimestamp or dv.ServerTimestamp
-            inp.ts = stamp.timestamp() if stamp is not None else now
+            stamp, server = dv.SourceTimestamp, dv.ServerTimestamp
+            source_ts = stamp.timestamp() if stamp is not None else None
+            if server is None:
+                inp.server_ts = None
+            else:  # often the same instant: skip the second conversion
+                inp.server_ts = source_ts if server == stamp else server.timestamp()
+            inp.ts = source_ts if source_ts is not None else (inp.server_ts or now)
             variant = dv.Value
             inp.value = None if quality is _BAD or variant is None else _plain(variant.Value)
             if inp.simple:
-                out.append(Sample(dev, inp.tag.tag, inp.ts, inp.value, quality, now, inp.status))
+                out.append(
+                    Sample(
+                        dev, inp.tag.tag, inp.ts, inp.value, quality, now, inp.status, inp.server_ts
+                    )
+                )
             else:
                 derived[inp.tag.tag] = inp.tag
         self.values_read += n
@@ -361,30 +371,30 @@ class OpcUaSource:
             self.emit(out)
 
     def _sample(self, tag: OpcUaNodeConfig, now: float) -> Sample:
+        """A derived tag: a umati state from its pair, or a code through its state_map."""
         main, mode = self._pairs[tag.tag]
-        dev = self.device.id
+        dev, tid = self.device.id, tag.tag
         if mode is not None:
             worst = max((main, mode), key=lambda i: _RANK[i.quality])
             ts = max(main.ts, mode.ts)
+            stamps = [x for x in (main.server_ts, mode.server_ts) if x is not None]
+            sts = max(stamps) if stamps else None
             if worst.quality is Quality.BAD:
-                return Sample(dev, tag.tag, ts, None, Quality.BAD, now, worst.status)
+                return Sample(dev, tid, ts, None, Quality.BAD, now, worst.status, sts)
             try:
                 state = umati_state(str(main.value), mode.value)
             except ValueError as exc:
-                return Sample(dev, tag.tag, ts, None, Quality.BAD, now, str(exc))
-            return Sample(dev, tag.tag, ts, state.value, worst.quality, now, worst.status)
+                return Sample(dev, tid, ts, None, Quality.BAD, now, str(exc), sts)
+            return Sample(dev, tid, ts, state.value, worst.quality, now, worst.status, sts)
+        ts, sts = main.ts, main.server_ts
         if main.quality is Quality.BAD:
-            return Sample(dev, tag.tag, main.ts, None, Quality.BAD, now, main.status)
+            return Sample(dev, tid, ts, None, Quality.BAD, now, main.status, sts)
         value = main.value
-        if tag.state_map:
-            key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-            mapped = tag.state_map.get(key)
-            if mapped is None:
-                return Sample(
-                    dev, tag.tag, main.ts, None, Quality.BAD, now, f"unmapped state {key}"
-                )
-            value = mapped.value
-        return Sample(dev, tag.tag, main.ts, value, main.quality, now, main.status)
+        key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+        mapped = tag.state_map.get(key)
+        if mapped is None:
+            return Sample(dev, tid, ts, None, Quality.BAD, now, f"unmapped state {key}", sts)
+        return Sample(dev, tid, ts, mapped.value, main.quality, now, main.status, sts)
 
     def _set_online(self, online: bool, out: list[Sample] | None = None) -> None:
         if online == self.online:

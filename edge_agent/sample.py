@@ -4,7 +4,8 @@ A `Sample` is what every source yields and what the outbox stores (inside batche
 Values are floats for numbers and counters, strings for enums, states and program
 names. ``ts`` is device time when the device gives one (an OPC UA SourceTimestamp),
 else gateway time; ``gw_ts`` is always gateway time, so a verifier can see how far a
-device clock drifted. Both are UTC seconds since the epoch.
+device clock drifted; ``server_ts`` is an OPC UA server's own timestamp when it gives
+one. All are UTC seconds since the epoch.
 """
 
 from __future__ import annotations
@@ -96,3 +97,5 @@ class Sample(NamedTuple):
     gw_ts: float | None = None
     # The device's own status when not good (an OPC UA status name, a Modbus exception).
     status: str | None = None
+    # OPC UA ServerTimestamp: when the server last saw the value (kept beside the source's)
+    server_ts: float | None = None

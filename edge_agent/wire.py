@@ -12,8 +12,9 @@ than a re-serialisation means a verifier in any language checks a stored payload
 canonicalising JSON. docs/mqtt.md gives the full schema.
 
 A sample on the wire: ``{"d": device, "t": tag, "ts": ms, "v": value}`` plus ``"q"``
-(quality) and ``"s"`` (device status text) when the quality is not good, and ``"gts"``
-(gateway time, ms) when the device gave its own timestamp and it differs. Times are
+(quality) and ``"s"`` (device status text) when the quality is not good, ``"gts"``
+(gateway time, ms) when the device gave its own timestamp and it differs, and ``"sts"``
+(an OPC UA ServerTimestamp, ms) when it differs from ``ts``. Times are
 integer milliseconds since the Unix epoch, UTC.
 """
 
@@ -55,6 +56,10 @@ def sample_dict(s: Sample) -> dict[str, Any]:
         gts = round(s.gw_ts * 1000)
         if gts != d["ts"]:
             d["gts"] = gts
+    if s.server_ts is not None:
+        sts = round(s.server_ts * 1000)
+        if sts != d["ts"]:
+            d["sts"] = sts
     return d
 
 
@@ -63,7 +68,7 @@ def _sample_dicts(samples: Iterable[Sample]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     append = out.append
     last_ts, last_ms = None, 0
-    for device, tag, ts, value, quality, gw_ts, status in samples:
+    for device, tag, ts, value, quality, gw_ts, status, server_ts in samples:
         if ts != last_ts:
             last_ts, last_ms = ts, round(ts * 1000)
         d: dict[str, Any] = {"d": device, "t": tag, "ts": last_ms, "v": value}
@@ -75,6 +80,10 @@ def _sample_dicts(samples: Iterable[Sample]) -> list[dict[str, Any]]:
             gts = round(gw_ts * 1000)
             if gts != last_ms:
                 d["gts"] = gts
+        if server_ts is not None and server_ts != ts:
+            sts = round(server_ts * 1000)
+            if sts != last_ms:
+                d["sts"] = sts
         append(d)
     return out
 

@@ -95,6 +95,10 @@ async def test_published_values_equal_the_plant_for_every_encoding_and_a_rollove
         finally:
             collector.close()
         assert collector.errors == []
+        # OPC UA values keep both clocks: the machine's (ts) and the server's (sts)
+        cnc = [s for s in collector.samples() if s["d"] == "cnc-01" and s["t"] == "program"]
+        assert cnc
+        assert all("sts" in s for s in cnc)
         births = collector.of("birth")
         assert births, "a retained birth message"
         assert {d["id"] for d in births[-1]["devices"]} == {

@@ -108,3 +108,17 @@ def test_any_batch_verifies_and_decodes_to_its_samples(rows) -> None:  # type: i
     obj = verify(encode_batch(gw="g", boot=1, seq=1, sent=0.0, samples=samples, key=KEY), KEY)
     assert obj["samples"] == [sample_dict(s) for s in samples]
     assert [s["v"] for s in obj["samples"]] == [v for _, v, _ in rows]
+
+
+def test_server_timestamp_travels_when_it_differs() -> None:
+    s = Sample("cnc-01", "program", 10.0, "O1001", gw_ts=10.5, server_ts=10.25)
+    assert sample_dict(s) == {
+        "d": "cnc-01",
+        "t": "program",
+        "ts": 10_000,
+        "v": "O1001",
+        "gts": 10_500,
+        "sts": 10_250,
+    }
+    obj = verify(encode_batch(gw="g", boot=1, seq=1, sent=0.0, samples=[s], key=KEY), KEY)
+    assert obj["samples"] == [sample_dict(s)]
