@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asyncua import Client, ua
-from asyncua.common.subscription import DataChangeEvent, Subscription
+from asyncua.common.subscription import StatusChangeEvent, Subscription
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.uaerrors import UaError
 
@@ -245,7 +245,8 @@ class OpcUaSource:
         ids = list(self._inputs)
         for chunk in _chunks(ids, self.limits.read):
             values = await client.read_attributes([client.get_node(n) for n in chunk])
-            self._absorb(zip(chunk, values, strict=True))
+            inputs = self._inputs
+            self._absorb((inputs.get(n), dv) for n, dv in zip(chunk, values, strict=True))
 
     async def _poll_until_lost(self, client: Client) -> None:
         interval = self.device.poll_interval_s
@@ -259,7 +260,7 @@ class OpcUaSource:
 
     async def _subscribe_and_wait(self, client: Client) -> None:
         d = self.device
-        sub = await client.create_subscription(d.publishing_interval_ms, queue_maxsize=10_000)
+        sub = await client.create_subscription(d.publishing_interval_ms, queue_maxsize=1000)
         try:
             await self._monitor(sub, client)
             queue = sub._event_queue
@@ -272,12 +273,14 @@ class OpcUaSource:
                 if getter not in done:
                     getter.cancel()
                     break
-                # one publish response arrives as several queued events: take them together,
-                # so a umati state's two halves are combined once
-                events = [getter.result()]
-                while not queue.empty():
-                    events.append(queue.get_nowait())
-                self._on_events(events)
+                event = getter.result()
+                # data changes never get here (see _monitor); a bad status change is the
+                # server saying the subscription is gone: start over with a new session
+                if isinstance(event, StatusChangeEvent):
+                    code = event.notification.Status
+                    if not code.is_good():
+                        self._log_failure(f"subscription status {code.name}")
+                        break
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1):
@@ -285,6 +288,7 @@ class OpcUaSource:
 
     async def _monitor(self, sub: Subscription, client: Client) -> None:
         requests = []
+        by_handle: dict[int, _Input] = {}
         for nid, inp in self._inputs.items():
             mfilter = None
             if inp.tag.deadband > 0 and not inp.is_mode and inp.tag.role != "machine_state":
@@ -293,16 +297,33 @@ class OpcUaSource:
                     DeadbandType=int(ua.DeadbandType.Absolute),
                     DeadbandValue=inp.tag.deadband,
                 )
-            requests.append(
-                sub._make_monitored_item_request(
-                    client.get_node(nid),
-                    ua.AttributeIds.Value,
-                    mfilter,
-                    0,
-                    ua.MonitoringMode.Reporting,
-                    float(self.device.sampling_interval_ms),
-                )
+            request = sub._make_monitored_item_request(
+                client.get_node(nid),
+                ua.AttributeIds.Value,
+                mfilter,
+                0,
+                ua.MonitoringMode.Reporting,
+                float(self.device.sampling_interval_ms),
             )
+            by_handle[request.RequestedParameters.ClientHandle] = inp
+            requests.append(request)
+        # Data changes go straight from the decoded publish response into _absorb,
+        # without asyncua's per-item event objects and queue. Installed before the items
+        # exist, so none is missed. (asyncua is pinned; the hook is its
+        # Subscription._explode_notifications, which publish_callback looks up on self.)
+        explode = sub._explode_notifications
+
+        def take_data_changes(notifications: Iterable[Any]) -> Iterable[Any]:
+            rest = []
+            for notif in notifications:
+                if isinstance(notif, ua.DataChangeNotification):
+                    items = notif.MonitoredItems
+                    self._absorb((by_handle.get(i.ClientHandle), i.Value) for i in items)
+                else:
+                    rest.append(notif)
+            return explode(rest)
+
+        sub._explode_notifications = take_data_changes  # type: ignore[method-assign,assignment]
         failed = []
         for chunk in _chunks(requests, self.limits.monitor):
             results = await sub.create_monitored_items(chunk)
@@ -317,14 +338,7 @@ class OpcUaSource:
                 "; ".join(failed),
             )
 
-    def _on_events(self, events: list[Any]) -> None:
-        self._absorb(
-            (ev.node.nodeid, ev.data.monitored_item.Value)
-            for ev in events
-            if type(ev) is DataChangeEvent
-        )
-
-    def _absorb(self, values: Iterable[tuple[ua.NodeId, ua.DataValue]]) -> None:
+    def _absorb(self, values: Iterable[tuple[_Input | None, ua.DataValue]]) -> None:
         """New DataValues in: emit the samples of the tags they touch, then the status.
 
         The hot path of a subscription: a plain tag's sample is built right here; only
@@ -332,12 +346,10 @@ class OpcUaSource:
         """
         now = time.time()
         dev = self.device.id
-        inputs = self._inputs
         out: list[Sample] = []
         derived: dict[str, OpcUaNodeConfig] = {}
         n = 0
-        for nid, dv in values:
-            inp = inputs.get(nid)
+        for inp, dv in values:
             if inp is None:
                 continue
             n += 1
@@ -366,7 +378,7 @@ class OpcUaSource:
                 derived[inp.tag.tag] = inp.tag
         self.values_read += n
         out.extend(self._sample(tag, now) for tag in derived.values())
-        self._set_online(self._bad < len(inputs), out)
+        self._set_online(self._bad < len(self._inputs), out)
         if out:
             self.emit(out)
 
