@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from edge_agent.sample import DEVICE_STATUS_TAG, MachineState, Role
-from edge_agent.yaml12 import YamlFileError, read_yaml_file, validation_problems
+from edge_agent.yaml12 import InvalidFileError, YamlFileError, read_yaml_file, validation_problems
 
 CONFIG_VERSION = 1
 
@@ -412,14 +412,10 @@ def _resolve_paths(model: Any, base: Path) -> Any:
     return model
 
 
-class ConfigError(Exception):
-    """A config file that cannot be used; `problems` lists each as 'path: message'."""
+class ConfigError(InvalidFileError):
+    """An agent config that cannot be used; `problems` lists each as 'path: message'."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{source}: invalid agent config ({len(problems)} problem(s)):\n{lines}")
+    kind = "agent config"
 
 
 # pydantic's union errors name the union member ("OpcUaDeviceConfig"); users think in

@@ -31,7 +31,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import ModbusDeviceConfig
 from edge_agent.modbus_codec import BlockDecoder
 from edge_agent.modbus_plan import ReadRequest, describe_plan, plan_device, split_request
-from edge_agent.sample import DEVICE_STATUS_TAG, DeviceStatus, Quality, Sample
+from edge_agent.sample import Quality, Sample, status_sample
 
 logger = logging.getLogger(__name__)
 
@@ -257,9 +257,8 @@ class ModbusSource:
         if online == self.online:
             return
         self.online = online
-        status = DeviceStatus.ONLINE if online else DeviceStatus.OFFLINE
-        logger.info("%s is %s", self.device.id, status.value)
-        out.insert(0, Sample(self.device.id, DEVICE_STATUS_TAG, time.time(), status.value))
+        logger.info("%s is %s", self.device.id, "online" if online else "offline")
+        out.insert(0, status_sample(self.device.id, online, time.time()))
 
     def stats(self) -> dict[str, Any]:
         return {

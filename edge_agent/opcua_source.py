@@ -33,7 +33,7 @@ from asyncua.ua.uaerrors import UaError
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import OpcUaDeviceConfig, OpcUaNodeConfig, read_secret
-from edge_agent.sample import DEVICE_STATUS_TAG, DeviceStatus, Quality, Sample
+from edge_agent.sample import Quality, Sample, status_sample
 from edge_agent.umati import umati_state
 
 logger = logging.getLogger(__name__)
@@ -412,11 +412,10 @@ class OpcUaSource:
         if online == self.online:
             return
         self.online = online
-        status = DeviceStatus.ONLINE if online else DeviceStatus.OFFLINE
-        logger.info("%s is %s", self.device.id, status.value)
+        logger.info("%s is %s", self.device.id, "online" if online else "offline")
         if online:
             self._backoff.reset()
-        sample = Sample(self.device.id, DEVICE_STATUS_TAG, time.time(), status.value)
+        sample = status_sample(self.device.id, online, time.time())
         if out is None:
             self.emit([sample])
         else:

@@ -99,3 +99,9 @@ class Sample(NamedTuple):
     status: str | None = None
     # OPC UA ServerTimestamp: when the server last saw the value (kept beside the source's)
     server_ts: float | None = None
+
+
+def status_sample(device: str, online: bool, ts: float) -> Sample:
+    """The ``device_status`` sample a source emits when its device comes or goes."""
+    status = DeviceStatus.ONLINE if online else DeviceStatus.OFFLINE
+    return Sample(device, DEVICE_STATUS_TAG, ts, status.value)

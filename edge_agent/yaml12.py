@@ -69,6 +69,20 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+class InvalidFileError(Exception):
+    """A file that cannot be used; `problems` lists each as 'path: message'.
+
+    Each kind of file subclasses it and names itself in `kind`."""
+
+    kind = "file"
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: invalid {self.kind} ({len(problems)} problem(s)):\n{lines}")
+
+
 class YamlFileError(Exception):
     """A file that cannot be read or is not YAML; `problem` is one line for the user."""
 

@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from edge_agent.sample import MachineState  # the canonical states are the contract
-from edge_agent.yaml12 import YamlFileError, read_yaml_file, validation_problems
+from edge_agent.yaml12 import InvalidFileError, YamlFileError, read_yaml_file, validation_problems
 
 SCENARIO_VERSION = 1
 
@@ -598,14 +598,10 @@ def _unique(errors: list[str], what: str, ids: list[str]) -> None:
         errors.append(f"{what}: ids {dup} are used more than once; ids must be unique")
 
 
-class ScenarioError(Exception):
+class ScenarioError(InvalidFileError):
     """A scenario file that cannot be used; `problems` lists each as 'path: message'."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{source}: invalid scenario ({len(problems)} problem(s)):\n{lines}")
+    kind = "scenario"
 
 
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
