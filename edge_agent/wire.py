@@ -119,8 +119,8 @@ def encode_message(body: dict[str, Any], key: bytes) -> bytes:
     return sign(_dumps({"v": CONTRACT_VERSION, **body}), key)
 
 
-def verify(payload: bytes, key: bytes) -> dict[str, Any]:
-    """Check the signature and return the decoded object (the server's side, and tests')."""
+def check_signature(payload: bytes, key: bytes) -> None:
+    """Raise SignatureError unless the payload's "sig" is its HMAC under `key`."""
     m = _SIG_TAIL.search(payload)
     if m is None:
         raise SignatureError('payload does not end with a "sig" member')
@@ -128,6 +128,11 @@ def verify(payload: bytes, key: bytes) -> dict[str, Any]:
     expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
     if not hmac.compare_digest(expected, m.group(1)):
         raise SignatureError("signature does not match the gateway's key")
+
+
+def verify(payload: bytes, key: bytes) -> dict[str, Any]:
+    """Check the signature and return the decoded object (the server's side, and tests')."""
+    check_signature(payload, key)
     obj = json.loads(payload)
     if not isinstance(obj, dict):
         raise SignatureError("payload is not a JSON object")

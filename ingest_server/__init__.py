@@ -1,1 +1,8 @@
 """Ingestion server: MQTT to TimescaleDB/PostgreSQL, KPIs and verifiable evidence."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("factory-evidence")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"

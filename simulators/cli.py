@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("factory-sim")
 
-SUBCOMMANDS = ("run", "check", "history", "agent-config")
+SUBCOMMANDS = ("run", "check", "history", "agent-config", "registry")
 
 
 def _parse_time(value: str) -> float:
@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--hmac-key-file", default="keys/gateway.key")
     agent.add_argument("--gateway-id", default="gw-01")
     agent.add_argument("--out", type=Path, help="write here instead of standard output")
+
+    reg = sub.add_parser("registry", help="print an ingest-server registry for the scenario")
+    _scenario_args(reg)
+    reg.add_argument("--gateway-id", default="gw-01")
+    reg.add_argument("--out", type=Path, help="write here instead of standard output")
     return p
 
 
@@ -191,6 +196,18 @@ def cmd_agent_config(args: argparse.Namespace) -> int:
         gateway_id=args.gateway_id,
     )
     text = dump_agent_config(data, scenario)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    from simulators.agent_config import dump_registry, registry  # noqa: PLC0415
+
+    scenario = _load(args)
+    text = dump_registry(registry(scenario, gateway_id=args.gateway_id), scenario)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
     else:
@@ -316,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_history(args)
         if args.command == "agent-config":
             return cmd_agent_config(args)
+        if args.command == "registry":
+            return cmd_registry(args)
         return asyncio.run(_run(args))
     except ScenarioError as exc:
         print(f"factory-sim: {exc}", file=sys.stderr)

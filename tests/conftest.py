@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ingest_server.schema import migrate
 from tests.broker import Broker, start_broker
+from tests.pg import PgServer, pg_test_server
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +19,17 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    with pg_test_server() as server:
+        yield server
+
+
+@pytest.fixture
+def db(pg_server: PgServer) -> Iterator[str]:
+    """A new, migrated database; its DSN."""
+    with pg_server.database() as dsn:
+        migrate(dsn)
+        yield dsn

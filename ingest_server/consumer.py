@@ -1,0 +1,379 @@
+"""The MQTT consumer: receive, validate, write, and only then acknowledge.
+
+    paho network thread --on_message--> queue --writer thread--> validate -> Store.write
+                                                     |                            | commit
+                                                     '<-------- PUBACK -----------'
+
+Data and status arrive through the shared subscription `$share/<group>/fe/v1/+/+/+/data`
+(and `/status`), so N servers split the load. Births come through a plain subscription:
+the broker does not hand retained messages to shared subscriptions, and every server
+needs every gateway's tags and roles; writing a birth twice changes nothing.
+
+Acknowledgements are manual: a message is PUBACKed only after the transaction holding it
+has committed. If the database goes away the writer keeps the group, reconnects with
+backoff and writes it again; the broker holds back further messages once Receive Maximum
+are unacknowledged, so nothing piles up in memory and nothing is lost. If the server
+dies, the broker redelivers the unacknowledged messages to the same session (clean
+start off, session expiry on) or, for the shared group, to the other servers; repeats
+are removed by `(gateway, boot, seq)` and the sample key.
+
+Nothing a gateway sends can stop the writer: every message is either written or
+dead-lettered with the reason, and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from ingest_server.payload import (
+    Birth,
+    DataBatch,
+    Origin,
+    RejectedError,
+    Status,
+    parse_message,
+    parse_topic,
+    split_by_clock,
+)
+from ingest_server.store import DataItem, DeadLetter, Group, Store, WriteResult
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+
+
+@dataclass
+class ConsumerConfig:
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    dsn: str = ""
+    client_id: str = "ingest-1"
+    share_group: str = "ingest"
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None
+    # the session (and the messages queued for it) outlives a disconnection this long
+    session_expiry_s: int = 7 * 86_400
+    receive_maximum: int = 200
+    group_max_samples: int = 20_000
+    group_max_delay_s: float = 0.2
+    max_payload_bytes: int = 4 * 1024 * 1024
+    # sample times: a backlog can be old (outbox max age), a future time is a clock error
+    max_past_ms: int = 400 * DAY_MS
+    max_future_ms: int = 5 * 60_000
+    db_retry_min_s: float = 0.5
+    db_retry_max_s: float = 30.0
+    mode: str = "plain"
+
+
+@dataclass
+class Counters:
+    messages: int = 0
+    batches_new: int = 0
+    batches_repeated: int = 0
+    samples_new: int = 0
+    samples_repeated: int = 0
+    dead_letters: int = 0
+    births: int = 0
+    statuses: int = 0
+    commits: int = 0
+    db_errors: int = 0
+    connects: int = 0
+    last_error: str | None = None
+
+    def add(self, r: WriteResult) -> None:
+        self.batches_new += r.batches_new
+        self.batches_repeated += r.batches_repeated
+        self.samples_new += r.samples_new
+        self.samples_repeated += r.samples_repeated
+        self.dead_letters += r.dead_letters
+        self.commits += 1
+
+
+def _constant(key: bytes | None) -> Callable[[Origin], bytes | None]:
+    return lambda _origin: key
+
+
+@dataclass
+class _Inbound:
+    generation: int
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+@dataclass
+class Consumer:
+    config: ConsumerConfig
+    connect_db: Callable[[], psycopg.Connection] | None = None
+    counters: Counters = field(default_factory=Counters)
+    connected: threading.Event = field(default_factory=threading.Event)
+    subscribed: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._queue: queue.Queue[_Inbound] = queue.Queue()
+        self._stop = threading.Event()
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._client = self._make_client()
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._store: Store | None = None
+
+    # --- MQTT --------------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.config
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if cfg.username is not None:
+            client.username_pw_set(cfg.username, cfg.password)
+        if urlsplit(cfg.mqtt_url).scheme == "mqtts":
+            context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+            client.tls_set_context(context)
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("MQTT broker refused the connection: %s", reason)
+            self.counters.last_error = f"broker refused: {reason}"
+            return
+        with self._lock:
+            self._generation += 1
+        self.counters.connects += 1
+        g = self.config.share_group
+        client.subscribe(
+            [
+                (f"$share/{g}/fe/v1/+/+/+/data", SubscribeOptions(qos=1)),
+                (f"$share/{g}/fe/v1/+/+/+/status", SubscribeOptions(qos=1)),
+                ("fe/v1/+/+/+/birth", SubscribeOptions(qos=1)),
+            ]
+        )
+        log.info(
+            "connected to %s as %s (session %s)",
+            self.config.mqtt_url,
+            self.config.client_id,
+            "resumed" if flags.session_present else "new",
+        )
+        self.connected.set()
+
+    def _on_subscribe(
+        self, _c: Any, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any
+    ) -> None:
+        bad = [str(r) for r in reasons if r.is_failure]
+        if bad:
+            log.error("subscription refused by the broker: %s (check its ACL)", ", ".join(bad))
+            self.counters.last_error = "subscription refused: " + ", ".join(bad)
+        else:
+            self.subscribed.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: ReasonCode, _p: Any) -> None:
+        self.connected.clear()
+        self.subscribed.clear()
+        if not self._stop.is_set():
+            log.warning("lost the MQTT broker (%s); reconnecting", reason)
+
+    def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put(_Inbound(self._generation, msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+
+    def start(self) -> None:
+        parts = urlsplit(self.config.mqtt_url)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.config.session_expiry_s
+        props.ReceiveMaximum = self.config.receive_maximum
+        self._writer.start()
+        self._client.connect_async(
+            parts.hostname or "127.0.0.1",
+            parts.port or (8883 if parts.scheme == "mqtts" else 1883),
+            keepalive=30,
+            clean_start=False,
+            properties=props,
+        )
+        self._client.loop_start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Finish the group in hand, acknowledge it, disconnect."""
+        self._stop.set()
+        self._writer.join(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._store is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._store.conn.close()
+
+    # --- the writer thread -------------------------------------------------------------
+
+    def _take(self) -> list[_Inbound]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        taken = [first]
+        samples = len(first.payload) // 60  # a rough count, to bound the group
+        deadline = time.monotonic() + self.config.group_max_delay_s
+        while samples < self.config.group_max_samples:
+            remaining = deadline - time.monotonic()
+            try:
+                item = (
+                    self._queue.get(timeout=max(remaining, 0))
+                    if remaining > 0
+                    else (self._queue.get_nowait())
+                )
+            except queue.Empty:
+                break
+            taken.append(item)
+            samples += len(item.payload) // 60
+        return taken
+
+    def _db(self) -> Store:
+        if self._store is None or self._store.conn.closed:
+            if self.connect_db is not None:
+                conn = self.connect_db()
+            else:
+                conn = psycopg.connect(self.config.dsn, connect_timeout=10)
+            self._store = Store(conn, self.config.mode)
+        return self._store
+
+    def _write_loop(self) -> None:
+        delay = self.config.db_retry_min_s
+        while not self._stop.is_set() or not self._queue.empty():
+            taken = self._take()
+            if not taken:
+                if self._stop.is_set():
+                    break
+                continue
+            while True:
+                try:
+                    store = self._db()
+                    group = self._validate(store, taken)
+                    result = store.write(group)
+                    break
+                except psycopg.OperationalError as exc:
+                    self._db_lost(exc, delay)
+                    delay = min(delay * 2, self.config.db_retry_max_s)
+                except Exception:
+                    # a bug, not the input: keep the messages unacknowledged and retry
+                    log.exception("writing a group failed; retrying in %.1f s", delay)
+                    self._reset_db()
+                    self._sleep(delay)
+                    delay = min(delay * 2, self.config.db_retry_max_s)
+            delay = self.config.db_retry_min_s
+            self.counters.add(result)
+            self._ack(taken)
+
+    def _db_lost(self, exc: Exception, delay: float) -> None:
+        self.counters.db_errors += 1
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.counters.last_error = f"database: {first}"
+        log.warning(
+            "database unavailable (%s); %d message(s) held unacknowledged, retrying in %.1f s",
+            first,
+            self._queue.qsize(),
+            delay,
+        )
+        self._reset_db()
+        self._sleep(delay)
+
+    def _reset_db(self) -> None:
+        if self._store is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._store.conn.close()
+            self._store = None
+
+    def _sleep(self, seconds: float) -> None:
+        # jitter, so that N servers do not reconnect in step
+        time.sleep(seconds * (0.8 + 0.4 * random.random()))
+
+    def _ack(self, taken: list[_Inbound]) -> None:
+        with self._lock:
+            generation = self._generation
+        for item in taken:
+            # a message id is only valid on the connection it came on; after a reconnect
+            # the broker redelivers the message, and the repeat is dropped
+            if item.generation == generation:
+                self._client.ack(item.mid, item.qos)
+
+    def _validate(self, store: Store, taken: list[_Inbound]) -> Group:
+        group = Group()
+        now_ms = round(time.time() * 1000)
+        cfg = self.config
+        for item in taken:
+            self.counters.messages += 1
+            gid: int | None = None
+            try:
+                if len(item.payload) > cfg.max_payload_bytes:
+                    raise RejectedError(
+                        f"payload of {len(item.payload)} bytes is over the limit of "
+                        f"{cfg.max_payload_bytes}: lower the agent's batch_max_samples"
+                    )
+                origin: Origin = parse_topic(item.topic)
+                gw = store.gateway(origin)
+                gid = None if gw is None else gw.gid
+                key = None if gw is None else gw.key
+                if gw is not None and key is None:
+                    raise RejectedError(
+                        f"gateway {origin.enterprise}/{origin.site}/{origin.gateway} has no HMAC "
+                        f"key: ingest-server registry import FILE --key {origin.gateway}=KEYFILE"
+                    )
+                origin, message = parse_message(item.topic, item.payload, key_of=_constant(key))
+            except RejectedError as exc:
+                group.dead.append(DeadLetter(item.topic, item.payload, exc.reason, gid))
+                continue
+            if isinstance(message, DataBatch):
+                good, bad = split_by_clock(
+                    message,
+                    now_ms=now_ms,
+                    max_past_ms=cfg.max_past_ms,
+                    max_future_ms=cfg.max_future_ms,
+                )
+                group.data.append(DataItem(origin, message, good, len(bad)))
+                if bad:
+                    body = json.dumps(
+                        {
+                            "gw": message.gw,
+                            "boot": message.boot,
+                            "seq": message.seq,
+                            "samples": [s.model_dump(exclude_none=True) for s, _ in bad],
+                        }
+                    ).encode()
+                    reason = (
+                        f"{len(bad)} sample(s) of batch {message.boot}/{message.seq}: {bad[0][1]}"
+                    )
+                    group.dead.append(DeadLetter(item.topic, body, reason, gid))
+            elif isinstance(message, Birth):
+                group.births.append((origin, message))
+                self.counters.births += 1
+            elif isinstance(message, Status):
+                group.statuses.append((origin, message))
+                self.counters.statuses += 1
+        return group

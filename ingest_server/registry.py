@@ -1,0 +1,310 @@
+"""The registry: enterprises, sites, shift calendars, processes, gateways, equipment, meters.
+
+    ingest-server registry import registry.yaml [--key GATEWAY=KEYFILE ...]
+
+One YAML file per enterprise (or several enterprises in one file), validated before
+anything is written, with errors that name the file, the path and the fix. Import is an
+upsert: running it again with a changed file updates what changed and keeps the data;
+equipment and meters no longer in the file are removed from the registry (their samples
+stay). A gateway's HMAC key comes from `key_file` (relative to the registry file, mode
+0600) or from `--key`; a gateway without one is registered and its messages are
+dead-lettered until a key is given.
+
+Equipment carries the declared attributes the KPIs need: process (工序), NC flag (数控),
+whether it is production equipment (counted in the networking rate), ideal cycle time,
+product, and where its data comes from (gateway and device id in the agent's config).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+import psycopg
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_agent.config import read_secret
+from edge_agent.yaml12 import (
+    InvalidFileError,
+    YamlFileError,
+    read_yaml_file,
+    validation_problems,
+)
+
+Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
+DOCS = "docs/ingest.md#registry"
+
+
+class RegistryError(InvalidFileError):
+    kind = "registry"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ShiftBreak(_Strict):
+    start: str = Field(pattern=r"^\d\d:\d\d$")
+    end: str = Field(pattern=r"^\d\d:\d\d$")
+
+
+class Shift(_Strict):
+    name: str
+    start: str = Field(pattern=r"^\d\d:\d\d$", description="local time HH:MM")
+    end: str = Field(pattern=r"^\d\d:\d\d$", description="an end at or before start: next day")
+    breaks: list[ShiftBreak] = []
+
+
+class CalendarDef(_Strict):
+    id: Id = "default"
+    workdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(min_length=1)
+    holidays: list[dt.date] = []
+    extra_workdays: list[dt.date] = []
+    shifts: list[Shift] = Field(min_length=1)
+
+
+class ProcessDef(_Strict):
+    id: Id
+    name: str
+    name_en: str = ""
+    key: bool = Field(description="关键工序: a key process counted in the NC rate")
+
+
+class GatewayDef(_Strict):
+    id: Id
+    key_file: Path | None = None
+
+
+class EquipmentDef(_Strict):
+    id: Id
+    name: str
+    name_en: str = ""
+    process: Id
+    nc: bool = Field(description="declared NC (数控), or PLC/DCS-controlled in process industry")
+    production: bool = True
+    interface: str | None = None
+    ideal_cycle_time_s: float | None = Field(default=None, gt=0)
+    product: str | None = None
+    vendor: str | None = None
+    model: str | None = None
+    serial: str | None = None
+    year: int | None = None
+    gateway: Id | None = Field(default=None, description="the gateway that reads it, if any")
+    device: str | None = Field(default=None, description="its device id in that gateway's config")
+
+    @model_validator(mode="after")
+    def _source(self) -> EquipmentDef:
+        if self.device is not None and self.gateway is None:
+            raise ValueError("a device needs its gateway: add gateway: <gateway id>")
+        return self
+
+
+class MeterDef(_Strict):
+    id: Id
+    name: str = ""
+    name_en: str = ""
+    carrier: Literal["electricity", "water", "gas", "steam", "heat", "air", "diesel"]
+    unit: str
+    parent: Id | None = Field(default=None, description="the meter this one is a submeter of")
+    covers: list[Id] = []
+    gateway: Id | None = None
+    device: str | None = None
+
+
+class SiteDef(_Strict):
+    id: Id
+    name: str
+    name_en: str = ""
+    timezone: str = "Asia/Shanghai"
+    calendar: Id | None = None
+    gateways: list[GatewayDef] = []
+    equipment: list[EquipmentDef] = []
+    meters: list[MeterDef] = []
+
+
+class EnterpriseDef(_Strict):
+    id: Id
+    name: str
+    name_en: str = ""
+    credit_code: str | None = None
+    calendars: list[CalendarDef] = []
+    processes: list[ProcessDef] = []
+    sites: list[SiteDef] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> EnterpriseDef:
+        problems: list[str] = []
+        calendars = {c.id for c in self.calendars}
+        processes = {p.id for p in self.processes}
+        for s in self.sites:
+            if s.calendar is not None and s.calendar not in calendars:
+                problems.append(
+                    f"site {s.id}: calendar {s.calendar!r} is not among calendars "
+                    f"{sorted(calendars)}"
+                )
+            gateways = {g.id for g in s.gateways}
+            equipment = {e.id for e in s.equipment}
+            meters = {m.id for m in s.meters}
+            for e in s.equipment:
+                if e.process not in processes:
+                    problems.append(
+                        f"equipment {e.id}: process {e.process!r} is not among processes "
+                        f"{sorted(processes)}"
+                    )
+                if e.gateway is not None and e.gateway not in gateways:
+                    problems.append(
+                        f"equipment {e.id}: gateway {e.gateway!r} is not in site {s.id}"
+                    )
+            for m in s.meters:
+                if m.gateway is not None and m.gateway not in gateways:
+                    problems.append(f"meter {m.id}: gateway {m.gateway!r} is not in site {s.id}")
+                if m.parent is not None and m.parent not in meters:
+                    problems.append(
+                        f"meter {m.id}: parent {m.parent!r} is not a meter of site {s.id}"
+                    )
+                unknown = sorted(set(m.covers) - equipment)
+                if unknown:
+                    problems.append(f"meter {m.id}: covers unknown equipment {unknown}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class Registry(_Strict):
+    version: Literal[1] = 1
+    enterprises: list[EnterpriseDef] = Field(min_length=1)
+
+
+def load_registry(path: Path) -> Registry:
+    """Read and validate a registry file; RegistryError names every problem."""
+    try:
+        doc = read_yaml_file(path)
+    except YamlFileError as exc:
+        raise RegistryError(str(path), [exc.problem]) from None
+    try:
+        return Registry.model_validate(doc)
+    except ValidationError as exc:
+        raise RegistryError(str(path), validation_problems(exc, docs=DOCS)) from None
+
+
+def gateway_keys(registry: Registry, base: Path, overrides: dict[str, Path]) -> dict[str, bytes]:
+    """gateway id -> key, from --key overrides or key_file (relative to the file)."""
+    keys: dict[str, bytes] = {}
+    for ent in registry.enterprises:
+        for site in ent.sites:
+            for gw in site.gateways:
+                path = overrides.get(gw.id) or (
+                    None if gw.key_file is None else (base / gw.key_file)
+                )
+                if path is not None:
+                    keys[gw.id] = read_secret(path, f"HMAC key of gateway {gw.id}")
+    unknown = sorted(
+        set(overrides) - {g.id for e in registry.enterprises for s in e.sites for g in s.gateways}
+    )
+    if unknown:
+        raise ValueError(f"--key names gateway(s) {unknown} that the registry does not list")
+    return keys
+
+
+def import_registry(
+    conn: psycopg.Connection, registry: Registry, keys: dict[str, bytes]
+) -> dict[str, int]:
+    """Upsert everything in one transaction; returns counts of what the file holds."""
+    counts = {"enterprises": 0, "sites": 0, "gateways": 0, "equipment": 0, "meters": 0}
+    with conn.transaction():
+        for ent in registry.enterprises:
+            _enterprise(conn, ent, keys, counts)
+    return counts
+
+
+def _enterprise(
+    conn: psycopg.Connection, ent: EnterpriseDef, keys: dict[str, bytes], counts: dict[str, int]
+) -> None:
+    conn.execute(
+        "INSERT INTO enterprises (id, name, name_en, credit_code) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_en = excluded.name_en, "
+        "credit_code = excluded.credit_code",
+        (ent.id, ent.name, ent.name_en, ent.credit_code),
+    )
+    counts["enterprises"] += 1
+    for cal in ent.calendars:
+        conn.execute(
+            "INSERT INTO shift_calendars (enterprise_id, id, definition) VALUES (%s, %s, %s) "
+            "ON CONFLICT (enterprise_id, id) DO UPDATE SET definition = excluded.definition",
+            (ent.id, cal.id, json.dumps(cal.model_dump(mode="json", exclude={"id"}))),
+        )
+    for p in ent.processes:
+        conn.execute(
+            "INSERT INTO processes (enterprise_id, id, name, name_en, key_process) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (enterprise_id, id) DO UPDATE SET "
+            "name = excluded.name, name_en = excluded.name_en, key_process = excluded.key_process",
+            (ent.id, p.id, p.name, p.name_en, p.key),
+        )
+    for site in ent.sites:
+        conn.execute(
+            "INSERT INTO sites (enterprise_id, id, name, name_en, timezone, calendar_id) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (enterprise_id, id) DO UPDATE SET "
+            "name = excluded.name, name_en = excluded.name_en, timezone = excluded.timezone, "
+            "calendar_id = excluded.calendar_id",
+            (ent.id, site.id, site.name, site.name_en, site.timezone, site.calendar),
+        )
+        counts["sites"] += 1
+        for gw in site.gateways:
+            key = keys.get(gw.id)
+            conn.execute(
+                "INSERT INTO gateways (enterprise_id, site_id, id, hmac_key) "
+                "VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (enterprise_id, site_id, id) DO UPDATE SET "
+                "hmac_key = coalesce(excluded.hmac_key, gateways.hmac_key)",
+                (ent.id, site.id, gw.id, key),
+            )
+            counts["gateways"] += 1
+        conn.execute(
+            "DELETE FROM equipment WHERE enterprise_id = %s AND site_id = %s AND NOT id = ANY(%s)",
+            (ent.id, site.id, [e.id for e in site.equipment]),
+        )
+        for e in site.equipment:
+            conn.execute(
+                """
+                INSERT INTO equipment (enterprise_id, id, site_id, name, name_en, process_id, nc,
+                    production, interface, ideal_cycle_time_s, product, vendor, model, serial, year,
+                    gateway_id, device)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (enterprise_id, id) DO UPDATE SET site_id = excluded.site_id,
+                    name = excluded.name, name_en = excluded.name_en,
+                    process_id = excluded.process_id, nc = excluded.nc,
+                    production = excluded.production, interface = excluded.interface,
+                    ideal_cycle_time_s = excluded.ideal_cycle_time_s, product = excluded.product,
+                    vendor = excluded.vendor, model = excluded.model, serial = excluded.serial,
+                    year = excluded.year, gateway_id = excluded.gateway_id, device = excluded.device
+                """,
+                (
+                    ent.id, e.id, site.id, e.name, e.name_en, e.process, e.nc, e.production,
+                    e.interface, e.ideal_cycle_time_s, e.product, e.vendor, e.model, e.serial,
+                    e.year, e.gateway, e.device,
+                ),
+            )  # fmt: skip
+            counts["equipment"] += 1
+        conn.execute(
+            "DELETE FROM meters WHERE enterprise_id = %s AND site_id = %s AND NOT id = ANY(%s)",
+            (ent.id, site.id, [m.id for m in site.meters]),
+        )
+        for m in site.meters:
+            conn.execute(
+                """
+                INSERT INTO meters (enterprise_id, id, site_id, name, name_en, carrier, unit,
+                    parent_id, covers, gateway_id, device)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (enterprise_id, id) DO UPDATE SET site_id = excluded.site_id,
+                    name = excluded.name, name_en = excluded.name_en, carrier = excluded.carrier,
+                    unit = excluded.unit, parent_id = excluded.parent_id, covers = excluded.covers,
+                    gateway_id = excluded.gateway_id, device = excluded.device
+                """,
+                (
+                    ent.id, m.id, site.id, m.name, m.name_en, m.carrier, m.unit, m.parent,
+                    m.covers, m.gateway, m.device,
+                ),
+            )  # fmt: skip
+            counts["meters"] += 1

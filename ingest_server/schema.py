@@ -1,0 +1,208 @@
+"""Versioned migrations and the storage mode (TimescaleDB or plain PostgreSQL).
+
+Migrations are the files `migrations/NNNN_name.sql`, applied in order, each in its own
+transaction, under an advisory lock so that several servers starting at once apply each
+exactly once. A file has a common part and optional sections for one storage mode
+(`--- mode: plain`, `--- mode: timescale`, `--- mode: timescale-autocommit` for what
+TimescaleDB will not run inside a transaction).
+
+The mode is chosen once, when the schema is created: `timescale` when the extension
+can be created in the database, else `plain`; it is kept in `settings`. Everything
+above the storage layer (derived data, KPI queries) reads the same tables and views in
+both modes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["plain", "timescale"]
+_LOCK_ID = 0x6665_0001  # 'fe' 1: pg_advisory_xact_lock key for migrations
+_SECTION = re.compile(r"^--- mode: (plain|timescale|timescale-autocommit)\s*$", re.MULTILINE)
+
+
+class SchemaError(Exception):
+    """The database cannot be brought to the expected schema; the message says why."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    common: str
+    sections: dict[str, str]
+
+    def for_mode(self, mode: Mode) -> tuple[str, str]:
+        """(SQL inside the transaction, SQL after it) for this mode."""
+        inside = self.common + "\n" + self.sections.get(mode, "")
+        after = self.sections.get("timescale-autocommit", "") if mode == "timescale" else ""
+        return inside, after
+
+
+def load_migrations() -> list[Migration]:
+    found: list[Migration] = []
+    for entry in resources.files("ingest_server.migrations").iterdir():
+        m = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if not m:
+            continue
+        text = entry.read_text(encoding="utf-8")
+        parts = _SECTION.split(text)
+        sections = {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+        found.append(Migration(int(m.group(1)), m.group(2), parts[0], sections))
+    found.sort(key=lambda mig: mig.version)
+    versions = [mig.version for mig in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise SchemaError(f"migrations must be numbered 1..n without gaps, found {versions}")
+    return found
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    mode: Mode
+    version: int
+    applied: list[int]
+    timescale_version: str | None
+
+
+def _timescale_available(conn: psycopg.Connection) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    if row is None:
+        return False
+    try:
+        with conn.transaction():
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except psycopg.Error as exc:
+        log.warning(
+            "TimescaleDB is installed but cannot be created (%s); add it to "
+            "shared_preload_libraries to use it. Using plain PostgreSQL.",
+            str(exc).strip().splitlines()[0],
+        )
+        return False
+    return True
+
+
+def _extension_version(conn: psycopg.Connection) -> str | None:
+    row = conn.execute(
+        "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def migrate(dsn: str, *, allow_timescale: bool = True) -> SchemaInfo:
+    """Bring the database to the newest schema; returns the mode and what was applied."""
+    migrations = load_migrations()
+    applied: list[int] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now(), mode text NOT NULL)"
+        )
+        for mig in migrations:
+            after = ""
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+                done = conn.execute(
+                    "SELECT mode FROM schema_migrations WHERE version = %s", (mig.version,)
+                ).fetchone()
+                if done is not None:
+                    continue
+                mode = _current_mode(conn)
+                if mode is None:
+                    mode = (
+                        "timescale" if allow_timescale and _timescale_available(conn) else "plain"
+                    )
+                inside, after = mig.for_mode(mode)
+                conn.execute(inside.encode())  # our own file, not user input
+                if mig.version == 1:
+                    conn.execute(
+                        "INSERT INTO settings (key, value) VALUES ('storage_mode', %s)", (mode,)
+                    )
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, mode) VALUES (%s, %s, %s)",
+                    (mig.version, mig.name, mode),
+                )
+            if after.strip():
+                for statement in _statements(after):
+                    conn.execute(statement.encode())
+            applied.append(mig.version)
+            log.info("applied migration %04d_%s (%s)", mig.version, mig.name, mode)
+        info = describe(conn)
+    return SchemaInfo(info.mode, info.version, applied, info.timescale_version)
+
+
+def _statements(text: str) -> list[str]:
+    """Split a section on statement ends (our files put no ';' inside literals)."""
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _current_mode(conn: psycopg.Connection) -> Mode | None:
+    exists = conn.execute("SELECT to_regclass('settings')").fetchone()
+    if exists is None or exists[0] is None:
+        return None
+    row = conn.execute("SELECT value FROM settings WHERE key = 'storage_mode'").fetchone()
+    if row is None:
+        return None
+    mode = str(row[0])
+    if mode not in ("plain", "timescale"):
+        raise SchemaError(f"settings.storage_mode is {mode!r}; expected plain or timescale")
+    return mode  # type: ignore[return-value]
+
+
+def describe(conn: psycopg.Connection) -> SchemaInfo:
+    """The schema version and mode of a migrated database."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    if exists is None or exists[0] is None:
+        raise SchemaError("the database has no factory-evidence schema: run ingest-server migrate")
+    rows = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+    versions = [int(r[0]) for r in rows]
+    mode = _current_mode(conn) or "plain"
+    newest = len(load_migrations())
+    if versions and versions[-1] > newest:
+        raise SchemaError(
+            f"the database is at schema version {versions[-1]}, newer than this server "
+            f"({newest}): upgrade factory-evidence"
+        )
+    return SchemaInfo(mode, versions[-1] if versions else 0, [], _extension_version(conn))
+
+
+def apply_policies(
+    dsn: str, *, compress_after: timedelta | None, retention: timedelta | None
+) -> list[str]:
+    """TimescaleDB compression and retention policies; in plain mode, nothing to set up
+    (retention is enforced by `delete_expired`). Returns what was done, for the log."""
+    done: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        if describe(conn).mode != "timescale":
+            return done
+        conn.execute("SELECT remove_compression_policy('samples', if_exists => true)")
+        if compress_after is not None:
+            conn.execute(
+                "SELECT add_compression_policy('samples', %s::interval)", (compress_after,)
+            )
+            done.append(f"compress chunks older than {compress_after}")
+        conn.execute("SELECT remove_retention_policy('samples', if_exists => true)")
+        if retention is not None:
+            conn.execute("SELECT add_retention_policy('samples', %s::interval)", (retention,))
+            done.append(f"drop chunks older than {retention}")
+    return done
+
+
+def delete_expired(conn: psycopg.Connection, retention: timedelta) -> int:
+    """Plain mode retention: delete raw samples older than `retention` (derived data and
+    rollups stay). Returns the number of rows deleted."""
+    cur = conn.execute(sql.SQL("DELETE FROM samples WHERE ts < now() - %s::interval"), (retention,))
+    return cur.rowcount

@@ -1,0 +1,427 @@
+"""Writing what the consumer accepted: one transaction per group of messages.
+
+    births, statuses, batches, dead letters --write()--> one commit --> then the MQTT acks
+
+Batches are deduplicated by `(gateway, boot, seq)` (a repeat writes nothing) and samples
+by `(series, ts)` (a sample already stored is dropped), so a message delivered twice, or
+redelivered after a crash before its ack, changes nothing. Samples go in by COPY into a
+session-temporary table, then one INSERT .. ON CONFLICT DO NOTHING; the rows that were
+really new drive the derived data (state intervals, counter deltas) and, on plain
+PostgreSQL, the hourly rollups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ingest_server.derive import (
+    COUNTER_DELTAS_SQL,
+    COUNTER_ROLE_NAMES,
+    device_series,
+    refresh_intervals,
+)
+from ingest_server.payload import Birth, DataBatch, Origin, Status, WireSample
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_PAYLOAD_MAX = 64 * 1024
+_QUALITY = {None: 0, "uncertain": 1, "bad": 2}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_SESSION_SQL = (
+    """
+    CREATE TEMP TABLE IF NOT EXISTS incoming (
+        series_id integer, ts_ms bigint, value double precision, text text,
+        quality smallint, status text, gw_ms bigint, server_ms bigint) ON COMMIT DELETE ROWS
+    """,
+    """
+    CREATE TEMP TABLE IF NOT EXISTS fresh (
+        series_id integer, ts timestamptz, value double precision, quality smallint)
+        ON COMMIT DELETE ROWS
+    """,
+    """
+    CREATE TEMP TABLE IF NOT EXISTS touched_counters (
+        series_id integer PRIMARY KEY, a timestamptz, b timestamptz) ON COMMIT DELETE ROWS
+    """,
+    *COUNTER_DELTAS_SQL[:1],
+)
+
+_MS = "'epoch'::timestamptz + {} * interval '1 millisecond'"
+_INSERT_FRESH = f"""
+    WITH new AS (
+        INSERT INTO samples (series_id, ts, value, text, quality, status, gw_ts, server_ts)
+        SELECT series_id, {_MS.format("ts_ms")}, value, text, quality, status,
+               {_MS.format("gw_ms")}, {_MS.format("server_ms")}
+        FROM incoming
+        ON CONFLICT DO NOTHING
+        RETURNING series_id, ts, value, quality)
+    INSERT INTO fresh SELECT * FROM new
+"""
+
+_ROLLUP_PLAIN = """
+    INSERT INTO samples_hourly AS h
+    SELECT series_id, date_trunc('hour', ts, 'UTC'), count(*), count(*) FILTER (WHERE quality = 0),
+           sum(value), min(value), max(value),
+           min(ts), (array_agg(value ORDER BY ts))[1],
+           max(ts), (array_agg(value ORDER BY ts DESC))[1]
+    FROM fresh GROUP BY 1, 2
+    ON CONFLICT (series_id, bucket) DO UPDATE SET
+        n = h.n + excluded.n,
+        n_good = h.n_good + excluded.n_good,
+        v_sum = CASE WHEN h.v_sum IS NULL THEN excluded.v_sum
+                     WHEN excluded.v_sum IS NULL THEN h.v_sum
+                     ELSE h.v_sum + excluded.v_sum END,
+        v_min = least(h.v_min, excluded.v_min),
+        v_max = greatest(h.v_max, excluded.v_max),
+        first_value = CASE WHEN excluded.first_ts < h.first_ts
+                           THEN excluded.first_value ELSE h.first_value END,
+        first_ts = least(h.first_ts, excluded.first_ts),
+        last_value = CASE WHEN excluded.last_ts > h.last_ts
+                          THEN excluded.last_value ELSE h.last_value END,
+        last_ts = greatest(h.last_ts, excluded.last_ts)
+"""
+
+
+@dataclass(frozen=True)
+class Gateway:
+    gid: int
+    key: bytes | None
+
+
+@dataclass
+class DataItem:
+    origin: Origin
+    batch: DataBatch
+    good: list[WireSample]
+    rejected: int
+
+
+@dataclass
+class DeadLetter:
+    topic: str
+    payload: bytes
+    reason: str
+    gid: int | None = None
+
+
+@dataclass
+class Group:
+    """What one transaction writes."""
+
+    births: list[tuple[Origin, Birth]] = field(default_factory=list)
+    statuses: list[tuple[Origin, Status]] = field(default_factory=list)
+    data: list[DataItem] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass
+class WriteResult:
+    batches_new: int = 0
+    batches_repeated: int = 0
+    samples_new: int = 0
+    samples_repeated: int = 0
+    dead_letters: int = 0
+    intervals: int = 0
+
+
+class Store:
+    """The server's writes and the lookups they need. One connection per Store."""
+
+    def __init__(self, conn: psycopg.Connection, mode: str) -> None:
+        self.conn = conn
+        self.mode = mode
+        self._series: dict[tuple[int, str, str], int] = {}
+        self._gateways: dict[tuple[str, str, str], Gateway] = {}
+        for statement in _SESSION_SQL:
+            conn.execute(statement)
+        conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # --- lookups --------------------------------------------------------------------
+
+    def gateway(self, origin: Origin) -> Gateway | None:
+        key = (origin.enterprise, origin.site, origin.gateway)
+        found = self._gateways.get(key)
+        if found is None:
+            idle = self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            row = self.conn.execute(
+                "SELECT gid, hmac_key FROM gateways "
+                "WHERE enterprise_id = %s AND site_id = %s AND id = %s",
+                key,
+            ).fetchone()
+            if idle:  # a lookup between transactions must not hold one open
+                self.conn.rollback()
+            if row is None:
+                return None
+            found = self._gateways[key] = Gateway(row[0], None if row[1] is None else bytes(row[1]))
+        return found
+
+    def forget_gateways(self) -> None:
+        """Drop cached keys (after a registry import or a revocation)."""
+        self._gateways.clear()
+
+    def _series_ids(self, gid: int, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        out: dict[tuple[str, str], int] = {}
+        missing: list[tuple[str, str]] = []
+        for device, tag in keys:
+            sid = self._series.get((gid, device, tag))
+            if sid is None:
+                missing.append((device, tag))
+            else:
+                out[device, tag] = sid
+        if missing:
+            devices = [m[0] for m in missing]
+            tags = [m[1] for m in missing]
+            # a tag the birth did not announce gets the role `generic` until a birth says
+            # otherwise (devices/tags from a birth the other server has not committed yet)
+            self.conn.execute(
+                "INSERT INTO series (gid, device, tag, role) "
+                "SELECT %s, d, t, CASE WHEN t = '_status' THEN 'device_status' ELSE 'generic' END "
+                "FROM unnest(%s::text[], %s::text[]) AS u(d, t) ON CONFLICT DO NOTHING",
+                (gid, devices, tags),
+            )
+            rows = self.conn.execute(
+                "SELECT device, tag, series_id FROM series WHERE gid = %s "
+                "AND (device, tag) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                (gid, devices, tags),
+            ).fetchall()
+            for device, tag, sid in rows:
+                out[device, tag] = sid
+        return out
+
+    # --- the transaction -------------------------------------------------------------
+
+    def write(self, group: Group) -> WriteResult:
+        """Write a group in one transaction and commit; on error roll back and raise."""
+        try:
+            result = self._write(group)
+            self.conn.commit()
+        except BaseException:
+            self._series.clear()  # ids created in the rolled-back transaction are gone
+            with contextlib.suppress(psycopg.Error):
+                self.conn.rollback()
+            raise
+        return result
+
+    def _write(self, group: Group) -> WriteResult:
+        conn = self.conn
+        result = WriteResult()
+        now = datetime.now(UTC)
+        recompute: dict[int, tuple[datetime, datetime]] = {}
+        for origin, birth in group.births:
+            recompute.update(self._birth(origin, birth, now))
+        for origin, status in group.statuses:
+            self._status(origin, status, now)
+
+        rows: list[tuple[Any, ...]] = []
+        new_batches: list[DataItem] = []
+        if group.data:
+            keys = [
+                (self._gid(item.origin), item.batch.boot, item.batch.seq) for item in group.data
+            ]
+            # a batch delivered twice in this very group is written once
+            unique: dict[tuple[int, int, int], DataItem] = {}
+            for k, item in zip(keys, group.data, strict=True):
+                unique.setdefault(k, item)
+            inserted = conn.execute(
+                "INSERT INTO batches (gid, boot, seq, sent, received_at, samples, rejected) "
+                f"SELECT g, b, s, {_MS.format('sent')}, %s, n, r "
+                "FROM unnest(%s::int[], %s::int[], %s::bigint[], %s::bigint[], %s::int[], "
+                "%s::int[]) AS u(g, b, s, sent, n, r) ON CONFLICT DO NOTHING "
+                "RETURNING gid, boot, seq",
+                (
+                    now,
+                    [k[0] for k in unique],
+                    [k[1] for k in unique],
+                    [k[2] for k in unique],
+                    [i.batch.sent for i in unique.values()],
+                    [len(i.good) for i in unique.values()],
+                    [i.rejected for i in unique.values()],
+                ),
+            ).fetchall()
+            fresh_keys = {tuple(r) for r in inserted}
+            for k, item in unique.items():
+                if k in fresh_keys:
+                    new_batches.append(item)
+            result.batches_new = len(new_batches)
+            result.batches_repeated = len(group.data) - len(new_batches)
+
+        for item in new_batches:
+            gid = self._gid(item.origin)
+            ids = self._series_ids(gid, {(s.d, s.t) for s in item.good})
+            for s in item.good:
+                v = s.v
+                num = float(v) if isinstance(v, int | float) else None
+                text = v if isinstance(v, str) else None
+                rows.append((ids[s.d, s.t], s.ts, num, text, _QUALITY[s.q], s.s, s.gts, s.sts))
+        if rows:
+            with conn.cursor().copy(
+                "COPY incoming (series_id, ts_ms, value, text, quality, status, gw_ms, server_ms)"
+                " FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int4", "int8", "float8", "text", "int2", "text", "int8", "int8"])
+                for row in rows:
+                    copy.write_row(row)
+            cur = conn.execute(_INSERT_FRESH)
+            result.samples_new = cur.rowcount
+            result.samples_repeated = len(rows) - cur.rowcount
+        if result.samples_new or recompute:
+            result.intervals = self._derive(recompute)
+        if group.dead:
+            self._dead_letters(group.dead)
+            result.dead_letters = len(group.dead)
+        return result
+
+    def _gid(self, origin: Origin) -> int:
+        gw = self.gateway(origin)
+        if gw is None:  # the consumer checked it; a revocation in between is possible
+            raise LookupError(f"gateway {origin} is no longer registered")
+        return gw.gid
+
+    def _derive(self, recompute: dict[int, tuple[datetime, datetime]]) -> int:
+        conn = self.conn
+        if self.mode == "plain":
+            conn.execute(_ROLLUP_PLAIN)
+        spans = {
+            sid: (a, b)
+            for sid, a, b in conn.execute(
+                "SELECT series_id, min(ts), max(ts) FROM fresh GROUP BY series_id"
+            ).fetchall()
+        }
+        for sid, (a, b) in recompute.items():
+            old = spans.get(sid)
+            spans[sid] = (min(a, old[0]), max(b, old[1])) if old else (a, b)
+        if not spans:
+            return 0
+        roles = conn.execute(
+            "SELECT series_id, gid, device, role FROM series WHERE series_id = ANY(%s)",
+            (list(spans),),
+        ).fetchall()
+        counters = [(sid, *spans[sid]) for sid, _, _, role in roles if role in COUNTER_ROLE_NAMES]
+        if counters:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO touched_counters VALUES (%s, %s, %s)", counters)
+            for statement in COUNTER_DELTAS_SQL[1:]:
+                conn.execute(statement)
+        state_devices = {
+            (gid, device)
+            for _, gid, device, role in roles
+            if role in ("machine_state", "device_status")
+        }
+        written = 0
+        # serialise derived-data updates per device across servers; sorted: no deadlock
+        for dev in sorted(device_series(conn, state_devices), key=lambda d: (d.gid, d.device)):
+            conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (dev.gid, dev.device))
+            written += refresh_intervals(conn, dev, spans)
+        return written
+
+    def _birth(
+        self, origin: Origin, birth: Birth, now: datetime
+    ) -> dict[int, tuple[datetime, datetime]]:
+        """Register devices and tags; returns the series whose role changed (their derived
+        data is recomputed in full)."""
+        conn = self.conn
+        gid = self._gid(origin)
+        conn.execute(
+            "UPDATE gateways SET agent = %s, boot = greatest(boot, %s), birth_at = %s "
+            "WHERE gid = %s",
+            (json.dumps(birth.agent), birth.boot, now, gid),
+        )
+        changed: dict[int, tuple[datetime, datetime]] = {}
+        for dev in birth.devices:
+            conn.execute(
+                "INSERT INTO devices (gid, device, protocol, metadata, first_seen, birth_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (gid, device) DO UPDATE SET "
+                "protocol = excluded.protocol, metadata = excluded.metadata, "
+                "birth_at = excluded.birth_at",
+                (gid, dev.id, dev.protocol, json.dumps(dev.metadata), now, now),
+            )
+            tags = [*dev.tags]
+            rows = conn.execute(
+                """
+                WITH t AS (
+                    SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],
+                        %s::float8[], %s::float8[], %s::float8[])
+                        AS u(tag, role, unit, data_type, scale, "offset", wrap)
+                    UNION ALL SELECT '_status', 'device_status', NULL, NULL, NULL, NULL, NULL),
+                old AS (SELECT series_id, tag, role FROM series WHERE gid = %s AND device = %s)
+                INSERT INTO series AS s
+                    (gid, device, tag, role, unit, data_type, scale, "offset", wrap)
+                SELECT %s, %s, t.* FROM t
+                ON CONFLICT (gid, device, tag) DO UPDATE SET
+                    role = excluded.role, unit = excluded.unit, data_type = excluded.data_type,
+                    scale = excluded.scale, "offset" = excluded."offset", wrap = excluded.wrap
+                RETURNING s.series_id,
+                    (SELECT old.role FROM old WHERE old.tag = s.tag) IS DISTINCT FROM s.role
+                """,
+                (
+                    [t.t for t in tags],
+                    [t.role for t in tags],
+                    [t.unit for t in tags],
+                    [t.type for t in tags],
+                    [t.scale for t in tags],
+                    [t.offset for t in tags],
+                    [t.wrap for t in tags],
+                    gid,
+                    dev.id,
+                    gid,
+                    dev.id,
+                ),
+            ).fetchall()
+            role_changed = [sid for sid, differs in rows if differs]
+            if role_changed:
+                for sid, a, b in conn.execute(
+                    "SELECT series_id, min(ts), max(ts) FROM samples "
+                    "WHERE series_id = ANY(%s) GROUP BY series_id",
+                    (role_changed,),
+                ).fetchall():
+                    changed[sid] = (a, b)
+        return changed
+
+    def _status(self, origin: Origin, status: Status, now: datetime) -> None:
+        gid = self._gid(origin)
+        ts = None if status.ts is None else datetime.fromtimestamp(status.ts / 1000, UTC)
+        self.conn.execute(
+            "INSERT INTO gateway_status (gid, received_at, ts, boot, state) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (gid, now, ts, status.boot, status.state),
+        )
+        # a Will from an older boot must not mark a newer connection offline
+        self.conn.execute(
+            "UPDATE gateways SET online = %s, status_at = %s, boot = greatest(boot, %s) "
+            "WHERE gid = %s AND (boot IS NULL OR boot <= %s)",
+            (status.state == "online", now, status.boot, gid, status.boot),
+        )
+
+    def _dead_letters(self, dead: Sequence[DeadLetter]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO dead_letters (topic, gid, reason, payload, payload_bytes) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [
+                    (d.topic, d.gid, d.reason, d.payload[:DEAD_LETTER_PAYLOAD_MAX], len(d.payload))
+                    for d in dead
+                ],
+            )
+
+
+def count_rows(conn: psycopg.Connection, table: str) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return 0 if row is None else int(row[0])

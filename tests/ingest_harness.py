@@ -1,0 +1,115 @@
+"""Helpers for the ingestion server's tests: a registry, signed messages, table dumps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from edge_agent.sample import Quality, Sample
+from edge_agent.wire import encode_batch, encode_message
+from ingest_server.payload import parse_message
+from ingest_server.registry import Registry, import_registry
+from ingest_server.schema import migrate
+from ingest_server.store import DataItem, Group, Store
+
+KEY = b"0123456789abcdef" * 4
+ENT, SITE, GW = "hf", "p1", "gw-01"
+PREFIX = f"fe/v1/{ENT}/{SITE}/{GW}/"
+
+
+def small_registry(gateways: tuple[str, ...] = (GW,)) -> Registry:
+    return Registry.model_validate(
+        {
+            "enterprises": [
+                {
+                    "id": ENT,
+                    "name": "测试企业",
+                    "processes": [{"id": "turning", "name": "车削", "key": True}],
+                    "sites": [
+                        {
+                            "id": SITE,
+                            "name": "一厂",
+                            "gateways": [{"id": g} for g in gateways],
+                            "equipment": [
+                                {
+                                    "id": "cnc-01",
+                                    "name": "数控车床",
+                                    "process": "turning",
+                                    "nc": True,
+                                    "gateway": GW,
+                                    "device": "cnc-01",
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+def prepare(dsn: str, key: bytes = KEY, gateways: tuple[str, ...] = (GW,)) -> None:
+    migrate(dsn)
+    with psycopg.connect(dsn) as conn:
+        import_registry(conn, small_registry(gateways), dict.fromkeys(gateways, key))
+
+
+def open_store(dsn: str) -> Store:
+    conn = psycopg.connect(dsn)
+    mode = conn.execute("SELECT value FROM settings WHERE key = 'storage_mode'").fetchone()
+    assert mode is not None
+    return Store(conn, str(mode[0]))
+
+
+def batch(seq: int, samples: list[Sample], *, boot: int = 1, key: bytes = KEY) -> bytes:
+    sent = max((s.ts for s in samples), default=1.0)
+    return encode_batch(gw=GW, boot=boot, seq=seq, sent=sent, samples=samples, key=key)
+
+
+def birth(devices: list[dict[str, Any]], *, boot: int = 1) -> bytes:
+    body = {
+        "gw": GW,
+        "boot": boot,
+        "agent": {"name": "test", "version": "0"},
+        "sent": 1_000,
+        "devices": devices,
+    }
+    return encode_message(body, KEY)
+
+
+def write(store: Store, *messages: tuple[str, bytes]) -> None:
+    """Validate and write messages the way the consumer does, in one transaction."""
+    group = Group()
+    for kind, payload in messages:
+        origin, msg = parse_message(PREFIX + kind, payload, key_of=lambda _o: KEY)
+        if kind == "data":
+            group.data.append(DataItem(origin, msg, list(msg.samples), 0))  # type: ignore[union-attr, arg-type]
+        elif kind == "birth":
+            group.births.append((origin, msg))  # type: ignore[arg-type]
+        else:
+            group.statuses.append((origin, msg))  # type: ignore[arg-type]
+    store.write(group)
+
+
+def dump(dsn: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return [tuple(r) for r in conn.execute(query).fetchall()]  # type: ignore[arg-type]
+
+
+def intervals(dsn: str, device: str = "cnc-01") -> list[tuple[Any, ...]]:
+    return dump(
+        dsn,
+        'SELECT extract(epoch FROM start)::float8, extract(epoch FROM "end")::float8, state '
+        f"FROM state_intervals WHERE device = '{device}' ORDER BY start",
+    )
+
+
+def s(device: str, tag: str, ts: float, value: Any, quality: Quality = Quality.GOOD) -> Sample:
+    return Sample(device, tag, ts, value, quality)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data), encoding="utf-8")
