@@ -33,3 +33,13 @@ def db(pg_server: PgServer) -> Iterator[str]:
     with pg_server.database() as dsn:
         migrate(dsn)
         yield dsn
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A broker of the test's own: nothing from other tests, sessions that end with it."""
+    b = start_broker(tmp_path / "mosquitto")
+    try:
+        yield b
+    finally:
+        b.stop()

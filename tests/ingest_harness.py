@@ -113,3 +113,70 @@ def s(device: str, tag: str, ts: float, value: Any, quality: Quality = Quality.G
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data), encoding="utf-8")
+
+
+class GatewayPublisher:
+    """Publishes signed messages as a gateway would (QoS 1, waits for each PUBACK)."""
+
+    def __init__(self, broker: Any, *, client_id: str = "gw-test") -> None:
+        import paho.mqtt.client as mqtt  # noqa: PLC0415
+        from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def publish(self, kind: str, payload: bytes, *, prefix: str = PREFIX) -> None:
+        info = self.client.publish(prefix + kind, payload, qos=1)
+        info.wait_for_publish(10)
+        assert info.is_published(), f"no PUBACK for {kind}"
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def synthetic_batches(n: int, per_batch: int, *, t0: float = 1_795_000_000.0) -> list[list[Sample]]:
+    """n batches of a plant's worth of values: powers, an energy counter, machine states."""
+    out = []
+    energy = 1000.0
+    for i in range(n):
+        t = t0 + i
+        samples = []
+        for j in range(per_batch):
+            if j == 0:
+                samples.append(s("cnc-01", "state", t, ("RUNNING", "IDLE")[(i // 7) % 2]))
+            elif j == 1:
+                energy += 0.25
+                samples.append(s("em-1", "energy_kwh", t, energy))
+            else:
+                samples.append(s(f"dev-{j % 50}", f"power-{j}", t, float(i * 1000 + j)))
+        out.append(samples)
+    return out
+
+
+CNC_BIRTH = encode_message(
+    {
+        "gw": GW,
+        "boot": 1,
+        "agent": {"name": "test", "version": "0"},
+        "sent": 1_000,
+        "devices": [
+            {
+                "id": "cnc-01",
+                "protocol": "opcua",
+                "metadata": {"nc": True},
+                "tags": [{"t": "state", "role": "machine_state"}],
+            },
+            {
+                "id": "em-1",
+                "protocol": "modbus",
+                "metadata": {"kind": "meter"},
+                "tags": [{"t": "energy_kwh", "role": "energy_kwh", "unit": "kWh"}],
+            },
+        ],
+    },
+    KEY,
+)

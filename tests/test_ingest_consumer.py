@@ -1,0 +1,243 @@
+"""The consumer against a real Mosquitto and a real PostgreSQL: bad input dead-lettered
+with its reason, shared subscriptions, and faults (database down, server killed) that
+lose nothing and store nothing twice."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.sample import Sample
+from edge_agent.wire import encode_message, sign
+from ingest_server.consumer import Consumer, ConsumerConfig
+from tests.broker import Broker
+from tests.ingest_harness import (
+    CNC_BIRTH,
+    GW,
+    KEY,
+    GatewayPublisher,
+    batch,
+    dump,
+    prepare,
+    s,
+    synthetic_batches,
+)
+from tests.pg import own_postgres
+
+NOW = time.time()
+
+
+@contextlib.contextmanager
+def running_consumer(dsn: str, broker: Broker, **overrides: Any) -> Iterator[Consumer]:
+    mode = dump(dsn, "SELECT value FROM settings WHERE key = 'storage_mode'")[0][0]
+    cfg = ConsumerConfig(
+        mqtt_url=f"mqtt://{broker.host}:{broker.port}",
+        dsn=dsn,
+        client_id=f"ingest-{secrets.token_hex(3)}",
+        mode=mode,
+        db_retry_min_s=0.2,
+        db_retry_max_s=2.0,
+        **overrides,
+    )
+    consumer = Consumer(cfg)
+    consumer.start()
+    try:
+        assert consumer.subscribed.wait(10), "the consumer did not subscribe"
+        yield consumer
+    finally:
+        consumer.stop()
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def stored(dsn: str) -> int:
+    return int(dump(dsn, "SELECT count(*) FROM samples")[0][0])
+
+
+def test_bad_payloads_are_dead_lettered_with_their_reason_and_good_traffic_goes_on(
+    db: str, broker: Broker
+) -> None:
+    prepare(db)
+    good = [s("cnc-01", "state", NOW, "RUNNING"), s("em-1", "energy_kwh", NOW, 5.0)]
+    future = Sample("em-1", "energy_kwh", NOW + 365 * 86400, 6.0)
+    cases = [
+        ("data", sign(b'{"v":1,"gw":"gw-01", oops}', KEY), "not JSON"),
+        ("data", encode_message({"gw": GW, "boot": 1, "seq": 0, "sent": 1, "samples": []}, KEY),
+         "schema: seq: Input should be greater than or equal to 1"),
+        ("data", batch(1, good, key=b"not the gateway's key"), "signature does not match"),
+        ("data", batch(2, [*good, future]), "1 sample(s) of batch 1/2: sample time"),
+        ("status", encode_message({"gw": GW, "boot": 1, "state": "napping"}, KEY),
+         "schema: state: Input should be 'online' or 'offline'"),
+        ("data", batch(3, good * 400), "over the limit of 20000"),
+    ]  # fmt: skip
+    with running_consumer(db, broker, max_payload_bytes=20_000) as consumer:
+        pub = GatewayPublisher(broker)
+        try:
+            for kind, payload, _ in cases:
+                pub.publish(kind, payload)
+            pub.publish("data", batch(4, good), prefix="fe/v1/hf/p1/gw-99/")
+            pub.publish("data", batch(5, [s("cnc-01", "state", NOW + 1, "IDLE")]))
+            wait_until(lambda: consumer.counters.messages >= 8, 10, "every message")
+        finally:
+            pub.close()
+    reasons = [r for (r,) in dump(db, "SELECT reason FROM dead_letters ORDER BY id")]
+    assert len(reasons) == len(cases) + 1
+    for _, _, reason in cases:
+        assert any(reason in r for r in reasons), (reason, reasons)
+    assert any("unknown gateway hf/p1/gw-99" in r for r in reasons)
+    # the good samples of batch 2 and all of batch 5 are stored; nothing of the others
+    assert dump(db, "SELECT text, value FROM samples ORDER BY ts, text NULLS LAST") == [
+        ("RUNNING", None),
+        (None, 5.0),
+        ("IDLE", None),
+    ]
+    assert dump(db, "SELECT seq, samples, rejected FROM batches ORDER BY seq") == [
+        (2, 2, 1),
+        (5, 1, 0),
+    ]
+    sizes = dump(db, "SELECT payload_bytes, length(payload) FROM dead_letters")
+    assert all(stored_len <= 64 * 1024 and stored_len <= total for total, stored_len in sizes)
+
+
+def test_two_servers_on_a_shared_subscription_store_each_batch_once(
+    db: str, broker: Broker
+) -> None:
+    prepare(db)
+    batches = synthetic_batches(300, 20, t0=NOW - 3600)
+    with running_consumer(db, broker) as a, running_consumer(db, broker) as b:
+        pub = GatewayPublisher(broker)
+        try:
+            pub.publish("birth", CNC_BIRTH)
+            for i, samples in enumerate(batches, 1):
+                pub.publish("data", batch(i, samples))
+        finally:
+            pub.close()
+        wait_until(lambda: stored(db) == 300 * 20, 30, "every sample")
+    assert a.counters.batches_new > 30, "both servers took a share"
+    assert b.counters.batches_new > 30, "both servers took a share"
+    assert a.counters.batches_new + b.counters.batches_new == 300
+    assert dump(db, "SELECT count(*), count(DISTINCT seq) FROM batches") == [(300, 300)]
+    # the state flips every 7 batches: 300 batches give 43 intervals
+    assert dump(db, "SELECT count(*) FROM state_intervals") == [(43,)]
+
+
+class Streamer(threading.Thread):
+    """Publishes batches at a steady rate until told to stop; remembers what it sent."""
+
+    def __init__(self, broker: Broker, *, per_batch: int = 50, rate_hz: float = 20) -> None:
+        super().__init__(daemon=True)
+        self.pub = GatewayPublisher(broker, client_id=f"gw-{secrets.token_hex(3)}")
+        self.per_batch, self.period = per_batch, 1 / rate_hz
+        self.sent = 0
+        self.halt = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            t0 = NOW - 7200
+            while not self.halt.is_set():
+                seq = self.sent + 1
+                samples = synthetic_batches(1, self.per_batch, t0=t0 + seq)[0]
+                self.pub.publish("data", batch(seq, samples))
+                self.sent = seq
+                time.sleep(self.period)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.pub.close()
+
+
+def check_exact(dsn: str, streamer: Streamer) -> None:
+    assert streamer.error is None, streamer.error
+    n = streamer.sent
+    assert dump(dsn, "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM batches") == [
+        (n, n, 1, n)
+    ]
+    assert stored(dsn) == n * streamer.per_batch
+
+
+@pytest.mark.slow
+def test_the_database_down_for_30_s_loses_and_duplicates_nothing(broker: Broker) -> None:
+    with own_postgres() as pg:
+        dsn = pg.dsn()
+        prepare(dsn)
+        with running_consumer(dsn, broker) as consumer:
+            streamer = Streamer(broker)
+            streamer.start()
+            wait_until(lambda: stored(dsn) > 1000, 15, "samples flowing")
+            pg.stop("fast")
+            time.sleep(30)
+            sent_while_down = streamer.sent
+            pg.start()
+            time.sleep(3)
+            streamer.halt.set()
+            streamer.join(10)
+            wait_until(lambda: stored(dsn) == streamer.sent * 50, 60, "the backlog")
+        assert consumer.counters.db_errors >= 1
+        assert sent_while_down > 300, "the gateway kept publishing while the database was down"
+        check_exact(dsn, streamer)
+
+
+def start_server(
+    dsn: str, broker: Broker, workdir: Path, client_id: str
+) -> subprocess.Popen[bytes]:
+    ready = workdir / f"{client_id}.ready"
+    ready.unlink(missing_ok=True)
+    with open(workdir / f"{client_id}.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest_server.cli", "run", "--dsn", dsn,
+             "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--client-id", client_id,
+             "--ready-file", str(ready), "--summary-every", "1"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    wait_until(lambda: ready.exists() or proc.poll() is not None, 30, "the server to start")
+    assert proc.poll() is None, (workdir / f"{client_id}.log").read_text()
+    assert json.loads(ready.read_text())["mode"] in ("plain", "timescale")
+    return proc
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_run_and_restarted_loses_and_duplicates_nothing(
+    db: str, broker: Broker, tmp_path: Path
+) -> None:
+    prepare(db)
+    server = start_server(db, broker, tmp_path, "ingest-a")
+    streamer = Streamer(broker)
+    try:
+        time.sleep(1)  # the subscription is in place once the server says it is ready
+        streamer.start()
+        wait_until(lambda: stored(db) > 2000, 20, "samples flowing")
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        time.sleep(3)
+        at_kill = stored(db)
+        server = start_server(db, broker, tmp_path, "ingest-a")
+        time.sleep(2)
+        streamer.halt.set()
+        streamer.join(10)
+        wait_until(lambda: stored(db) == streamer.sent * 50, 60, "everything after the restart")
+    finally:
+        streamer.halt.set()
+        server.send_signal(signal.SIGTERM)
+        server.wait(20)
+    assert at_kill < streamer.sent * 50, "messages were sent while the server was dead"
+    assert server.returncode == 0
+    check_exact(db, streamer)
