@@ -24,6 +24,7 @@ dead-lettered with the reason, and counted.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import queue
@@ -55,7 +56,14 @@ from ingest_server.payload import (
     parse_topic,
     split_by_clock,
 )
-from ingest_server.store import DataItem, DeadLetter, Group, Store, WriteResult
+from ingest_server.store import (
+    DataItem,
+    DeadLetter,
+    GatewayDirectory,
+    Group,
+    Store,
+    WriteResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +144,14 @@ class Consumer:
         self._generation = 0
         self._lock = threading.Lock()
         self._client = self._make_client()
+        # validate -> write: checking one group overlaps with the database writing the last
+        self._validated: queue.Queue[tuple[list[_Inbound], Group] | None] = queue.Queue(2)
+        self._validator = threading.Thread(
+            target=self._validate_loop, name="ingest-validate", daemon=True
+        )
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._store: Store | None = None
+        self._directory = GatewayDirectory(self._connect)
 
     # --- MQTT --------------------------------------------------------------------------
 
@@ -211,6 +225,9 @@ class Consumer:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
+        # a group keeps tens of thousands of small objects alive: collect less often
+        gc.set_threshold(50_000, 20, 100)
+        self._validator.start()
         self._writer.start()
         self._client.connect_async(
             parts.hostname or "127.0.0.1",
@@ -224,9 +241,11 @@ class Consumer:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the group in hand, acknowledge it, disconnect."""
         self._stop.set()
+        self._validator.join(timeout_s)
         self._writer.join(timeout_s)
         self._client.disconnect()
         self._client.loop_stop()
+        self._directory.close()
         if self._store is not None:
             with contextlib.suppress(psycopg.Error):
                 self._store.conn.close()
@@ -255,28 +274,43 @@ class Consumer:
             samples += len(item.payload) // 60
         return taken
 
+    def _connect(self) -> psycopg.Connection:
+        if self.connect_db is not None:
+            return self.connect_db()
+        return psycopg.connect(self.config.dsn, connect_timeout=10)
+
     def _db(self) -> Store:
         if self._store is None or self._store.conn.closed:
-            if self.connect_db is not None:
-                conn = self.connect_db()
-            else:
-                conn = psycopg.connect(self.config.dsn, connect_timeout=10)
-            self._store = Store(conn, self.config.mode)
+            self._store = Store(self._connect(), self.config.mode)
         return self._store
 
-    def _write_loop(self) -> None:
+    def _validate_loop(self) -> None:
         delay = self.config.db_retry_min_s
         while not self._stop.is_set() or not self._queue.empty():
             taken = self._take()
             if not taken:
-                if self._stop.is_set():
-                    break
                 continue
             while True:
                 try:
-                    store = self._db()
-                    group = self._validate(store, taken)
-                    result = store.write(group)
+                    group = self._validate(taken)
+                    break
+                except psycopg.OperationalError as exc:  # looking up a gateway's key
+                    self._db_lost(exc, delay)
+                    delay = min(delay * 2, self.config.db_retry_max_s)
+            delay = self.config.db_retry_min_s
+            self._validated.put((taken, group))
+        self._validated.put(None)
+
+    def _write_loop(self) -> None:
+        delay = self.config.db_retry_min_s
+        while True:
+            item = self._validated.get()
+            if item is None:
+                break
+            taken, group = item
+            while True:
+                try:
+                    result = self._db().write(group)
                     break
                 except psycopg.OperationalError as exc:
                     self._db_lost(exc, delay)
@@ -323,7 +357,7 @@ class Consumer:
             if item.generation == generation:
                 self._client.ack(item.mid, item.qos)
 
-    def _validate(self, store: Store, taken: list[_Inbound]) -> Group:
+    def _validate(self, taken: list[_Inbound]) -> Group:
         group = Group()
         now_ms = round(time.time() * 1000)
         cfg = self.config
@@ -337,15 +371,27 @@ class Consumer:
                         f"{cfg.max_payload_bytes}: lower the agent's batch_max_samples"
                     )
                 origin: Origin = parse_topic(item.topic)
-                gw = store.gateway(origin)
+                gw = self._directory.lookup(origin)
                 gid = None if gw is None else gw.gid
-                key = None if gw is None else gw.key
-                if gw is not None and key is None:
+                if gw is not None and gw.key is None:
                     raise RejectedError(
                         f"gateway {origin.enterprise}/{origin.site}/{origin.gateway} has no HMAC "
                         f"key: ingest-server registry import FILE --key {origin.gateway}=KEYFILE"
                     )
-                origin, message = parse_message(item.topic, item.payload, key_of=_constant(key))
+                try:
+                    origin, message = parse_message(
+                        item.topic, item.payload, key_of=_constant(None if gw is None else gw.key)
+                    )
+                except RejectedError as exc:
+                    if not exc.reason.startswith("signature: signature does not match"):
+                        raise
+                    # the key may have been rotated since it was cached: ask once more
+                    fresh = self._directory.lookup(origin, stale_ok=False)
+                    if fresh is None or fresh == gw:
+                        raise
+                    origin, message = parse_message(
+                        item.topic, item.payload, key_of=_constant(fresh.key)
+                    )
             except RejectedError as exc:
                 group.dead.append(DeadLetter(item.topic, item.payload, exc.reason, gid))
                 continue

@@ -96,7 +96,9 @@ def device_series(
         """,
         ([k[0] for k in keys], [k[1] for k in keys]),
     ).fetchall()
-    return [DeviceSeries(*r) for r in rows]
+    # a device without a machine state (a meter) has no state intervals: its offline
+    # spells show in its samples' coverage
+    return [DeviceSeries(*r) for r in rows if r[2] is not None]
 
 
 def _first_after(conn: psycopg.Connection, sid: int, t: datetime) -> datetime | None:
@@ -235,13 +237,19 @@ COUNTER_DELTAS_SQL = (
                 WHEN wrap IS NOT NULL AND prev_value - value > wrap / 2 THEN 'rollover'
                 ELSE 'reset' END
     FROM (
-        SELECT s.series_id, s.ts, s.value, b.wrap, b.lo,
+        SELECT b.series_id, s.ts, s.value, b.wrap, b.lo,
                lag(s.ts) OVER w AS prev_ts, lag(s.value) OVER w AS prev_value
-        FROM samples s JOIN cd_bounds b ON s.series_id = b.series_id
-        WHERE s.ts >= coalesce(b.lo, '-infinity'::timestamptz)
-          AND s.ts <= coalesce(b.hi, 'infinity'::timestamptz)
-          AND s.value IS NOT NULL AND s.quality < 2
-        WINDOW w AS (PARTITION BY s.series_id ORDER BY s.ts)
+        FROM cd_bounds b
+        -- per series through the (series_id, ts) index, not a join over all samples
+        CROSS JOIN LATERAL (
+            SELECT x.ts, x.value FROM samples x
+            WHERE x.series_id = b.series_id
+              AND x.ts >= coalesce(b.lo, '-infinity'::timestamptz)
+              AND x.ts <= coalesce(b.hi, 'infinity'::timestamptz)
+              AND x.value IS NOT NULL AND x.quality < 2
+            OFFSET 0  -- keeps the planner from flattening this into a scan of all samples
+        ) s
+        WINDOW w AS (PARTITION BY b.series_id ORDER BY s.ts)
     ) p
     WHERE prev_ts IS NOT NULL
     """,

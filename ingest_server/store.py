@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg import sql
 
+from ingest_server.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode
 from ingest_server.derive import (
     COUNTER_DELTAS_SQL,
     COUNTER_ROLE_NAMES,
@@ -34,14 +35,12 @@ from ingest_server.payload import Birth, DataBatch, Origin, Status, WireSample
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_PAYLOAD_MAX = 64 * 1024
-_QUALITY = {None: 0, "uncertain": 1, "bad": 2}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _SESSION_SQL = (
     """
-    CREATE TEMP TABLE IF NOT EXISTS incoming (
-        series_id integer, ts_ms bigint, value double precision, text text,
-        quality smallint, status text, gw_ms bigint, server_ms bigint) ON COMMIT DELETE ROWS
+    CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE samples INCLUDING DEFAULTS)
+        ON COMMIT DELETE ROWS
     """,
     """
     CREATE TEMP TABLE IF NOT EXISTS fresh (
@@ -56,24 +55,31 @@ _SESSION_SQL = (
 )
 
 _MS = "'epoch'::timestamptz + {} * interval '1 millisecond'"
+# the fallback when a sample of the group is already stored: only the new rows count
 _INSERT_FRESH = f"""
     WITH new AS (
-        INSERT INTO samples (series_id, ts, value, text, quality, status, gw_ts, server_ts)
-        SELECT series_id, {_MS.format("ts_ms")}, value, text, quality, status,
-               {_MS.format("gw_ms")}, {_MS.format("server_ms")}
-        FROM incoming
+        INSERT INTO samples ({COLUMNS}) SELECT {COLUMNS} FROM incoming
         ON CONFLICT DO NOTHING
         RETURNING series_id, ts, value, quality)
     INSERT INTO fresh SELECT * FROM new
 """
 
-_ROLLUP_PLAIN = """
-    INSERT INTO samples_hourly AS h
+_ROLLUP_FROM_FRESH = """
     SELECT series_id, date_trunc('hour', ts, 'UTC'), count(*), count(*) FILTER (WHERE quality = 0),
            sum(value), min(value), max(value),
            min(ts), (array_agg(value ORDER BY ts))[1],
            max(ts), (array_agg(value ORDER BY ts DESC))[1]
     FROM fresh GROUP BY 1, 2
+"""
+_MS_COL = "'epoch'::timestamptz + {} * interval '1 millisecond'"
+_ROLLUP_FROM_ARRAYS = f"""
+    SELECT sid, {_MS_COL.format("hour")}, n, n_good, v_sum, v_min, v_max,
+           {_MS_COL.format("first_ts")}, first_v, {_MS_COL.format("last_ts")}, last_v
+    FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::float8[],
+                %s::float8[], %s::bigint[], %s::float8[], %s::bigint[], %s::float8[])
+         AS u(sid, hour, n, n_good, v_sum, v_min, v_max, first_ts, first_v, last_ts, last_v)
+"""
+_ROLLUP_MERGE = """
     ON CONFLICT (series_id, bucket) DO UPDATE SET
         n = h.n + excluded.n,
         n_good = h.n_good + excluded.n_good,
@@ -89,12 +95,67 @@ _ROLLUP_PLAIN = """
                           THEN excluded.last_value ELSE h.last_value END,
         last_ts = greatest(h.last_ts, excluded.last_ts)
 """
+_ROLLUP_INSERT = "INSERT INTO samples_hourly AS h "
+
+
+def _from_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 @dataclass(frozen=True)
 class Gateway:
     gid: int
     key: bytes | None
+
+
+def lookup_gateway(conn: psycopg.Connection, origin: Origin) -> Gateway | None:
+    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    row = conn.execute(
+        "SELECT gid, hmac_key FROM gateways WHERE enterprise_id = %s AND site_id = %s AND id = %s",
+        (origin.enterprise, origin.site, origin.gateway),
+    ).fetchone()
+    if idle:  # a lookup between transactions must not hold one open
+        conn.rollback()
+    if row is None:
+        return None
+    return Gateway(row[0], None if row[1] is None else bytes(row[1]))
+
+
+class GatewayDirectory:
+    """Gateway ids and keys for the consumer's checks, cached, with a connection of its own.
+
+    A key is re-read when a signature fails and the cached entry is older than
+    `refresh_s` (a key rotated by a registry import while the server runs); an unknown
+    gateway is asked about again after `refresh_s`, not at every message.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection], refresh_s: float = 5.0) -> None:
+        self._connect = connect
+        self._conn: psycopg.Connection | None = None
+        self._cache: dict[tuple[str, str, str], tuple[float, Gateway | None]] = {}
+        self.refresh_s = refresh_s
+
+    def lookup(self, origin: Origin, *, stale_ok: bool = True) -> Gateway | None:
+        key = (origin.enterprise, origin.site, origin.gateway)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and ((stale_ok and hit[1] is not None) or now - hit[0] < self.refresh_s):
+            return hit[1]
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+            found = lookup_gateway(self._conn, origin)
+        except psycopg.OperationalError:
+            self.close()
+            raise
+        self._cache[key] = (now, found)
+        return found
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+            self._conn = None
 
 
 @dataclass
@@ -160,22 +221,10 @@ class Store:
         key = (origin.enterprise, origin.site, origin.gateway)
         found = self._gateways.get(key)
         if found is None:
-            idle = self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-            row = self.conn.execute(
-                "SELECT gid, hmac_key FROM gateways "
-                "WHERE enterprise_id = %s AND site_id = %s AND id = %s",
-                key,
-            ).fetchone()
-            if idle:  # a lookup between transactions must not hold one open
-                self.conn.rollback()
-            if row is None:
-                return None
-            found = self._gateways[key] = Gateway(row[0], None if row[1] is None else bytes(row[1]))
+            found = lookup_gateway(self.conn, origin)
+            if found is not None:
+                self._gateways[key] = found
         return found
-
-    def forget_gateways(self) -> None:
-        """Drop cached keys (after a registry import or a revocation)."""
-        self._gateways.clear()
 
     def _series_ids(self, gid: int, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
         out: dict[tuple[str, str], int] = {}
@@ -204,6 +253,7 @@ class Store:
             ).fetchall()
             for device, tag, sid in rows:
                 out[device, tag] = sid
+                self._series[gid, device, tag] = sid
         return out
 
     # --- the transaction -------------------------------------------------------------
@@ -230,7 +280,6 @@ class Store:
         for origin, status in group.statuses:
             self._status(origin, status, now)
 
-        rows: list[tuple[Any, ...]] = []
         new_batches: list[DataItem] = []
         if group.data:
             keys = [
@@ -263,31 +312,61 @@ class Store:
             result.batches_new = len(new_batches)
             result.batches_repeated = len(group.data) - len(new_batches)
 
-        for item in new_batches:
-            gid = self._gid(item.origin)
-            ids = self._series_ids(gid, {(s.d, s.t) for s in item.good})
-            for s in item.good:
-                v = s.v
-                num = float(v) if isinstance(v, int | float) else None
-                text = v if isinstance(v, str) else None
-                rows.append((ids[s.d, s.t], s.ts, num, text, _QUALITY[s.q], s.s, s.gts, s.sts))
-        if rows:
-            with conn.cursor().copy(
-                "COPY incoming (series_id, ts_ms, value, text, quality, status, gw_ms, server_ms)"
-                " FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["int4", "int8", "float8", "text", "int2", "text", "int8", "int8"])
-                for row in rows:
-                    copy.write_row(row)
-            cur = conn.execute(_INSERT_FRESH)
-            result.samples_new = cur.rowcount
-            result.samples_repeated = len(rows) - cur.rowcount
-        if result.samples_new or recompute:
-            result.intervals = self._derive(recompute)
+        spans: dict[int, tuple[datetime, datetime]] = {}
+        if new_batches:
+            rollup = Rollup()
+            buf = bytearray(SIGNATURE)
+            n = 0
+            for item in new_batches:
+                gid = self._gid(item.origin)
+                ids = self._series_ids(gid, {(x.d, x.t) for x in item.good})
+                buf += encode(item.good, ids, rollup)
+                n += len(item.good)
+            buf += TRAILER
+            result.samples_new, spans = self._copy_samples(buf, n, rollup)
+            result.samples_repeated = n - result.samples_new
+        for sid, (a, b) in recompute.items():
+            old = spans.get(sid)
+            spans[sid] = (min(a, old[0]), max(b, old[1])) if old else (a, b)
+        if spans:
+            result.intervals = self._derive(spans)
         if group.dead:
             self._dead_letters(group.dead)
             result.dead_letters = len(group.dead)
         return result
+
+    def _copy_samples(
+        self, buf: bytearray, n: int, rollup: Rollup
+    ) -> tuple[int, dict[int, tuple[datetime, datetime]]]:
+        """COPY straight into `samples`; returns (rows stored, span per series).
+
+        Samples of a new batch are new unless a gateway sent the same sample in two
+        batches, which contract v1 does not do: the fast path assumes it, and if the
+        unique key says otherwise, the group goes through a staging table and only the
+        rows that were new are rolled up and derived from.
+        """
+        conn = self.conn
+        conn.execute("SAVEPOINT copy_samples")
+        try:
+            with conn.cursor().copy(f"COPY samples ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.write(buf)
+        except psycopg.errors.UniqueViolation:
+            conn.execute("ROLLBACK TO SAVEPOINT copy_samples")
+            with conn.cursor().copy(f"COPY incoming ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.write(buf)
+            stored = conn.execute(_INSERT_FRESH).rowcount
+            if self.mode == "plain":
+                conn.execute(_ROLLUP_INSERT + _ROLLUP_FROM_FRESH + _ROLLUP_MERGE)
+            rows = conn.execute(
+                "SELECT series_id, min(ts), max(ts) FROM fresh GROUP BY series_id"
+            ).fetchall()
+            return stored, {sid: (a, b) for sid, a, b in rows}
+        conn.execute("RELEASE SAVEPOINT copy_samples")
+        if self.mode == "plain":
+            columns = [list(c) for c in zip(*rollup.rows(), strict=True)]
+            conn.execute(_ROLLUP_INSERT + _ROLLUP_FROM_ARRAYS + _ROLLUP_MERGE, columns)
+        spans = {sid: (_from_ms(a), _from_ms(b)) for sid, (a, b) in rollup.spans().items()}
+        return n, spans
 
     def _gid(self, origin: Origin) -> int:
         gw = self.gateway(origin)
@@ -295,24 +374,13 @@ class Store:
             raise LookupError(f"gateway {origin} is no longer registered")
         return gw.gid
 
-    def _derive(self, recompute: dict[int, tuple[datetime, datetime]]) -> int:
+    def _derive(self, spans: dict[int, tuple[datetime, datetime]]) -> int:
+        """Counter deltas and state intervals for the series that got new samples."""
         conn = self.conn
-        if self.mode == "plain":
-            conn.execute(_ROLLUP_PLAIN)
-        spans = {
-            sid: (a, b)
-            for sid, a, b in conn.execute(
-                "SELECT series_id, min(ts), max(ts) FROM fresh GROUP BY series_id"
-            ).fetchall()
-        }
-        for sid, (a, b) in recompute.items():
-            old = spans.get(sid)
-            spans[sid] = (min(a, old[0]), max(b, old[1])) if old else (a, b)
-        if not spans:
-            return 0
         roles = conn.execute(
-            "SELECT series_id, gid, device, role FROM series WHERE series_id = ANY(%s)",
-            (list(spans),),
+            "SELECT series_id, gid, device, role FROM series "
+            "WHERE series_id = ANY(%s) AND role = ANY(%s)",
+            (list(spans), [*COUNTER_ROLE_NAMES, "machine_state", "device_status"]),
         ).fetchall()
         counters = [(sid, *spans[sid]) for sid, _, _, role in roles if role in COUNTER_ROLE_NAMES]
         if counters:

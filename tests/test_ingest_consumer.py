@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from edge_agent.sample import Sample
 from edge_agent.wire import encode_message, sign
 from ingest_server.consumer import Consumer, ConsumerConfig
+from ingest_server.registry import import_registry
 from tests.broker import Broker
 from tests.ingest_harness import (
     CNC_BIRTH,
@@ -32,6 +34,7 @@ from tests.ingest_harness import (
     dump,
     prepare,
     s,
+    small_registry,
     synthetic_batches,
 )
 from tests.pg import own_postgres
@@ -241,3 +244,25 @@ def test_a_server_killed_mid_run_and_restarted_loses_and_duplicates_nothing(
     assert at_kill < streamer.sent * 50, "messages were sent while the server was dead"
     assert server.returncode == 0
     check_exact(db, streamer)
+
+
+def test_a_key_rotated_while_the_server_runs_is_picked_up(db: str, broker: Broker) -> None:
+    prepare(db)
+    new_key = b"fedcba9876543210" * 4
+    with running_consumer(db, broker) as consumer:
+        pub = GatewayPublisher(broker)
+        try:
+            pub.publish("data", batch(1, [s("em-1", "energy_kwh", NOW, 1.0)]))
+            wait_until(lambda: stored(db) == 1, 10, "the first sample")
+            with psycopg.connect(db) as conn:
+                import_registry(conn, small_registry(), {GW: new_key})
+            time.sleep(consumer._directory.refresh_s + 0.2)  # the cached key is stale now
+            pub.publish("data", batch(2, [s("em-1", "energy_kwh", NOW + 1, 2.0)], key=new_key))
+            pub.publish("data", batch(3, [s("em-1", "energy_kwh", NOW + 2, 3.0)]))  # old key
+            wait_until(lambda: consumer.counters.messages >= 3, 10, "three messages")
+        finally:
+            pub.close()
+    assert dump(db, "SELECT seq FROM batches ORDER BY seq") == [(1,), (2,)]
+    reasons = dump(db, "SELECT reason FROM dead_letters")
+    assert len(reasons) == 1
+    assert "signature does not match" in reasons[0][0]
