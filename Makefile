@@ -44,7 +44,7 @@ pytest: setup
 
 test: setup lint typecheck pytest
 
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	$(BIN)/factory-demo
 
 clean:

@@ -1,68 +1,294 @@
-"""`factory-demo` (and `make demo`): the demo factory on this machine.
+"""`factory-demo` (and `make demo`): the whole pipeline on this machine.
 
-For now it starts the simulators of the demo scenario with a truth file and the
-control API, and prints where everything listens; the edge agent, broker and
-ingestion server join as they are built (see the issues).
+    simulators --OPC UA/Modbus--> edge-agent --MQTT--> Mosquitto --> ingest-server --> PostgreSQL
 
-A factory at rest is a dull demo: at night, on a Sunday or a holiday every machine
-is OFF. Unless told `--now`, the demo then runs the plant from the last working
-morning (09:30 local), in real time from there, and says so.
+Starts, each as its own process and all on 127.0.0.1: the demo plant's simulators (free
+ports), Mosquitto on a free port (or --mqtt URL for a broker of yours), the ingestion
+server on its embedded PostgreSQL (in the work directory), and the edge agent. It prints
+a live summary (samples/s, devices online, each machine's state) every few seconds and
+stops everything cleanly on Ctrl-C (or after --duration seconds).
+
+A factory at rest is a dull demo: at night, on a Sunday or a holiday every machine is
+OFF. Unless told `--now`, the demo plant then works around the clock (three shifts,
+every day), and says so; the registry it loads has the same calendar, so the KPIs agree
+with the plant.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
-from simulators import cli
+import yaml
+
+from edge_agent.yaml12 import read_yaml_file
 from simulators.calendar import ShiftCalendar
+from simulators.ports import pick_free_port
 from simulators.scenario import default_scenario_path, load_scenario
 
-DEMO_TIME = dt.time(9, 30)
+ROUND_THE_CLOCK = [
+    {"name": "early", "start": "00:00", "end": "08:00"},
+    {"name": "day", "start": "08:00", "end": "16:00"},
+    {"name": "swing", "start": "16:00", "end": "00:00"},
+]
 
 
-def demo_start(now: dt.datetime, cal: ShiftCalendar) -> dt.datetime | None:
-    """None when `now` is inside a shift; else 09:30 on the last working day before it."""
-    if cal.in_shift(now.timestamp()):
-        return None
-    day = now.date()
-    for _ in range(30):
-        candidate = dt.datetime.combine(day, DEMO_TIME, tzinfo=now.tzinfo)
-        if candidate <= now and cal.windows(day) and cal.in_shift(candidate.timestamp()):
-            return candidate
-        day -= dt.timedelta(days=1)
-    return None
+def off_shift(scenario_path: Path, now: dt.datetime | None = None) -> bool:
+    scenario = load_scenario(scenario_path)
+    cal = ShiftCalendar(scenario.calendar, scenario.tz)
+    moment = now or dt.datetime.now(scenario.tz)
+    return not cal.in_shift(moment.timestamp())
+
+
+def round_the_clock(scenario_path: Path, out: Path) -> Path:
+    """The scenario with a plant that works three shifts every day, no holidays."""
+    doc: dict[str, Any] = read_yaml_file(scenario_path)
+    doc["calendar"] = {
+        "workdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+        "shifts": ROUND_THE_CLOCK,
+    }
+    out.write_text(
+        "# The demo plant working around the clock (written by factory-demo).\n"
+        + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
+        encoding="utf-8",
+    )
+    return out
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work: Path = args.workdir.resolve()
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.bin = Path(sys.executable).parent
+
+    def _tool(self, name: str) -> list[str]:
+        exe = self.bin / name
+        if exe.exists():
+            return [str(exe)]
+        module = {
+            "factory-sim": "simulators.cli",
+            "edge-agent": "edge_agent.cli",
+            "ingest-server": "ingest_server.cli",
+        }[name]
+        return [sys.executable, "-m", module]
+
+    def start(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+        log = self.work / "logs" / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append((name, proc))
+        return proc
+
+    def wait_file(self, path: Path, name: str, timeout: float = 60) -> None:
+        proc = dict(self.procs)[name]
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} stopped: see {self.work / 'logs' / (name + '.log')}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def run_tool(self, cmd: list[str]) -> None:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{done.stderr.strip()}")
+
+    def stop_all(self) -> None:
+        # the agent first, so that it flushes to a broker and server still running
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    print(f"  {name} did not stop in 20 s: killed", flush=True)
+                    proc.kill()
+                    proc.wait(5)
+            print(f"  stopped {name}", flush=True)
+
+    def broker(self) -> str:
+        if self.args.mqtt:
+            return str(self.args.mqtt)
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(mosquitto).exists():
+            raise RuntimeError(
+                "mosquitto is not installed: `make demo` installs it, or pass --mqtt"
+            )
+        port = pick_free_port("127.0.0.1")
+        conf = self.work / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            + ("user root\n" if os.geteuid() == 0 else ""),
+            encoding="utf-8",
+        )
+        self.start("mosquitto", [mosquitto, "-c", str(conf)])
+        time.sleep(0.3)
+        return f"mqtt://127.0.0.1:{port}"
+
+    def run(self) -> int:
+        args = self.args
+        for sub in ("logs", "keys"):
+            (self.work / sub).mkdir(parents=True, exist_ok=True)
+        scenario_path: Path = args.scenario
+        if not args.now and off_shift(scenario_path):
+            scenario_path = round_the_clock(scenario_path, self.work / "scenario.yaml")
+            print("It is off shift at the plant: the demo plant works around the clock today.")
+        key = self.work / "keys" / "gateway.key"
+        if not key.exists():
+            key.write_bytes(secrets.token_hex(32).encode() + b"\n")
+        key.chmod(0o600)
+        mqtt_url = self.broker()
+        print(f"  broker      {mqtt_url}")
+
+        ready = self.work / "sim-ready.json"
+        ready.unlink(missing_ok=True)
+        self.start(
+            "factory-sim",
+            [*self._tool("factory-sim"), "run", "--scenario", str(scenario_path), "--free-ports",
+             "--ready-file", str(ready), "--truth", str(self.work / "truth.jsonl")],
+        )  # fmt: skip
+        self.wait_file(ready, "factory-sim")
+        print(f"  simulators  {', '.join(json.loads(ready.read_text())['opcua'].values())} ...")
+
+        registry = self.work / "registry.yaml"
+        self.run_tool(
+            [*self._tool("factory-sim"), "registry", "--scenario", str(scenario_path),
+             "--out", str(registry)]
+        )  # fmt: skip
+        pg_dir = self.work / "db"
+        self.run_tool(
+            [*self._tool("ingest-server"), "registry", "import", str(registry),
+             "--key", f"gw-01={key}", "--data-dir", str(pg_dir)]
+        )  # fmt: skip
+        server_ready = self.work / "server-ready.json"
+        server_ready.unlink(missing_ok=True)
+        self.start(
+            "ingest-server",
+            [*self._tool("ingest-server"), "run", "--data-dir", str(pg_dir), "--mqtt", mqtt_url,
+             "--client-id", "ingest-demo", "--ready-file", str(server_ready)],
+        )  # fmt: skip
+        self.wait_file(server_ready, "ingest-server")
+        dsn = json.loads(server_ready.read_text())["dsn"]
+        print(f"  database    {dsn} (embedded, in {pg_dir})")
+
+        agent_cfg = self.work / "agent.yaml"
+        self.run_tool(
+            [*self._tool("factory-sim"), "agent-config", "--scenario", str(scenario_path),
+             "--ready-file", str(ready), "--mqtt-url", mqtt_url,
+             "--outbox", str(self.work / "outbox.db"), "--hmac-key-file", str(key),
+             "--out", str(agent_cfg)]
+        )  # fmt: skip
+        self.start("edge-agent", [*self._tool("edge-agent"), "run", str(agent_cfg)])
+        print(f"  agent       {agent_cfg}")
+        print(f"  logs        {self.work / 'logs'}")
+        print("Press Ctrl-C to stop.\n", flush=True)
+        return self.watch(dsn)
+
+    def watch(self, dsn: str) -> int:
+        import psycopg  # noqa: PLC0415
+
+        deadline = time.monotonic() + self.args.duration if self.args.duration else None
+        last_n, last_t = 0, time.monotonic()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(self.args.every)
+                for name, proc in self.procs:
+                    if proc.poll() is not None:
+                        print(f"{name} stopped unexpectedly: see {self.work / 'logs'}")
+                        return 1
+                summary = live_summary(conn)
+                now = time.monotonic()
+                rate = (summary["samples"] - last_n) / (now - last_t)
+                last_n, last_t = summary["samples"], now
+                print(format_summary(summary, rate), flush=True)
+        return 0
+
+
+def live_summary(conn: Any) -> dict[str, Any]:
+    row = conn.execute("SELECT coalesce(sum(samples), 0), count(*) FROM batches").fetchone()
+    states = conn.execute(
+        'SELECT device, state FROM state_intervals WHERE "end" IS NULL ORDER BY device'
+    ).fetchall()
+    online = conn.execute(
+        """
+        SELECT count(*) FILTER (WHERE last = 'online'), count(*) FROM (
+            SELECT DISTINCT ON (se.series_id) s.text AS last
+            FROM series se JOIN samples s USING (series_id)
+            WHERE se.role = 'device_status'
+            ORDER BY se.series_id, s.ts DESC) d
+        """
+    ).fetchone()
+    dead = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    return {
+        "samples": int(row[0]),
+        "batches": int(row[1]),
+        "online": int(online[0]),
+        "devices": int(online[1]),
+        "states": dict(states),
+        "dead_letters": int(dead[0]),
+    }
+
+
+def format_summary(s: dict[str, Any], rate: float) -> str:
+    by_state: dict[str, list[str]] = {}
+    for device, state in s["states"].items():
+        by_state.setdefault(state, []).append(device)
+    states = "; ".join(f"{st} {' '.join(devs)}" for st, devs in sorted(by_state.items()))
+    return (
+        f"{dt.datetime.now():%H:%M:%S} {rate:7.0f} samples/s, {s['samples']:,} stored, "
+        f"{s['online']}/{s['devices']} devices online, {s['dead_letters']} dead letters\n"
+        f"         {states}"
+    )
+
+
+@contextlib.contextmanager
+def _signals_to_exit() -> Iterator[None]:
+    def _raise(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def main(argv: list[str] | None = None) -> int:
-    extra = list(sys.argv[1:] if argv is None else argv)
-    use_now = "--now" in extra
-    extra = [a for a in extra if a != "--now"]
-    print("factory-evidence demo: simulated plant (OPC UA CNCs, Modbus PLCs and meters)")
-    scenario = load_scenario(default_scenario_path())
-    start = None
-    if not use_now and "--start" not in extra:
-        now = dt.datetime.now(scenario.tz)
-        start = demo_start(now, ShiftCalendar(scenario.calendar, scenario.tz))
-        if start is not None:
-            print(
-                f"It is {now:%a %H:%M} in {scenario.site.timezone}: the plant is off shift, so "
-                f"the demo runs from {start:%a %Y-%m-%d %H:%M} in real time (--now to skip)."
-            )
-            extra += ["--start", start.isoformat()]
-    print("Press Ctrl-C to stop. The truth file records what really happened.\n", flush=True)
-    return cli.main(
-        [
-            "run",
-            "--truth",
-            ".sim/demo-truth.jsonl",
-            "--control-port",
-            "18080",
-            "--status-every",
-            "10",
-            *extra,
-        ]
-    )
+    ap = argparse.ArgumentParser(prog="factory-demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scenario", type=Path, default=default_scenario_path())
+    ap.add_argument("--workdir", type=Path, default=Path(".demo"))
+    ap.add_argument("--mqtt", help="use this broker instead of starting Mosquitto")
+    ap.add_argument("--now", action="store_true", help="keep the plant's own calendar")
+    ap.add_argument("--duration", type=float, default=0, help="stop after N seconds")
+    ap.add_argument("--every", type=float, default=5.0, help="summary every N seconds")
+    args = ap.parse_args(argv)
+    print("factory-evidence demo: simulators -> edge agent -> MQTT -> ingest server -> PostgreSQL")
+    demo = Demo(args)
+    try:
+        with _signals_to_exit():
+            return demo.run()
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+        return 0
+    except RuntimeError as exc:
+        print(f"factory-demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        demo.stop_all()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,345 @@
+"""Ingest throughput and latency, side by side with the raw COPY ceiling, in one run.
+
+    .venv/bin/python bench/ingest_throughput.py [--quick] [--dsn DSN]
+
+On 127.0.0.1, each its own process:
+  broker      a real Mosquitto
+  database    the embedded PostgreSQL (or --dsn: a server of yours, e.g. TimescaleDB;
+              the benchmark makes and drops its own databases there)
+  gateway     publishes pre-signed contract v1 batches (QoS 1, up to 100 in flight), as
+              fast as the broker takes them, or at a fixed rate for the latency run
+  server      `ingest-server run`: validate (schema, HMAC, clocks), COPY, dedupe, derive,
+              commit, then PUBACK
+
+ceiling    psycopg binary COPY of the same rows into the same `samples` table (same
+           indexes), no MQTT and no validation: what the database alone takes.
+throughput samples committed per second, from the first publish to the last commit
+           (read from the `batches` table), with the gateway publishing flat out.
+latency    at 10,000 samples/s: for each batch, publish time to the moment a poller
+           (every 5 ms) first sees it in `batches`, i.e. committed and queryable.
+
+The samples are a plant's mix: per batch one machine state, one energy counter, the
+rest analog values (power, speeds) of 50 devices, so the derived-data path runs too.
+The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import psycopg  # noqa: E402
+
+from edge_agent.sample import Sample  # noqa: E402
+from edge_agent.wire import encode_batch, encode_message  # noqa: E402
+from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: E402
+from ingest_server.registry import Registry, import_registry  # noqa: E402
+from ingest_server.schema import migrate  # noqa: E402
+from tests.broker import start_broker  # noqa: E402
+
+ENT, SITE, GW = "bench", "p1", "gw-01"
+PREFIX = f"fe/v1/{ENT}/{SITE}/{GW}/"
+KEY = secrets.token_hex(32).encode()
+DEVICES = 50
+
+
+def registry() -> Registry:
+    return Registry.model_validate(
+        {
+            "enterprises": [
+                {
+                    "id": ENT,
+                    "name": "bench",
+                    "sites": [{"id": SITE, "name": "p1", "gateways": [{"id": GW}]}],
+                }
+            ]
+        }
+    )
+
+
+def birth() -> bytes:
+    devices = [
+        {
+            "id": f"dev-{d}",
+            "protocol": "modbus",
+            "metadata": {},
+            "tags": [
+                {"t": "state", "role": "machine_state"},
+                {"t": "energy_kwh", "role": "energy_kwh", "unit": "kWh"},
+                *({"t": f"v{j}", "role": "generic"} for j in range(40)),
+            ],
+        }
+        for d in range(DEVICES)
+    ]
+    body = {"gw": GW, "boot": 1, "agent": {"name": "bench", "version": "0"}, "sent": 0}
+    return encode_message(body | {"devices": devices}, KEY)
+
+
+def batch_samples(seq: int, per_batch: int, t0: float) -> list[Sample]:
+    """One poll of a plant: a state and an energy reading of one device, analog values."""
+    t = t0 + seq * 0.05
+    dev = f"dev-{seq % DEVICES}"
+    out = [
+        Sample(dev, "state", t, ("RUNNING", "IDLE")[(seq // DEVICES // 5) % 2]),
+        Sample(dev, "energy_kwh", t, 1000.0 + seq * 0.5),
+    ]
+    out.extend(
+        Sample(f"dev-{j % DEVICES}", f"v{j // DEVICES % 40}", t, float(seq + j))
+        for j in range(per_batch - 2)
+    )
+    return out
+
+
+def payloads(n: int, per_batch: int, t0: float, seq0: int = 1) -> list[bytes]:
+    return [
+        encode_batch(
+            gw=GW,
+            boot=1,
+            seq=seq,
+            sent=t0,
+            samples=batch_samples(seq, per_batch, t0),
+            key=KEY,
+        )
+        for seq in range(seq0, seq0 + n)
+    ]
+
+
+def publisher(  # noqa: PLR0917 - a multiprocessing target takes positional arguments
+    host: str, port: int, items: list[bytes], rate_hz: float, out: Any, ready: Any
+) -> None:
+    """A gateway process: publish every payload (QoS 1, 100 in flight); report times."""
+    import paho.mqtt.client as mqtt  # noqa: PLC0415
+    from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-gw", protocol=mqtt.MQTTv5)
+    c.max_inflight_messages_set(100)
+    c.max_queued_messages_set(0)
+    c.connect(host, port)
+    c.loop_start()
+    ready.set()
+    times: list[float] = []
+    infos = []
+    start = time.time()
+    for i, payload in enumerate(items):
+        if rate_hz:
+            due = start + i / rate_hz
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        times.append(time.time())
+        infos.append(c.publish(PREFIX + "data", payload, qos=1))
+    for info in infos:
+        info.wait_for_publish(120)
+    c.disconnect()
+    c.loop_stop()
+    out.send(times)
+
+
+@contextlib.contextmanager
+def database(args: argparse.Namespace, tmp: Path) -> Iterator[tuple[str, str]]:
+    """(admin DSN, DSN of a fresh database) on the embedded server or --dsn's."""
+    pg = None
+    if args.dsn:
+        admin = args.dsn
+    else:
+        root = Path(tempfile.mkdtemp(prefix="fe-bench-pg-"))
+        root.chmod(0o755)
+        pg = EmbeddedPostgres(root)
+        pg.start()
+        admin = pg.dsn("postgres")
+    name = f"fe_bench_{os.getpid()}"
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"')
+        dsn = psycopg.conninfo.make_conninfo(admin, dbname=name)
+        yield admin, dsn
+    finally:
+        with contextlib.suppress(psycopg.Error), psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if pg is not None:
+            pg.stop("fast")
+            shutil.rmtree(pg.data_dir, ignore_errors=True)
+
+
+def fresh_schema(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    migrate(dsn)
+    with psycopg.connect(dsn) as conn:
+        import_registry(conn, registry(), {GW: KEY})
+
+
+def ceiling(dsn: str, n_batches: int, per_batch: int, t0: float) -> float:
+    """Rows/s of a binary COPY of the same rows into `samples`, 20,000 rows a commit."""
+    fresh_schema(dsn)
+    series: dict[tuple[str, str], int] = {}
+    sid = 0
+    rows = []
+    for seq in range(1, n_batches + 1):
+        for s in batch_samples(seq, per_batch, t0):
+            key = (s.device, s.tag)
+            if key not in series:
+                sid += 1
+                series[key] = sid
+            num = s.value if isinstance(s.value, float) else None
+            text = s.value if isinstance(s.value, str) else None
+            rows.append((series[key], s.ts, num, text))
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    rows = [(a, datetime.fromtimestamp(ts, UTC), v, t, 0) for a, ts, v, t in rows]
+    with psycopg.connect(dsn) as conn:
+        start = time.perf_counter()
+        for i in range(0, len(rows), 20_000):
+            with conn.cursor().copy(
+                "COPY samples (series_id, ts, value, text, quality) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types(["int4", "timestamptz", "float8", "text", "int2"])
+                for row in rows[i : i + 20_000]:
+                    copy.write_row(row)
+            conn.commit()
+        elapsed = time.perf_counter() - start
+    return len(rows) / elapsed
+
+
+@contextlib.contextmanager
+def server(dsn: str, host: str, port: int, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
+    ready = tmp / "server.ready"
+    ready.unlink(missing_ok=True)
+    with open(tmp / "server.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest_server.cli", "run", "--dsn", dsn,
+             "--mqtt", f"mqtt://{host}:{port}", "--client-id", "bench-server",
+             "--ready-file", str(ready), "--summary-every", "0", "--max-past", "3650d"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while not ready.exists():
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("server did not start:\n" + (tmp / "server.log").read_text())
+            time.sleep(0.05)
+        time.sleep(0.5)  # subscribed
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def run_ingest(
+    dsn: str, broker: Any, tmp: Path, items: list[bytes], *, rate_hz: float, poll: bool
+) -> tuple[list[float], dict[int, float], float]:
+    """Publish `items`; returns publish times, first-seen time per seq, last commit time."""
+    fresh_schema(dsn)
+    seen: dict[int, float] = {}
+    with server(dsn, broker.host, broker.port, tmp), psycopg.connect(dsn, autocommit=True) as c:
+        ctx = mp.get_context("spawn")
+        recv, send = ctx.Pipe(duplex=False)
+        ready = ctx.Event()
+        from tests.ingest_harness import GatewayPublisher  # noqa: PLC0415
+
+        pub = GatewayPublisher(broker, client_id="bench-birth")
+        pub.publish("birth", birth(), prefix=PREFIX)
+        pub.close()
+        proc = ctx.Process(
+            target=publisher, args=(broker.host, broker.port, items, rate_hz, send, ready)
+        )
+        proc.start()
+        ready.wait(30)
+        n, last = len(items), 0
+        deadline = time.time() + 600
+        while len(seen) < n and time.time() < deadline:
+            rows = c.execute("SELECT seq FROM batches WHERE seq > %s", (last,)).fetchall()
+            now = time.time()
+            for (seq,) in rows:
+                seen.setdefault(seq, now)
+            if poll:
+                if rows:
+                    last = max(seen)
+                time.sleep(0.005)
+            else:
+                time.sleep(0.05)
+        times = recv.recv()
+        proc.join(30)
+        stored = c.execute("SELECT count(*) FROM samples").fetchone()
+    if len(seen) < n:
+        raise RuntimeError(f"only {len(seen)} of {n} batches stored")
+    assert stored is not None
+    return times, seen, float(stored[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller and shorter: under a minute")
+    ap.add_argument("--dsn", help="a PostgreSQL/TimescaleDB server to run against")
+    args = ap.parse_args()
+    per_batch = 1000
+    n_tp = 200 if args.quick else 1000  # throughput run: batches of 1,000 samples
+    lat_s = 8 if args.quick else 30  # latency run: seconds at 10,000 samples/s
+    t0 = time.time() - 86400
+
+    tmp = Path(tempfile.mkdtemp(prefix="fe-bench-"))
+    broker = start_broker(tmp / "broker")
+    try:
+        with database(args, tmp) as (_admin, dsn):
+            mode = "?"
+            rows_ceiling = ceiling(dsn, n_tp, per_batch, t0)
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute("SELECT value FROM settings WHERE key='storage_mode'").fetchone()
+                mode = row[0] if row else "?"
+            print(
+                f"storage mode {mode}; ceiling (COPY of the same rows): {rows_ceiling:,.0f} rows/s"
+            )
+
+            items = payloads(n_tp, per_batch, t0)
+            times, seen, stored = run_ingest(dsn, broker, tmp, items, rate_hz=0, poll=False)
+            ingest_rate = stored / (max(seen.values()) - times[0])
+            print(
+                f"ingest: {stored:,.0f} samples in {max(seen.values()) - times[0]:.2f} s = "
+                f"{ingest_rate:,.0f} samples/s ({ingest_rate / rows_ceiling:.0%} of the ceiling)"
+            )
+
+            rate_hz = 10_000 / 500
+            items = payloads(int(lat_s * rate_hz), 500, t0)
+            times, seen, _ = run_ingest(dsn, broker, tmp, items, rate_hz=rate_hz, poll=True)
+            lat = sorted(seen[i + 1] - t for i, t in enumerate(times))
+            p50 = statistics.median(lat)
+            p99 = lat[min(len(lat) - 1, round(0.99 * len(lat)))]
+            print(f"latency at 10,000 samples/s: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+    finally:
+        broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(
+        json.dumps(
+            {
+                "storage_mode": mode,
+                "ingest_samples_per_s": round(ingest_rate),
+                "ceiling_samples_per_s": round(rows_ceiling),
+                "ceiling_ratio": round(ingest_rate / rows_ceiling, 3),
+                "p50_latency_s": round(p50, 4),
+                "p99_latency_s": round(p99, 4),
+                "quick": args.quick,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
