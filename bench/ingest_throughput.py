@@ -44,6 +44,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
 from edge_agent.sample import Sample  # noqa: E402
@@ -243,13 +244,33 @@ def server(dsn: str, host: str, port: int, tmp: Path) -> Iterator[subprocess.Pop
         proc.wait(30)
 
 
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) of each named process, and of every `postgres` process."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        t = psutil.Process(pid).cpu_times()
+        out[name] = t.user + t.system
+    pg = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "postgres":
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                pg += t.user + t.system
+    out["postgres"] = pg
+    return out
+
+
 def run_ingest(
     dsn: str, broker: Any, tmp: Path, items: list[bytes], *, rate_hz: float, poll: bool
-) -> tuple[list[float], dict[int, float], float]:
-    """Publish `items`; returns publish times, first-seen time per seq, last commit time."""
+) -> tuple[list[float], dict[int, float], float, dict[str, float]]:
+    """Publish `items`; returns publish times, first-seen time per seq, samples stored and
+    the CPU seconds each process spent meanwhile."""
     fresh_schema(dsn)
     seen: dict[int, float] = {}
-    with server(dsn, broker.host, broker.port, tmp), psycopg.connect(dsn, autocommit=True) as c:
+    with (
+        server(dsn, broker.host, broker.port, tmp) as srv,
+        psycopg.connect(dsn, autocommit=True) as c,
+    ):
         ctx = mp.get_context("spawn")
         recv, send = ctx.Pipe(duplex=False)
         ready = ctx.Event()
@@ -263,26 +284,26 @@ def run_ingest(
         )
         proc.start()
         ready.wait(30)
-        n, last = len(items), 0
+        assert proc.pid is not None
+        pids = {"server": srv.pid, "gateway": proc.pid, "broker": broker.process.pid}
+        cpu0 = cpu_seconds(pids)
+        n = len(items)
         deadline = time.time() + 600
         while len(seen) < n and time.time() < deadline:
-            rows = c.execute("SELECT seq FROM batches WHERE seq > %s", (last,)).fetchall()
+            # batches commit in order (one server): ask only for the ones not yet seen
+            rows = c.execute("SELECT seq FROM batches WHERE seq > %s", (max(seen, default=0),))
             now = time.time()
-            for (seq,) in rows:
+            for (seq,) in rows.fetchall():
                 seen.setdefault(seq, now)
-            if poll:
-                if rows:
-                    last = max(seen)
-                time.sleep(0.005)
-            else:
-                time.sleep(0.05)
+            time.sleep(0.005 if poll else 0.02)
+        cpu1 = cpu_seconds(pids)
         times = recv.recv()
         proc.join(30)
         stored = c.execute("SELECT count(*) FROM samples").fetchone()
     if len(seen) < n:
         raise RuntimeError(f"only {len(seen)} of {n} batches stored")
     assert stored is not None
-    return times, seen, float(stored[0])
+    return times, seen, float(stored[0]), {k: cpu1[k] - cpu0[k] for k in cpu1}
 
 
 def main() -> None:
@@ -309,16 +330,22 @@ def main() -> None:
             )
 
             items = payloads(n_tp, per_batch, t0)
-            times, seen, stored = run_ingest(dsn, broker, tmp, items, rate_hz=0, poll=False)
+            times, seen, stored, cpu = run_ingest(dsn, broker, tmp, items, rate_hz=0, poll=False)
             ingest_rate = stored / (max(seen.values()) - times[0])
             print(
                 f"ingest: {stored:,.0f} samples in {max(seen.values()) - times[0]:.2f} s = "
                 f"{ingest_rate:,.0f} samples/s ({ingest_rate / rows_ceiling:.0%} of the ceiling)"
             )
+            per_sample = {k: v / stored * 1e6 for k, v in cpu.items()}
+            print(
+                "CPU per sample (us): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in per_sample.items())
+                + f"; total {sum(per_sample.values()):.2f} on {os.cpu_count()} cores"
+            )
 
             rate_hz = 10_000 / 500
             items = payloads(int(lat_s * rate_hz), 500, t0)
-            times, seen, _ = run_ingest(dsn, broker, tmp, items, rate_hz=rate_hz, poll=True)
+            times, seen, _, _ = run_ingest(dsn, broker, tmp, items, rate_hz=rate_hz, poll=True)
             lat = sorted(seen[i + 1] - t for i, t in enumerate(times))
             p50 = statistics.median(lat)
             p99 = lat[min(len(lat) - 1, round(0.99 * len(lat)))]
@@ -335,6 +362,7 @@ def main() -> None:
                 "ceiling_ratio": round(ingest_rate / rows_ceiling, 3),
                 "p50_latency_s": round(p50, 4),
                 "p99_latency_s": round(p99, 4),
+                "cpu_us_per_sample": {k: round(v, 2) for k, v in per_sample.items()},
                 "quick": args.quick,
             }
         )

@@ -21,7 +21,7 @@ import socket
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compress-after", type=_duration, default=timedelta(days=7))
     run.add_argument("--retention", type=_duration, default=None, help="e.g. 1095d; default keep")
     run.add_argument("--summary-every", type=float, default=10.0, help="seconds; 0: quiet")
+    run.add_argument(
+        "--upkeep-every", type=float, default=60.0, help="seconds between retention/rollup runs"
+    )
     run.add_argument("--ready-file", type=Path, help="write the DSN and mode here once consuming")
 
     mig = sub.add_parser("migrate", help="apply schema migrations and exit")
@@ -323,8 +326,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 json.dumps({"dsn": dsn, "mode": info.mode, "pid": os.getpid()}), encoding="utf-8"
             )
         last, last_samples = time.monotonic(), 0
+        last_upkeep = time.monotonic()
         while not stop.wait(0.5):
             now = time.monotonic()
+            if now - last_upkeep >= args.upkeep_every:
+                last_upkeep = now
+                upkeep(dsn, info.mode, consumer, args.retention)
             if args.summary_every and now - last >= args.summary_every:
                 c = consumer.counters
                 rate = (c.samples_new - last_samples) / (now - last)
@@ -346,6 +353,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         if pg is not None:
             pg.stop()
     return 0
+
+
+def upkeep(dsn: str, mode: str, consumer: Any, retention: timedelta | None) -> None:
+    """Periodic work beside the consumer: rollups for late data (TimescaleDB) and
+    retention (plain PostgreSQL; TimescaleDB has its own policy). Failures are logged
+    and retried at the next round: the consumer goes on."""
+    from ingest_server.schema import delete_expired, refresh_rollups  # noqa: PLC0415
+
+    try:
+        span = consumer.counters.take_written_span()
+        # the policy refreshes the last 3 days; older late data is refreshed here
+        horizon = datetime.now(UTC) - timedelta(days=2)
+        if mode == "timescale" and span is not None and span[0] < horizon:
+            refresh_rollups(dsn, span[0], min(span[1], horizon))
+        if mode == "plain" and retention is not None:
+            with psycopg.connect(dsn) as conn:
+                n = delete_expired(conn, retention)
+            if n:
+                log.info("retention: deleted %d samples older than %s", n, retention)
+    except psycopg.Error as exc:
+        log.warning("upkeep failed (%s); retrying at the next round", str(exc).strip())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -107,14 +108,25 @@ class Counters:
     db_errors: int = 0
     connects: int = 0
     last_error: str | None = None
+    # time span of samples written since the last `take_written_span()`
+    written_first: datetime | None = None
+    written_last: datetime | None = None
 
     def add(self, r: WriteResult) -> None:
+        if r.first is not None and r.last is not None:
+            self.written_first = min(r.first, self.written_first or r.first)
+            self.written_last = max(r.last, self.written_last or r.last)
         self.batches_new += r.batches_new
         self.batches_repeated += r.batches_repeated
         self.samples_new += r.samples_new
         self.samples_repeated += r.samples_repeated
         self.dead_letters += r.dead_letters
         self.commits += 1
+
+    def take_written_span(self) -> tuple[datetime, datetime] | None:
+        first, last = self.written_first, self.written_last
+        self.written_first = self.written_last = None
+        return None if first is None or last is None else (first, last)
 
 
 def _constant(key: bytes | None) -> Callable[[Origin], bytes | None]:

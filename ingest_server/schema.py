@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Literal
 
@@ -199,6 +199,16 @@ def apply_policies(
             conn.execute("SELECT add_retention_policy('samples', %s::interval)", (retention,))
             done.append(f"drop chunks older than {retention}")
     return done
+
+
+def refresh_rollups(dsn: str, first: datetime, last: datetime) -> None:
+    """TimescaleDB: materialise the hourly rollups over [first, last] now. The policy
+    refreshes only the last days; a backlog replayed after a long outage would otherwise
+    stay out of the materialised rollups (real-time aggregation covers only new data)."""
+    start = first.replace(minute=0, second=0, microsecond=0)
+    end = last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CALL refresh_continuous_aggregate('samples_hourly', %s, %s)", (start, end))
 
 
 def delete_expired(conn: psycopg.Connection, retention: timedelta) -> int:

@@ -192,6 +192,9 @@ class WriteResult:
     samples_repeated: int = 0
     dead_letters: int = 0
     intervals: int = 0
+    # the time span of the samples written (for refreshing continuous aggregates)
+    first: datetime | None = None
+    last: datetime | None = None
 
 
 class Store:
@@ -325,6 +328,9 @@ class Store:
             buf += TRAILER
             result.samples_new, spans = self._copy_samples(buf, n, rollup)
             result.samples_repeated = n - result.samples_new
+            if spans:
+                result.first = min(a for a, _ in spans.values())
+                result.last = max(b for _, b in spans.values())
         for sid, (a, b) in recompute.items():
             old = spans.get(sid)
             spans[sid] = (min(a, old[0]), max(b, old[1])) if old else (a, b)
