@@ -221,27 +221,58 @@ def ceiling(dsn: str, n_batches: int, per_batch: int, t0: float) -> float:
 
 
 @contextlib.contextmanager
-def server(dsn: str, host: str, port: int, tmp: Path) -> Iterator[subprocess.Popen[bytes]]:
-    ready = tmp / "server.ready"
-    ready.unlink(missing_ok=True)
-    with open(tmp / "server.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest_server.cli", "run", "--dsn", dsn,
-             "--mqtt", f"mqtt://{host}:{port}", "--client-id", "bench-server",
-             "--ready-file", str(ready), "--summary-every", "0", "--max-past", "3650d"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+def servers(
+    dsn: str, host: str, port: int, tmp: Path, n: int
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """n `ingest-server run` processes on the shared subscription (stable client ids)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    # a share group per run: the broker keeps queueing to the persistent sessions of the
+    # previous run's servers, which never come back
+    group = f"bench{secrets.token_hex(3)}"
     try:
-        deadline = time.time() + 60
-        while not ready.exists():
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("server did not start:\n" + (tmp / "server.log").read_text())
-            time.sleep(0.05)
+        for i in range(n):
+            ready = tmp / f"server-{i}.ready"
+            ready.unlink(missing_ok=True)
+            with open(tmp / f"server-{i}.log", "ab") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "ingest_server.cli",
+                            "run",
+                            "--dsn",
+                            dsn,
+                            "--mqtt",
+                            f"mqtt://{host}:{port}",
+                            "--client-id",
+                            f"{group}-server-{i}",
+                            "--ready-file",
+                            str(ready),
+                            "--summary-every",
+                            "0",
+                            "--max-past",
+                            "3650d",
+                            "--share-group",
+                            group,
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            deadline = time.time() + 60
+            while not ready.exists():
+                if procs[-1].poll() is not None or time.time() > deadline:
+                    log_text = (tmp / f"server-{i}.log").read_text()
+                    raise RuntimeError("server did not start:\n" + log_text)
+                time.sleep(0.05)
         time.sleep(0.5)  # subscribed
-        yield proc
+        yield procs
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -261,14 +292,21 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
 
 
 def run_ingest(
-    dsn: str, broker: Any, tmp: Path, items: list[bytes], *, rate_hz: float, poll: bool
+    dsn: str,
+    broker: Any,
+    tmp: Path,
+    items: list[bytes],
+    *,
+    rate_hz: float,
+    poll: bool,
+    n_servers: int = 1,
 ) -> tuple[list[float], dict[int, float], float, dict[str, float]]:
     """Publish `items`; returns publish times, first-seen time per seq, samples stored and
     the CPU seconds each process spent meanwhile."""
     fresh_schema(dsn)
     seen: dict[int, float] = {}
     with (
-        server(dsn, broker.host, broker.port, tmp) as srv,
+        servers(dsn, broker.host, broker.port, tmp, n_servers) as procs,
         psycopg.connect(dsn, autocommit=True) as c,
     ):
         ctx = mp.get_context("spawn")
@@ -285,13 +323,15 @@ def run_ingest(
         proc.start()
         ready.wait(30)
         assert proc.pid is not None
-        pids = {"server": srv.pid, "gateway": proc.pid, "broker": broker.process.pid}
+        pids = {f"server-{i}": p.pid for i, p in enumerate(procs)}
+        pids |= {"gateway": proc.pid, "broker": broker.process.pid}
         cpu0 = cpu_seconds(pids)
         n = len(items)
         deadline = time.time() + 600
         while len(seen) < n and time.time() < deadline:
-            # batches commit in order (one server): ask only for the ones not yet seen
-            rows = c.execute("SELECT seq FROM batches WHERE seq > %s", (max(seen, default=0),))
+            # one server commits in order: ask only for the batches not yet seen
+            after = max(seen, default=0) if n_servers == 1 else 0
+            rows = c.execute("SELECT seq FROM batches WHERE seq > %s", (after,))
             now = time.time()
             for (seq,) in rows.fetchall():
                 seen.setdefault(seq, now)
@@ -310,6 +350,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller and shorter: under a minute")
     ap.add_argument("--dsn", help="a PostgreSQL/TimescaleDB server to run against")
+    ap.add_argument(
+        "--servers",
+        type=int,
+        default=2,
+        help="ingest server processes sharing the load (one is also measured)",
+    )
     args = ap.parse_args()
     per_batch = 1000
     n_tp = 200 if args.quick else 1000  # throughput run: batches of 1,000 samples
@@ -330,18 +376,26 @@ def main() -> None:
             )
 
             items = payloads(n_tp, per_batch, t0)
-            times, seen, stored, cpu = run_ingest(dsn, broker, tmp, items, rate_hz=0, poll=False)
-            ingest_rate = stored / (max(seen.values()) - times[0])
-            print(
-                f"ingest: {stored:,.0f} samples in {max(seen.values()) - times[0]:.2f} s = "
-                f"{ingest_rate:,.0f} samples/s ({ingest_rate / rows_ceiling:.0%} of the ceiling)"
-            )
-            per_sample = {k: v / stored * 1e6 for k, v in cpu.items()}
-            print(
-                "CPU per sample (us): "
-                + ", ".join(f"{k} {v:.2f}" for k, v in per_sample.items())
-                + f"; total {sum(per_sample.values()):.2f} on {os.cpu_count()} cores"
-            )
+            rates: dict[int, float] = {}
+            per_sample: dict[str, float] = {}
+            for n_servers in sorted({1, args.servers}):
+                times, seen, stored, cpu = run_ingest(
+                    dsn, broker, tmp, items, rate_hz=0, poll=False, n_servers=n_servers
+                )
+                elapsed = max(seen.values()) - times[0]
+                rates[n_servers] = stored / elapsed
+                print(
+                    f"ingest, {n_servers} server process(es): {stored:,.0f} samples in "
+                    f"{elapsed:.2f} s = {rates[n_servers]:,.0f} samples/s "
+                    f"({rates[n_servers] / rows_ceiling:.0%} of the ceiling)"
+                )
+                per_sample = {k: v / stored * 1e6 for k, v in cpu.items()}
+                print(
+                    "  CPU per sample (us): "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in per_sample.items())
+                    + f"; total {sum(per_sample.values()):.2f} on {os.cpu_count()} cores"
+                )
+            ingest_rate = rates[args.servers]
 
             rate_hz = 10_000 / 500
             items = payloads(int(lat_s * rate_hz), 500, t0)
@@ -360,6 +414,8 @@ def main() -> None:
                 "ingest_samples_per_s": round(ingest_rate),
                 "ceiling_samples_per_s": round(rows_ceiling),
                 "ceiling_ratio": round(ingest_rate / rows_ceiling, 3),
+                "servers": args.servers,
+                "ingest_one_server_samples_per_s": round(rates[1]),
                 "p50_latency_s": round(p50, 4),
                 "p99_latency_s": round(p99, 4),
                 "cpu_us_per_sample": {k: round(v, 2) for k, v in per_sample.items()},

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -85,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--upkeep-every", type=float, default=60.0, help="seconds between retention/rollup runs"
     )
     run.add_argument("--ready-file", type=Path, help="write the DSN and mode here once consuming")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="consumer processes on this machine (client ids CLIENT-ID-0..N-1); one Python "
+        "process is bound by its GIL, two take about twice the samples on two cores",
+    )
 
     mig = sub.add_parser("migrate", help="apply schema migrations and exit")
     db_args(mig)
@@ -275,9 +283,8 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from edge_agent.config import read_secret  # noqa: PLC0415
-    from ingest_server.consumer import Consumer, ConsumerConfig  # noqa: PLC0415
     from ingest_server.schema import apply_policies, migrate  # noqa: PLC0415
 
     password = None
@@ -292,7 +299,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    consumer = None
     try:
         info = migrate(dsn)
         log.info(
@@ -307,31 +313,45 @@ def cmd_run(args: argparse.Namespace) -> int:
             dsn, compress_after=args.compress_after, retention=args.retention
         ):
             log.info("TimescaleDB policy: %s", done)
-        cfg = ConsumerConfig(
-            mqtt_url=args.mqtt,
-            dsn=dsn,
-            client_id=args.client_id,
-            share_group=args.share_group,
-            username=args.mqtt_username,
-            password=password,
-            ca_file=args.mqtt_ca,
-            max_past_ms=int(args.max_past.total_seconds() * 1000) if args.max_past else 2**62,
-            max_future_ms=int(args.max_future.total_seconds() * 1000) if args.max_future else 2**62,
-            mode=info.mode,
-        )
-        consumer = Consumer(cfg)
-        consumer.start()
+        if args.workers > 1:
+            return _supervise(args, argv, dsn, info.mode, stop)
+        return _consume(args, dsn, info.mode, password, stop)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+def _consume(
+    args: argparse.Namespace, dsn: str, mode: str, password: str | None, stop: threading.Event
+) -> int:
+    from ingest_server.consumer import Consumer, ConsumerConfig  # noqa: PLC0415
+
+    cfg = ConsumerConfig(
+        mqtt_url=args.mqtt,
+        dsn=dsn,
+        client_id=args.client_id,
+        share_group=args.share_group,
+        username=args.mqtt_username,
+        password=password,
+        ca_file=args.mqtt_ca,
+        max_past_ms=int(args.max_past.total_seconds() * 1000) if args.max_past else 2**62,
+        max_future_ms=int(args.max_future.total_seconds() * 1000) if args.max_future else 2**62,
+        mode=mode,
+    )
+    consumer = Consumer(cfg)
+    consumer.start()
+    try:
         if args.ready_file:
             args.ready_file.write_text(
-                json.dumps({"dsn": dsn, "mode": info.mode, "pid": os.getpid()}), encoding="utf-8"
+                json.dumps({"dsn": dsn, "mode": mode, "pid": os.getpid()}), encoding="utf-8"
             )
         last, last_samples = time.monotonic(), 0
         last_upkeep = time.monotonic()
         while not stop.wait(0.5):
             now = time.monotonic()
-            if now - last_upkeep >= args.upkeep_every:
+            if args.upkeep_every and now - last_upkeep >= args.upkeep_every:
                 last_upkeep = now
-                upkeep(dsn, info.mode, consumer, args.retention)
+                upkeep(dsn, mode, consumer.counters.take_written_span(), args.retention)
             if args.summary_every and now - last >= args.summary_every:
                 c = consumer.counters
                 rate = (c.samples_new - last_samples) / (now - last)
@@ -348,21 +368,111 @@ def cmd_run(args: argparse.Namespace) -> int:
                 )
                 last, last_samples = now, c.samples_new
     finally:
-        if consumer is not None:
-            consumer.stop()
-        if pg is not None:
-            pg.stop()
+        consumer.stop()
     return 0
 
 
-def upkeep(dsn: str, mode: str, consumer: Any, retention: timedelta | None) -> None:
+# options a worker gets from its supervisor, not from the command line
+_OWN = {"--workers": 1, "--client-id": 1, "--dsn": 1, "--data-dir": 1, "--ready-file": 1}
+
+
+def _worker_argv(argv: list[str], dsn: str, client_id: str, ready: Path) -> list[str]:
+    out: list[str] = []
+    skip = 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _OWN:
+            skip = 0 if "=" in arg else _OWN[name]
+            continue
+        out.append(arg)
+    own = ["--workers", "1", "--client-id", client_id, "--dsn", dsn, "--ready-file", str(ready)]
+    return [*out, *own]
+
+
+def _wait_ready(workers: dict[int, Any], run_dir: Path, stop: threading.Event) -> None:
+    deadline = time.monotonic() + 120
+    while not all((run_dir / f"worker-{i}.ready").exists() for i in workers):
+        if stop.wait(0.1) or time.monotonic() > deadline:
+            return
+        for i, proc in workers.items():
+            if proc.poll() is not None:
+                raise DatabaseUnavailableError(f"worker {i} stopped at start ({proc.returncode})")
+
+
+def _supervise(
+    args: argparse.Namespace, argv: list[str], dsn: str, mode: str, stop: threading.Event
+) -> int:
+    """N consumer processes on the shared subscription (one Python process is bounded by
+    its GIL); each keeps its client id, and so its broker session, across restarts, and
+    does its own upkeep."""
+    import subprocess  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    run_dir = Path(tempfile.mkdtemp(prefix="ingest-workers-"))
+    cmd = [sys.executable, "-m", "ingest_server.cli", "run"]
+    workers: dict[int, subprocess.Popen[bytes]] = {}
+
+    def spawn(i: int) -> None:
+        ready = run_dir / f"worker-{i}.ready"
+        ready.unlink(missing_ok=True)
+        worker_args = _worker_argv(argv, dsn, f"{args.client_id}-{i}", ready)
+        workers[i] = subprocess.Popen([*cmd, *worker_args])
+
+    for i in range(args.workers):
+        spawn(i)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((run_dir / f"worker-{i}.ready").exists() for i in workers):
+            if stop.wait(0.1) or time.monotonic() > deadline:
+                break
+            for i, proc in workers.items():
+                if proc.poll() is not None:
+                    raise DatabaseUnavailableError(
+                        f"worker {i} stopped at start ({proc.returncode})"
+                    )
+        log.info("%d workers consuming as %s-0..%d", len(workers), args.client_id, len(workers) - 1)
+        if args.ready_file:
+            pids = [p.pid for p in workers.values()]
+            args.ready_file.write_text(
+                json.dumps({"dsn": dsn, "mode": mode, "pid": os.getpid(), "workers": pids}),
+                encoding="utf-8",
+            )
+        while not stop.wait(0.5):
+            for i, proc in list(workers.items()):
+                if proc.poll() is not None:
+                    log.error("worker %d exited (%s); restarting it", i, proc.returncode)
+                    spawn(i)
+    finally:
+        _stop_workers(workers)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return 0
+
+
+def _stop_workers(workers: dict[int, Any]) -> None:
+    import subprocess  # noqa: PLC0415
+
+    for proc in workers.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in workers.values():
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def upkeep(
+    dsn: str, mode: str, span: tuple[datetime, datetime] | None, retention: timedelta | None
+) -> None:
     """Periodic work beside the consumer: rollups for late data (TimescaleDB) and
     retention (plain PostgreSQL; TimescaleDB has its own policy). Failures are logged
     and retried at the next round: the consumer goes on."""
     from ingest_server.schema import delete_expired, refresh_rollups  # noqa: PLC0415
 
     try:
-        span = consumer.counters.take_written_span()
         # the policy refreshes the last 3 days; older late data is refreshed here
         horizon = datetime.now(UTC) - timedelta(days=2)
         if mode == "timescale" and span is not None and span[0] < horizon:
@@ -388,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "run":
-            return cmd_run(args)
+            return cmd_run(args, list(sys.argv[2:] if argv is None else argv[1:]))
         if args.command == "migrate":
             return cmd_migrate(args)
         if args.command == "status":

@@ -83,7 +83,7 @@ class ConsumerConfig:
     # the session (and the messages queued for it) outlives a disconnection this long
     session_expiry_s: int = 7 * 86_400
     receive_maximum: int = 200
-    group_max_samples: int = 20_000
+    group_max_samples: int = 50_000
     group_max_delay_s: float = 0.2
     max_payload_bytes: int = 4 * 1024 * 1024
     # sample times: a backlog can be old (outbox max age), a future time is a clock error

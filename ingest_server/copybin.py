@@ -14,7 +14,7 @@ int64 microseconds since 2000-01-01 UTC.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
@@ -61,13 +61,26 @@ class Rollup:
         return [(sid, hour * HOUR_MS, *b) for (sid, hour), b in self.buckets.items()]
 
 
-def encode(samples: Iterable[Any], series: dict[tuple[str, str], int], rollup: Rollup) -> bytearray:
-    """COPY rows (no signature or trailer) for pydantic WireSamples; rolls them up too."""
+def encode(
+    samples: Sequence[Any],
+    series: dict[tuple[str, str], int],
+    rollup: Rollup,
+    resolve: Callable[[Sequence[Any]], None],
+) -> bytearray:
+    """COPY rows (no signature or trailer) for pydantic WireSamples; rolls them up too.
+
+    `series` maps (device, tag) to a series id; on a miss, `resolve(samples)` fills it for
+    every sample of the batch (one round trip), so the common case costs one dict lookup.
+    """
     out = bytearray()
     append = out.extend
     buckets = rollup.buckets
+    get = series.get
     for s in samples:
-        sid = series[s.d, s.t]
+        sid = get((s.d, s.t))
+        if sid is None:
+            resolve(samples)
+            sid = series[s.d, s.t]
         ms = s.ts
         v = s.v
         q = s.q

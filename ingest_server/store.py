@@ -13,6 +13,7 @@ PostgreSQL, the hourly rollups.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -75,8 +76,8 @@ _MS_COL = "'epoch'::timestamptz + {} * interval '1 millisecond'"
 _ROLLUP_FROM_ARRAYS = f"""
     SELECT sid, {_MS_COL.format("hour")}, n, n_good, v_sum, v_min, v_max,
            {_MS_COL.format("first_ts")}, first_v, {_MS_COL.format("last_ts")}, last_v
-    FROM unnest(%s::int[], %s::bigint[], %s::bigint[], %s::bigint[], %s::float8[], %s::float8[],
-                %s::float8[], %s::bigint[], %s::float8[], %s::bigint[], %s::float8[])
+    FROM unnest(%b::int[], %b::bigint[], %b::bigint[], %b::bigint[], %b::float8[], %b::float8[],
+                %b::float8[], %b::bigint[], %b::float8[], %b::bigint[], %b::float8[])
          AS u(sid, hour, n, n_good, v_sum, v_min, v_max, first_ts, first_v, last_ts, last_v)
 """
 _ROLLUP_MERGE = """
@@ -203,7 +204,7 @@ class Store:
     def __init__(self, conn: psycopg.Connection, mode: str) -> None:
         self.conn = conn
         self.mode = mode
-        self._series: dict[tuple[int, str, str], int] = {}
+        self._series: dict[int, dict[tuple[str, str], int]] = {}
         self._gateways: dict[tuple[str, str, str], Gateway] = {}
         for statement in _SESSION_SQL:
             conn.execute(statement)
@@ -229,35 +230,29 @@ class Store:
                 self._gateways[key] = found
         return found
 
-    def _series_ids(self, gid: int, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-        out: dict[tuple[str, str], int] = {}
-        missing: list[tuple[str, str]] = []
-        for device, tag in keys:
-            sid = self._series.get((gid, device, tag))
-            if sid is None:
-                missing.append((device, tag))
-            else:
-                out[device, tag] = sid
-        if missing:
-            devices = [m[0] for m in missing]
-            tags = [m[1] for m in missing]
-            # a tag the birth did not announce gets the role `generic` until a birth says
-            # otherwise (devices/tags from a birth the other server has not committed yet)
-            self.conn.execute(
-                "INSERT INTO series (gid, device, tag, role) "
-                "SELECT %s, d, t, CASE WHEN t = '_status' THEN 'device_status' ELSE 'generic' END "
-                "FROM unnest(%s::text[], %s::text[]) AS u(d, t) ON CONFLICT DO NOTHING",
-                (gid, devices, tags),
-            )
-            rows = self.conn.execute(
-                "SELECT device, tag, series_id FROM series WHERE gid = %s "
-                "AND (device, tag) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
-                (gid, devices, tags),
-            ).fetchall()
-            for device, tag, sid in rows:
-                out[device, tag] = sid
-                self._series[gid, device, tag] = sid
-        return out
+    def _resolve_series(self, gid: int, samples: Sequence[WireSample]) -> None:
+        """Fill the series cache of a gateway for every (device, tag) of `samples`."""
+        cache = self._series.setdefault(gid, {})
+        missing = sorted({(x.d, x.t) for x in samples} - cache.keys())
+        if not missing:
+            return
+        devices = [m[0] for m in missing]
+        tags = [m[1] for m in missing]
+        # a tag the birth did not announce gets the role `generic` until a birth says
+        # otherwise (devices/tags from a birth the other server has not committed yet)
+        self.conn.execute(
+            "INSERT INTO series (gid, device, tag, role) "
+            "SELECT %s, d, t, CASE WHEN t = '_status' THEN 'device_status' ELSE 'generic' END "
+            "FROM unnest(%s::text[], %s::text[]) AS u(d, t) ON CONFLICT DO NOTHING",
+            (gid, devices, tags),
+        )
+        rows = self.conn.execute(
+            "SELECT device, tag, series_id FROM series WHERE gid = %s "
+            "AND (device, tag) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            (gid, devices, tags),
+        ).fetchall()
+        for device, tag, sid in rows:
+            cache[device, tag] = sid
 
     # --- the transaction -------------------------------------------------------------
 
@@ -322,8 +317,12 @@ class Store:
             n = 0
             for item in new_batches:
                 gid = self._gid(item.origin)
-                ids = self._series_ids(gid, {(x.d, x.t) for x in item.good})
-                buf += encode(item.good, ids, rollup)
+                buf += encode(
+                    item.good,
+                    self._series.setdefault(gid, {}),
+                    rollup,
+                    functools.partial(self._resolve_series, gid),
+                )
                 n += len(item.good)
             buf += TRAILER
             result.samples_new, spans = self._copy_samples(buf, n, rollup)

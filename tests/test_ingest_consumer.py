@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 
@@ -200,7 +201,7 @@ def test_the_database_down_for_30_s_loses_and_duplicates_nothing(broker: Broker)
 
 
 def start_server(
-    dsn: str, broker: Broker, workdir: Path, client_id: str
+    dsn: str, broker: Broker, workdir: Path, client_id: str, *extra: str
 ) -> subprocess.Popen[bytes]:
     ready = workdir / f"{client_id}.ready"
     ready.unlink(missing_ok=True)
@@ -208,7 +209,7 @@ def start_server(
         proc = subprocess.Popen(
             [sys.executable, "-m", "ingest_server.cli", "run", "--dsn", dsn,
              "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--client-id", client_id,
-             "--ready-file", str(ready), "--summary-every", "1"],
+             "--ready-file", str(ready), "--summary-every", "1", *extra],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
     wait_until(lambda: ready.exists() or proc.poll() is not None, 30, "the server to start")
@@ -266,3 +267,30 @@ def test_a_key_rotated_while_the_server_runs_is_picked_up(db: str, broker: Broke
     reasons = dump(db, "SELECT reason FROM dead_letters")
     assert len(reasons) == 1
     assert "signature does not match" in reasons[0][0]
+
+
+@pytest.mark.slow
+def test_workers_split_the_load_and_stop_together(db: str, broker: Broker, tmp_path: Path) -> None:
+    prepare(db)
+    server = start_server(db, broker, tmp_path, "ingest-w", "--workers", "2")
+    ready = json.loads((tmp_path / "ingest-w.ready").read_text())
+    assert len(ready["workers"]) == 2
+    try:
+        pub = GatewayPublisher(broker)
+        try:
+            for i, samples in enumerate(synthetic_batches(200, 10, t0=NOW - 600), 1):
+                pub.publish("data", batch(i, samples))
+        finally:
+            pub.close()
+        wait_until(lambda: stored(db) == 2000, 30, "every sample")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    assert server.returncode == 0
+    log = (tmp_path / "ingest-w.log").read_text()
+    # each worker logs its own summary under its own client id; both stored batches
+    for worker in ("ingest-w-0", "ingest-w-1"):
+        assert f"as {worker} (session new)" in log
+    assert dump(db, "SELECT count(*) FROM batches") == [(200,)]
+    for pid in ready["workers"]:
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
