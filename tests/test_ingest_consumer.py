@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from tests.ingest_harness import (
     small_registry,
     synthetic_batches,
 )
+from tests.netutil import free_port
 from tests.pg import own_postgres
 
 NOW = time.time()
@@ -294,3 +296,46 @@ def test_workers_split_the_load_and_stop_together(db: str, broker: Broker, tmp_p
     assert dump(db, "SELECT count(*) FROM batches") == [(200,)]
     for pid in ready["workers"]:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+@pytest.mark.slow
+def test_a_database_unreachable_at_start_is_waited_for(broker: Broker, tmp_path: Path) -> None:
+    import tempfile  # noqa: PLC0415
+
+    from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: PLC0415
+
+    root = Path(tempfile.mkdtemp(prefix="fe-pg-late-"))
+    root.chmod(0o755)
+    pg = EmbeddedPostgres(root, port=free_port())
+    dsn = pg.dsn()
+    log_path = tmp_path / "late.log"
+    ready = tmp_path / "late.ready"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ingest_server.cli", "run", "--dsn", dsn,
+             "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--client-id", "ingest-late",
+             "--ready-file", str(ready)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+    try:
+        wait_until(lambda: "database unreachable" in log_path.read_text(), 20, "a warning")
+        assert proc.poll() is None, "the server waits for its database"
+        assert not ready.exists()
+        pg.start()  # the database comes up after the server
+        prepare(dsn)
+        wait_until(ready.exists, 60, "the server to start once the database is up")
+        pub = GatewayPublisher(broker)
+        try:
+            pub.publish("data", batch(1, [s("em-1", "energy_kwh", NOW, 1.0)]))
+        finally:
+            pub.close()
+        wait_until(lambda: stored(dsn) == 1, 20, "the sample")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        pg.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
+    text = log_path.read_text()
+    assert "retrying in" in text
+    assert "Traceback" not in text
+    assert proc.returncode == 0
