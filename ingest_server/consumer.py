@@ -327,15 +327,43 @@ class Consumer:
                 except psycopg.OperationalError as exc:
                     self._db_lost(exc, delay)
                     delay = min(delay * 2, self.config.db_retry_max_s)
-                except Exception:
-                    # a bug, not the input: keep the messages unacknowledged and retry
-                    log.exception("writing a group failed; retrying in %.1f s", delay)
+                except Exception as exc:
+                    # something in the group that passed the checks but that the database
+                    # refuses (or that trips a bug): write the messages one by one and
+                    # dead-letter the ones that fail, so one message cannot stall the rest
+                    log.warning("writing a group failed (%s); writing it message by message", exc)
                     self._reset_db()
-                    self._sleep(delay)
-                    delay = min(delay * 2, self.config.db_retry_max_s)
+                    try:
+                        result = self._write_singly(group)
+                        break
+                    except psycopg.OperationalError as lost:
+                        self._db_lost(lost, delay)
+                        delay = min(delay * 2, self.config.db_retry_max_s)
             delay = self.config.db_retry_min_s
             self.counters.add(result)
             self._ack(taken)
+
+    def _write_singly(self, group: Group) -> WriteResult:
+        total = WriteResult()
+        parts: list[tuple[Group, Any]] = [(Group(dead=group.dead), None)]
+        parts += [(Group(births=[b]), b[1]) for b in group.births]
+        parts += [(Group(statuses=[st]), st[1]) for st in group.statuses]
+        parts += [(Group(data=[d]), d.batch) for d in group.data]
+        for part, message in parts:
+            try:
+                r = self._db().write(part)
+            except psycopg.OperationalError:
+                raise
+            except Exception as exc:
+                self._reset_db()
+                topic, payload = group.raw.get(id(message), ("?", b""))
+                reason = f"refused by the database: {str(exc).strip().splitlines()[0]}"
+                log.warning("dead-lettering a message: %s", reason)
+                r = self._db().write(Group(dead=[DeadLetter(topic, payload, reason)]))
+            for name in ("batches_new", "batches_repeated", "samples_new", "samples_repeated"):
+                setattr(total, name, getattr(total, name) + getattr(r, name))
+            total.dead_letters += r.dead_letters
+        return total
 
     def _db_lost(self, exc: Exception, delay: float) -> None:
         self.counters.db_errors += 1
@@ -371,6 +399,7 @@ class Consumer:
 
     def _validate(self, taken: list[_Inbound]) -> Group:
         group = Group()
+
         now_ms = round(time.time() * 1000)
         cfg = self.config
         for item in taken:
@@ -407,6 +436,7 @@ class Consumer:
             except RejectedError as exc:
                 group.dead.append(DeadLetter(item.topic, item.payload, exc.reason, gid))
                 continue
+            group.raw[id(message)] = (item.topic, item.payload)
             if isinstance(message, DataBatch):
                 good, bad = split_by_clock(
                     message,

@@ -183,6 +183,8 @@ class Group:
     statuses: list[tuple[Origin, Status]] = field(default_factory=list)
     data: list[DataItem] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    # id(parsed message) -> (topic, payload) as it arrived, to dead-letter what fails
+    raw: dict[int, tuple[str, bytes]] = field(default_factory=dict)
 
 
 @dataclass

@@ -339,3 +339,27 @@ def test_a_database_unreachable_at_start_is_waited_for(broker: Broker, tmp_path:
     assert "retrying in" in text
     assert "Traceback" not in text
     assert proc.returncode == 0
+
+
+def test_a_message_the_database_refuses_is_dead_lettered_not_retried_forever(
+    db: str, broker: Broker
+) -> None:
+    prepare(db)
+    nul = [s("cnc-01", "program", NOW, "O1\x00001")]  # valid JSON, but text cannot hold NUL
+    with running_consumer(db, broker) as consumer:
+        pub = GatewayPublisher(broker)
+        try:
+            pub.publish("data", batch(1, [s("em-1", "energy_kwh", NOW, 1.0)]))
+            pub.publish("data", batch(2, nul))
+            pub.publish("data", batch(3, [s("em-1", "energy_kwh", NOW + 1, 2.0)]))
+            wait_until(lambda: consumer.counters.messages >= 3, 10, "three messages")
+            wait_until(lambda: stored(db) == 2, 10, "the good samples")
+        finally:
+            pub.close()
+    assert dump(db, "SELECT seq FROM batches ORDER BY seq") == [(1,), (3,)]
+    reasons = dump(db, "SELECT reason, topic, payload_bytes > 0 FROM dead_letters")
+    assert len(reasons) == 1
+    reason, topic, has_payload = reasons[0]
+    assert reason.startswith("refused by the database:")
+    assert topic.endswith("/data")
+    assert has_payload
