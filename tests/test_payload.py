@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent.sample import Quality, Sample
 from edge_agent.wire import encode_batch, encode_message
@@ -123,3 +125,47 @@ def test_only_implausible_samples_are_set_aside() -> None:
     assert [s.d for s, _ in bad] == ["cnc-02", "cnc-03"]
     assert "check the clocks of cnc-02" in bad[0][1]
     assert json.loads(msg.model_dump_json())["seq"] == 7
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_are_parsed_or_rejected_with_a_reason(payload: bytes) -> None:
+    try:
+        parse_message(TOPIC + "data", payload, key_of=keys)
+    except RejectedError as exc:
+        reason = exc.reason
+    else:
+        reason = "parsed"
+    assert reason  # anything else raised fails the test
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["data", "birth", "status"]),
+    st.dictionaries(
+        st.sampled_from(["v", "gw", "boot", "seq", "sent", "samples", "state", "ts", "devices"]),
+        _JSON,
+    ),
+)
+def test_signed_nonsense_is_rejected_by_the_schema_not_by_a_crash(
+    kind: str, body: dict[str, object]
+) -> None:
+    payload = encode_message(body, KEY)  # correctly signed: only the schema can refuse it
+    try:
+        parse_message(TOPIC + kind, payload, key_of=keys)
+    except RejectedError as exc:
+        reason = exc.reason
+    else:
+        reason = "schema: parsed"
+    assert reason.startswith(("schema:", "body says gateway")), reason
