@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--ready-file", type=Path, help="write the DSN and mode here once consuming")
     run.add_argument(
+        "--retire",
+        action="store_true",
+        help="take this --client-id out of service: leave the share group, write what the "
+        "broker queued for it, then end its session and exit",
+    )
+    run.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -287,6 +293,11 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     from edge_agent.config import read_secret  # noqa: PLC0415
     from ingest_server.schema import apply_policies, migrate  # noqa: PLC0415
 
+    if args.retire and args.workers > 1:
+        raise ValueError(
+            "--retire takes one client id: run it without --workers, once for each worker "
+            "id to retire (CLIENT-ID-0, CLIENT-ID-1, ...)"
+        )
     password = None
     if args.mqtt_password_file is not None:
         password = read_secret(args.mqtt_password_file, "MQTT password").decode()
@@ -337,6 +348,7 @@ def _consume(
         max_past_ms=int(args.max_past.total_seconds() * 1000) if args.max_past else 2**62,
         max_future_ms=int(args.max_future.total_seconds() * 1000) if args.max_future else 2**62,
         mode=mode,
+        retire=args.retire,
     )
     consumer = Consumer(cfg)
     consumer.start()
@@ -349,6 +361,13 @@ def _consume(
         last_upkeep = time.monotonic()
         while not stop.wait(0.5):
             now = time.monotonic()
+            if args.retire and consumer.drained(idle_s=5.0):
+                log.info(
+                    "retired %s: drained %d samples; its broker session ends now",
+                    args.client_id,
+                    consumer.counters.samples_new,
+                )
+                break
             if args.upkeep_every and now - last_upkeep >= args.upkeep_every:
                 last_upkeep = now
                 upkeep(dsn, mode, consumer.counters.take_written_span(), args.retention)

@@ -92,6 +92,8 @@ class ConsumerConfig:
     db_retry_min_s: float = 0.5
     db_retry_max_s: float = 30.0
     mode: str = "plain"
+    # leave the share group, drain this session's queue, then end the session
+    retire: bool = False
 
 
 @dataclass
@@ -155,6 +157,8 @@ class Consumer:
         self._stop = threading.Event()
         self._generation = 0
         self._lock = threading.Lock()
+        self._received = self._acked = 0
+        self._last_message = time.monotonic()
         self._client = self._make_client()
         # validate -> write: checking one group overlaps with the database writing the last
         self._validated: queue.Queue[tuple[list[_Inbound], Group] | None] = queue.Queue(2)
@@ -185,6 +189,7 @@ class Consumer:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         return client
 
     def _on_connect(
@@ -198,13 +203,17 @@ class Consumer:
             self._generation += 1
         self.counters.connects += 1
         g = self.config.share_group
-        client.subscribe(
-            [
-                (f"$share/{g}/fe/v1/+/+/+/data", SubscribeOptions(qos=1)),
-                (f"$share/{g}/fe/v1/+/+/+/status", SubscribeOptions(qos=1)),
-                ("fe/v1/+/+/+/birth", SubscribeOptions(qos=1)),
-            ]
-        )
+        filters = [
+            f"$share/{g}/fe/v1/+/+/+/data",
+            f"$share/{g}/fe/v1/+/+/+/status",
+            "fe/v1/+/+/+/birth",
+        ]
+        if self.config.retire:
+            # leave the group: nothing new comes here; what the broker queued for this
+            # session is still delivered, written and acknowledged, then the session ends
+            client.unsubscribe(filters)
+        else:
+            client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
         log.info(
             "connected to %s as %s (session %s)",
             self.config.mqtt_url,
@@ -212,6 +221,10 @@ class Consumer:
             "resumed" if flags.session_present else "new",
         )
         self.connected.set()
+
+    def _on_unsubscribe(self, _c: Any, _u: Any, _mid: int, _r: Any, _p: Any) -> None:
+        log.info("retiring: left the share group; draining what the broker queued")
+        self.subscribed.set()
 
     def _on_subscribe(
         self, _c: Any, _u: Any, _mid: int, reasons: list[ReasonCode], _p: Any
@@ -230,6 +243,9 @@ class Consumer:
             log.warning("lost the MQTT broker (%s); reconnecting", reason)
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self._received += 1
+            self._last_message = time.monotonic()
         self._queue.put(_Inbound(self._generation, msg.topic, bytes(msg.payload), msg.mid, msg.qos))
 
     def start(self) -> None:
@@ -250,12 +266,24 @@ class Consumer:
         )
         self._client.loop_start()
 
+    def drained(self, idle_s: float) -> bool:
+        """Everything received is acknowledged and nothing came for `idle_s`."""
+        with self._lock:
+            quiet = time.monotonic() - self._last_message > idle_s
+            return quiet and self._acked == self._received and self.subscribed.is_set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Finish the group in hand, acknowledge it, disconnect."""
+        """Finish the group in hand, acknowledge it, disconnect (ending the broker session
+        when retiring)."""
         self._stop.set()
         self._validator.join(timeout_s)
         self._writer.join(timeout_s)
-        self._client.disconnect()
+        if self.config.retire:
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0
+            self._client.disconnect(properties=props)
+        else:
+            self._client.disconnect()
         self._client.loop_stop()
         self._directory.close()
         if self._store is not None:
@@ -396,6 +424,8 @@ class Consumer:
             # the broker redelivers the message, and the repeat is dropped
             if item.generation == generation:
                 self._client.ack(item.mid, item.qos)
+        with self._lock:
+            self._acked += len(taken)
 
     def _validate(self, taken: list[_Inbound]) -> Group:
         group = Group()

@@ -363,3 +363,35 @@ def test_a_message_the_database_refuses_is_dead_lettered_not_retried_forever(
     assert reason.startswith("refused by the database:")
     assert topic.endswith("/data")
     assert has_payload
+
+
+@pytest.mark.slow
+def test_a_retired_server_drains_its_queued_share_and_leaves_the_group(
+    db: str, broker: Broker, tmp_path: Path
+) -> None:
+    prepare(db)
+    a = start_server(db, broker, tmp_path, "ingest-a")
+    b = start_server(db, broker, tmp_path, "ingest-b")
+    b.send_signal(signal.SIGTERM)  # a clean stop: its session, and its share, stay
+    assert b.wait(30) == 0
+    try:
+        pub = GatewayPublisher(broker)
+        try:
+            for i, samples in enumerate(synthetic_batches(100, 5, t0=NOW - 600), 1):
+                pub.publish("data", batch(i, samples))
+            time.sleep(3)
+            held = 100 - dump(db, "SELECT count(*) FROM batches")[0][0]
+            assert held > 10, "the broker queues the stopped server's share for it"
+            b = start_server(db, broker, tmp_path, "ingest-b", "--retire")
+            assert b.wait(60) == 0, "a retiring server exits once drained"
+            assert dump(db, "SELECT count(*) FROM batches") == [(100,)]
+            for i, samples in enumerate(synthetic_batches(20, 5, t0=NOW - 300), 101):
+                pub.publish("data", batch(i, samples))
+        finally:
+            pub.close()
+        # the retired session is gone: the remaining server gets everything
+        wait_until(lambda: dump(db, "SELECT count(*) FROM batches") == [(120,)], 15, "all")
+    finally:
+        a.send_signal(signal.SIGTERM)
+        a.wait(30)
+    assert "retired ingest-b" in (tmp_path / "ingest-b.log").read_text()
