@@ -26,7 +26,7 @@ from edge_agent.sample import Sample
 from edge_agent.wire import encode_message, sign
 from ingest_server.consumer import Consumer, ConsumerConfig
 from ingest_server.registry import import_registry
-from tests.broker import Broker
+from tests.broker import Broker, start_broker
 from tests.ingest_harness import (
     CNC_BIRTH,
     GW,
@@ -395,3 +395,33 @@ def test_a_retired_server_drains_its_queued_share_and_leaves_the_group(
         a.send_signal(signal.SIGTERM)
         a.wait(30)
     assert "retired ingest-b" in (tmp_path / "ingest-b.log").read_text()
+
+
+@pytest.mark.slow
+def test_the_broker_restarting_under_the_server_loses_nothing(db: str, tmp_path: Path) -> None:
+    prepare(db)
+    broker = start_broker(tmp_path / "persistent", persistence=True)
+    try:
+        with running_consumer(db, broker) as consumer:
+            streamer = Streamer(broker, rate_hz=50)
+            streamer.start()
+            wait_until(lambda: stored(db) > 500, 15, "samples flowing")
+            streamer.halt.set()
+            streamer.join(10)
+            first = streamer.sent
+            broker.stop()
+            broker = start_broker(tmp_path / "persistent", port=broker.port, persistence=True)
+            wait_until(consumer.connected.is_set, 30, "the server to reconnect")
+            pub = GatewayPublisher(broker)
+            try:
+                t0 = NOW - 7200
+                for seq in range(first + 1, first + 51):
+                    pub.publish("data", batch(seq, synthetic_batches(1, 50, t0=t0 + seq)[0]))
+            finally:
+                pub.close()
+            wait_until(lambda: stored(db) == (first + 50) * 50, 30, "every sample")
+        assert consumer.counters.connects >= 2
+        n = first + 50
+        assert dump(db, "SELECT count(*), count(DISTINCT seq) FROM batches") == [(n, n)]
+    finally:
+        broker.stop()
