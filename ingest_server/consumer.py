@@ -367,6 +367,14 @@ class Consumer:
                     except psycopg.OperationalError as lost:
                         self._db_lost(lost, delay)
                         delay = min(delay * 2, self.config.db_retry_max_s)
+                    except Exception:
+                        # not one message's fault (even a dead letter cannot be written:
+                        # permissions, a bug): keep everything unacknowledged and retry
+                        log.exception("the database refuses every write; retrying in %.1f s", delay)
+                        self.counters.db_errors += 1
+                        self._reset_db()
+                        self._sleep(delay)
+                        delay = min(delay * 2, self.config.db_retry_max_s)
             delay = self.config.db_retry_min_s
             self.counters.add(result)
             self._ack(taken)

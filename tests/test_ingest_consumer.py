@@ -425,3 +425,34 @@ def test_the_broker_restarting_under_the_server_loses_nothing(db: str, tmp_path:
         assert dump(db, "SELECT count(*), count(DISTINCT seq) FROM batches") == [(n, n)]
     finally:
         broker.stop()
+
+
+def test_a_database_that_refuses_every_write_holds_messages_until_it_is_fixed(
+    db: str, broker: Broker
+) -> None:
+    prepare(db)
+    role = f"ingest_{secrets.token_hex(3)}"
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        conn.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        conn.execute(f"REVOKE INSERT ON samples, dead_letters FROM {role}")
+    as_role = psycopg.conninfo.make_conninfo(db, user=role)
+    try:
+        with running_consumer(as_role, broker) as consumer:
+            pub = GatewayPublisher(broker)
+            try:
+                pub.publish("data", batch(1, [s("em-1", "energy_kwh", NOW, 1.0)]))
+                wait_until(lambda: consumer.counters.db_errors >= 1, 15, "a refused write")
+                assert stored(db) == 0
+                assert dump(db, "SELECT count(*) FROM dead_letters") == [(0,)]
+                with psycopg.connect(db, autocommit=True) as conn:
+                    conn.execute(f"GRANT INSERT ON samples, dead_letters TO {role}")
+                wait_until(lambda: stored(db) == 1, 30, "the held message, once writable")
+            finally:
+                pub.close()
+        assert dump(db, "SELECT count(*) FROM dead_letters") == [(0,)]
+    finally:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
