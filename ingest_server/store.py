@@ -391,6 +391,14 @@ class Store:
         ).fetchall()
         counters = [(sid, *spans[sid]) for sid, _, _, role in roles if role in COUNTER_ROLE_NAMES]
         if counters:
+            counters.sort()
+            # another server may be writing samples of the same series: the deltas are
+            # computed after its commit (seeing its samples), one series at a time;
+            # counters before devices, each in order, so two servers cannot deadlock
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(-1, sid) FROM unnest(%s::int[]) AS u(sid)",
+                ([c[0] for c in counters],),
+            )
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO touched_counters VALUES (%s, %s, %s)", counters)
             for statement in COUNTER_DELTAS_SQL[1:]:

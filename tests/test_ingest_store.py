@@ -172,3 +172,41 @@ def test_replays_and_out_of_order_backlog_derive_the_same_as_in_order(
         assert dump(in_order, "SELECT count(*) FROM counter_deltas WHERE flag = 'rollover'")
         for query in DERIVED:
             assert dump(shuffled, query) == dump(in_order, query), query
+
+
+def test_two_writers_at_once_derive_the_same_as_one(pg_server: PgServer) -> None:
+    """Two servers writing batches of the same series at the same time (a shared
+    subscription splits one gateway's batches): the derived rows equal an in-order run."""
+    import threading  # noqa: PLC0415
+
+    stream = _stream(random.Random(11))
+    batches = [stream[i : i + 10] for i in range(0, len(stream), 10)]
+    with pg_server.database() as in_order, pg_server.database() as concurrent:
+        for dsn in (in_order, concurrent):
+            prepare(dsn)
+            with open_store(dsn) as store:
+                write(store, ("birth", birth([CNC, METER])))
+        with open_store(in_order) as store:
+            for i, b in enumerate(batches, 1):
+                write(store, ("data", batch(i, b)))
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+
+        def writer(parity: int) -> None:
+            try:
+                with open_store(concurrent) as store:
+                    for i, b in enumerate(batches, 1):
+                        if i % 2 == parity:
+                            barrier.wait(10)  # both write batch i and i+1 together
+                            write(store, ("data", batch(i, b)))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(p,)) for p in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        for query in DERIVED:
+            assert dump(concurrent, query) == dump(in_order, query), query
