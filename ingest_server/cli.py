@@ -199,6 +199,15 @@ def status_report(dsn: str) -> dict[str, Any]:
                 "FROM gateways ORDER BY 1, 2, 3"
             ).fetchall()
         ]
+        reasons = [
+            {"reason": reason, "count": n, "last": last.isoformat()}
+            for reason, n, last in conn.execute(
+                # the reason's first clause: the same fault from many batches is one line
+                "SELECT split_part(reason, ':', 1) || ':' || split_part(reason, ':', 2), "
+                "count(*), max(received_at) FROM dead_letters "
+                "WHERE received_at > now() - interval '1 day' GROUP BY 1 ORDER BY 2 DESC LIMIT 10"
+            ).fetchall()
+        ]
         return {
             "storage_mode": info.mode,
             "timescaledb": info.timescale_version,
@@ -216,6 +225,7 @@ def status_report(dsn: str) -> dict[str, Any]:
             "counter_anomalies": one("SELECT count(*) FROM counter_deltas WHERE flag IS NOT NULL"),
             "dead_letters": one("SELECT count(*) FROM dead_letters"),
             "gateways": gateways,
+            "dead_letter_reasons_24h": reasons,
         }
 
 
@@ -243,6 +253,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         "newest_sample", "state_intervals", "counter_deltas", "counter_anomalies", "dead_letters",
     ):  # fmt: skip
         print(f"{key + ':':<17}{report[key]}")
+    if report["dead_letter_reasons_24h"]:
+        print("dead letters in the last 24 h, by reason:")
+        for r in report["dead_letter_reasons_24h"]:
+            print(f"  {r['count']:>6}  {r['reason'][:90]}  (last {r['last']})")
     print("gateways:")
     for g in report["gateways"]:
         state = {True: "online", False: "offline", None: "never seen"}[g["online"]]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
+
 from simulators.scenario import default_scenario_path
 from tests.netutil import free_port
 
@@ -34,11 +36,26 @@ def test_migrate_import_and_status(db: str, tmp_path: Path) -> None:
     done = cli("registry", "import", str(REGISTRY), "--key", f"gw-01={key}", "--dsn", db)
     assert done.returncode == 0, done.stderr
     assert "15 equipment, 9 meters; keys for 1 gateway(s)" in done.stdout
+    with psycopg.connect(db) as conn:
+        for reason in (
+            "signature: signature does not match the gateway's key",
+            "signature: signature does not match the gateway's key",
+            "schema: seq: Input should be greater than or equal to 1",
+        ):
+            conn.execute(
+                "INSERT INTO dead_letters (topic, reason, payload, payload_bytes) "
+                "VALUES ('fe/v1/a/b/c/data', %s, '', 0)",
+                (reason,),
+            )
     done = cli("status", "--json", "--dsn", db)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["storage_mode"] in ("plain", "timescale")
     assert report["equipment"] == 15
+    assert [(r["reason"], r["count"]) for r in report["dead_letter_reasons_24h"]] == [
+        ("signature: signature does not match the gateway's key", 2),
+        ("schema: seq", 1),
+    ]
     assert report["gateways"] == [
         {
             "gateway": "hf-precision/hf-plant1/gw-01",
@@ -51,6 +68,7 @@ def test_migrate_import_and_status(db: str, tmp_path: Path) -> None:
     text = cli("status", "--dsn", db).stdout
     assert "storage mode:" in text
     assert "never seen" in text
+    assert "dead letters in the last 24 h, by reason:" in text
 
 
 def test_errors_say_what_to_fix(db: str, tmp_path: Path) -> None:
