@@ -32,6 +32,7 @@ import multiprocessing as mp
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -357,6 +358,9 @@ def main() -> None:
         help="ingest server processes sharing the load (one is also measured)",
     )
     args = ap.parse_args()
+    # stopped from outside (timeout, Ctrl-C): unwind, so the servers and databases it
+    # started are stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     per_batch = 1000
     n_tp = 200 if args.quick else 1000  # throughput run: batches of 1,000 samples
     lat_s = 8 if args.quick else 30  # latency run: seconds at 10,000 samples/s
