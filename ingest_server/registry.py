@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from edge_agent.config import read_secret
 from edge_agent.yaml12 import (
@@ -45,15 +52,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def hhmm(text: str) -> int:
+    """Minutes after local midnight of an HH:MM time; '24:00' is 1440."""
+    hours, _, minutes = text.partition(":")
+    if not (hours.isdigit() and minutes.isdigit() and len(hours) == len(minutes) == 2):
+        raise ValueError(f"{text!r} is not a time of day: write HH:MM, 00:00 to 24:00")
+    value = int(hours) * 60 + int(minutes)
+    if value > 24 * 60 or int(minutes) >= 60:
+        raise ValueError(f"{text!r} is not a time of day: write HH:MM, 00:00 to 24:00")
+    return value
+
+
+def _time_of_day(text: str) -> str:
+    hhmm(text)
+    return text
+
+
+TimeOfDay = Annotated[str, AfterValidator(_time_of_day)]
+
+
 class ShiftBreak(_Strict):
-    start: str = Field(pattern=r"^\d\d:\d\d$")
-    end: str = Field(pattern=r"^\d\d:\d\d$")
+    start: TimeOfDay
+    end: TimeOfDay
 
 
 class Shift(_Strict):
     name: str
-    start: str = Field(pattern=r"^\d\d:\d\d$", description="local time HH:MM")
-    end: str = Field(pattern=r"^\d\d:\d\d$", description="an end at or before start: next day")
+    start: TimeOfDay = Field(description="local time HH:MM")
+    end: TimeOfDay = Field(description="an end at or before start: the next day")
     breaks: list[ShiftBreak] = []
 
 
