@@ -69,6 +69,12 @@ from ingest_server.store import (
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+# SQLSTATE class 40: the transaction lost to another one; write it again at once
+_RETRY_NOW = (
+    psycopg.errors.TransactionRollback,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+)
 
 
 @dataclass
@@ -352,6 +358,11 @@ class Consumer:
                 try:
                     result = self._db().write(group)
                     break
+                except _RETRY_NOW as exc:
+                    # a deadlock or serialisation failure with another server: nothing is
+                    # wrong with the database or the group; write it again
+                    log.info("transaction rolled back (%s); writing the group again", exc)
+                    self._sleep(0.05)
                 except psycopg.OperationalError as exc:
                     self._db_lost(exc, delay)
                     delay = min(delay * 2, self.config.db_retry_max_s)

@@ -58,7 +58,11 @@ class Rollup:
         return out
 
     def rows(self) -> list[tuple[Any, ...]]:
-        return [(sid, hour * HOUR_MS, *b) for (sid, hour), b in self.buckets.items()]
+        """In key order: two servers updating the same rollup rows lock them in the same
+        order, so they wait for each other instead of deadlocking."""
+        return [
+            (sid, hour * HOUR_MS, *self.buckets[sid, hour]) for sid, hour in sorted(self.buckets)
+        ]
 
 
 def encode(
