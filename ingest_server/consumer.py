@@ -407,9 +407,7 @@ class Consumer:
                 reason = f"refused by the database: {str(exc).strip().splitlines()[0]}"
                 log.warning("dead-lettering a message: %s", reason)
                 r = self._db().write(Group(dead=[DeadLetter(topic, payload, reason)]))
-            for name in ("batches_new", "batches_repeated", "samples_new", "samples_repeated"):
-                setattr(total, name, getattr(total, name) + getattr(r, name))
-            total.dead_letters += r.dead_letters
+            total.merge(r)
         return total
 
     def _db_lost(self, exc: Exception, delay: float) -> None:

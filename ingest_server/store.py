@@ -199,6 +199,18 @@ class WriteResult:
     first: datetime | None = None
     last: datetime | None = None
 
+    def merge(self, other: WriteResult) -> None:
+        """Add another transaction's result to this one."""
+        self.batches_new += other.batches_new
+        self.batches_repeated += other.batches_repeated
+        self.samples_new += other.samples_new
+        self.samples_repeated += other.samples_repeated
+        self.dead_letters += other.dead_letters
+        self.intervals += other.intervals
+        if other.first is not None and other.last is not None:
+            self.first = min(other.first, self.first or other.first)
+            self.last = max(other.last, self.last or other.last)
+
 
 class Store:
     """The server's writes and the lookups they need. One connection per Store."""

@@ -202,18 +202,27 @@ def test_the_database_down_for_30_s_loses_and_duplicates_nothing(broker: Broker)
         check_exact(dsn, streamer)
 
 
-def start_server(
+def launch_server(
     dsn: str, broker: Broker, workdir: Path, client_id: str, *extra: str
 ) -> subprocess.Popen[bytes]:
+    """`ingest-server run` as a process, logging to WORKDIR/CLIENT_ID.log; not waited for."""
     ready = workdir / f"{client_id}.ready"
     ready.unlink(missing_ok=True)
     with open(workdir / f"{client_id}.log", "ab") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "ingest_server.cli", "run", "--dsn", dsn,
              "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--client-id", client_id,
              "--ready-file", str(ready), "--summary-every", "1", *extra],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+
+
+def start_server(
+    dsn: str, broker: Broker, workdir: Path, client_id: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    """launch_server, then wait until it consumes."""
+    proc = launch_server(dsn, broker, workdir, client_id, *extra)
+    ready = workdir / f"{client_id}.ready"
     wait_until(lambda: ready.exists() or proc.poll() is not None, 30, "the server to start")
     assert proc.poll() is None, (workdir / f"{client_id}.log").read_text()
     assert json.loads(ready.read_text())["mode"] in ("plain", "timescale")
@@ -308,15 +317,9 @@ def test_a_database_unreachable_at_start_is_waited_for(broker: Broker, tmp_path:
     root.chmod(0o755)
     pg = EmbeddedPostgres(root, port=free_port())
     dsn = pg.dsn()
-    log_path = tmp_path / "late.log"
-    ready = tmp_path / "late.ready"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ingest_server.cli", "run", "--dsn", dsn,
-             "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--client-id", "ingest-late",
-             "--ready-file", str(ready)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+    log_path = tmp_path / "ingest-late.log"
+    ready = tmp_path / "ingest-late.ready"
+    proc = launch_server(dsn, broker, tmp_path, "ingest-late")
     try:
         wait_until(lambda: "database unreachable" in log_path.read_text(), 20, "a warning")
         assert proc.poll() is None, "the server waits for its database"
