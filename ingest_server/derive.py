@@ -7,7 +7,11 @@ backlog replayed after an outage, a batch delivered twice, two servers sharing t
 
 State intervals: the machine_state tag of a device overlaid with its device_status tag
 (`_status`): OFFLINE while the device is offline, UNKNOWN while its state is bad or not
-yet known, else the canonical state. Maximal runs of one value are intervals.
+yet known, else the canonical state. Maximal runs of one value are intervals. The agent
+re-sends every value at least every heartbeat (300 s by default), so two samples of a
+device more than GAP_AFTER apart mean nothing was heard in between (a dead gateway, a
+lost outbox): NO_DATA from the last sample before the silence to the first after it
+(not while the device is reported offline: the agent sends nothing then, by design).
 
 Counter deltas: one row per good counter reading after the first, the increase since
 the previous one. A fall is a rollover when the series has a wrap value (unsigned
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 
@@ -27,6 +31,9 @@ from edge_agent.sample import COUNTER_ROLES, MachineState
 
 OFFLINE = "OFFLINE"
 UNKNOWN = "UNKNOWN"
+NO_DATA = "NO_DATA"
+# three default heartbeats: a device this long without a sample is not being heard
+GAP_AFTER = timedelta(seconds=900)
 _CANONICAL = frozenset(s.value for s in MachineState)
 COUNTER_ROLE_NAMES = tuple(sorted(r.value for r in COUNTER_ROLES))
 
@@ -47,17 +54,31 @@ class Event:
 
 
 def runs(
-    events: Sequence[Event], *, state: str | None = None, status: str | None = None
+    events: Sequence[Event],
+    *,
+    state: str | None = None,
+    status: str | None = None,
+    gap: timedelta | None = GAP_AFTER,
 ) -> list[tuple[datetime, str]]:
     """(start, state) of each maximal run, from events sorted by time.
 
     `state`/`status` are the values in force before the first event. Events at the same
-    instant are applied together before the state is read.
+    instant are applied together before the state is read. Two events more than `gap`
+    apart while the device is not offline: NO_DATA from the first (the last thing heard)
+    to the second.
     """
     out: list[tuple[datetime, str]] = []
     i, n = 0, len(events)
+    last: datetime | None = None
     while i < n:
         ts = events[i].ts
+        # an offline device is not expected to send (its offline spell is measured as such)
+        if gap is not None and last is not None and ts - last > gap and status != "offline":
+            if out and out[-1][0] == last:
+                del out[-1]  # a run that began at the last sample: nothing known of it
+            if not out or out[-1][1] != NO_DATA:
+                out.append((last, NO_DATA))
+        last = ts
         while i < n and events[i].ts == ts:
             e = events[i]
             if e.kind == "state":
@@ -252,5 +273,27 @@ COUNTER_DELTAS_SQL = (
         WINDOW w AS (PARTITION BY b.series_id ORDER BY s.ts)
     ) p
     WHERE prev_ts IS NOT NULL
+    """,
+    # hourly sums of the deltas in the hours the recomputed stretch touches
+    """
+    DELETE FROM counter_hourly h USING cd_bounds b
+    WHERE h.series_id = b.series_id
+      AND h.bucket >= coalesce(date_trunc('hour', b.lo, 'UTC'), '-infinity'::timestamptz)
+      AND h.bucket <= coalesce(b.hi, 'infinity'::timestamptz)
+    """,
+    """
+    INSERT INTO counter_hourly (series_id, bucket, n, delta, rollovers, resets)
+    SELECT b.series_id, date_trunc('hour', d.ts, 'UTC'), count(*), sum(d.delta),
+           count(*) FILTER (WHERE d.flag = 'rollover'), count(*) FILTER (WHERE d.flag = 'reset')
+    FROM cd_bounds b
+    CROSS JOIN LATERAL (
+        SELECT x.ts, x.delta, x.flag FROM counter_deltas x
+        WHERE x.series_id = b.series_id
+          AND x.ts >= coalesce(date_trunc('hour', b.lo, 'UTC'), '-infinity'::timestamptz)
+          AND x.ts < coalesce(date_trunc('hour', b.hi, 'UTC') + interval '1 hour',
+                              'infinity'::timestamptz)
+        OFFSET 0
+    ) d
+    GROUP BY 1, 2
     """,
 )

@@ -144,6 +144,9 @@ class SiteDef(_Strict):
     name: str
     name_en: str = ""
     timezone: str = "Asia/Shanghai"
+    grid_region: Id = Field(
+        default="national", description="picks the grid CO2 factor: national, anhui, ..."
+    )
     calendar: Id | None = None
     gateways: list[GatewayDef] = []
     equipment: list[EquipmentDef] = []
@@ -155,6 +158,9 @@ class EnterpriseDef(_Strict):
     name: str
     name_en: str = ""
     credit_code: str | None = None
+    industry: Literal["discrete", "process"] = Field(
+        default="discrete", description="离散型 or 流程型: which NC-rate variant applies"
+    )
     calendars: list[CalendarDef] = []
     processes: list[ProcessDef] = []
     sites: list[SiteDef] = Field(min_length=1)
@@ -249,10 +255,11 @@ def _enterprise(
     conn: psycopg.Connection, ent: EnterpriseDef, keys: dict[str, bytes], counts: dict[str, int]
 ) -> None:
     conn.execute(
-        "INSERT INTO enterprises (id, name, name_en, credit_code) VALUES (%s, %s, %s, %s) "
+        "INSERT INTO enterprises (id, name, name_en, credit_code, industry) "
+        "VALUES (%s, %s, %s, %s, %s) "
         "ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_en = excluded.name_en, "
-        "credit_code = excluded.credit_code",
-        (ent.id, ent.name, ent.name_en, ent.credit_code),
+        "credit_code = excluded.credit_code, industry = excluded.industry",
+        (ent.id, ent.name, ent.name_en, ent.credit_code, ent.industry),
     )
     counts["enterprises"] += 1
     for cal in ent.calendars:
@@ -270,11 +277,20 @@ def _enterprise(
         )
     for site in ent.sites:
         conn.execute(
-            "INSERT INTO sites (enterprise_id, id, name, name_en, timezone, calendar_id) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (enterprise_id, id) DO UPDATE SET "
+            "INSERT INTO sites (enterprise_id, id, name, name_en, timezone, calendar_id, "
+            "grid_region) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (enterprise_id, id) DO UPDATE SET "
             "name = excluded.name, name_en = excluded.name_en, timezone = excluded.timezone, "
-            "calendar_id = excluded.calendar_id",
-            (ent.id, site.id, site.name, site.name_en, site.timezone, site.calendar),
+            "calendar_id = excluded.calendar_id, grid_region = excluded.grid_region",
+            (
+                ent.id,
+                site.id,
+                site.name,
+                site.name_en,
+                site.timezone,
+                site.calendar,
+                site.grid_region,
+            ),
         )
         counts["sites"] += 1
         for gw in site.gateways:

@@ -233,6 +233,7 @@ def registry(scenario: Scenario, *, gateway_id: str = "gw-01") -> dict[str, Any]
                         "name": scenario.site.name,
                         "name_en": scenario.site.name_en,
                         "timezone": scenario.site.timezone,
+                        "grid_region": scenario.site.grid_region,
                         "calendar": "default",
                         "gateways": [{"id": gateway_id}],
                         "equipment": equipment,

@@ -89,6 +89,7 @@ class Enterprise(Localized):
 
 class Site(Localized):
     timezone: str = "Asia/Shanghai"
+    grid_region: str = "national"  # the server's grid CO2 factor region (anhui, ...)
 
     @field_validator("timezone")
     @classmethod

@@ -1,0 +1,422 @@
+"""Evidence reports: make, sign, verify.
+
+A report is the engine's output plus a SHA-256 digest over its input rows (the
+canonical lines of `Inputs.rows()`) and an Ed25519 signature over the canonical JSON of
+everything but the signature. The server's signing key is generated on first use
+(PKCS#8 PEM, mode 0600); its public key is registered in `signing_keys` so that a
+verifier with database access trusts a report's key by id, also after a rotation, and
+can be exported for verifiers without database access.
+
+Verification: (1) the signature, against a trusted key (`--public-key`, or the
+database's `signing_keys`; else it says the key is only self-consistent and prints its
+fingerprint); (2) with database access, every KPI recomputed from the raw samples
+(`fetch_raw_inputs`) with the factor tables the report names, compared figure by figure;
+(3) the digest of the input rows as the server fetches them now, which shows whether
+derived rows changed since the report (late data, or tampering).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from ingest_server.kpi.engine import FORMAT, Parameters, compute
+from ingest_server.kpi.factors import (
+    EMISSION_TABLES,
+    ENERGY_TABLES,
+    emission_from_json,
+    emission_table,
+    energy_from_json,
+    energy_table,
+)
+from ingest_server.kpi.inputs import (
+    Inputs,
+    ReportError,
+    fetch_inputs,
+    fetch_raw_inputs,
+    local_period,
+)
+
+
+class SigningKeyError(Exception):
+    """The signing key cannot be read or written; the message says what to do."""
+
+
+# -- keys -------------------------------------------------------------------------------
+
+
+def key_id(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    """The server's report signing key; created (0600) when the file does not exist."""
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise SigningKeyError(
+                f"signing key {path} is readable by others (mode {mode:o}): chmod 600 {path}"
+            )
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (ValueError, TypeError) as exc:
+            raise SigningKeyError(f"signing key {path} is not a PEM private key: {exc}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise SigningKeyError(f"signing key {path} is not an Ed25519 key")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    return key
+
+
+def public_pem(public: Ed25519PublicKey) -> str:
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise SigningKeyError(f"cannot read public key {path}: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise SigningKeyError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def register_key(conn: psycopg.Connection, public: Ed25519PublicKey) -> str:
+    kid = key_id(public)
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    conn.execute(
+        "INSERT INTO signing_keys (key_id, public_key) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (kid, raw),
+    )
+    return kid
+
+
+# -- making a report --------------------------------------------------------------------
+
+
+def canonical(doc: dict[str, Any]) -> bytes:
+    body = {k: v for k, v in doc.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def sign(doc: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    public = key.public_key()
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    doc["signature"] = {
+        "algorithm": "Ed25519",
+        "key_id": key_id(public),
+        "public_key": base64.b64encode(raw).decode(),
+        "value": base64.b64encode(key.sign(canonical(doc))).decode(),
+    }
+    return doc
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    enterprise: str
+    date_from: dt.date
+    date_to: dt.date
+    baseline_from: dt.date | None = None
+    baseline_to: dt.date | None = None
+    energy_version: str | None = None
+    emission_version: str | None = None
+    params: Parameters = field(default_factory=Parameters)
+
+
+def make_report(
+    conn: psycopg.Connection,
+    req: Request,
+    *,
+    key: Ed25519PrivateKey | None,
+    as_of: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The signed report (unsigned when key is None) from the derived data."""
+    as_of = (as_of or dt.datetime.now(dt.UTC)).replace(microsecond=0)
+    inputs = fetch_inputs(
+        conn, req.enterprise, req.date_from, req.date_to, as_of, heartbeat_s=req.params.heartbeat_s
+    )
+    baseline = _baseline(conn, req, as_of, raw=False)
+    doc = _compute(inputs, baseline, req, as_of)
+    rows, value = _digest(inputs, baseline)
+    doc["digest"] = {"algorithm": "sha256", "rows": rows, "value": value}
+    if key is not None:
+        register_key(conn, key.public_key())
+        sign(doc, key)
+    return doc
+
+
+def _baseline(
+    conn: psycopg.Connection, req: Request, as_of: dt.datetime, *, raw: bool
+) -> Inputs | None:
+    if req.baseline_from is None or req.baseline_to is None:
+        return None
+    if req.baseline_from > req.date_from:
+        raise ReportError("the baseline period must start before the reported period")
+    fetch = fetch_raw_inputs if raw else fetch_inputs
+    return fetch(
+        conn, req.enterprise, req.baseline_from, req.baseline_to, as_of,
+        heartbeat_s=req.params.heartbeat_s,
+    )  # fmt: skip
+
+
+def _compute(
+    inputs: Inputs,
+    baseline: Inputs | None,
+    req: Request,
+    as_of: dt.datetime,
+    *,
+    report_id: str | None = None,
+    energy: Any = None,
+    emission: Any = None,
+) -> dict[str, Any]:
+    partial = any(
+        local_period(req.date_from, req.date_to, s.timezone, as_of)[2] for s in inputs.sites
+    )
+    base_partial = baseline is not None and any(
+        local_period(baseline.date_from, baseline.date_to, s.timezone, as_of)[2]
+        for s in baseline.sites
+    )
+    return compute(
+        inputs,
+        params=req.params,
+        energy=energy or energy_table(req.energy_version),
+        emission=emission or emission_table(req.emission_version),
+        partial=partial,
+        baseline=baseline,
+        baseline_partial=base_partial,
+        report_id=report_id,
+        generated_at=as_of,
+    )
+
+
+def _digest(inputs: Inputs, baseline: Inputs | None) -> tuple[int, str]:
+    h = hashlib.sha256()
+    n = 0
+    for part in (inputs, baseline):
+        if part is None:
+            continue
+        for line in part.rows():
+            h.update(line.encode())
+            h.update(b"\n")
+            n += 1
+    return n, h.hexdigest()
+
+
+# -- verifying a report -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Check:
+    item: str
+    claimed: Any
+    recomputed: Any
+    ok: bool
+
+
+@dataclass(slots=True)
+class Verdict:
+    signature: str  # "valid (trusted key …)", "valid (key not trusted …)", "INVALID: …"
+    signature_ok: bool
+    trusted: bool
+    checks: list[Check] = field(default_factory=list)
+    digest: str = ""
+    digest_ok: bool | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.signature_ok
+            and all(c.ok for c in self.checks)
+            and self.digest_ok is not False
+            and not self.problems
+        )
+
+
+def check_signature(
+    doc: dict[str, Any],
+    *,
+    trusted: Ed25519PublicKey | None = None,
+    conn: psycopg.Connection | None = None,
+) -> tuple[bool, bool, str]:
+    """(valid, trusted, what to say)."""
+    sig = doc.get("signature")
+    if not isinstance(sig, dict) or sig.get("algorithm") != "Ed25519":
+        return False, False, "INVALID: the report has no Ed25519 signature"
+    try:
+        raw = base64.b64decode(sig["public_key"], validate=True)
+        public = Ed25519PublicKey.from_public_bytes(raw)
+        public.verify(base64.b64decode(sig["value"], validate=True), canonical(doc))
+    except (InvalidSignature, ValueError, KeyError, TypeError):
+        return False, False, "INVALID: the signature does not match the report's content"
+    kid = key_id(public)
+    if kid != sig.get("key_id"):
+        return False, False, f"INVALID: key_id {sig.get('key_id')} is not the key's id {kid}"
+    if trusted is not None:
+        if key_id(trusted) != kid:
+            return (
+                False,
+                False,
+                (f"INVALID: signed by key {kid}, not by the trusted key {key_id(trusted)}"),
+            )
+        return True, True, f"valid, by the trusted key {kid}"
+    if conn is not None:
+        row = conn.execute(
+            "SELECT public_key FROM signing_keys WHERE key_id = %s", (kid,)
+        ).fetchone()
+        if row is None or bytes(row[0]) != raw:
+            return False, False, f"INVALID: key {kid} is not among this server's signing keys"
+        return True, True, f"valid, by server key {kid} (signing_keys)"
+    return (
+        True,
+        False,
+        (
+            f"valid for the key in the report ({kid}), which is not checked against a trusted "
+            "key: pass --public-key (the server's exported key) or --dsn"
+        ),
+    )
+
+
+def _request_of(doc: dict[str, Any]) -> tuple[Request, dt.datetime]:
+    p = doc["parameters"]
+    base = doc.get("baseline")
+    req = Request(
+        enterprise=doc["enterprise"]["id"],
+        date_from=dt.date.fromisoformat(doc["period"]["from"]),
+        date_to=dt.date.fromisoformat(doc["period"]["to"]),
+        baseline_from=dt.date.fromisoformat(base["from"]) if base else None,
+        baseline_to=dt.date.fromisoformat(base["to"]) if base else None,
+        energy_version=doc["factors"]["energy"]["version"],
+        emission_version=doc["factors"]["emission"]["version"],
+        params=Parameters(
+            coverage_threshold=p["coverage_threshold"],
+            heartbeat_s=p["heartbeat_s"],
+            gap_after_s=p["gap_after_s"],
+        ),
+    )
+    as_of = dt.datetime.fromisoformat(doc["period"]["as_of"].replace("Z", "+00:00"))
+    return req, as_of
+
+
+def close(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return bool(a == b)
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-6)
+    return bool(a == b)
+
+
+def verify(
+    doc: dict[str, Any],
+    *,
+    conn: psycopg.Connection | None = None,
+    trusted: Ed25519PublicKey | None = None,
+) -> Verdict:
+    if doc.get("format") != FORMAT:
+        return Verdict(f"INVALID: not a {FORMAT} document", False, False)
+    ok, is_trusted, text = check_signature(doc, trusted=trusted, conn=conn)
+    verdict = Verdict(text, ok, is_trusted)
+    if conn is None:
+        return verdict
+    req, as_of = _request_of(doc)
+    energy = energy_from_json(doc["factors"]["energy"])
+    emission = emission_from_json(doc["factors"]["emission"])
+    for name, table, known in (
+        ("energy", energy, ENERGY_TABLES),
+        ("emission", emission, EMISSION_TABLES),
+    ):
+        if table.version in known and known[table.version] != table:
+            verdict.problems.append(
+                f"the {name} table {table.version} in the report differs from the published one"
+            )
+    raw = fetch_raw_inputs(
+        conn, req.enterprise, req.date_from, req.date_to, as_of,
+        heartbeat_s=req.params.heartbeat_s,
+    )  # fmt: skip
+    base = _baseline(conn, req, as_of, raw=True)
+    again = _compute(
+        raw, base, req, as_of, report_id=doc["report_id"], energy=energy, emission=emission
+    )
+    verdict.checks = list(compare(doc, again))
+    fast = fetch_inputs(
+        conn, req.enterprise, req.date_from, req.date_to, as_of,
+        heartbeat_s=req.params.heartbeat_s,
+    )  # fmt: skip
+    n, value = _digest(fast, _baseline(conn, req, as_of, raw=False))
+    claimed = doc.get("digest", {})
+    verdict.digest_ok = claimed.get("value") == value and claimed.get("rows") == n
+    verdict.digest = (
+        f"input rows unchanged ({n} rows, sha256 {value[:16]}…)"
+        if verdict.digest_ok
+        else f"input rows differ from the report's: {claimed.get('rows')} rows "
+        f"{str(claimed.get('value'))[:16]}… then, {n} rows {value[:16]}… now "
+        "(late data for the period, or rows changed)"
+    )
+    return verdict
+
+
+_EQUIPMENT_FIELDS = (
+    "coverage", "delivered_data", "nc_measured", "availability", "effectiveness",
+    "quality_ratio", "oee", "utilisation", "mtbf_s", "mttr_s", "down_events",
+)  # fmt: skip
+_METER_FIELDS = ("quantity", "coverage", "rollovers", "resets", "tce", "tco2")
+
+
+def compare(claimed: dict[str, Any], again: dict[str, Any]) -> Iterator[Check]:
+    """Every KPI, equipment figure and meter figure: claimed vs recomputed."""
+    got = {k["id"]: k for k in again["kpis"]}
+    for k in claimed["kpis"]:
+        r = got.pop(k["id"], None)
+        value = None if r is None else r["value"]
+        yield Check(f"kpi {k['id']}", k["value"], value, r is not None and close(k["value"], value))
+    for kid in got:
+        yield Check(f"kpi {kid}", None, got[kid]["value"], False)
+    for section, fields, extra in (
+        ("equipment", _EQUIPMENT_FIELDS, ("parts", "time")),
+        ("meters", _METER_FIELDS, ()),
+    ):
+        mine = {x["id"]: x for x in again[section]}
+        for x in claimed[section]:
+            y = mine.pop(x["id"], None)
+            if y is None:
+                yield Check(f"{section} {x['id']}", "present", "absent", False)
+                continue
+            for f in fields:
+                if not close(x.get(f), y.get(f)):
+                    yield Check(f"{section} {x['id']} {f}", x.get(f), y.get(f), False)
+            for sub in extra:
+                a, b = x.get(sub) or {}, y.get(sub) or {}
+                for f in sorted(set(a) | set(b)):
+                    if not close(a.get(f), b.get(f)):
+                        yield Check(f"{section} {x['id']} {sub}.{f}", a.get(f), b.get(f), False)
+        for extra_id in mine:
+            yield Check(f"{section} {extra_id}", "absent", "present", False)

@@ -1,0 +1,390 @@
+"""`ingest-server report | verify | render | keys | production | factors`: the evidence side.
+
+    ingest-server report --enterprise E --from 2026-11-01 --to 2026-11-30 --out r.json
+                         [--baseline-from D --baseline-to D] [--html F] [--xlsx F]
+    ingest-server verify r.json [--dsn DSN] [--public-key server.pub]
+    ingest-server render r.json [--html F] [--xlsx F]
+    ingest-server keys export [--out server.pub]
+    ingest-server production add --enterprise E --from D --to D --output N --value-added X
+    ingest-server production list --enterprise E
+    ingest-server factors
+
+Exit codes: 0 ok (verify: signature valid and every figure recomputed equal), 3 verify
+found a bad signature, an untrusted key or a difference, 2 bad arguments or input, 1 the
+database could not be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+VERIFY_FAILED = 3
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write YYYY-MM-DD") from None
+
+
+def _instant(text: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: write e.g. 2026-11-30T12:00:00Z"
+        ) from None
+    if t.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone: add Z or +08:00")
+    return t
+
+
+def _share(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 < v <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a share between 0 and 1, e.g. 0.8")
+    return v
+
+
+def default_key_path(data_dir: Path) -> Path:
+    return data_dir / "keys" / "report-signing.pem"
+
+
+def add_parsers(  # noqa: PLR0915 (one statement per option)
+    sub: Any, db_args: Callable[[argparse.ArgumentParser], None]
+) -> None:  # argparse's _SubParsersAction is private
+    rep = sub.add_parser("report", help="compute the KPI evidence report of a period")
+    db_args(rep)
+    rep.add_argument("--enterprise", required=True)
+    rep.add_argument("--from", dest="date_from", type=_date, required=True, help="local date")
+    rep.add_argument(
+        "--to", dest="date_to", type=_date, required=True, help="local date, inclusive"
+    )
+    rep.add_argument("--baseline-from", type=_date)
+    rep.add_argument("--baseline-to", type=_date)
+    rep.add_argument("--out", type=Path, help="report JSON (default: stdout)")
+    rep.add_argument("--html", type=Path, help="also write the printable HTML rendering")
+    rep.add_argument("--xlsx", type=Path, help="also write the XLSX rendering")
+    rep.add_argument(
+        "--coverage-threshold",
+        type=_share,
+        default=0.8,
+        help="share of planned time an NC machine must deliver data for to count as "
+        "measured NC (default 0.8)",
+    )
+    rep.add_argument(
+        "--heartbeat", type=float, default=300.0, help="the agents' heartbeat_s (default 300)"
+    )
+    rep.add_argument("--energy-factors", help="coefficient table version (default: newest)")
+    rep.add_argument("--emission-factors", help="emission factor table version (default: newest)")
+    rep.add_argument("--signing-key", type=Path, help="default: DATA_DIR/keys/report-signing.pem")
+    rep.add_argument("--unsigned", action="store_true", help="a draft without signature")
+    rep.add_argument("--as-of", type=_instant, help="pretend the report is made at this time")
+
+    ver = sub.add_parser("verify", help="check a report's signature and recompute it")
+    ver.add_argument("report", type=Path)
+    ver.add_argument("--dsn", help="recompute every KPI from the raw samples in this database")
+    ver.add_argument("--data-dir", type=Path, help="recompute on the embedded server's data")
+    ver.add_argument("--public-key", type=Path, help="the server's exported public key (PEM)")
+    ver.add_argument("--json", action="store_true", help="the verdict as JSON")
+    ver.add_argument("-v", "--verbose", action="store_true")
+
+    ren = sub.add_parser("render", help="render a report JSON as HTML and/or XLSX")
+    ren.add_argument("report", type=Path)
+    ren.add_argument("--html", type=Path)
+    ren.add_argument("--xlsx", type=Path)
+
+    keys = sub.add_parser("keys", help="the report signing key")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    exp = keys_sub.add_parser("export", help="print the public key (created if missing)")
+    exp.add_argument("--data-dir", type=Path, default=None)
+    exp.add_argument("--signing-key", type=Path)
+    exp.add_argument("--out", type=Path)
+
+    prod = sub.add_parser("production", help="output and value added per period")
+    prod_sub = prod.add_subparsers(dest="production_command", required=True)
+    add = prod_sub.add_parser("add", help="enter output and/or value added for a period")
+    db_args(add)
+    add.add_argument("--enterprise", required=True)
+    add.add_argument("--site", help="default: the whole enterprise")
+    add.add_argument("--from", dest="date_from", type=_date, required=True)
+    add.add_argument("--to", dest="date_to", type=_date, required=True)
+    add.add_argument("--output", type=float, help="good product made in the period")
+    add.add_argument("--unit", default="件", help="unit of the output (default 件)")
+    add.add_argument("--value-added", type=float, help="工业增加值 in 10,000 CNY (万元)")
+    add.add_argument("--note", default="")
+    add.add_argument("--by", default="", help="who enters it (kept with the entry)")
+    lst = prod_sub.add_parser("list", help="the entries of an enterprise")
+    db_args(lst)
+    lst.add_argument("--enterprise", required=True)
+
+    sub.add_parser("factors", help="the coefficient and emission factor tables")
+
+
+def dispatch(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+    if args.command == "report":
+        return cmd_report(args, resolve_dsn)
+    if args.command == "verify":
+        return cmd_verify(args, resolve_dsn)
+    if args.command == "render":
+        doc = _read_report(args.report)
+        _render(doc, args.html, args.xlsx)
+        return 0
+    if args.command == "keys":
+        return cmd_keys_export(args)
+    if args.command == "production":
+        return cmd_production(args, resolve_dsn)
+    return cmd_factors()
+
+
+def _render(doc: dict[str, Any], html: Path | None, xlsx: Path | None) -> None:
+    from ingest_server.kpi.render import render_html, render_xlsx  # noqa: PLC0415
+
+    if html is not None:
+        html.write_text(render_html(doc), encoding="utf-8")
+        print(f"wrote {html}", file=sys.stderr)
+    if xlsx is not None:
+        render_xlsx(doc, xlsx)
+        print(f"wrote {xlsx}", file=sys.stderr)
+
+
+def _key_path(args: argparse.Namespace) -> Path:
+    from ingest_server.cli import default_data_dir  # noqa: PLC0415
+
+    if args.signing_key is not None:
+        return Path(args.signing_key)
+    return default_key_path(getattr(args, "data_dir", None) or default_data_dir())
+
+
+def cmd_report(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+    from ingest_server.kpi.engine import Parameters  # noqa: PLC0415
+    from ingest_server.kpi.evidence import Request, load_or_create_key, make_report  # noqa: PLC0415
+    from ingest_server.kpi.factors import emission_table, energy_table  # noqa: PLC0415
+    from ingest_server.schema import migrate  # noqa: PLC0415
+
+    if (args.baseline_from is None) != (args.baseline_to is None):
+        raise ValueError("give both --baseline-from and --baseline-to, or neither")
+    energy_table(args.energy_factors)  # fail early on an unknown version
+    emission_table(args.emission_factors)
+    req = Request(
+        enterprise=args.enterprise,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        baseline_from=args.baseline_from,
+        baseline_to=args.baseline_to,
+        energy_version=args.energy_factors,
+        emission_version=args.emission_factors,
+        params=Parameters(coverage_threshold=args.coverage_threshold, heartbeat_s=args.heartbeat),
+    )
+    key = None if args.unsigned else load_or_create_key(_key_path(args))
+    dsn, pg = resolve_dsn(args)
+    try:
+        migrate(dsn)
+        with psycopg.connect(dsn) as conn:
+            doc = make_report(conn, req, key=key, as_of=args.as_of)
+    finally:
+        if pg is not None:
+            pg.stop()
+    text = json.dumps(doc, ensure_ascii=False, indent=1)
+    if args.out is None:
+        print(text)
+    else:
+        args.out.write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    _render(doc, args.html, args.xlsx)
+    for k in doc["kpis"]:
+        value = "—" if k["value"] is None else f"{k['value']:.4g} {k['unit']}"
+        print(f"  {k['name_en']:<44} {value}", file=sys.stderr)
+    return 0
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read report {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path} is not a report (a JSON object)")
+    return doc
+
+
+def cmd_verify(  # noqa: PLR0912
+    args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]
+) -> int:
+    from ingest_server.kpi.evidence import load_public_key, verify  # noqa: PLC0415
+
+    doc = _read_report(args.report)
+    trusted = load_public_key(args.public_key) if args.public_key else None
+    if args.dsn is None and args.data_dir is None:
+        verdict = verify(doc, trusted=trusted)
+    else:
+        dsn, pg = resolve_dsn(args)
+        try:
+            with psycopg.connect(dsn) as conn:
+                verdict = verify(doc, conn=conn, trusted=trusted)
+        finally:
+            if pg is not None:
+                pg.stop()
+    ok = verdict.ok and verdict.trusted
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "ok": ok,
+                    "signature": verdict.signature,
+                    "trusted": verdict.trusted,
+                    "digest": verdict.digest,
+                    "problems": verdict.problems,
+                    "checks": [
+                        {
+                            "item": c.item,
+                            "claimed": c.claimed,
+                            "recomputed": c.recomputed,
+                            "ok": c.ok,
+                        }
+                        for c in verdict.checks
+                    ],
+                },
+                ensure_ascii=False,
+                indent=1,
+            )
+        )
+        return 0 if ok else VERIFY_FAILED
+    print(f"report    {doc.get('report_id')}  {doc.get('enterprise', {}).get('id')}  "
+          f"{doc.get('period', {}).get('from')}..{doc.get('period', {}).get('to')}")  # fmt: skip
+    print(f"signature {verdict.signature}")
+    if verdict.checks:
+        print(f"{'item':<52} {'claimed':>16} {'recomputed':>16}  verdict")
+        for c in verdict.checks:
+            print(f"{c.item:<52} {_fmt(c.claimed):>16} {_fmt(c.recomputed):>16}  "
+                  f"{'ok' if c.ok else 'MISMATCH'}")  # fmt: skip
+        print(f"digest    {verdict.digest}")
+    else:
+        print("figures   not recomputed: pass --dsn to recompute every KPI from raw samples")
+    for p in verdict.problems:
+        print(f"problem   {p}")
+    bad = sum(not c.ok for c in verdict.checks)
+    if ok:
+        print("VERIFIED" + ("" if verdict.checks else " (signature only)"))
+        return 0
+    why = []
+    if not verdict.signature_ok:
+        why.append("bad signature")
+    elif not verdict.trusted:
+        why.append("key not trusted")
+    if bad:
+        why.append(f"{bad} figure(s) differ")
+    if verdict.digest_ok is False:
+        why.append("input rows changed")
+    why += verdict.problems
+    print("NOT VERIFIED: " + "; ".join(why))
+    return VERIFY_FAILED
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    return str(x)
+
+
+def cmd_keys_export(args: argparse.Namespace) -> int:
+    from ingest_server.kpi.evidence import key_id, load_or_create_key, public_pem  # noqa: PLC0415
+
+    key = load_or_create_key(_key_path(args))
+    pem = public_pem(key.public_key())
+    if args.out:
+        args.out.write_text(pem, encoding="utf-8")
+        print(f"wrote {args.out} (key id {key_id(key.public_key())})", file=sys.stderr)
+    else:
+        print(pem, end="")
+        print(f"key id {key_id(key.public_key())}", file=sys.stderr)
+    return 0
+
+
+def cmd_production(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+    from ingest_server.schema import migrate  # noqa: PLC0415
+
+    if args.production_command == "add":
+        if args.output is None and args.value_added is None:
+            raise ValueError("give --output, --value-added, or both")
+        if args.date_to < args.date_from:
+            raise ValueError(f"--to {args.date_to} is before --from {args.date_from}")
+        if args.output is not None and args.output < 0:
+            raise ValueError("--output cannot be negative")
+        if args.value_added is not None and args.value_added <= 0:
+            raise ValueError("--value-added must be more than 0 (10,000 CNY)")
+    dsn, pg = resolve_dsn(args)
+    try:
+        migrate(dsn)
+        with psycopg.connect(dsn) as conn:
+            if args.production_command == "add":
+                return _production_add(conn, args)
+            rows = conn.execute(
+                "SELECT id, site_id, period_from, period_to, output, output_unit, "
+                "value_added_10k_cny, note, entered_at, entered_by FROM production_entries "
+                "WHERE enterprise_id = %s ORDER BY period_from, id",
+                (args.enterprise,),
+            ).fetchall()
+    finally:
+        if pg is not None:
+            pg.stop()
+    print(f"{'id':>5} {'site':<10} {'from':<10} {'to':<10} {'output':>12} {'value added 万元':>16}")
+    for r in rows:
+        out = "" if r[4] is None else f"{r[4]:g} {r[5]}"
+        va = "" if r[6] is None else f"{r[6]:g}"
+        print(
+            f"{r[0]:>5} {r[1] or '(all)':<10} {r[2]!s:<10} {r[3]!s:<10} {out:>12} {va:>16}  {r[7]}"
+        )
+    return 0
+
+
+def _production_add(conn: psycopg.Connection, args: argparse.Namespace) -> int:
+    ent = conn.execute("SELECT 1 FROM enterprises WHERE id = %s", (args.enterprise,)).fetchone()
+    if ent is None:
+        raise ValueError(f"no enterprise {args.enterprise!r}: import the registry first")
+    if args.site is not None:
+        site = conn.execute(
+            "SELECT 1 FROM sites WHERE enterprise_id = %s AND id = %s", (args.enterprise, args.site)
+        ).fetchone()
+        if site is None:
+            raise ValueError(f"enterprise {args.enterprise} has no site {args.site!r}")
+    row = conn.execute(
+        "INSERT INTO production_entries (enterprise_id, site_id, period_from, period_to, output, "
+        "output_unit, value_added_10k_cny, note, entered_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (
+            args.enterprise, args.site, args.date_from, args.date_to, args.output, args.unit,
+            args.value_added, args.note, args.by,
+        ),
+    ).fetchone()  # fmt: skip
+    conn.commit()
+    assert row is not None
+    print(f"entry {row[0]}: {args.enterprise} {args.date_from}..{args.date_to}")
+    return 0
+
+
+def cmd_factors() -> int:
+    from ingest_server.kpi.factors import EMISSION_TABLES, ENERGY_TABLES  # noqa: PLC0415
+
+    for t in ENERGY_TABLES.values():
+        print(f"energy coefficients {t.version}: {t.title}")
+        for r in t.rows:
+            print(f"  {r.carrier:<12} {r.coefficient:>10g} {r.coefficient_unit:<10} {r.source}")
+    for e in EMISSION_TABLES.values():
+        print(f"emission factors {e.version}: {e.title}")
+        for f in e.rows:
+            print(f"  {f.carrier:<12} {f.region:<9} {f.year} {f.factor:>8g} {f.factor_unit:<10} "
+                  f"{f.source}")  # fmt: skip
+    return 0

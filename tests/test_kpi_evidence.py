@@ -1,0 +1,213 @@
+"""Evidence reports end to end on a real PostgreSQL: make, sign, verify, and catch
+tampering with the report, the raw samples or the derived rows; the CLI around them."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ingest_server.cli import main
+from ingest_server.kpi.engine import Parameters
+from ingest_server.kpi.evidence import (
+    Request,
+    load_or_create_key,
+    make_report,
+    verify,
+)
+from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
+
+T0 = utc(2026, 11, 15, 16).timestamp()
+T1 = T0 + 2 * 86400
+AS_OF = utc(2026, 11, 25, 12)
+REQ = Request("hf", dt.date(2026, 11, 16), dt.date(2026, 11, 17))
+
+
+@pytest.fixture
+def plant(db: str) -> str:
+    prepare_kpi(db)
+    store_samples(db, plant_samples(11, T0, T1), 11)
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO production_entries (enterprise_id, period_from, period_to, output, "
+            "value_added_10k_cny) VALUES ('hf', '2026-11-01', '2026-11-30', 30000, 600)"
+        )
+    return db
+
+
+def by_id(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k["id"]: k for k in doc["kpis"]}
+
+
+def test_a_report_holds_every_kpi_and_verifies_against_the_raw_samples(
+    plant: str, tmp_path: Path
+) -> None:
+    key = load_or_create_key(tmp_path / "k.pem")
+    assert (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600
+    with psycopg.connect(plant) as conn:
+        doc = make_report(conn, REQ, key=key, as_of=AS_OF)
+    k = by_id(doc)
+    # declared: 2 NC of 3 key-process machines; the non-networked lathe can never be
+    # measured; networking: 2 of 4 production machines deliver data
+    assert k["nc_rate_declared"]["value"] == pytest.approx(200 / 3)
+    assert k["nc_rate_declared"]["inputs"] == ["cnc-01", "cnc-02"]
+    assert k["networking_rate"]["value"] == pytest.approx(50.0)
+    assert k["nc_rate_measured"]["value"] <= k["nc_rate_declared"]["value"]
+    for name in ("availability", "effectiveness", "quality_ratio", "oee", "energy_tce",
+                 "carbon_tco2", "energy_per_unit", "energy_per_value_added"):  # fmt: skip
+        assert k[name]["value"] is not None, name
+        assert k[name]["value"] > 0, name
+    oee = k["availability"]["value"] * k["effectiveness"]["value"] * k["quality_ratio"]["value"]
+    assert k["oee"]["value"] == pytest.approx(oee / 1e4)
+    # only the top-level meter counts; its tce and CO2 follow the tables
+    meters = {m["id"]: m for m in doc["meters"]}
+    assert k["energy_tce"]["inputs"] == ["em-main"]
+    assert k["energy_tce"]["value"] == pytest.approx(meters["em-main"]["quantity"] * 0.1229 / 1000)
+    assert meters["em-main"]["emission_factor"]["region"] == "anhui"
+    assert k["carbon_tco2"]["value"] == pytest.approx(meters["em-main"]["quantity"] * 0.6553 / 1000)
+    # two days of a 30-day entry
+    assert doc["production"][0]["share"] == pytest.approx(2 / 30)
+    assert k["energy_per_unit"]["denominator"] == pytest.approx(2000)
+    assert doc["digest"]["rows"] > 100
+    assert doc["quality"]["counter_anomalies"]
+    assert doc["quality"]["gaps"]
+
+    with psycopg.connect(plant) as conn:
+        verdict = verify(doc, conn=conn)
+    assert verdict.signature_ok
+    assert verdict.trusted  # the key is in signing_keys
+    assert verdict.digest_ok
+    assert [c for c in verdict.checks if not c.ok] == []
+    assert len(verdict.checks) == len(doc["kpis"])
+    assert verdict.ok
+
+
+def test_tampering_is_detected(plant: str, tmp_path: Path) -> None:
+    key = load_or_create_key(tmp_path / "k.pem")
+    with psycopg.connect(plant) as conn:
+        doc = make_report(conn, REQ, key=key, as_of=AS_OF)
+
+    # 1. a figure changed in the report: the signature fails
+    forged = copy.deepcopy(doc)
+    by_id(forged)["oee"]["value"] += 5
+    assert not verify(forged).signature_ok
+
+    # 2. ... and re-signed with another key: not a key of this server
+    other = load_or_create_key(tmp_path / "other.pem")
+    from ingest_server.kpi.evidence import sign  # noqa: PLC0415
+
+    sign(forged, other)
+    assert verify(forged).signature_ok  # self-consistent ...
+    assert not verify(forged).trusted  # ... but nobody trusts that key
+    with psycopg.connect(plant) as conn:
+        v = verify(forged, conn=conn)
+    assert not v.ok
+    assert "not among this server's signing keys" in v.signature
+    assert not verify(forged, trusted=key.public_key()).signature_ok
+
+    # 3. a raw sample changed after the report: the recomputation differs
+    with psycopg.connect(plant) as conn:
+        conn.execute(
+            "UPDATE samples SET value = value + 500 WHERE (series_id, ts) = ("
+            " SELECT s.series_id, s.ts FROM samples s JOIN series se USING (series_id)"
+            " WHERE se.device = 'em-main' AND s.ts > '2026-11-16T04:00Z' ORDER BY s.ts LIMIT 1)"
+        )
+    with psycopg.connect(plant) as conn:
+        v = verify(doc, conn=conn)
+    assert v.signature_ok
+    bad = {c.item for c in v.checks if not c.ok}
+    assert "kpi energy_tce" in bad
+    assert not v.ok
+
+
+def test_changed_derived_rows_show_in_the_digest(plant: str, tmp_path: Path) -> None:
+    with psycopg.connect(plant) as conn:
+        doc = make_report(conn, REQ, key=load_or_create_key(tmp_path / "k.pem"), as_of=AS_OF)
+        conn.execute(
+            "UPDATE state_intervals SET state = 'RUNNING' WHERE ctid = ("
+            " SELECT ctid FROM state_intervals WHERE state = 'DOWN'"
+            " AND start > '2026-11-16T02:00Z' AND start < '2026-11-17T00:00Z' LIMIT 1)"
+        )
+        conn.commit()
+        v = verify(doc, conn=conn)
+    assert v.digest_ok is False
+    assert [c for c in v.checks if not c.ok] == []  # the raw samples still say DOWN
+    assert not v.ok
+
+
+def test_baseline_change_and_partial_period(plant: str) -> None:
+    req = Request(
+        "hf",
+        dt.date(2026, 11, 17),
+        dt.date(2026, 11, 20),
+        baseline_from=dt.date(2026, 11, 16),
+        baseline_to=dt.date(2026, 11, 16),
+        params=Parameters(coverage_threshold=0.5),
+    )
+    with psycopg.connect(plant) as conn:
+        doc = make_report(conn, req, key=None, as_of=utc(2026, 11, 17, 4, 30))
+    assert doc["period"]["partial"] is True
+    assert doc["period"]["as_of"] == "2026-11-17T04:30:00Z"
+    assert "signature" not in doc
+    k = by_id(doc)
+    base = {b["id"]: b for b in doc["baseline"]["kpis"]}
+    cur, was = k["energy_per_unit"]["value"], base["energy_per_unit"]["value"]
+    assert k["energy_per_unit_change"]["value"] == pytest.approx((cur - was) / was * 100)
+    # 12.5 h of the period passed (local 00:00 to 12:30): the equipment's calendar time
+    eq = {e["id"]: e for e in doc["equipment"]}
+    assert eq["cnc-01"]["time"]["calendar_s"] == pytest.approx(12.5 * 3600)
+    assert doc["parameters"]["coverage_threshold"] == 0.5
+
+
+def run_cli(*argv: str) -> int:
+    return main(list(argv))
+
+
+def test_cli_report_verify_keys_and_production(
+    plant: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "keys" / "report-signing.pem"
+    out = tmp_path / "r.json"
+    assert run_cli("production", "add", "--dsn", plant, "--enterprise", "hf", "--from",
+                   "2026-11-16", "--to", "2026-11-16", "--output", "900") == 0  # fmt: skip
+    assert run_cli("production", "add", "--dsn", plant, "--enterprise", "nobody", "--from",
+                   "2026-11-16", "--to", "2026-11-16", "--output", "1") == 2  # fmt: skip
+    assert "no enterprise 'nobody'" in capsys.readouterr().err
+    assert run_cli("production", "add", "--dsn", plant, "--enterprise", "hf", "--from",
+                   "2026-11-16", "--to", "2026-11-15", "--output", "1") == 2  # fmt: skip
+    assert run_cli("report", "--dsn", plant, "--enterprise", "hf", "--from", "2026-11-16",
+                   "--to", "2026-11-17", "--out", str(out), "--signing-key", str(key),
+                   "--as-of", "2026-11-25T12:00:00Z") == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert len(doc["production"]) == 2
+    assert run_cli("keys", "export", "--signing-key", str(key), "--out",
+                   str(tmp_path / "pub.pem")) == 0  # fmt: skip
+    capsys.readouterr()
+    # signature only, with the exported key
+    assert run_cli("verify", str(out), "--public-key", str(tmp_path / "pub.pem")) == 0
+    assert "VERIFIED (signature only)" in capsys.readouterr().out
+    # no trusted key at all: not verified, and it says what to pass
+    assert run_cli("verify", str(out)) == 3
+    assert "--public-key" in capsys.readouterr().out
+    # full recomputation
+    assert run_cli("verify", str(out), "--dsn", plant) == 0
+    text = capsys.readouterr().out
+    assert "kpi oee" in text
+    assert "MISMATCH" not in text
+    assert "VERIFIED" in text
+    # a tampered file
+    doc["kpis"][0]["value"] = 99.0
+    out.write_text(json.dumps(doc))
+    assert run_cli("verify", str(out), "--dsn", plant) == 3
+    assert "bad signature" in capsys.readouterr().out
+    assert run_cli("report", "--dsn", plant, "--enterprise", "nope", "--from", "2026-11-16",
+                   "--to", "2026-11-17", "--unsigned") == 2  # fmt: skip
+    assert "no enterprise 'nope'" in capsys.readouterr().err
+    assert run_cli("report", "--dsn", plant, "--enterprise", "hf", "--from", "2026-11-16",
+                   "--to", "2026-11-17", "--energy-factors", "gbt-1990") == 2  # fmt: skip
+    assert "no energy coefficient table 'gbt-1990'" in capsys.readouterr().err
