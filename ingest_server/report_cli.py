@@ -8,6 +8,7 @@
     ingest-server production add --enterprise E --from D --to D --output N --value-added X
     ingest-server production list --enterprise E
     ingest-server factors
+    ingest-server api [--listen 127.0.0.1:8080]          the same over HTTP (ingest_server/api.py)
 
 Exit codes: 0 ok (verify: signature valid and every figure recomputed equal), 3 verify
 found a bad signature, an untrusted key or a difference, 2 bad arguments or input, 1 the
@@ -132,6 +133,13 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
 
     sub.add_parser("factors", help="the coefficient and emission factor tables")
 
+    api = sub.add_parser("api", help="serve the HTTP API (OpenAPI at /docs)")
+    db_args(api)
+    api.add_argument(
+        "--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)"
+    )
+    api.add_argument("--signing-key", type=Path)
+
 
 def dispatch(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
     if args.command == "report":
@@ -146,7 +154,29 @@ def dispatch(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any
         return cmd_keys_export(args)
     if args.command == "production":
         return cmd_production(args, resolve_dsn)
+    if args.command == "api":
+        return cmd_api(args, resolve_dsn)
     return cmd_factors()
+
+
+def cmd_api(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from ingest_server.api import create_app  # noqa: PLC0415
+    from ingest_server.schema import migrate  # noqa: PLC0415
+
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8080")
+    dsn, pg = resolve_dsn(args, wait_s=60)
+    try:
+        migrate(dsn)
+        app = create_app(dsn, signing_key=_key_path(args))
+        uvicorn.run(app, host=host, port=int(port), log_level="info")
+    finally:
+        if pg is not None:
+            pg.stop()
+    return 0
 
 
 def _render(doc: dict[str, Any], html: Path | None, xlsx: Path | None) -> None:

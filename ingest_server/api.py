@@ -1,0 +1,203 @@
+"""The HTTP API of the evidence side (FastAPI; OpenAPI at /docs).
+
+    ingest-server api [--dsn DSN | --data-dir DIR] [--listen 127.0.0.1:8080]
+
+    GET  /api/v1/enterprises/{id}/report?from=D&to=D[&baseline_from=D&baseline_to=D]
+         [&coverage_threshold=0.8][&format=json|html|xlsx]   a signed evidence report
+    POST /api/v1/reports/verify                               claimed vs recomputed
+    GET  /api/v1/keys                                         the public signing keys
+    GET  /api/v1/enterprises/{id}/production                  output / value added entries
+    POST /api/v1/enterprises/{id}/production                  enter one
+
+Errors are JSON `{"error": {"code": ..., "message": ...}}`; invalid parameters are 422
+with the field named. This first version has no authentication and listens on
+127.0.0.1 only by default: accounts, roles and tokens come with the web console.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import psycopg
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel, Field
+
+from ingest_server import __version__
+from ingest_server.kpi.engine import Parameters
+from ingest_server.kpi.evidence import Request as ReportRequest
+from ingest_server.kpi.evidence import load_or_create_key, make_report, register_key, verify
+from ingest_server.kpi.inputs import ReportError
+
+
+class ProductionIn(BaseModel):
+    site: str | None = None
+    period_from: dt.date = Field(alias="from")
+    period_to: dt.date = Field(alias="to")
+    output: float | None = Field(default=None, ge=0)
+    output_unit: str = "件"
+    value_added_10k_cny: float | None = Field(default=None, gt=0)
+    note: str = ""
+    entered_by: str = ""
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
+    pool = ConnectionPool(dsn, min_size=1, max_size=4, open=False)
+    key = load_or_create_key(signing_key)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        pool.open(wait=True, timeout=30)
+        with pool.connection() as conn:
+            register_key(conn, key.public_key())
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(
+        title="factory-evidence",
+        version=__version__,
+        description="Measured smart-factory and green-factory KPIs with verifiable evidence",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "body"))
+            parts.append(f"{where}: {e.get('msg')}")
+        return _error(422, "invalid_parameter", "; ".join(parts))
+
+    @app.exception_handler(ReportError)
+    def _bad_report(_req: Request, exc: ReportError) -> JSONResponse:
+        return _error(404 if "no enterprise" in str(exc) else 422, "report_error", str(exc))
+
+    @app.exception_handler(psycopg.OperationalError)
+    def _db_down(_req: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        return _error(503, "database_unavailable", "the database cannot be reached; retry later")
+
+    @app.get("/api/v1/enterprises/{enterprise}/report", response_model=None)
+    def report(  # noqa: PLR0917 (query parameters)
+        enterprise: str,
+        date_from: Annotated[dt.date, Query(alias="from")],
+        date_to: Annotated[dt.date, Query(alias="to")],
+        baseline_from: dt.date | None = None,
+        baseline_to: dt.date | None = None,
+        coverage_threshold: Annotated[float, Query(gt=0, le=1)] = 0.8,
+        heartbeat_s: Annotated[float, Query(gt=0)] = 300.0,
+        format: Literal["json", "html", "xlsx"] = "json",
+    ) -> Response | dict[str, Any]:
+        if (baseline_from is None) != (baseline_to is None):
+            return _error(
+                422, "invalid_parameter", "baseline_from and baseline_to: give both or neither"
+            )
+        req = ReportRequest(
+            enterprise, date_from, date_to, baseline_from, baseline_to,
+            params=Parameters(coverage_threshold=coverage_threshold, heartbeat_s=heartbeat_s),
+        )  # fmt: skip
+        with pool.connection() as conn:
+            doc = make_report(conn, req, key=key)
+        if format == "html":
+            from ingest_server.kpi.render import render_html  # noqa: PLC0415
+
+            return HTMLResponse(render_html(doc))
+        if format == "xlsx":
+            from ingest_server.kpi.render import render_xlsx  # noqa: PLC0415
+
+            buf = io.BytesIO()
+            render_xlsx(doc, buf)
+            name = f"report-{enterprise}-{date_from}-{date_to}.xlsx"
+            return Response(
+                buf.getvalue(),
+                media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+        return doc
+
+    @app.post("/api/v1/reports/verify")
+    def verify_report(doc: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        try:
+            with pool.connection() as conn:
+                v = verify(doc, conn=conn)
+        except (KeyError, TypeError, ValueError) as exc:
+            return _error(  # type: ignore[return-value]
+                422, "invalid_report", f"not a report this server can read: {exc!r}"
+            )
+        return {
+            "ok": v.ok and v.trusted,
+            "signature": v.signature,
+            "trusted": v.trusted,
+            "digest": v.digest,
+            "digest_ok": v.digest_ok,
+            "problems": v.problems,
+            "checks": [
+                {"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed, "ok": c.ok}
+                for c in v.checks
+            ],
+        }
+
+    @app.get("/api/v1/keys")
+    def keys() -> list[dict[str, Any]]:
+        with pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT key_id, public_key, created_at, retired_at FROM signing_keys "
+                "ORDER BY created_at"
+            ).fetchall()
+        return [
+            {
+                "key_id": r[0],
+                "public_key": base64.b64encode(bytes(r[1])).decode(),
+                "created_at": r[2].isoformat(),
+                "retired_at": r[3].isoformat() if r[3] else None,
+            }
+            for r in rows
+        ]
+
+    @app.get("/api/v1/enterprises/{enterprise}/production")
+    def production(enterprise: str) -> list[dict[str, Any]]:
+        with pool.connection() as conn:
+            cur = conn.execute(
+                "SELECT id, site_id, period_from, period_to, output, output_unit, "
+                "value_added_10k_cny, note, entered_at, entered_by FROM production_entries "
+                "WHERE enterprise_id = %s ORDER BY period_from, id",
+                (enterprise,),
+            )
+            names = [d.name for d in cur.description or ()]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    @app.post("/api/v1/enterprises/{enterprise}/production", status_code=201)
+    def add_production(enterprise: str, entry: ProductionIn) -> Any:
+        if entry.period_to < entry.period_from:
+            return _error(422, "invalid_parameter", "to: the period ends before it starts")
+        if entry.output is None and entry.value_added_10k_cny is None:
+            return _error(422, "invalid_parameter", "give output, value_added_10k_cny, or both")
+        with pool.connection() as conn:
+            if conn.execute("SELECT 1 FROM enterprises WHERE id = %s", (enterprise,)).fetchone():
+                row = conn.execute(
+                    "INSERT INTO production_entries (enterprise_id, site_id, period_from, "
+                    "period_to, output, output_unit, value_added_10k_cny, note, entered_by) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (
+                        enterprise, entry.site, entry.period_from, entry.period_to, entry.output,
+                        entry.output_unit, entry.value_added_10k_cny, entry.note, entry.entered_by,
+                    ),
+                ).fetchone()  # fmt: skip
+                assert row is not None
+                return {"id": row[0]}
+        return _error(404, "not_found", f"no enterprise {enterprise!r}")
+
+    return app
