@@ -182,8 +182,13 @@ def test_cli_report_verify_keys_and_production(
                    "2026-11-16", "--to", "2026-11-15", "--output", "1") == 2  # fmt: skip
     assert run_cli("report", "--dsn", plant, "--enterprise", "hf", "--from", "2026-11-16",
                    "--to", "2026-11-17", "--out", str(out), "--signing-key", str(key),
-                   "--as-of", "2026-11-25T12:00:00Z") == 0  # fmt: skip
+                   "--as-of", "2026-11-25T12:00:00Z", "--html", str(tmp_path / "r.html"),
+                   "--xlsx", str(tmp_path / "r.xlsx")) == 0  # fmt: skip
     doc = json.loads(out.read_text())
+    page = (tmp_path / "r.html").read_text()
+    assert "测试企业" in page
+    assert doc["signature"]["key_id"] in page
+    assert (tmp_path / "r.xlsx").read_bytes()[:2] == b"PK"
     assert len(doc["production"]) == 2
     assert run_cli("keys", "export", "--signing-key", str(key), "--out",
                    str(tmp_path / "pub.pem")) == 0  # fmt: skip
