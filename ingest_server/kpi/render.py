@@ -10,9 +10,10 @@ Both are views of the JSON, which is the evidence the signature covers. They com
 nothing: every figure shown is one of the report's own, at most converted in its unit
 (seconds to hours, a fraction to a percent). A KPI in "%" carries percent (83.3, as
 programmes state their targets); per-equipment ratios and coverages are fractions. The
-workbook keeps the JSON's numbers as numbers, unrounded, so a verifier can recompute from the sheets; only the number formats
-round what is displayed. (openpyxl writes a double with 16 significant digits, Excel
-works with 15: a value may come back one unit in its last place off; the JSON is exact.)
+workbook keeps the JSON's numbers as numbers, unrounded, so a verifier can recompute
+from the sheets; only the number formats round what is displayed. (openpyxl writes a
+double with 16 significant digits, Excel works with 15: a value may come back one unit
+in its last place off; the JSON is exact.)
 One column table per list drives both renderings, so the page and the workbook cannot
 disagree on what a column is or how it is shown.
 
