@@ -69,6 +69,30 @@ def birth_body(config: AgentConfig, boot: int) -> dict[str, Any]:
     }
 
 
+def open_outbox(config: AgentConfig) -> Outbox:
+    """The config's outbox (blocking: call it in a thread)."""
+    o = config.outbox
+    return Outbox(o.path, max_bytes=o.max_bytes, max_age_s=o.max_age_s, durability=o.durability)
+
+
+def uplink(
+    config: AgentConfig, outbox: Outbox, *, key: bytes, boot: int, live: bool = True
+) -> tuple[MqttSink, Delivery]:
+    """The MQTT sink, with the birth of this boot, and the delivery from the outbox to it
+    (started by the caller: ``sink.start()``, ``delivery.run()``)."""
+    birth = encode_message(birth_body(config, boot), key)
+    sink = MqttSink(config, key=key, boot=boot, birth=birth)
+    delivery = Delivery(
+        outbox,
+        sink,
+        max_inflight=config.mqtt.max_inflight,
+        backlog_per_s=config.mqtt.backlog_batches_per_s,
+        next_key=(boot, 1),
+        live=live,
+    )
+    return sink, delivery
+
+
 def application_uri(config: AgentConfig) -> str:
     """The agent's OPC UA ApplicationUri; its certificate must carry it."""
     g = config.gateway
@@ -268,13 +292,7 @@ class Agent:
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
         cfg = self.config
         key = read_secret(cfg.mqtt.hmac_key_file, "HMAC key")
-        outbox = await asyncio.to_thread(
-            Outbox,
-            cfg.outbox.path,
-            max_bytes=cfg.outbox.max_bytes,
-            max_age_s=cfg.outbox.max_age_s,
-            durability=cfg.outbox.durability,
-        )
+        outbox = await asyncio.to_thread(open_outbox, cfg)
         try:
             self.boot = await asyncio.to_thread(outbox.start_boot)
             stats = await asyncio.to_thread(outbox.stats)
@@ -286,15 +304,7 @@ class Agent:
                 cfg.outbox.path,
                 stats.batches,
             )
-            birth = encode_message(birth_body(cfg, self.boot), key)
-            sink = MqttSink(cfg, key=key, boot=self.boot, birth=birth)
-            delivery = Delivery(
-                outbox,
-                sink,
-                max_inflight=cfg.mqtt.max_inflight,
-                backlog_per_s=cfg.mqtt.backlog_batches_per_s,
-                next_key=(self.boot, 1),
-            )
+            sink, delivery = uplink(cfg, outbox, key=key, boot=self.boot)
             self._outbox, self._delivery, self._sink = outbox, delivery, sink
             await sink.start()
             service = [

@@ -7,7 +7,9 @@ point republishes it at worst (the server drops the replay by ``(gw, boot, seq)`
 Batches sealed since the current MQTT connection came up are *live* and go out at once;
 older ones are the *backlog* of an outage and drain oldest first at
 ``backlog_batches_per_s``, so a long outage does not flood a 4G link or the broker while
-live data keeps flowing. At most ``max_inflight`` batches wait for a PUBACK.
+live data keeps flowing. At most ``max_inflight`` batches wait for a PUBACK. A Delivery
+without a live lane (``live=False``: a backfill of past data) drains everything as
+backlog.
 """
 
 from __future__ import annotations
@@ -34,17 +36,20 @@ class Delivery:
         max_inflight: int,
         backlog_per_s: float,
         next_key: Key,
+        live: bool = True,
     ) -> None:
         self.outbox = outbox
         self.sink = sink
         self.max_inflight = max_inflight
         self.backlog_per_s = backlog_per_s
+        self.live = live
         self._live_since: Key = next_key
         self._next_key = next_key
         self._inflight: dict[Key, asyncio.Future[None]] = {}
         self._samples: dict[Key, int] = {}
         self._paused_until = 0.0  # after a refusal, do not hammer the broker
         self._wake = asyncio.Event()
+        self._acked_event = asyncio.Event()
         self._tokens = 1.0
         self._tokens_at = time.monotonic()
         self._seen_connects = 0
@@ -77,20 +82,23 @@ class Delivery:
         free = self.max_inflight - len(self._inflight)
         if free <= 0 or time.monotonic() < self._paused_until:
             return
-        exclude = set(self._inflight)
-        live = await asyncio.to_thread(
-            self.outbox.newest, free, since=self._live_since, exclude=exclude
-        )
-        for batch in live:
-            self._publish(batch)
-        free -= len(live)
+        if self.live:
+            live = await asyncio.to_thread(
+                self.outbox.newest, free, since=self._live_since, exclude=set(self._inflight)
+            )
+            for batch in live:
+                self._publish(batch)
+            free -= len(live)
         budget = min(free, self._take_tokens())
         if budget <= 0:
             return
         backlog = await asyncio.to_thread(self.outbox.pending, budget, exclude=set(self._inflight))
         for batch in backlog:
             self._publish(batch)
-        self._tokens -= sum(1 for b in backlog if (b.boot, b.seq) < self._live_since)
+        self._tokens -= sum(1 for b in backlog if not self._is_live((b.boot, b.seq)))
+
+    def _is_live(self, key: Key) -> bool:
+        return self.live and key >= self._live_since
 
     def _take_tokens(self) -> int:
         if self.backlog_per_s == float("inf"):
@@ -140,8 +148,19 @@ class Delivery:
                     self._refused_logged = True
         if acked:
             self._refused_logged = False
-            self.acked += len(acked)
             await asyncio.to_thread(self.outbox.delete, acked)
+            self.acked += len(acked)  # counted once gone from the outbox
+            self._acked_event.set()
+
+    async def wait_acked(self, beyond: int, timeout_s: float) -> bool:
+        """Wait until more than `beyond` batches have been acknowledged (and deleted from
+        the outbox) in all; False if timeout_s passed first."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.acked <= beyond:
+                    self._acked_event.clear()
+                    await self._acked_event.wait()
+        return self.acked > beyond
 
     async def flush(self, timeout_s: float) -> int:
         """On shutdown (run() cancelled): for up to timeout_s, publish what the outbox

@@ -1,15 +1,24 @@
 """History mode: N days of past plant data, produced in seconds instead of days.
 
 Writes what the gateway would have collected over the period, one JSON sample per
-line (gzip when the file name ends in .gz), beside the truth file for the same
-period. A later step feeds these samples through the agent's outbox (backfill).
+line in time order (gzip when the file name ends in .gz), beside the truth file for
+the same period. `edge-agent backfill` feeds these samples through the agent's outbox.
 
 Sample: {"d": device, "t": tag, "role": tag role, "ts": ISO UTC, "v": value, "q": "good"}
 
-Tags are named after what they carry (`state`, `parts_completed`, `energy_kwh`, ...).
+Tags are named after what they carry (`state`, `parts_completed`, `energy_kwh`, ...),
+the tag ids of the agent config `factory-sim agent-config` writes for the scenario.
 Values are what the device shows: Modbus counters as their registers encode them
-(truncated to resolution, wrapped at the register width), states as canonical names.
-Machines with interface `none` deliver nothing, as in reality.
+(truncated to resolution, wrapped at the register width), states as canonical names,
+bits as 1 or 0. Machines with interface `none` deliver nothing, as in reality.
+
+    Plant --advance_to(poll)--> truth records (closed spans) --> span starts, exact
+                          \\---> the plant now ----------------> span starts, poll
+
+A state change is a sample at the exact instant it happened (a span start, with a
+PLC's running and alarm bits beside it). Every poll also reads each networked
+machine's state and bits, as the agent's heartbeat re-sends an unchanged state, so a
+long OFF span is told apart from a dead gateway; and its counters, power and program.
 """
 
 from __future__ import annotations
@@ -17,10 +26,11 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-from collections.abc import Iterator
+import math
 from pathlib import Path
 from typing import IO, Any
 
+from edge_agent.sample import MachineState
 from simulators.plant import Plant
 from simulators.registers import decode, encode, register_value
 from simulators.scenario import Interface, Scenario
@@ -43,15 +53,27 @@ ROLES = {
     "running": "generic",
     "alarm": "alarm",
 }
+# a PLC bit as a function of the machine's state (registers.register_value)
+_BITS = {"running": MachineState.RUNNING.value, "alarm": MachineState.DOWN.value}
 _UINT32 = 2**32
+_INTEGRAL = {"parts_completed", "parts_good", *_BITS}
+
+# (time, device, tag, value): sorted by time before it is written
+Reading = tuple[float, str, str, Any]
 
 
-def _sample(device: str, tag: str, t: float, value: Any) -> dict[str, Any]:
-    return {"d": device, "t": tag, "role": ROLES[tag], "ts": iso(t), "v": value, "q": "good"}
+def _line(r: Reading) -> str:
+    t, device, tag, value = r
+    sample = {"d": device, "t": tag, "role": ROLES[tag], "ts": iso(t), "v": value, "q": "good"}
+    return json.dumps(sample, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 class HistorySampler:
-    """Reads the plant the way the demo gateway polls it, at a fixed interval."""
+    """Reads the plant the way the demo gateway polls it, at a fixed interval.
+
+    Span starts come out in time order: those of spans that began and ended between two
+    polls from the truth records, that of the current span from the plant, each once.
+    """
 
     def __init__(self, scenario: Scenario, plant: Plant) -> None:
         self.scenario = scenario
@@ -59,43 +81,79 @@ class HistorySampler:
         eq = scenario.equipment_by_id()
         self.opcua_machines = [e.id for e in scenario.equipment if e.interface is Interface.OPCUA]
         self.modbus_units = [u for s in scenario.modbus_servers for u in s.units]
+        plcs = [u for u in self.modbus_units if u.device in eq]
         self.plc_state_codes = {
             u.device: {code: state for state, code in r.codes.items()}
-            for u in self.modbus_units
+            for u in plcs
             for r in u.registers
-            if r.source == "state" and u.device in eq
+            if r.source == "state"
+        }
+        self.plc_bits = {
+            u.device: [r.source for r in u.registers if r.source in _BITS] for u in plcs
         }
         self.meter_ids = {m.id for m in scenario.meters}
+        self.networked = [*self.opcua_machines, *self.plc_state_codes]
+        self._networked = set(self.networked)
+        self._last_start: dict[str, float] = {}
 
-    def state_changes(self, truth: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """A state sample at the start of every span a networked machine closed."""
-        for r in truth:
-            if r["type"] == "state" and self._networked(r["device"]):
-                yield _sample(r["device"], "state", parse_iso(r["start"]), r["state"])
+    def read(self, t: float, records: list[dict[str, Any]]) -> list[Reading]:
+        """What the gateway has by poll t, sorted by time: the span starts since the last
+        poll (from `records`, the truth drained at t, and the plant's current spans),
+        then the poll itself. The plant must be at t."""
+        out: list[Reading] = []
+        for r in records:
+            if r["type"] == "state" and r["device"] in self._networked:
+                self._span_start(out, r["device"], parse_iso(r["start"]), r["state"])
+        for mid in self.networked:
+            view = self.plant.machine(mid)
+            if not self._span_start(out, mid, view.state_since, view.state.value) or (
+                view.state_since != t
+            ):
+                # the heartbeat, unless the span-start sample is this poll's reading
+                self._state(out, mid, t, view.state.value)
+        out.extend(self.poll(t))
+        out.sort(key=lambda r: (r[0], r[1], r[2]))
+        return out
 
-    def _networked(self, device: str) -> bool:
-        return device in self.opcua_machines or device in self.plc_state_codes
+    def _span_start(self, out: list[Reading], device: str, start: float, state: str) -> bool:
+        """A state sample at the start of a span not seen before; False if it was."""
+        if start <= self._last_start.get(device, -math.inf):
+            return False
+        self._last_start[device] = start
+        self._state(out, device, start, state)
+        return True
 
-    def poll(self, t: float) -> Iterator[dict[str, Any]]:
+    def _state(self, out: list[Reading], device: str, t: float, state: str) -> None:
+        out.append((t, device, "state", state))
+        out.extend(
+            (t, device, bit, int(state == _BITS[bit])) for bit in self.plc_bits.get(device, ())
+        )
+
+    def poll(self, t: float) -> list[Reading]:
         """Counters, power and programs as read at t (the plant must be at t)."""
+        out: list[Reading] = []
         for mid in self.opcua_machines:
             v = self.plant.machine(mid)
-            yield _sample(mid, "parts_completed", t, v.parts_completed % _UINT32)
-            yield _sample(mid, "parts_good", t, v.parts_good % _UINT32)
-            yield _sample(mid, "program", t, v.program)
-            yield _sample(mid, "spindle_rpm", t, v.spindle_rpm)
-            yield _sample(mid, "feed_override_pct", t, v.feed_override_pct)
+            out += [
+                (t, mid, "parts_completed", v.parts_completed % _UINT32),
+                (t, mid, "parts_good", v.parts_good % _UINT32),
+                (t, mid, "program", v.program),
+                (t, mid, "spindle_rpm", v.spindle_rpm),
+                (t, mid, "feed_override_pct", v.feed_override_pct),
+            ]
         for unit in self.modbus_units:
             is_meter = unit.device in self.meter_ids
             machine = None if is_meter else self.plant.machine(unit.device)
             meter = self.plant.meter(unit.device) if is_meter else None
+            machine_state = unit.device in self.plc_state_codes
             for r in unit.registers:
-                if r.source in ("state", "running", "alarm"):
-                    continue  # states come from the span records, exactly
+                if r.source == "state" or (r.source in _BITS and machine_state):
+                    continue  # read with the state, exactly
                 # what a gateway decodes: truncated to resolution, wrapped at the width
                 shown = float(decode(r, encode(r, register_value(r, machine, meter)))) * r.scale
-                value: float | int = round(shown) if r.source.startswith("parts") else shown
-                yield _sample(unit.device, r.source, t, value)
+                value: float | int = round(shown) if r.source in _INTEGRAL else shown
+                out.append((t, unit.device, r.source, value))
+        return out
 
 
 def _open(path: Path) -> IO[str]:
@@ -114,7 +172,8 @@ def write_history(
     truth: Path | None,
     interval_s: float = 60.0,
 ) -> dict[str, int]:
-    """Simulate [start, end) and write samples (and truth); returns counts."""
+    """Simulate [start, end], polling at start, every interval_s and at end, and write
+    samples (and truth); returns counts."""
     if end <= start:
         raise ValueError("the history period is empty: end must be after start")
     if interval_s <= 0:
@@ -129,12 +188,11 @@ def write_history(
             while True:
                 plant.advance_to(t)
                 records = plant.drain_truth() if t < end else plant.finish()
-                # finish() closes the open spans as truncated records, so they come out too
-                batch = [*sampler.state_changes(records), *sampler.poll(t)]
-                batch.sort(key=lambda s: (s["ts"], s["d"], s["t"]))
-                for s in batch:
-                    f.write(json.dumps(s, separators=(",", ":"), ensure_ascii=False) + "\n")
-                samples += len(batch)
+                # finish() closes the open spans as truncated records: their starts are
+                # out already, as current spans
+                readings = sampler.read(t, records)
+                f.writelines(map(_line, readings))
+                samples += len(readings)
                 if writer:
                     writer.write(records)
                 if t >= end:

@@ -152,19 +152,40 @@ def test_history_matches_its_truth(tmp_path: Path) -> None:
     assert "drill-01" not in devices  # meter_only: seen through em-drill-01
     assert {"cnc-01", "ht-01", "em-main", "wm-main", "gm-main"} <= devices
 
-    # every state span of a networked machine appears as a state sample at its start
+    end = parse_iso("2026-11-24T00:00:00+08:00")
+    assert len({(s["d"], s["t"], s["ts"]) for s in samples}) == len(samples), "no repeats"
+    times = [parse_iso(s["ts"]) for s in samples]
+    assert times == sorted(times), "in time order"
+
+    # every state span of a networked machine appears as a state sample at its exact
+    # start; every poll (every 300 s, and at the end) reads the state too, the heartbeat
+    # that tells a long OFF span from a silent gateway; each state sample shows the state
+    # of the span it falls in
     networked = {e.id for e in scenario.equipment if e.interface in ("opcua", "modbus_plc")}
     spans = defaultdict(list)
     for r in records:
         if r["type"] == "state" and r["device"] in networked:
-            spans[r["device"]].append((r["start"], r["state"]))
-    states = defaultdict(list)
+            spans[r["device"]].append((parse_iso(r["start"]), parse_iso(r["end"]), r["state"]))
+    states: dict[str, dict[float, str]] = defaultdict(dict)
     for s in samples:
         if s["t"] == "state":
-            states[s["d"]].append((s["ts"], s["v"]))
+            states[s["d"]][parse_iso(s["ts"])] = s["v"]
     assert set(states) == networked
+    polls = {end - 86_400 + 300 * i for i in range(289)}
     for device, expected in spans.items():
-        assert sorted(states[device]) == sorted(expected), device
+        mine = states[device]
+        assert {start: st for start, _, st in expected}.items() <= mine.items(), device
+        assert polls <= set(mine), device
+        assert len(mine) > len(expected) + 200, device
+        for t, st in mine.items():
+            if t < end:  # the truth covers [start, end)
+                assert [s for a, b, s in expected if a <= t < b] == [st], (device, t, st)
+    # a PLC's running and alarm bits are read with its state, and agree with it
+    bits = [s for s in samples if s["t"] in ("running", "alarm")]
+    assert {s["d"] for s in bits} == {"ht-01", "wash-01", "press-01"}
+    for s in bits:
+        on = states[s["d"]][parse_iso(s["ts"])] == ("RUNNING" if s["t"] == "running" else "DOWN")
+        assert s["v"] == int(on), s
 
     # a meter's samples rise by its truth consumption (em-main: u32 at 0.1 kWh, no wrap)
     em_main = sorted(
