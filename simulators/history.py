@@ -27,10 +27,12 @@ import gzip
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from edge_agent.sample import MachineState
+from simulators.faults import Fault, FaultError
 from simulators.plant import Plant
 from simulators.registers import decode, encode, register_value
 from simulators.scenario import Interface, Scenario
@@ -52,6 +54,7 @@ ROLES = {
     "flow_m3_per_h": "generic",
     "running": "generic",
     "alarm": "alarm",
+    "_status": "device_status",
 }
 # a PLC bit as a function of the machine's state (registers.register_value)
 _BITS = {"running": MachineState.RUNNING.value, "alarm": MachineState.DOWN.value}
@@ -95,17 +98,29 @@ class HistorySampler:
         self.networked = [*self.opcua_machines, *self.plc_state_codes]
         self._networked = set(self.networked)
         self._last_start: dict[str, float] = {}
+        self._devices = [*self.opcua_machines, *(u.device for u in self.modbus_units)]
+        self._offline: set[str] = set()
 
     def read(self, t: float, records: list[dict[str, Any]]) -> list[Reading]:
         """What the gateway has by poll t, sorted by time: the span starts since the last
         poll (from `records`, the truth drained at t, and the plant's current spans),
         then the poll itself. The plant must be at t."""
         out: list[Reading] = []
+        came_back = self._status(out, t)
         for r in records:
             if r["type"] == "state" and r["device"] in self._networked:
+                if r["device"] in self._offline or r["device"] in came_back:
+                    continue  # the gateway did not see it change
                 self._span_start(out, r["device"], parse_iso(r["start"]), r["state"])
         for mid in self.networked:
+            if mid in self._offline:
+                continue
             view = self.plant.machine(mid)
+            if mid in came_back:
+                # back online: the state as read now, not when it began unseen
+                self._last_start[mid] = view.state_since
+                self._state(out, mid, t, view.state.value)
+                continue
             if not self._span_start(out, mid, view.state_since, view.state.value) or (
                 view.state_since != t
             ):
@@ -114,6 +129,16 @@ class HistorySampler:
         out.extend(self.poll(t))
         out.sort(key=lambda r: (r[0], r[1], r[2]))
         return out
+
+    def _status(self, out: list[Reading], t: float) -> set[str]:
+        """`_status` samples for devices that went offline or came back by t (as the
+        agent reports them); returns the devices that came back."""
+        now_offline = {d for d in self._devices if not self.plant.online(d)}
+        back = self._offline - now_offline
+        out.extend((t, d, "_status", "offline") for d in sorted(now_offline - self._offline))
+        out.extend((t, d, "_status", "online") for d in sorted(back))
+        self._offline = now_offline
+        return back
 
     def _span_start(self, out: list[Reading], device: str, start: float, state: str) -> bool:
         """A state sample at the start of a span not seen before; False if it was."""
@@ -133,6 +158,8 @@ class HistorySampler:
         """Counters, power and programs as read at t (the plant must be at t)."""
         out: list[Reading] = []
         for mid in self.opcua_machines:
+            if mid in self._offline:
+                continue
             v = self.plant.machine(mid)
             out += [
                 (t, mid, "parts_completed", v.parts_completed % _UINT32),
@@ -142,6 +169,8 @@ class HistorySampler:
                 (t, mid, "feed_override_pct", v.feed_override_pct),
             ]
         for unit in self.modbus_units:
+            if unit.device in self._offline:
+                continue
             is_meter = unit.device in self.meter_ids
             machine = None if is_meter else self.plant.machine(unit.device)
             meter = self.plant.meter(unit.device) if is_meter else None
@@ -156,6 +185,29 @@ class HistorySampler:
         return out
 
 
+def _fault_events(
+    scenario: Scenario, faults: Sequence[Fault], start: float, end: float
+) -> list[tuple[float, Fault | None]]:
+    """(instant, fault) in time order; an offline fault also polls at its end."""
+    devices = {e.id for e in scenario.equipment} | {m.id for m in scenario.meters}
+    meters = {m.id for m in scenario.meters}
+    events: list[tuple[float, Fault | None]] = []
+    for fault in faults:
+        if fault.kind not in ("offline", "reset"):
+            raise FaultError(f"history supports offline and reset faults, not {fault.kind!r}")
+        if fault.target not in (meters if fault.kind == "reset" else devices):
+            what = "meter" if fault.kind == "reset" else "equipment or meter"
+            raise FaultError(f"{fault.kind}: {fault.target!r} is not a {what} id")
+        at = start + (fault.at_s or 0.0)
+        if not start <= at < end:
+            raise FaultError(f"{fault.kind}:{fault.target} starts outside the history period")
+        events.append((at, fault))
+        if fault.kind == "offline" and at + fault.seconds < end:
+            events.append((at + fault.seconds, None))  # a poll only: it is back
+    events.sort(key=lambda e: e[0])
+    return events
+
+
 def _open(path: Path) -> IO[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".gz":
@@ -163,7 +215,7 @@ def _open(path: Path) -> IO[str]:
     return open(path, "w", encoding="utf-8")
 
 
-def write_history(
+def write_history(  # noqa: PLR0912 (the loop with its fault instants)
     scenario: Scenario,
     *,
     start: float,
@@ -171,33 +223,62 @@ def write_history(
     out: Path,
     truth: Path | None,
     interval_s: float = 60.0,
+    faults: Sequence[Fault] = (),
 ) -> dict[str, int]:
     """Simulate [start, end], polling at start, every interval_s and at end, and write
-    samples (and truth); returns counts."""
+    samples (and truth); returns counts.
+
+    `faults` (at_s: seconds after start): `offline` cuts a device off for its seconds
+    (the gateway reports `_status` offline, reads nothing from it, and reports it online
+    with its current values when it is back: extra polls at both instants); `reset`
+    clears a meter's counter right after the poll at that instant (nothing is lost
+    between that reading and the reset: in reality the consumption between the last
+    reading and a reset is lost, and the server flags the reset).
+    """
     if end <= start:
         raise ValueError("the history period is empty: end must be after start")
     if interval_s <= 0:
         raise ValueError("interval_s must be greater than 0")
     plant = Plant(scenario, start)
     sampler = HistorySampler(scenario, plant)
+    pending = _fault_events(scenario, faults, start, end)
     writer = TruthWriter(truth) if truth else None
     samples = 0
     try:
         with _open(out) as f:
             t = start
             while True:
+                if pending and pending[0][0] < t:
+                    t_poll = t
+                    t = pending[0][0]  # an extra poll at the fault's instant
+                else:
+                    t_poll = None
                 plant.advance_to(t)
-                records = plant.drain_truth() if t < end else plant.finish()
-                # finish() closes the open spans as truncated records: their starts are
-                # out already, as current spans
+                resets = []
+                while pending and pending[0][0] <= t:
+                    _, fault = pending.pop(0)
+                    if fault is None:
+                        continue
+                    if fault.kind == "offline":
+                        plant.set_offline(fault.target, fault.seconds)
+                    else:
+                        resets.append(fault.target)
+                records = plant.drain_truth()
                 readings = sampler.read(t, records)
                 f.writelines(map(_line, readings))
                 samples += len(readings)
+                for meter in resets:
+                    plant.reset_meter(meter)
+                if t >= end:
+                    # read before finish(): closing the open spans counts them into the
+                    # machines' totals, and a meter read after it would show them twice;
+                    # their starts are out already, as current spans
+                    records += plant.finish()
                 if writer:
                     writer.write(records)
                 if t >= end:
                     break
-                t = min(end, t + interval_s)
+                t = t_poll if t_poll is not None else min(end, t + interval_s)
     finally:
         if writer:
             writer.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from edge_agent.config import load_config
 from ingest_server.consumer import DAY_MS
 from ingest_server.registry import Registry, import_registry, load_registry
 from simulators.agent_config import agent_config, registry
+from simulators.faults import Fault
 from simulators.history import write_history
 from simulators.scenario import Scenario, default_scenario_path, load_scenario
 from tests.agent_harness import write_key
@@ -75,6 +77,7 @@ async def load_history(  # noqa: PLR0917 - positional, as the callers know it
     start: float,
     end: float,
     interval_s: float = 60.0,
+    faults: Sequence[Fault] = (),
 ) -> Path:
     """Write the scenario's history for [start, end] into workdir, backfill it through the
     real consumer into `db`, and return the truth file once every sample is stored.
@@ -90,6 +93,7 @@ async def load_history(  # noqa: PLR0917 - positional, as the callers know it
         out=history,
         truth=truth,
         interval_s=interval_s,
+        faults=faults,
     )
     url = f"mqtt://{broker.host}:{broker.port}"
     config, key = history_agent_config(scenario, url, workdir / "agent")
