@@ -8,15 +8,20 @@ spans of seconds instead of minutes, around the clock, so a minute shows every s
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 
 from edge_agent.config import load_config
+from ingest_server.kpi.engine import segments_of
+from ingest_server.kpi.inputs import fetch_inputs
+from ingest_server.kpi.timemodel import Interval, time_model
 from ingest_server.registry import import_registry, load_registry
 from simulators.cli import free_ports
 from simulators.clock import ScaledClock
@@ -62,6 +67,20 @@ def truth_changes(truth: Path) -> dict[str, list[tuple[float, str]]]:
         if rec["type"] == "state":
             out.setdefault(rec["device"], []).append((parse_iso(rec["start"]), rec["state"]))
     return out
+
+
+def truth_spans(truth: Path) -> dict[str, list[tuple[float, float, str]]]:
+    out: dict[str, list[tuple[float, float, str]]] = {}
+    for rec in read_truth(truth):
+        if rec["type"] == "state":
+            out.setdefault(rec["device"], []).append(
+                (parse_iso(rec["start"]), parse_iso(rec["end"]), rec["state"])
+            )
+    return out
+
+
+def _utc(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.UTC)
 
 
 def db_changes(dsn: str) -> dict[str, list[tuple[float, str]]]:
@@ -162,3 +181,33 @@ async def test_the_database_holds_exactly_what_was_published_and_states_match_th
             assert matched(t, st, truth_pts, -1, late), (device, "not in the truth", t, st)
         checked += len(db_pts)
     assert checked > 40, "a minute of a fast plant has many state changes"
+
+    # the KPI engine's inputs from these rows: each machine's ISO 22400 time buckets over
+    # the measured window equal the truth's, within the same timing tolerance per change
+    spans = truth_spans(truth)
+    now = dt.datetime.now(dt.UTC)
+    local_today = now.astimezone(ZoneInfo(scenario.site.timezone)).date()
+    with psycopg.connect(db) as conn:
+        inputs = fetch_inputs(
+            conn, scenario.enterprise.id, local_today - dt.timedelta(days=1), local_today, now
+        )
+    segments = segments_of(inputs.sites[0])
+    by_device = {dev[1]: ivs for dev, ivs in inputs.intervals.items()}
+    for device in sorted(opcua | plc):
+        shift, late = (0.0, 0.002) if device in opcua else (offset, 0.6)
+        truth_ivs = [Interval(_utc(a + shift), _utc(b + shift), st) for a, b, st in spans[device]]
+        a = by_device[device][0].start + dt.timedelta(seconds=late)
+        b = truth_ivs[-1].end - dt.timedelta(seconds=late)
+        got = time_model(a, b, by_device[device], segments)
+        want = time_model(a, b, truth_ivs, segments)
+        changes = sum(a < iv.start < b for iv in truth_ivs)
+        tol = (changes + 1) * late
+        for bucket in ("apt_s", "setup_s", "idle_s", "down_s", "unknown_s", "running_s"):
+            assert abs(getattr(got, bucket) - getattr(want, bucket)) <= tol, (
+                device,
+                bucket,
+                getattr(got, bucket),
+                getattr(want, bucket),
+                tol,
+            )
+        assert got.running_s > 0, device

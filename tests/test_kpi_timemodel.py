@@ -78,7 +78,9 @@ def test_a_day_of_states_falls_into_the_right_buckets() -> None:
 
 
 def test_an_interval_from_before_the_period_counts_only_inside_and_not_as_an_event() -> None:
+    # the day's segments, a window of two hours: only the window counts
     t = time_model(at(9), at(11), [iv(7, 10, "DOWN"), iv(10, 12, "RUNNING")], SEGMENTS)
+    assert t.pot_s == t.pbt_s == 7200
     assert t.down_s == 3600
     assert t.apt_s == 3600
     assert t.down_events == 0  # it began before the period

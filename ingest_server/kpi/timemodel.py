@@ -137,6 +137,7 @@ def time_model(  # noqa: PLR0912 (one branch per bucket)
     (clipped or not); time they do not cover counts as unknown."""
     t = TimeBuckets()
     t.calendar_s = (end - start).total_seconds()
+    segments = [(max(a, start), min(b, end), k) for a, b, k in segments if b > start and a < end]
     for a, b, kind in segments:
         if kind != _OUT:
             t.pot_s += (b - a).total_seconds()
@@ -169,8 +170,7 @@ def time_model(  # noqa: PLR0912 (one branch per bucket)
                 _bucket(t, kind, iv.state, (hi - lo).total_seconds())
             j += 1
     # time without any interval (before the first data, holes): unknown
-    uncovered = [(a, b, k) for a, b, k in segments]
-    for a, b, kind in _gaps(start, end, intervals, uncovered):
+    for a, b, kind in _gaps(start, end, intervals, segments):
         s = (b - a).total_seconds()
         t.unknown_period_s += s
         if kind != _OUT:
