@@ -257,6 +257,9 @@ def oee_kpis(results: Sequence[EquipmentResult]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+_DECLARED = "declared in the registry (not measured): see the measured rate beside it"
+
+
 def nc_kpis(
     results: Sequence[EquipmentResult], industry: str, threshold: float
 ) -> list[dict[str, Any]]:
@@ -277,7 +280,7 @@ def nc_kpis(
             kpi("nc_rate_declared", "关键工序数控化率(申报)", "Key-process NC rate (declared)",
                 _pct(_ratio(len(dec), n)), "%",
                 "key processes under PLC/DCS control / key processes (declared)",
-                numerator=len(dec), denominator=n, inputs=dec),
+                numerator=len(dec), denominator=n, inputs=dec, note=_DECLARED),
             kpi("nc_rate_measured", "关键工序数控化率(实测)", "Key-process NC rate (measured)",
                 _pct(_ratio(len(mea), n)), "%",
                 f"key processes whose every unit is controlled and delivered data for >= "
@@ -289,7 +292,8 @@ def nc_kpis(
         kpi("nc_rate_declared", "关键工序数控化率(申报)", "Key-process NC rate (declared)",
             _pct(_ratio(len(declared), n)), "%",
             "NC equipment in key processes / equipment in key processes (declared)",
-            numerator=len(declared), denominator=n, inputs=[r.eq.id for r in declared]),
+            numerator=len(declared), denominator=n, inputs=[r.eq.id for r in declared],
+            note=_DECLARED),
         kpi("nc_rate_measured", "关键工序数控化率(实测)", "Key-process NC rate (measured)",
             _pct(_ratio(len(measured), n)), "%",
             f"NC equipment in key processes that delivered data for >= {threshold:.0%} of "
@@ -307,6 +311,8 @@ def networking_kpi(results: Sequence[EquipmentResult]) -> dict[str, Any]:
         _pct(_ratio(len(on), len(prod))), "%",
         "production equipment that delivered data in the period / production equipment",
         numerator=len(on), denominator=len(prod), inputs=[r.eq.id for r in on],
+        coverage=_mean(r.coverage for r in on),
+        note="coverage: the mean share of planned time with data of the networked equipment",
     )  # fmt: skip
 
 
