@@ -118,10 +118,11 @@ def test_production_entries_count_by_their_share_of_days() -> None:
         {}, "discrete", dt.date(2026, 11, 1), dt.date(2026, 11, 10),
         dt.datetime(2026, 12, 1, tzinfo=dt.UTC), [], [], [],
     )  # fmt: skip
+    d = dt.date
     inputs.production = [
-        ProductionEntry(1, None, dt.date(2026, 11, 1), dt.date(2026, 11, 30), 3000.0, "件", 90.0, ""),
-        ProductionEntry(2, None, dt.date(2026, 10, 27), dt.date(2026, 11, 2), 700.0, "件", None, ""),
-    ]  # fmt: skip
+        ProductionEntry(1, None, d(2026, 11, 1), d(2026, 11, 30), 3000.0, "件", 90.0, ""),
+        ProductionEntry(2, None, d(2026, 10, 27), d(2026, 11, 2), 700.0, "件", None, ""),
+    ]
     p = production_of(inputs)
     assert p.output == pytest.approx(3000 * 10 / 30 + 700 * 2 / 7)
     assert p.value_added == pytest.approx(90 * 10 / 30)
@@ -133,9 +134,12 @@ def test_emission_factor_falls_back_to_national_and_to_the_nearest_year() -> Non
     later = table.find("electricity", "kWh", "anhui", 2030)
     elsewhere = table.find("electricity", "kWh", "tibet", 2023)
     earlier = table.find("electricity", "kWh", "anhui", 2019)
-    assert later is not None and later.factor == 0.6553
-    assert elsewhere is not None and elsewhere.region == "national"
-    assert earlier is not None and earlier.year == 2023
+    assert later is not None
+    assert later.factor == 0.6553
+    assert elsewhere is not None
+    assert elsewhere.region == "national"
+    assert earlier is not None
+    assert earlier.year == 2023
     assert table.find("steam", "t", "anhui", 2023) is None
     with pytest.raises(ValueError, match="known"):
         energy_table("nope")
