@@ -18,6 +18,7 @@ derived rows changed since the report (late data, or tampering).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -123,6 +124,19 @@ def register_key(conn: psycopg.Connection, public: Ed25519PublicKey) -> str:
 # -- making a report --------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def snapshot(conn: psycopg.Connection) -> Iterator[None]:
+    """Read everything from one snapshot (REPEATABLE READ, read only), so samples arriving
+    meanwhile cannot make the intervals disagree with the counters. Inside a transaction
+    the caller opened, that transaction's own snapshot rules apply."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        yield
+        return
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
+
+
 def canonical(doc: dict[str, Any]) -> bytes:
     body = {k: v for k, v in doc.items() if k != "signature"}
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
@@ -161,10 +175,12 @@ def make_report(
 ) -> dict[str, Any]:
     """The signed report (unsigned when key is None) from the derived data."""
     as_of = (as_of or dt.datetime.now(dt.UTC)).replace(microsecond=0)
-    inputs = fetch_inputs(
-        conn, req.enterprise, req.date_from, req.date_to, as_of, heartbeat_s=req.params.heartbeat_s
-    )
-    baseline = _baseline(conn, req, as_of, raw=False)
+    with snapshot(conn):
+        inputs = fetch_inputs(
+            conn, req.enterprise, req.date_from, req.date_to, as_of,
+            heartbeat_s=req.params.heartbeat_s,
+        )  # fmt: skip
+        baseline = _baseline(conn, req, as_of, raw=False)
     doc = _compute(inputs, baseline, req, as_of)
     rows, value = _digest(inputs, baseline)
     doc["digest"] = {"algorithm": "sha256", "rows": rows, "value": value}
@@ -358,20 +374,22 @@ def verify(
             verdict.problems.append(
                 f"the {name} table {table.version} in the report differs from the published one"
             )
-    raw = fetch_raw_inputs(
-        conn, req.enterprise, req.date_from, req.date_to, as_of,
-        heartbeat_s=req.params.heartbeat_s,
-    )  # fmt: skip
-    base = _baseline(conn, req, as_of, raw=True)
+    with snapshot(conn):  # raw and derived rows as of one moment
+        raw = fetch_raw_inputs(
+            conn, req.enterprise, req.date_from, req.date_to, as_of,
+            heartbeat_s=req.params.heartbeat_s,
+        )  # fmt: skip
+        base = _baseline(conn, req, as_of, raw=True)
+        fast = fetch_inputs(
+            conn, req.enterprise, req.date_from, req.date_to, as_of,
+            heartbeat_s=req.params.heartbeat_s,
+        )  # fmt: skip
+        fast_base = _baseline(conn, req, as_of, raw=False)
     again = _compute(
         raw, base, req, as_of, report_id=doc["report_id"], energy=energy, emission=emission
     )
     verdict.checks = list(compare(doc, again))
-    fast = fetch_inputs(
-        conn, req.enterprise, req.date_from, req.date_to, as_of,
-        heartbeat_s=req.params.heartbeat_s,
-    )  # fmt: skip
-    n, value = _digest(fast, _baseline(conn, req, as_of, raw=False))
+    n, value = _digest(fast, fast_base)
     claimed = doc.get("digest", {})
     verdict.digest_ok = claimed.get("value") == value and claimed.get("rows") == n
     verdict.digest = (
