@@ -53,6 +53,20 @@ INSERT INTO meta VALUES ('boot', 0), ('dropped_batches', 0), ('dropped_samples',
 Key = tuple[int, int]
 
 
+def _when_unlocked(step: Callable[[], object], timeout_s: float = 10.0) -> None:
+    """Run a statement SQLite answers "database is locked" without waiting (changing the
+    journal mode while another connection opens the file), retrying for a while."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class OutboxError(Exception):
     """The outbox file cannot be used; the message names the path and what to do."""
 
@@ -113,16 +127,25 @@ class Outbox:
 
     def _open(self, durability: str) -> None:
         db = self._db
-        db.execute("PRAGMA journal_mode=WAL")
+        _when_unlocked(lambda: db.execute("PRAGMA journal_mode=WAL"))
         db.execute(f"PRAGMA synchronous={'FULL' if durability == 'power' else 'NORMAL'}")
-        app_id = db.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not tables:
-            db.executescript(
-                f"BEGIN;{_SCHEMA}PRAGMA application_id={_APP_ID};"
-                f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
-            )
-        elif app_id != _APP_ID or tables != {"batch", "meta"}:
+        # look and create in one write transaction: another process may be creating the
+        # same new file right now (the agent, and a tool reading its outbox)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA application_id={_APP_ID}")
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                app_id, tables = _APP_ID, {"batch", "meta"}
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if app_id != _APP_ID or tables != {"batch", "meta"}:
             raise OutboxError(
                 f"{self.path}: this SQLite file is not a factory-evidence outbox (tables "
                 f"{sorted(tables)}); move it away or point outbox.path elsewhere"

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,32 @@ def test_an_unwritable_place_is_named(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(OutboxError, match="cannot open the outbox"):
         open_box(blocker / "sub" / "o.db")
+
+
+def test_two_openers_creating_the_same_new_outbox_both_succeed(tmp_path: Path) -> None:
+    """The agent creating its outbox while a tool opens the same new file: both find it
+    empty. Before the schema was idempotent the later one failed ("table batch already
+    exists"), which a test reading the agent's outbox hit under load."""
+    for i in range(30):
+        path = tmp_path / f"outbox-{i}.db"
+        barrier = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def open_it(
+            p: Path = path, b: threading.Barrier = barrier, errors: list[BaseException] = errors
+        ) -> None:
+            b.wait()
+            try:
+                with Outbox(p, max_bytes=1 << 20, max_age_s=60) as ob:
+                    ob.start_boot()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        with Outbox(path, max_bytes=1 << 20, max_age_s=60) as ob:
+            assert ob.start_boot() == 5  # four boots before this one, none lost
