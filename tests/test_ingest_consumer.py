@@ -212,7 +212,8 @@ def launch_server(
         return subprocess.Popen(
             [sys.executable, "-m", "ingest_server.cli", "run", "--dsn", dsn,
              "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--client-id", client_id,
-             "--ready-file", str(ready), "--summary-every", "1", *extra],
+             "--ready-file", str(ready), "--summary-every", "1",
+             "--signing-key", str(workdir / "report-signing.pem"), *extra],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from ingest_server.cli import main
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.evidence import (
     Request,
+    SigningKeyError,
+    key_id,
     load_or_create_key,
     make_report,
     verify,
@@ -216,3 +219,31 @@ def test_cli_report_verify_keys_and_production(
     assert run_cli("report", "--dsn", plant, "--enterprise", "hf", "--from", "2026-11-16",
                    "--to", "2026-11-17", "--energy-factors", "gbt-1990") == 2  # fmt: skip
     assert "no energy coefficient table 'gbt-1990'" in capsys.readouterr().err
+
+
+def test_the_signing_key_is_made_once_and_kept_private(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "report-signing.pem"
+    barrier = threading.Barrier(8)
+    ids: list[str] = []
+
+    def first_start() -> None:
+        barrier.wait()
+        ids.append(key_id(load_or_create_key(path).public_key()))
+
+    threads = [threading.Thread(target=first_start) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(ids) == 8
+    assert len(set(ids)) == 1  # everyone uses the one key on disk
+    assert ids[0] == key_id(load_or_create_key(path).public_key())
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report-signing.pem"]
+    path.chmod(0o644)
+    with pytest.raises(SigningKeyError, match="chmod 600"):
+        load_or_create_key(path)
+    path.chmod(0o600)
+    path.write_text("not a key")
+    with pytest.raises(SigningKeyError, match="not a PEM private key"):
+        load_or_create_key(path)
