@@ -79,10 +79,6 @@ def truth_spans(truth: Path) -> dict[str, list[tuple[float, float, str]]]:
     return out
 
 
-def _utc(t: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(t, dt.UTC)
-
-
 def db_changes(dsn: str) -> dict[str, list[tuple[float, str]]]:
     out: dict[str, list[tuple[float, str]]] = {}
     for device, start, state in dump(
@@ -195,9 +191,9 @@ async def test_the_database_holds_exactly_what_was_published_and_states_match_th
     by_device = {dev[1]: ivs for dev, ivs in inputs.intervals.items()}
     for device in sorted(opcua | plc):
         shift, late = (0.0, 0.002) if device in opcua else (offset, 0.6)
-        truth_ivs = [Interval(_utc(a + shift), _utc(b + shift), st) for a, b, st in spans[device]]
-        a = by_device[device][0].start + dt.timedelta(seconds=late)
-        b = truth_ivs[-1].end - dt.timedelta(seconds=late)
+        truth_ivs = [Interval(a + shift, b + shift, st) for a, b, st in spans[device]]
+        a = by_device[device][0].start + late
+        b = truth_ivs[-1].end - late
         got = time_model(a, b, by_device[device], segments)
         want = time_model(a, b, truth_ivs, segments)
         changes = sum(a < iv.start < b for iv in truth_ivs)

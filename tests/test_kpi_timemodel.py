@@ -8,11 +8,11 @@ import pytest
 
 from ingest_server.kpi.timemodel import Interval, performance, plan_segments, time_model
 
-D = dt.datetime(2026, 11, 16, tzinfo=dt.UTC)
+D = dt.datetime(2026, 11, 16, tzinfo=dt.UTC).timestamp()
 
 
-def at(h: float) -> dt.datetime:
-    return D + dt.timedelta(hours=h)
+def at(h: float) -> float:
+    return D + h * 3600
 
 
 def iv(a: float, b: float, state: str) -> Interval:
@@ -24,7 +24,7 @@ SEGMENTS = plan_segments(at(0), at(24), [(at(8), at(16))], [(at(12), at(12.5))])
 
 
 def test_segments_cut_the_day_into_outside_work_break() -> None:
-    kinds = [(a.hour + a.minute / 60, b.hour + b.minute / 60 or 24, k) for a, b, k in SEGMENTS]
+    kinds = [((a - D) / 3600, (b - D) / 3600, k) for a, b, k in SEGMENTS]
     assert kinds == [(0, 8, 0), (8, 12, 2), (12, 12.5, 1), (12.5, 16, 2), (16, 24, 0)]
 
 

@@ -107,11 +107,11 @@ def truth_intervals(truth: list[dict[str, Any]]) -> dict[str, list[Interval]]:
     for r in truth:
         if r["type"] == "state":
             spans[r["device"]].append(
-                Interval(_t(parse_iso(r["start"])), _t(parse_iso(r["end"])), r["state"])
+                Interval(parse_iso(r["start"]), parse_iso(r["end"]), r["state"])
             )
     for r in truth:
         if r["type"] == "fault" and r["kind"] == "offline" and r["device"] in spans:
-            a, b = _t(parse_iso(r["start"])), _t(parse_iso(r["end"]))
+            a, b = parse_iso(r["start"]), parse_iso(r["end"])
             out: list[Interval] = []
             for iv in spans[r["device"]]:
                 if iv.start < a:
@@ -121,10 +121,6 @@ def truth_intervals(truth: list[dict[str, Any]]) -> dict[str, list[Interval]]:
             out.append(Interval(a, b, "OFFLINE"))
             spans[r["device"]] = sorted(out, key=lambda i: i.start)
     return spans
-
-
-def _t(x: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(x, dt.UTC)
 
 
 def true_parts(truth: list[dict[str, Any]], until: float = END) -> dict[str, tuple[int, int]]:
@@ -174,7 +170,7 @@ def expected_times(db: str, truth: list[dict[str, Any]], d0: dt.date, d1: dt.dat
     site = inputs.sites[0]
     segments = segments_of(site)
     return {
-        dev: time_model(site.start, site.end, ivs, segments)
+        dev: time_model(site.start.timestamp(), site.end.timestamp(), ivs, segments)
         for dev, ivs in truth_intervals(truth).items()
     }
 

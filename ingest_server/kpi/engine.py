@@ -56,6 +56,10 @@ def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def _epoch_iso(t: float) -> str:
+    return _iso(dt.datetime.fromtimestamp(t, dt.UTC))
+
+
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
 
@@ -96,15 +100,17 @@ def kpi(  # noqa: PLR0917
 # -- equipment --------------------------------------------------------------------------
 
 
-def segments_of(site: Site) -> list[tuple[dt.datetime, dt.datetime, int]]:
+def segments_of(site: Site) -> list[tuple[float, float, int]]:
+    """The site's plan over its period, in epoch seconds: outside, break, work."""
+    start, end = site.start.timestamp(), site.end.timestamp()
     if site.calendar is None:
-        return plan_segments(site.start, site.end, [], [])
+        return plan_segments(start, end, [], [])
     ws = windows(site.calendar, site.timezone, site.start, site.end)
     return plan_segments(
-        site.start,
-        site.end,
-        [(w.start, w.end) for w in ws],
-        [b for w in ws for b in w.breaks],
+        start,
+        end,
+        [(w.start.timestamp(), w.end.timestamp()) for w in ws],
+        [(a.timestamp(), b.timestamp()) for w in ws for a, b in w.breaks],
     )
 
 
@@ -133,7 +139,7 @@ def equipment_results(inputs: Inputs) -> list[EquipmentResult]:
         site = inputs.site(e.site)
         has_state = e.device is not None and e.device in inputs.intervals
         ivs = inputs.intervals.get(e.device, []) if e.device else []
-        t = time_model(site.start, site.end, ivs, segments[e.site])
+        t = time_model(site.start.timestamp(), site.end.timestamp(), ivs, segments[e.site])
         produced = good = None
         if e.device is not None:
             total = inputs.counters.get((e.device, "part_count_total"))
@@ -527,8 +533,8 @@ def _quality(inputs: Inputs) -> dict[str, Any]:
         for iv in ivs:
             if iv.state in ("OFFLINE", "UNKNOWN", "NO_DATA"):
                 gaps.append({  # noqa: PERF401
-                    "device": names.get(dev, str(dev)), "start": _iso(iv.start),
-                    "end": _iso(iv.end), "seconds": (iv.end - iv.start).total_seconds(),
+                    "device": names.get(dev, str(dev)), "start": _epoch_iso(iv.start),
+                    "end": _epoch_iso(iv.end), "seconds": iv.end - iv.start,
                     "kind": {"OFFLINE": "offline", "UNKNOWN": "unknown"}.get(iv.state, "no_data"),
                 })  # fmt: skip
     return {

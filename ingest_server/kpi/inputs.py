@@ -26,6 +26,7 @@ from ingest_server.kpi.timemodel import Interval
 from ingest_server.registry import CalendarDef
 
 DeviceKey = tuple[int, str]
+_GAP_S = GAP_AFTER.total_seconds()
 HEARTBEAT_S = 300.0
 # counters whose quantity flows continuously: a reading interval cut by the period's
 # edge is shared pro rata; part counters count whole parts at the time they are seen
@@ -153,8 +154,9 @@ class Inputs:
         for m in self.meters:
             yield _line("meter", m.id, m.site, m.carrier, m.unit, m.parent, m.device)
         for dev in sorted(self.intervals):
-            for iv in self.intervals[dev]:
-                yield _line("interval", dev, _iso(iv.start), _iso(iv.end), iv.state)
+            head = '["interval",' + json.dumps(dev, ensure_ascii=False, separators=(",", ":"))
+            for iv in self.intervals[dev]:  # the bulk of the rows: written the quick way
+                yield f'{head},{round(iv.start * 1000)},{round(iv.end * 1000)},"{iv.state}"]'
         for (dev, role), c in sorted(self.counters.items()):
             yield _line("counter", dev, role, _num(c.quantity), c.deltas, c.rollovers, c.resets)
         for t in sorted(self.tags, key=lambda t: (t.device, t.tag)):
@@ -419,8 +421,9 @@ def _fetch_intervals(
     keys = sorted(devices)
     rows = conn.execute(
         """
-        SELECT d.gid, d.device, x.start, x."end", x.state
-        FROM unnest(%(gids)s::int[], %(devs)s::text[]) AS d(gid, device)
+        SELECT d.i, extract(epoch FROM x.start)::float8, extract(epoch FROM x."end")::float8,
+               x.state
+        FROM unnest(%(gids)s::int[], %(devs)s::text[]) WITH ORDINALITY AS d(gid, device, i)
         CROSS JOIN LATERAL (
             (SELECT s.start, s."end", s.state FROM state_intervals s
              WHERE s.gid = d.gid AND s.device = d.device AND s.start < %(start)s
@@ -434,30 +437,31 @@ def _fetch_intervals(
         """,
         {"gids": [k[0] for k in keys], "devs": [k[1] for k in keys], "start": start, "end": end},
     ).fetchall()
-    raw: dict[DeviceKey, list[tuple[dt.datetime, dt.datetime | None, str]]] = defaultdict(list)
-    for gid, device, a, b, state in rows:
-        raw[(gid, device)].append((a, b, state))
-    last_seen: dict[int, dt.datetime | None] = dict(
+    raw: dict[int, list[tuple[float, float | None, str]]] = defaultdict(list)
+    for i, a, b, state in rows:
+        raw[i].append((a, b, state))
+    last_seen: dict[int, float | None] = dict(
         conn.execute(
             """
-            SELECT d.sid, (SELECT max(ts) FROM samples s WHERE s.series_id = d.sid)
+            SELECT d.sid,
+                   extract(epoch FROM (SELECT max(ts) FROM samples s WHERE s.series_id = d.sid))
+                   ::float8
             FROM unnest(%s::int[]) AS d(sid)
             """,
             ([sid for k in keys for sid in devices[k]],),
         ).fetchall()
     )
-    for dev in keys:
+    a, b = start.timestamp(), end.timestamp()
+    for i, dev in enumerate(keys, 1):
         seen = [t for sid in devices[dev] if (t := last_seen.get(sid)) is not None]
-        inputs.intervals[dev] = clip_intervals(
-            raw.get(dev, []), start, end, max(seen) if seen else None
-        )
+        inputs.intervals[dev] = clip_intervals(raw.get(i, []), a, b, max(seen) if seen else None)
 
 
 def clip_intervals(
-    rows: Sequence[tuple[dt.datetime, dt.datetime | None, str]],
-    start: dt.datetime,
-    end: dt.datetime,
-    last_seen: dt.datetime | None,
+    rows: Sequence[tuple[float, float | None, str]],
+    start: float,
+    end: float,
+    last_seen: float | None,
 ) -> list[Interval]:
     """Intervals clipped to [start, end). The open last interval lasts while samples keep
     coming: more than GAP_AFTER after the last one heard, NO_DATA (unless the device is
@@ -466,7 +470,7 @@ def clip_intervals(
     for a, b, state in rows:
         if b is not None:
             _push(out, a, b, state, start, end)
-        elif state != OFFLINE and last_seen is not None and end - last_seen > GAP_AFTER:
+        elif state != OFFLINE and last_seen is not None and end - last_seen > _GAP_S:
             if last_seen > a:
                 _push(out, a, min(last_seen, end), state, start, end)
             _push(out, max(a, last_seen), end, NO_DATA, start, end)
@@ -477,11 +481,11 @@ def clip_intervals(
 
 def _push(  # noqa: PLR0917
     out: list[Interval],
-    a: dt.datetime,
-    b: dt.datetime,
+    a: float,
+    b: float,
     state: str,
-    start: dt.datetime,
-    end: dt.datetime,
+    start: float,
+    end: float,
 ) -> None:
     a, b = max(a, start), min(b, end)
     if b <= a:
@@ -609,19 +613,11 @@ def _fetch_anomalies(
     if not counters:
         return
     for sid, ts, flag, pv, v, d in conn.execute(
-        """
-        SELECT h.series_id, x.ts, x.flag, x.prev_value, x.value, x.delta
-        FROM counter_hourly h
-        CROSS JOIN LATERAL (
-            SELECT c.ts, c.flag, c.prev_value, c.value, c.delta FROM counter_deltas c
-            WHERE c.series_id = h.series_id AND c.ts >= h.bucket
-              AND c.ts < h.bucket + interval '1 hour' AND c.flag IS NOT NULL
-        ) x
-        WHERE h.series_id = ANY(%s) AND h.bucket >= %s AND h.bucket < %s
-          AND (h.rollovers > 0 OR h.resets > 0) AND x.ts >= %s AND x.ts < %s
-        ORDER BY 1, 2
-        """,
-        (list(counters), _hour_floor(start), end, start, end),
+        # through the partial index counter_deltas_flagged
+        "SELECT series_id, ts, flag, prev_value, value, delta FROM counter_deltas "
+        "WHERE series_id = ANY(%s) AND ts >= %s AND ts < %s AND flag IS NOT NULL "
+        "ORDER BY 1, 2",
+        (list(counters), start, end),
     ):
         r = counters[sid]
         inputs.anomalies.append(Anomaly(r.device, r.tag, ts, flag, pv, v, d))
@@ -688,15 +684,15 @@ def _raw_intervals(
         if len(pre) == 2:
             pre[0] = Event(pre[1].ts, pre[0].kind, pre[0].value)
             events = sorted([*pre, *(e for e in events if e.ts >= start)], key=lambda e: e.ts)
-        result = runs(events)
-        nxt = after[0][1] if after else None
-        rows_iv: list[tuple[dt.datetime, dt.datetime | None, str]] = []
+        result = [(t.timestamp(), state) for t, state in runs(events)]
+        nxt = after[0][1].timestamp() if after else None
+        rows_iv: list[tuple[float, float | None, str]] = []
         for i, (a, state) in enumerate(result):
             b = result[i + 1][0] if i + 1 < len(result) else None
             rows_iv.append((a, b, state))
         if rows_iv and nxt is not None:
-            last_event = events[-1].ts
-            if rows_iv[-1][2] != OFFLINE and nxt - last_event > GAP_AFTER:
+            last_event = events[-1].ts.timestamp()
+            if rows_iv[-1][2] != OFFLINE and nxt - last_event > _GAP_S:
                 a, _, state = rows_iv[-1]
                 if a == last_event:
                     rows_iv[-1] = (a, None, NO_DATA)
@@ -705,8 +701,10 @@ def _raw_intervals(
                     rows_iv.append((last_event, None, NO_DATA))
             a, _, state = rows_iv[-1]
             rows_iv[-1] = (a, nxt, state)
-        last_seen = events[-1].ts if events and nxt is None else None
-        inputs.intervals[dev] = clip_intervals(rows_iv, start, end, last_seen)
+        last_seen = events[-1].ts.timestamp() if events and nxt is None else None
+        inputs.intervals[dev] = clip_intervals(
+            rows_iv, start.timestamp(), end.timestamp(), last_seen
+        )
 
 
 def _raw_counters(

@@ -12,6 +12,10 @@ CREATE TABLE counter_hourly (
     resets    integer NOT NULL,
     PRIMARY KEY (series_id, bucket)
 );
+-- Rollovers and resets are rare: the report lists them through this small index
+-- instead of scanning the period's deltas.
+CREATE INDEX counter_deltas_flagged ON counter_deltas (series_id, ts) WHERE flag IS NOT NULL;
+
 INSERT INTO counter_hourly
 SELECT series_id, date_trunc('hour', ts, 'UTC'), count(*), sum(delta),
        count(*) FILTER (WHERE flag = 'rollover'), count(*) FILTER (WHERE flag = 'reset')
