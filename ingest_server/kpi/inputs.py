@@ -373,7 +373,7 @@ def _by_window(
     return groups
 
 
-# -- fast path: derived data ------------------------------------------------------------
+# -- fetching: derived data (fast), or raw samples (verify) ---------------------------------
 
 
 def fetch_inputs(
@@ -384,16 +384,38 @@ def fetch_inputs(
     as_of: dt.datetime,
     *,
     heartbeat_s: float = HEARTBEAT_S,
+    raw: bool = False,
 ) -> Inputs:
+    """The report's inputs from the derived data; with `raw`, the same records rebuilt
+    from `samples` alone (slower: reads every raw sample of the period)."""
     inputs = load_registry(conn, enterprise, date_from, date_to, as_of)
     refs = _series(conn, _devices(inputs))
     sites = _site_of(inputs)
     for (start, end), group in _by_window(refs, sites).items():
-        _fetch_intervals(conn, inputs, group, start, end)
-        _fetch_counters(conn, inputs, group, start, end)
-        _fetch_tags(conn, inputs, group, start, end, heartbeat_s)
-        _fetch_anomalies(conn, inputs, group, start, end)
+        if raw:
+            _raw_intervals(conn, inputs, group, start, end)
+            _raw_counters(conn, inputs, group, start, end)
+        else:
+            _fetch_intervals(conn, inputs, group, start, end)
+            _fetch_counters(conn, inputs, group, start, end)
+            _fetch_anomalies(conn, inputs, group, start, end)
+        _fetch_tags(conn, inputs, group, start, end, heartbeat_s, raw=raw)
     return inputs
+
+
+def fetch_raw_inputs(
+    conn: psycopg.Connection,
+    enterprise: str,
+    date_from: dt.date,
+    date_to: dt.date,
+    as_of: dt.datetime,
+    *,
+    heartbeat_s: float = HEARTBEAT_S,
+) -> Inputs:
+    """fetch_inputs(raw=True): what `ingest-server verify` recomputes from."""
+    return fetch_inputs(
+        conn, enterprise, date_from, date_to, as_of, heartbeat_s=heartbeat_s, raw=True
+    )
 
 
 def _state_devices(group: Sequence[SeriesRef]) -> dict[DeviceKey, list[int]]:
@@ -576,6 +598,19 @@ def _straddle(
     return share - counted
 
 
+# hourly sample counts per series, from the rollups (fast) or from the raw samples
+_TAGS_FROM_ROLLUPS = """
+    SELECT series_id, sum(n), sum(least(n, %s)) FROM samples_hourly
+    WHERE series_id = ANY(%s) AND bucket >= %s AND bucket < %s GROUP BY 1
+"""
+_TAGS_FROM_SAMPLES = """
+    SELECT series_id, sum(n), sum(least(n, %s)) FROM (
+        SELECT series_id, date_trunc('hour', ts, 'UTC'), count(*) AS n FROM samples
+        WHERE series_id = ANY(%s) AND ts >= %s AND ts < %s GROUP BY 1, 2) h
+    GROUP BY 1
+"""
+
+
 def _fetch_tags(  # noqa: PLR0917
     conn: psycopg.Connection,
     inputs: Inputs,
@@ -583,7 +618,11 @@ def _fetch_tags(  # noqa: PLR0917
     start: dt.datetime,
     end: dt.datetime,
     heartbeat_s: float,
+    *,
+    raw: bool = False,
 ) -> None:
+    """Samples received per tag over the period's hours, each hour counted up to the
+    heartbeats it holds, against one per heartbeat expected."""
     refs = [r for r in group if r.role != "device_status"]
     if not refs:
         return
@@ -591,8 +630,7 @@ def _fetch_tags(  # noqa: PLR0917
     got = {
         sid: (int(n), int(c))
         for sid, n, c in conn.execute(
-            "SELECT series_id, sum(n), sum(least(n, %s)) FROM samples_hourly "
-            "WHERE series_id = ANY(%s) AND bucket >= %s AND bucket < %s GROUP BY 1",
+            _TAGS_FROM_SAMPLES if raw else _TAGS_FROM_ROLLUPS,
             (per_hour, [r.series_id for r in refs], _hour_floor(start), _hour_ceil(end)),
         )
     }
@@ -624,26 +662,6 @@ def _fetch_anomalies(
 
 
 # -- independent path: raw samples ------------------------------------------------------
-
-
-def fetch_raw_inputs(
-    conn: psycopg.Connection,
-    enterprise: str,
-    date_from: dt.date,
-    date_to: dt.date,
-    as_of: dt.datetime,
-    *,
-    heartbeat_s: float = HEARTBEAT_S,
-) -> Inputs:
-    """The same inputs from `samples` alone (slower: reads every raw sample of the period)."""
-    inputs = load_registry(conn, enterprise, date_from, date_to, as_of)
-    refs = _series(conn, _devices(inputs))
-    sites = _site_of(inputs)
-    for (start, end), group in _by_window(refs, sites).items():
-        _raw_intervals(conn, inputs, group, start, end)
-        _raw_counters(conn, inputs, group, start, end)
-        _raw_tags(conn, inputs, group, start, end, heartbeat_s)
-    return inputs
 
 
 def _raw_intervals(
@@ -760,32 +778,3 @@ def counter_delta(prev: float, value: float, wrap: float | None) -> tuple[float,
     if wrap is not None and prev - value > wrap / 2:
         return value + wrap - prev, "rollover"
     return value, "reset"
-
-
-def _raw_tags(  # noqa: PLR0917
-    conn: psycopg.Connection,
-    inputs: Inputs,
-    group: Sequence[SeriesRef],
-    start: dt.datetime,
-    end: dt.datetime,
-    heartbeat_s: float,
-) -> None:
-    refs = [r for r in group if r.role != "device_status"]
-    if not refs:
-        return
-    per_hour = max(1, int(3600 // heartbeat_s))
-    got: dict[int, tuple[int, int]] = {}
-    for sid, n, c in conn.execute(
-        """
-        SELECT series_id, sum(n), sum(least(n, %s)) FROM (
-            SELECT series_id, date_trunc('hour', ts, 'UTC'), count(*) AS n FROM samples
-            WHERE series_id = ANY(%s) AND ts >= %s AND ts < %s GROUP BY 1, 2) h
-        GROUP BY 1
-        """,
-        (per_hour, [r.series_id for r in refs], _hour_floor(start), _hour_ceil(end)),
-    ):
-        got[sid] = (int(n), int(c))
-    expected = max(0.0, (end - start).total_seconds()) / heartbeat_s
-    for r in refs:
-        n, c = got.get(r.series_id, (0, 0))
-        inputs.tags.append(TagCoverage(r.device, r.tag, r.role, n, c, expected))
