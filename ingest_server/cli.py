@@ -183,7 +183,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         )
     finally:
         if pg is not None:
-            pg.stop()
+            pg.release()
     return 0
 
 
@@ -250,7 +250,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         report = status_report(dsn)
     finally:
         if pg is not None:
-            pg.stop()
+            pg.release()
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
@@ -296,7 +296,7 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
             counts = import_registry(conn, registry, keys)
     finally:
         if pg is not None:
-            pg.stop()
+            pg.release()
     print(
         f"imported {args.file}: "
         + ", ".join(f"{n} {what}" for what, n in counts.items())
@@ -355,7 +355,7 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         return _consume(args, dsn, info.mode, password, stop)
     finally:
         if pg is not None:
-            pg.stop()
+            pg.release()
 
 
 def _signing_key(args: argparse.Namespace, dsn: str) -> None:

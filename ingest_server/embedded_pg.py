@@ -93,6 +93,7 @@ class EmbeddedPostgres:
     port: int | None = None
     host: str = "127.0.0.1"
     settings: dict[str, str] = field(default_factory=dict)
+    started_here: bool = field(default=False, init=False)
     _user: pwd.struct_passwd | None = field(default=None, init=False, repr=False)
 
     @property
@@ -172,8 +173,10 @@ class EmbeddedPostgres:
         if self.running():
             info = (self.pgdata / "postmaster.pid").read_text().splitlines()
             self.port = int(info[3])
+            self.started_here = False
             log.info("embedded PostgreSQL already running in %s on port %s", self.pgdata, self.port)
         else:
+            self.started_here = True
             self.port = self.port or _free_port(self.host)
             options = [f"-h {self.host}", f"-p {self.port}", f"-k {self.pgdata}"]
             options += [f"-c {k}={v}" for k, v in self.settings.items()]
@@ -212,6 +215,12 @@ class EmbeddedPostgres:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    def release(self) -> None:
+        """Stop the server if this process started it; one that was already running
+        (`ingest-server run`, while `report` or `status` borrows it) keeps running."""
+        if self.started_here:
+            self.stop()
 
     def stop(self, mode: str = "fast") -> None:
         if not self.running():

@@ -175,7 +175,7 @@ def cmd_api(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]
         uvicorn.run(app, host=host, port=int(port), log_level="info")
     finally:
         if pg is not None:
-            pg.stop()
+            pg.release()
     return 0
 
 
@@ -226,7 +226,7 @@ def cmd_report(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, A
             doc = make_report(conn, req, key=key, as_of=args.as_of)
     finally:
         if pg is not None:
-            pg.stop()
+            pg.release()
     text = json.dumps(doc, ensure_ascii=False, indent=1)
     if args.out is None:
         print(text)
@@ -266,7 +266,7 @@ def cmd_verify(  # noqa: PLR0912
                 verdict = verify(doc, conn=conn, trusted=trusted)
         finally:
             if pg is not None:
-                pg.stop()
+                pg.release()
     ok = verdict.ok and verdict.trusted
     if args.json:
         print(
@@ -369,7 +369,7 @@ def cmd_production(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[st
             ).fetchall()
     finally:
         if pg is not None:
-            pg.stop()
+            pg.release()
     print(f"{'id':>5} {'site':<10} {'from':<10} {'to':<10} {'output':>12} {'value added 万元':>16}")
     for r in rows:
         out = "" if r[4] is None else f"{r[4]:g} {r[5]}"

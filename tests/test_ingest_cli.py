@@ -98,3 +98,25 @@ def test_errors_say_what_to_fix(db: str, tmp_path: Path) -> None:
     done = cli("run", "--max-past", "forever", "--dsn", db)
     assert done.returncode == 2
     assert "is not a duration" in done.stderr
+
+
+def test_commands_borrow_a_running_embedded_server_and_leave_it_running() -> None:
+    """`report`, `status` and the like next to `ingest-server run` on the same data
+    directory use its database and must not stop it when they finish."""
+    from tests.pg import own_postgres  # noqa: PLC0415
+
+    with own_postgres() as pg:
+        root = pg.data_dir
+        assert pg.running()
+        migrated = cli("migrate", "--data-dir", str(root))
+        assert migrated.returncode == 0, migrated.stderr
+        assert pg.running(), "migrate stopped the server it borrowed"
+        status = cli("status", "--data-dir", str(root), "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["schema_version"] >= 2
+        assert pg.running(), "status stopped the server it borrowed"
+        report = cli("report", "--data-dir", str(root), "--enterprise", "nobody", "--from",
+                     "2026-11-01", "--to", "2026-11-02", "--unsigned")  # fmt: skip
+        assert report.returncode == 2
+        assert "no enterprise 'nobody'" in report.stderr
+        assert pg.running(), "report stopped the server it borrowed"
