@@ -9,9 +9,10 @@
     GET  /api/v1/enterprises/{id}/production                  output / value added entries
     POST /api/v1/enterprises/{id}/production                  enter one
 
-Errors are JSON `{"error": {"code": ..., "message": ...}}`; invalid parameters are 422
-with the field named. This first version has no authentication and listens on
-127.0.0.1 only by default: accounts, roles and tokens come with the web console.
+Every endpoint needs `Authorization: Bearer <token>` (`ingest-server accounts token`):
+401 without a valid one, 403 when the account's role or enterprises do not allow the
+request (ingest_server/accounts.py). Errors are JSON `{"error": {"code": ..., "message":
+...}}`; invalid parameters are 422 with the field named. Listens on 127.0.0.1 by default.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
 from ingest_server import __version__
+from ingest_server.accounts import Principal, authenticate
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.evidence import Request as ReportRequest
 from ingest_server.kpi.evidence import load_or_create_key, make_report, register_key, verify
@@ -53,7 +56,42 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _forbidden(p: Principal, enterprise: str, what: str) -> ApiError:
+    return ApiError(
+        403,
+        "forbidden",
+        f"account {p.name} ({p.role}) may not {what} enterprise {enterprise!r}",
+    )
+
+
+_bearer = HTTPBearer(auto_error=False, description="an API token: fe_<id>_<secret>")
+
+
+def principal(
+    request: Request,
+    cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller, from its bearer token; 401 without a valid one."""
+    if cred is None:
+        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <API token>")
+    pool: ConnectionPool = request.app.state.pool
+    with pool.connection() as conn:
+        p = authenticate(conn, cred.credentials)
+    if p is None:
+        raise ApiError(401, "unauthenticated", "the token is unknown, revoked or malformed")
+    return p
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the routes)
     pool = ConnectionPool(dsn, min_size=1, max_size=4, open=False)
     key = load_or_create_key(signing_key)
 
@@ -74,6 +112,17 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
         lifespan=lifespan,
     )
 
+    app.state.pool = pool
+
+    @app.exception_handler(ApiError)
+    def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(
+            {"error": {"code": exc.code, "message": exc.message}},
+            status_code=exc.status,
+            headers=headers,
+        )
+
     @app.exception_handler(RequestValidationError)
     def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
         parts = []
@@ -92,6 +141,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
 
     @app.get("/api/v1/enterprises/{enterprise}/report", response_model=None)
     def report(  # noqa: PLR0917 (query parameters)
+        caller: Caller,
         enterprise: str,
         date_from: Annotated[dt.date, Query(alias="from")],
         date_to: Annotated[dt.date, Query(alias="to")],
@@ -101,6 +151,8 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
         heartbeat_s: Annotated[float, Query(gt=0)] = 300.0,
         format: Literal["json", "html", "xlsx"] = "json",
     ) -> Response | dict[str, Any]:
+        if not caller.may_read(enterprise):
+            raise _forbidden(caller, enterprise, "read")
         if (baseline_from is None) != (baseline_to is None):
             return _error(
                 422, "invalid_parameter", "baseline_from and baseline_to: give both or neither"
@@ -129,7 +181,10 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
         return doc
 
     @app.post("/api/v1/reports/verify")
-    def verify_report(doc: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    def verify_report(caller: Caller, doc: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+        enterprise = str((doc.get("enterprise") or {}).get("id", ""))
+        if not caller.may_read(enterprise):
+            raise _forbidden(caller, enterprise, "verify reports of")
         try:
             with pool.connection() as conn:
                 v = verify(doc, conn=conn)
@@ -151,7 +206,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
         }
 
     @app.get("/api/v1/keys")
-    def keys() -> list[dict[str, Any]]:
+    def keys(_caller: Caller) -> list[dict[str, Any]]:
         with pool.connection() as conn:
             rows = conn.execute(
                 "SELECT key_id, public_key, created_at, retired_at FROM signing_keys "
@@ -168,7 +223,9 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
         ]
 
     @app.get("/api/v1/enterprises/{enterprise}/production")
-    def production(enterprise: str) -> list[dict[str, Any]]:
+    def production(caller: Caller, enterprise: str) -> list[dict[str, Any]]:
+        if not caller.may_read(enterprise):
+            raise _forbidden(caller, enterprise, "read")
         with pool.connection() as conn:
             cur = conn.execute(
                 "SELECT id, site_id, period_from, period_to, output, output_unit, "
@@ -180,7 +237,9 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     @app.post("/api/v1/enterprises/{enterprise}/production", status_code=201)
-    def add_production(enterprise: str, entry: ProductionIn) -> Any:
+    def add_production(caller: Caller, enterprise: str, entry: ProductionIn) -> Any:
+        if not caller.may_write(enterprise):
+            raise _forbidden(caller, enterprise, "enter figures for")
         if entry.period_to < entry.period_from:
             return _error(422, "invalid_parameter", "to: the period ends before it starts")
         if entry.output is None and entry.value_added_10k_cny is None:
@@ -193,7 +252,8 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                     (
                         enterprise, entry.site, entry.period_from, entry.period_to, entry.output,
-                        entry.output_unit, entry.value_added_10k_cny, entry.note, entry.entered_by,
+                        entry.output_unit, entry.value_added_10k_cny, entry.note,
+                        entry.entered_by or caller.name,
                     ),
                 ).fetchone()  # fmt: skip
                 assert row is not None

@@ -9,6 +9,7 @@
     ingest-server production list --enterprise E
     ingest-server factors
     ingest-server api [--listen 127.0.0.1:8080]          the same over HTTP (ingest_server/api.py)
+    ingest-server accounts add NAME --role R [--enterprise E] | token NAME | revoke ID | list
 
 Exit codes: 0 ok (verify: signature valid and every figure recomputed equal), 3 verify
 found a bad signature, an untrusted key or a difference, 2 bad arguments or input, 1 the
@@ -133,6 +134,25 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
 
     sub.add_parser("factors", help="the coefficient and emission factor tables")
 
+    acc = sub.add_parser("accounts", help="API accounts, roles and tokens")
+    acc_sub = acc.add_subparsers(dest="accounts_command", required=True)
+    a_add = acc_sub.add_parser("add", help="a new account")
+    db_args(a_add)
+    a_add.add_argument("name")
+    a_add.add_argument("--role", required=True, choices=["admin", "enterprise", "verifier"])
+    a_add.add_argument(
+        "--enterprise", action="append", default=[], help="an enterprise it may see; repeat"
+    )
+    a_tok = acc_sub.add_parser("token", help="issue a token (printed once)")
+    db_args(a_tok)
+    a_tok.add_argument("name")
+    a_tok.add_argument("--label", default="")
+    a_rev = acc_sub.add_parser("revoke", help="revoke a token by its id (fe_<id>_...)")
+    db_args(a_rev)
+    a_rev.add_argument("token_id", type=int)
+    a_lst = acc_sub.add_parser("list", help="accounts, roles, enterprises, active tokens")
+    db_args(a_lst)
+
     api = sub.add_parser("api", help="serve the HTTP API (OpenAPI at /docs)")
     db_args(api)
     api.add_argument(
@@ -156,7 +176,37 @@ def dispatch(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any
         return cmd_production(args, resolve_dsn)
     if args.command == "api":
         return cmd_api(args, resolve_dsn)
+    if args.command == "accounts":
+        return cmd_accounts(args, resolve_dsn)
     return cmd_factors()
+
+
+def cmd_accounts(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+    from ingest_server import accounts  # noqa: PLC0415
+    from ingest_server.schema import migrate  # noqa: PLC0415
+
+    dsn, pg = resolve_dsn(args)
+    try:
+        migrate(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            if args.accounts_command == "add":
+                accounts.add_account(conn, args.name, args.role, args.enterprise)
+                print(f"account {args.name} ({args.role}) added")
+            elif args.accounts_command == "token":
+                token = accounts.new_token(conn, args.name, args.label)
+                print(token)
+                print("this token is shown once: keep it in a secret store", file=sys.stderr)
+            elif args.accounts_command == "revoke":
+                accounts.revoke_token(conn, args.token_id)
+                print(f"token {args.token_id} revoked")
+            else:
+                for name, role, ents, tokens, disabled in accounts.list_accounts(conn):
+                    off = "  (disabled)" if disabled else ""
+                    print(f"{name!s:<24} {role!s:<10} {tokens} token(s)  {ents or '*'}{off}")
+    finally:
+        if pg is not None:
+            pg.release()
+    return 0
 
 
 def cmd_api(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from ingest_server.accounts import add_account, new_token
 from ingest_server.api import create_app
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
 
@@ -19,7 +20,11 @@ T0 = utc(2026, 11, 15, 16).timestamp()
 def client(db: str, tmp_path: Path) -> Iterator[TestClient]:
     prepare_kpi(db)
     store_samples(db, plant_samples(21, T0, T0 + 86400), 21)
-    with TestClient(create_app(db, signing_key=tmp_path / "k.pem")) as c:
+    with psycopg.connect(db, autocommit=True) as conn:
+        add_account(conn, "root", "admin", [])
+        token = new_token(conn, "root")
+    app = create_app(db, signing_key=tmp_path / "k.pem")
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as c:
         yield c
 
 

@@ -1,0 +1,185 @@
+"""Who may do what through the API: every endpoint, every role, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from ingest_server.accounts import (
+    AccountError,
+    add_account,
+    authenticate,
+    new_token,
+    revoke_token,
+)
+from ingest_server.api import create_app
+from ingest_server.registry import Registry, import_registry
+from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
+
+T0 = utc(2026, 11, 15, 16).timestamp()
+DAY = {"from": "2026-11-16", "to": "2026-11-16"}
+ENTRY = {**DAY, "output": 10}
+
+
+def other_enterprise() -> Registry:
+    return Registry.model_validate(
+        {
+            "enterprises": [
+                {
+                    "id": "zz",
+                    "name": "别家企业",
+                    "processes": [{"id": "p", "name": "工序", "key": True}],
+                    "sites": [{"id": "s", "name": "厂", "equipment": []}],
+                }
+            ]
+        }
+    )
+
+
+@pytest.fixture
+def api(db: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], str]]:
+    prepare_kpi(db)
+    store_samples(db, plant_samples(31, T0, T0 + 86400), 31)
+    with psycopg.connect(db, autocommit=True) as conn:
+        import_registry(conn, other_enterprise(), {})
+        add_account(conn, "root", "admin", [])
+        add_account(conn, "hf-user", "enterprise", ["hf"])
+        add_account(conn, "zz-user", "enterprise", ["zz"])
+        add_account(conn, "auditor", "verifier", ["hf"])
+        tokens = {n: new_token(conn, n) for n in ("root", "hf-user", "zz-user", "auditor")}
+    with TestClient(create_app(db, signing_key=tmp_path / "k.pem")) as c:
+        yield c, tokens, db
+
+
+def as_(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_no_valid_token_no_access(api: Any) -> None:
+    c, tokens, db = api
+    for headers in ({}, as_("fe_1_wrong"), as_("nonsense"), {"Authorization": "Basic eDp5"}):
+        r = c.get("/api/v1/keys", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.json()["error"]["code"] == "unauthenticated"
+        assert r.headers["www-authenticate"] == "Bearer"
+    assert c.get("/api/v1/keys", headers=as_(tokens["hf-user"])).status_code == 200
+    # revoked, or its account disabled: refused from then on
+    tid = int(tokens["hf-user"].split("_")[1])
+    with psycopg.connect(db, autocommit=True) as conn:
+        revoke_token(conn, tid)
+        with pytest.raises(AccountError, match="no active token"):
+            revoke_token(conn, tid)
+    assert c.get("/api/v1/keys", headers=as_(tokens["hf-user"])).status_code == 401
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE accounts SET disabled_at = now() WHERE name = 'auditor'")
+    assert c.get("/api/v1/keys", headers=as_(tokens["auditor"])).status_code == 401
+
+
+def test_an_enterprise_sees_and_writes_only_its_own(api: Any) -> None:
+    c, tokens, db = api
+    hf, zz = as_(tokens["hf-user"]), as_(tokens["zz-user"])
+    assert c.get("/api/v1/enterprises/hf/report", params=DAY, headers=hf).status_code == 200
+    for method, url, body in (
+        ("GET", "/api/v1/enterprises/hf/report", None),
+        ("GET", "/api/v1/enterprises/hf/production", None),
+        ("POST", "/api/v1/enterprises/hf/production", ENTRY),
+    ):
+        r = c.request(method, url, params=DAY if method == "GET" else None, json=body, headers=zz)
+        assert r.status_code == 403, (method, url)
+        assert r.json()["error"]["code"] == "forbidden"
+        assert "zz-user" in r.json()["error"]["message"]
+    doc = c.get("/api/v1/enterprises/hf/report", params=DAY, headers=hf).json()
+    assert c.post("/api/v1/reports/verify", json=doc, headers=zz).status_code == 403
+    assert c.post("/api/v1/enterprises/hf/production", json=ENTRY, headers=hf).status_code == 201
+    with psycopg.connect(db) as conn:
+        rows = conn.execute("SELECT enterprise_id, entered_by FROM production_entries").fetchall()
+    assert rows == [("hf", "hf-user")]  # zz's attempt wrote nothing
+
+
+def test_a_verifier_reads_and_verifies_but_writes_nothing(api: Any) -> None:
+    c, tokens, db = api
+    v = as_(tokens["auditor"])
+    doc = c.get("/api/v1/enterprises/hf/report", params=DAY, headers=v).json()
+    assert c.post("/api/v1/reports/verify", json=doc, headers=v).json()["ok"] is True
+    assert c.get("/api/v1/enterprises/hf/production", headers=v).status_code == 200
+    r = c.post("/api/v1/enterprises/hf/production", json=ENTRY, headers=v)
+    assert r.status_code == 403
+    assert c.get("/api/v1/enterprises/zz/report", params=DAY, headers=v).status_code == 403
+    # the admin may do both, anywhere
+    root = as_(tokens["root"])
+    assert c.get("/api/v1/enterprises/zz/production", headers=root).status_code == 200
+    assert c.post("/api/v1/enterprises/zz/production", json=ENTRY, headers=root).status_code == 201
+    with psycopg.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM production_entries").fetchone() == (1,)
+
+
+def test_tokens_are_hashed_at_rest_and_never_logged(
+    api: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    c, tokens, db = api
+    caplog.set_level(logging.DEBUG)
+    for t in tokens.values():
+        c.get("/api/v1/keys", headers=as_(t))
+    c.get("/api/v1/keys", headers=as_(tokens["root"] + "x"))
+    with psycopg.connect(db) as conn:
+        stored = [bytes(r[0]) for r in conn.execute("SELECT token_hash FROM api_tokens")]
+        used = conn.execute(
+            "SELECT count(*) FROM api_tokens WHERE last_used_at IS NOT NULL"
+        ).fetchone()
+    secrets = [t.split("_", 2)[2] for t in tokens.values()]
+    assert len(stored) == 4
+    assert all(len(h) == 32 for h in stored)
+    assert not any(s.encode() in h for s in secrets for h in stored)
+    assert used == (4,)
+    for t in tokens.values():
+        assert t not in caplog.text
+        assert t.split("_", 2)[2] not in caplog.text
+
+
+def test_accounts_refuse_what_makes_no_sense(db: str) -> None:
+    prepare_kpi(db)
+    with psycopg.connect(db, autocommit=True) as conn:
+        with pytest.raises(AccountError, match="use one of"):
+            add_account(conn, "x", "owner", ["hf"])
+        with pytest.raises(AccountError, match="needs at least one"):
+            add_account(conn, "x", "verifier", [])
+        with pytest.raises(AccountError, match="no enterprise"):
+            add_account(conn, "x", "enterprise", ["nope"])
+        with pytest.raises(AccountError, match="sees every enterprise"):
+            add_account(conn, "x", "admin", ["hf"])
+        add_account(conn, "x", "enterprise", ["hf"])
+        with pytest.raises(AccountError, match="exists already"):
+            add_account(conn, "x", "enterprise", ["hf"])
+        with pytest.raises(AccountError, match="no active account"):
+            new_token(conn, "ghost")
+
+
+def test_accounts_cli(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from ingest_server.cli import main  # noqa: PLC0415
+
+    prepare_kpi(db)
+    assert main(["accounts", "add", "--dsn", db, "amy", "--role", "verifier",
+                 "--enterprise", "hf"]) == 0  # fmt: skip
+    assert main(["accounts", "add", "--dsn", db, "bob", "--role", "verifier"]) == 2
+    assert "needs at least one --enterprise" in capsys.readouterr().err
+    assert main(["accounts", "token", "--dsn", db, "amy", "--label", "laptop"]) == 0
+    out = capsys.readouterr()
+    token = out.out.strip()
+    assert token.startswith("fe_")
+    assert "shown once" in out.err
+    with psycopg.connect(db) as conn:
+        p = authenticate(conn, token)
+    assert p is not None
+    assert (p.name, p.role, p.enterprises) == ("amy", "verifier", frozenset({"hf"}))
+    assert main(["accounts", "list", "--dsn", db]) == 0
+    listing = capsys.readouterr().out
+    assert "amy" in listing
+    assert token not in listing
+    assert main(["accounts", "revoke", "--dsn", db, token.split("_")[1]]) == 0
+    assert main(["accounts", "revoke", "--dsn", db, token.split("_")[1]]) == 2
