@@ -8,6 +8,8 @@
     GET  /api/v1/keys                                         the public signing keys
     GET  /api/v1/enterprises/{id}/production                  output / value added entries
     POST /api/v1/enterprises/{id}/production                  enter one
+    ... and the data views of ingest_server/api_data.py (registry, live states,
+    timelines, series, gateways, dead letters, KPIs, factors, audited edits)
 
 Every endpoint needs `Authorization: Bearer <token>` (`ingest-server accounts token`):
 401 without a valid one, 403 when the account's role or enterprises do not allow the
@@ -26,15 +28,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
 from ingest_server import __version__
-from ingest_server.accounts import Principal, authenticate
+from ingest_server.api_auth import ApiError, Caller, forbidden
+from ingest_server.api_data import router as data_router
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.evidence import Request as ReportRequest
 from ingest_server.kpi.evidence import load_or_create_key, make_report, register_key, verify
@@ -54,41 +56,6 @@ class ProductionIn(BaseModel):
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def _forbidden(p: Principal, enterprise: str, what: str) -> ApiError:
-    return ApiError(
-        403,
-        "forbidden",
-        f"account {p.name} ({p.role}) may not {what} enterprise {enterprise!r}",
-    )
-
-
-_bearer = HTTPBearer(auto_error=False, description="an API token: fe_<id>_<secret>")
-
-
-def principal(
-    request: Request,
-    cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Principal:
-    """The caller, from its bearer token; 401 without a valid one."""
-    if cred is None:
-        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <API token>")
-    pool: ConnectionPool = request.app.state.pool
-    with pool.connection() as conn:
-        p = authenticate(conn, cred.credentials)
-    if p is None:
-        raise ApiError(401, "unauthenticated", "the token is unknown, revoked or malformed")
-    return p
-
-
-Caller = Annotated[Principal, Depends(principal)]
 
 
 def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the routes)
@@ -113,6 +80,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
     )
 
     app.state.pool = pool
+    app.include_router(data_router)
 
     @app.exception_handler(ApiError)
     def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
@@ -152,7 +120,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
         format: Literal["json", "html", "xlsx"] = "json",
     ) -> Response | dict[str, Any]:
         if not caller.may_read(enterprise):
-            raise _forbidden(caller, enterprise, "read")
+            raise forbidden(caller, enterprise, "read")
         if (baseline_from is None) != (baseline_to is None):
             return _error(
                 422, "invalid_parameter", "baseline_from and baseline_to: give both or neither"
@@ -184,7 +152,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
     def verify_report(caller: Caller, doc: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
         enterprise = str((doc.get("enterprise") or {}).get("id", ""))
         if not caller.may_read(enterprise):
-            raise _forbidden(caller, enterprise, "verify reports of")
+            raise forbidden(caller, enterprise, "verify reports of")
         try:
             with pool.connection() as conn:
                 v = verify(doc, conn=conn)
@@ -225,7 +193,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
     @app.get("/api/v1/enterprises/{enterprise}/production")
     def production(caller: Caller, enterprise: str) -> list[dict[str, Any]]:
         if not caller.may_read(enterprise):
-            raise _forbidden(caller, enterprise, "read")
+            raise forbidden(caller, enterprise, "read")
         with pool.connection() as conn:
             cur = conn.execute(
                 "SELECT id, site_id, period_from, period_to, output, output_unit, "
@@ -239,7 +207,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
     @app.post("/api/v1/enterprises/{enterprise}/production", status_code=201)
     def add_production(caller: Caller, enterprise: str, entry: ProductionIn) -> Any:
         if not caller.may_write(enterprise):
-            raise _forbidden(caller, enterprise, "enter figures for")
+            raise forbidden(caller, enterprise, "enter figures for")
         if entry.period_to < entry.period_from:
             return _error(422, "invalid_parameter", "to: the period ends before it starts")
         if entry.output is None and entry.value_added_10k_cny is None:

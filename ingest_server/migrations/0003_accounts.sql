@@ -28,3 +28,17 @@ CREATE TABLE api_tokens (
     last_used_at timestamptz,
     revoked_at   timestamptz
 );
+
+-- Declared attributes edited through the API: who changed what, from what, to what.
+CREATE TABLE equipment_audit (
+    id            bigserial PRIMARY KEY,
+    at            timestamptz NOT NULL DEFAULT now(),
+    enterprise_id text NOT NULL,
+    equipment_id  text NOT NULL,
+    account       text NOT NULL,
+    field         text NOT NULL,
+    old           jsonb,
+    new           jsonb,
+    note          text NOT NULL DEFAULT ''
+);
+CREATE INDEX equipment_audit_equipment ON equipment_audit (enterprise_id, equipment_id, at);

@@ -1,0 +1,389 @@
+"""The API's data views: the registry, live states, timelines, series, gateways, data
+quality, KPIs, factor tables, and the declared attributes an enterprise may edit.
+
+    GET   /api/v1/enterprises                                  the caller's enterprises
+    GET   /api/v1/enterprises/{e}                              sites, processes
+    GET   /api/v1/enterprises/{e}/equipment                    declared attributes + live state
+    PATCH /api/v1/enterprises/{e}/equipment/{id}               edit declared attributes (audited)
+    GET   /api/v1/enterprises/{e}/equipment/{id}/audit         who changed what, when
+    GET   /api/v1/enterprises/{e}/equipment/{id}/timeline      state intervals (Gantt)
+    GET   /api/v1/enterprises/{e}/series                       one tag, downsampled
+    GET   /api/v1/enterprises/{e}/gateways                     status, boot, agent
+    GET   /api/v1/enterprises/{e}/dead-letters                 refused messages of its gateways
+    GET   /api/v1/enterprises/{e}/kpis                         every KPI of a period (unsigned)
+    GET   /api/v1/factors                                      coefficient and factor tables
+
+Reads need the enterprise among the caller's (admin: all); edits need an enterprise or
+admin account (ingest_server/api_auth.py). A later `registry import` of a file that
+says otherwise sets the attributes back, and the audit trail shows the edit it undid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import APIRouter, Depends, Query, Request
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingest_server.api_auth import ApiError, Caller, readable, writable
+from ingest_server.kpi.engine import Parameters
+from ingest_server.kpi.evidence import Request as ReportRequest
+from ingest_server.kpi.evidence import make_report
+from ingest_server.kpi.factors import EMISSION_TABLES, ENERGY_TABLES
+
+router = APIRouter(prefix="/api/v1")
+MAX_RANGE = dt.timedelta(days=92)
+
+
+def _pool(request: Request) -> ConnectionPool:
+    pool: ConnectionPool = request.app.state.pool
+    return pool
+
+
+Pool = Annotated[ConnectionPool, Depends(_pool)]
+
+
+def _rows(cur: psycopg.Cursor[Any]) -> list[dict[str, Any]]:
+    names = [d.name for d in cur.description or ()]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _range(start: dt.datetime | None, end: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    end = end or dt.datetime.now(dt.UTC)
+    start = start or end - dt.timedelta(days=1)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ApiError(422, "invalid_parameter", "start, end: give a time zone (Z or +08:00)")
+    if end <= start:
+        raise ApiError(422, "invalid_parameter", "end: must be after start")
+    if end - start > MAX_RANGE:
+        raise ApiError(422, "invalid_parameter", f"end: at most {MAX_RANGE.days} days after start")
+    return start, end
+
+
+def _enterprise_exists(conn: psycopg.Connection, enterprise: str) -> None:
+    if conn.execute("SELECT 1 FROM enterprises WHERE id = %s", (enterprise,)).fetchone() is None:
+        raise ApiError(404, "not_found", f"no enterprise {enterprise!r}")
+
+
+def _equipment_row(conn: psycopg.Connection, enterprise: str, eid: str) -> dict[str, Any]:
+    cur = conn.execute(
+        "SELECT * FROM equipment WHERE enterprise_id = %s AND id = %s", (enterprise, eid)
+    )
+    rows = _rows(cur)
+    if not rows:
+        raise ApiError(404, "not_found", f"enterprise {enterprise!r} has no equipment {eid!r}")
+    return rows[0]
+
+
+@router.get("/enterprises")
+def enterprises(caller: Caller, pool: Pool) -> list[dict[str, Any]]:
+    with pool.connection() as conn:
+        rows = _rows(
+            conn.execute(
+                "SELECT id, name, name_en, credit_code, industry FROM enterprises ORDER BY id"
+            )
+        )
+    return [r for r in rows if caller.may_read(r["id"])]
+
+
+@router.get("/enterprises/{enterprise}")
+def enterprise(caller: Caller, pool: Pool, enterprise: str) -> dict[str, Any]:
+    readable(caller, enterprise)
+    with pool.connection() as conn:
+        rows = _rows(
+            conn.execute(
+                "SELECT id, name, name_en, credit_code, industry FROM enterprises WHERE id = %s",
+                (enterprise,),
+            )
+        )
+        if not rows:
+            raise ApiError(404, "not_found", f"no enterprise {enterprise!r}")
+        sites = _rows(
+            conn.execute(
+                "SELECT s.id, s.name, s.name_en, s.timezone, s.grid_region, "
+                "c.definition AS calendar FROM sites s LEFT JOIN shift_calendars c "
+                "ON c.enterprise_id = s.enterprise_id AND c.id = s.calendar_id "
+                "WHERE s.enterprise_id = %s ORDER BY s.id",
+                (enterprise,),
+            )
+        )
+        processes = _rows(
+            conn.execute(
+                "SELECT id, name, name_en, key_process FROM processes WHERE enterprise_id = %s "
+                "ORDER BY id",
+                (enterprise,),
+            )
+        )
+    return {**rows[0], "sites": sites, "processes": processes}
+
+
+@router.get("/enterprises/{enterprise}/equipment")
+def equipment(caller: Caller, pool: Pool, enterprise: str) -> list[dict[str, Any]]:
+    """Declared attributes beside the live state: the latest state interval of its
+    device, since when, and whether its gateway is online."""
+    readable(caller, enterprise)
+    with pool.connection() as conn:
+        _enterprise_exists(conn, enterprise)
+        return _rows(
+            conn.execute(
+                """
+                SELECT e.id, e.name, e.name_en, e.site_id AS site, e.process_id AS process,
+                       coalesce(p.key_process, false) AS key_process, e.nc, e.production,
+                       e.interface, e.ideal_cycle_time_s, e.product, e.vendor, e.model,
+                       e.serial, e.year, e.gateway_id AS gateway, e.device,
+                       g.online AS gateway_online, live.state, live.start AS state_since
+                FROM equipment e
+                LEFT JOIN processes p ON p.enterprise_id = e.enterprise_id
+                     AND p.id = e.process_id
+                LEFT JOIN gateways g ON g.enterprise_id = e.enterprise_id
+                     AND g.site_id = e.site_id AND g.id = e.gateway_id
+                LEFT JOIN LATERAL (
+                    SELECT si.state, si.start FROM state_intervals si
+                    WHERE si.gid = g.gid AND si.device = e.device
+                    ORDER BY si.start DESC LIMIT 1
+                ) live ON true
+                WHERE e.enterprise_id = %s ORDER BY e.id
+                """,
+                (enterprise,),
+            )
+        )
+
+
+class EquipmentPatch(BaseModel):
+    """Declared attributes an enterprise may correct; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1)
+    name_en: str | None = None
+    process: str | None = None
+    nc: bool | None = None
+    production: bool | None = None
+    ideal_cycle_time_s: float | None = Field(default=None, gt=0)
+    product: str | None = None
+    note: str = Field(default="", description="why: kept in the audit trail")
+
+
+_COLUMNS = {
+    "name": "name",
+    "name_en": "name_en",
+    "process": "process_id",
+    "nc": "nc",
+    "production": "production",
+    "ideal_cycle_time_s": "ideal_cycle_time_s",
+    "product": "product",
+}
+
+
+@router.patch("/enterprises/{enterprise}/equipment/{eid}")
+def edit_equipment(
+    caller: Caller, pool: Pool, enterprise: str, eid: str, patch: EquipmentPatch
+) -> dict[str, Any]:
+    writable(caller, enterprise, "edit equipment of")
+    changes = patch.model_dump(exclude_unset=True, exclude={"note"})
+    if not changes:
+        raise ApiError(422, "invalid_parameter", f"give at least one of {sorted(_COLUMNS)}")
+    with pool.connection() as conn, conn.transaction():
+        before = _equipment_row(conn, enterprise, eid)
+        if (
+            "process" in changes
+            and conn.execute(
+                "SELECT 1 FROM processes WHERE enterprise_id = %s AND id = %s",
+                (enterprise, changes["process"]),
+            ).fetchone()
+            is None
+        ):
+            raise ApiError(422, "invalid_parameter", f"process: no process {changes['process']!r}")
+        for field, value in changes.items():
+            column = _COLUMNS[field]
+            old = before[column]
+            if old == value:
+                continue
+            conn.execute(
+                sql.SQL("UPDATE equipment SET {} = %s WHERE enterprise_id = %s AND id = %s").format(
+                    sql.Identifier(column)
+                ),
+                (value, enterprise, eid),
+            )
+            conn.execute(
+                "INSERT INTO equipment_audit (enterprise_id, equipment_id, account, field, "
+                "old, new, note) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (enterprise, eid, caller.name, field, json.dumps(old), json.dumps(value),
+                 patch.note),
+            )  # fmt: skip
+        return _equipment_row(conn, enterprise, eid)
+
+
+@router.get("/enterprises/{enterprise}/equipment/{eid}/audit")
+def equipment_audit(caller: Caller, pool: Pool, enterprise: str, eid: str) -> list[dict[str, Any]]:
+    readable(caller, enterprise)
+    with pool.connection() as conn:
+        _equipment_row(conn, enterprise, eid)
+        return _rows(
+            conn.execute(
+                "SELECT at, account, field, old, new, note FROM equipment_audit "
+                "WHERE enterprise_id = %s AND equipment_id = %s ORDER BY at, id",
+                (enterprise, eid),
+            )
+        )
+
+
+@router.get("/enterprises/{enterprise}/equipment/{eid}/timeline")
+def timeline(  # noqa: PLR0917 (query parameters)
+    caller: Caller,
+    pool: Pool,
+    enterprise: str,
+    eid: str,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The state intervals of [start, end) (default: the last day), clipped to it."""
+    readable(caller, enterprise)
+    a, b = _range(start, end)
+    with pool.connection() as conn:
+        eq = _equipment_row(conn, enterprise, eid)
+        rows = conn.execute(
+            """
+            SELECT greatest(si.start, %(a)s), least(coalesce(si."end", now()), %(b)s), si.state
+            FROM equipment e
+            JOIN gateways g ON g.enterprise_id = e.enterprise_id AND g.site_id = e.site_id
+                 AND g.id = e.gateway_id
+            JOIN state_intervals si ON si.gid = g.gid AND si.device = e.device
+            WHERE e.enterprise_id = %(e)s AND e.id = %(id)s
+              AND si.start < %(b)s AND coalesce(si."end", 'infinity') > %(a)s
+            ORDER BY si.start
+            """,
+            {"a": a, "b": b, "e": enterprise, "id": eid},
+        ).fetchall()
+    return {
+        "equipment": eid,
+        "name": eq["name"],
+        "start": a,
+        "end": b,
+        "intervals": [{"start": x, "end": y, "state": s} for x, y, s in rows if y > x],
+    }
+
+
+@router.get("/enterprises/{enterprise}/series")
+def series(  # noqa: PLR0917 (query parameters)
+    caller: Caller,
+    pool: Pool,
+    enterprise: str,
+    device: str,
+    tag: str,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    points: Annotated[int, Query(ge=2, le=5000)] = 500,
+) -> dict[str, Any]:
+    """One tag over [start, end), in at most `points` buckets (avg, min, max, samples):
+    from the hourly rollups when a bucket is an hour or longer, else from the samples."""
+    readable(caller, enterprise)
+    a, b = _range(start, end)
+    step = max((b - a) / points, dt.timedelta(seconds=1))
+    with pool.connection() as conn:
+        ref = conn.execute(
+            """
+            SELECT se.series_id, se.role, se.unit FROM series se
+            JOIN gateways g ON g.gid = se.gid
+            WHERE g.enterprise_id = %s AND se.device = %s AND se.tag = %s
+            """,
+            (enterprise, device, tag),
+        ).fetchone()
+        if ref is None:
+            raise ApiError(404, "not_found", f"no tag {tag!r} of device {device!r} in {enterprise}")
+        if step >= dt.timedelta(hours=1):
+            step = dt.timedelta(hours=round(step / dt.timedelta(hours=1)))
+            sql = """
+                SELECT date_bin(%(step)s, bucket, %(a)s) AS t, sum(v_sum) / nullif(sum(n), 0),
+                       min(v_min), max(v_max), sum(n)::bigint
+                FROM samples_hourly WHERE series_id = %(sid)s AND bucket >= %(a)s
+                  AND bucket < %(b)s GROUP BY 1 ORDER BY 1
+            """
+        else:
+            sql = """
+                SELECT date_bin(%(step)s, ts, %(a)s) AS t, avg(value), min(value), max(value),
+                       count(*)
+                FROM samples WHERE series_id = %(sid)s AND ts >= %(a)s AND ts < %(b)s
+                GROUP BY 1 ORDER BY 1
+            """
+        rows = conn.execute(sql, {"step": step, "a": a, "b": b, "sid": ref[0]}).fetchall()
+    return {
+        "device": device,
+        "tag": tag,
+        "role": ref[1],
+        "unit": ref[2],
+        "step_s": step.total_seconds(),
+        "points": [
+            {"t": t, "avg": avg, "min": lo, "max": hi, "samples": n} for t, avg, lo, hi, n in rows
+        ],
+    }
+
+
+@router.get("/enterprises/{enterprise}/gateways")
+def gateways(caller: Caller, pool: Pool, enterprise: str) -> list[dict[str, Any]]:
+    readable(caller, enterprise)
+    with pool.connection() as conn:
+        _enterprise_exists(conn, enterprise)
+        return _rows(
+            conn.execute(
+                "SELECT site_id AS site, id, online, status_at, boot, agent, birth_at, "
+                "hmac_key IS NOT NULL AS has_key FROM gateways WHERE enterprise_id = %s "
+                "ORDER BY site_id, id",
+                (enterprise,),
+            )
+        )
+
+
+@router.get("/enterprises/{enterprise}/dead-letters")
+def dead_letters(
+    caller: Caller,
+    pool: Pool,
+    enterprise: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[dict[str, Any]]:
+    """The newest refused messages of the enterprise's gateways (without their payload)."""
+    readable(caller, enterprise)
+    with pool.connection() as conn:
+        _enterprise_exists(conn, enterprise)
+        return _rows(
+            conn.execute(
+                "SELECT d.id, d.received_at, g.site_id AS site, g.id AS gateway, d.topic, "
+                "d.reason, d.payload_bytes FROM dead_letters d JOIN gateways g USING (gid) "
+                "WHERE g.enterprise_id = %s ORDER BY d.received_at DESC, d.id DESC LIMIT %s",
+                (enterprise, limit),
+            )
+        )
+
+
+@router.get("/enterprises/{enterprise}/kpis")
+def kpis(  # noqa: PLR0917 (query parameters)
+    caller: Caller,
+    pool: Pool,
+    enterprise: str,
+    date_from: Annotated[dt.date, Query(alias="from")],
+    date_to: Annotated[dt.date, Query(alias="to")],
+    coverage_threshold: Annotated[float, Query(gt=0, le=1)] = 0.8,
+) -> dict[str, Any]:
+    """Every KPI of the period with its groups (site, process), equipment and meters: the
+    report's body, unsigned (for the console; evidence is the signed report)."""
+    readable(caller, enterprise)
+    req = ReportRequest(
+        enterprise, date_from, date_to, params=Parameters(coverage_threshold=coverage_threshold)
+    )
+    with pool.connection() as conn:
+        doc = make_report(conn, req, key=None)
+    keep = ("period", "parameters", "kpis", "groups", "equipment", "meters", "production")
+    return {k: doc[k] for k in keep}
+
+
+@router.get("/factors")
+def factors(_caller: Caller) -> dict[str, Any]:
+    return {
+        "energy": [t.as_json() for t in ENERGY_TABLES.values()],
+        "emission": [t.as_json() for t in EMISSION_TABLES.values()],
+    }
