@@ -3,6 +3,7 @@
     ingest-server accounts add NAME --role enterprise --enterprise hf-precision
     ingest-server accounts token NAME [--label laptop]     prints a new token, once
     ingest-server accounts revoke TOKEN_ID
+    ingest-server accounts password NAME                   console login (asks for it)
     ingest-server accounts list
 
 A token is `fe_<id>_<secret>`: 32 random bytes, shown once, stored only as the SHA-256
@@ -15,7 +16,9 @@ needed). Roles:
 | enterprise | read its own enterprises, enter their production figures, make reports |
 | verifier | read the enterprises assigned to it, make and verify reports; write nothing |
 
-Nothing here logs a token; `Principal` prints without secrets.
+A console login (`POST /api/v1/login`) checks the account's scrypt password and issues
+a token that expires after eight hours. Nothing here logs a token or a password;
+`Principal` prints without secrets.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 
@@ -105,6 +108,49 @@ def new_token(conn: psycopg.Connection, name: str, label: str = "") -> str:
     return f"{PREFIX}{tid[0]}_{secret}"
 
 
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+MIN_PASSWORD = 10
+SESSION = "8 hours"
+
+
+def set_password(conn: psycopg.Connection, name: str, password: str) -> None:
+    """The account's console password, stored as scrypt(salt, password)."""
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    stored = f"scrypt${salt.hex()}${digest.hex()}"
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE accounts SET password_hash = %s WHERE name = %s", (stored, name)
+        )
+    if cur.rowcount == 0:
+        raise AccountError(f"no account {name!r}")
+
+
+def login(conn: psycopg.Connection, name: str, password: str) -> tuple[str, Any] | None:
+    """(a session token, when it expires) for a right password of an active account;
+    None otherwise (the same answer for a wrong name and a wrong password)."""
+    row = conn.execute(
+        "SELECT id, password_hash FROM accounts WHERE name = %s AND disabled_at IS NULL",
+        (name,),
+    ).fetchone()
+    stored = row[1] if row is not None and row[1] else "scrypt$00$00"
+    _, salt, digest = stored.split("$")
+    given = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32, **_SCRYPT)
+    if row is None or not row[1] or not hmac.compare_digest(given, bytes.fromhex(digest)):
+        return None
+    secret = secrets.token_urlsafe(32)
+    with conn.transaction():
+        tid = conn.execute(
+            "INSERT INTO api_tokens (account_id, token_hash, label, expires_at) "
+            "VALUES (%s, %s, 'login', now() + %s::interval) RETURNING id, expires_at",
+            (row[0], _hash(secret), SESSION),
+        ).fetchone()
+    assert tid is not None
+    return f"{PREFIX}{tid[0]}_{secret}", tid[1]
+
+
 def revoke_token(conn: psycopg.Connection, token_id: int) -> None:
     with conn.transaction():
         cur = conn.execute(
@@ -128,6 +174,7 @@ def authenticate(conn: psycopg.Connection, token: str) -> Principal | None:
         FROM api_tokens t JOIN accounts a ON a.id = t.account_id
         LEFT JOIN account_enterprises ae ON ae.account_id = a.id
         WHERE t.id = %s AND t.revoked_at IS NULL AND a.disabled_at IS NULL
+          AND (t.expires_at IS NULL OR t.expires_at > now())
         GROUP BY t.token_hash, a.id
         """,
         (tid,),

@@ -8,10 +8,16 @@
     GET  /api/v1/keys                                         the public signing keys
     GET  /api/v1/enterprises/{id}/production                  output / value added entries
     POST /api/v1/enterprises/{id}/production                  enter one
+    POST /api/v1/enterprises/{id}/reports                     issue, sign and keep a report
+    GET  /api/v1/enterprises/{id}/reports                     the issued reports
+    GET  /api/v1/reports/{report_id}[?format=json|html|xlsx]  one, as issued
+    POST /api/v1/reports/{report_id}/verify                   claimed vs recomputed
+    POST /api/v1/login                                        {name, password} -> a session token
     ... and the data views of ingest_server/api_data.py (registry, live states,
     timelines, series, gateways, dead letters, KPIs, factors, audited edits)
 
-Every endpoint needs `Authorization: Bearer <token>` (`ingest-server accounts token`):
+Every endpoint but /login needs `Authorization: Bearer <token>` (`ingest-server accounts
+token`, or a console login):
 401 without a valid one, 403 when the account's role or enterprises do not allow the
 request (ingest_server/accounts.py). Errors are JSON `{"error": {"code": ..., "message":
 ...}}`; invalid parameters are 422 with the field named. Listens on 127.0.0.1 by default.
@@ -35,11 +41,21 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
 from ingest_server import __version__
+from ingest_server.accounts import authenticate, login
 from ingest_server.api_auth import ApiError, Caller, forbidden
 from ingest_server.api_data import router as data_router
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.evidence import Request as ReportRequest
-from ingest_server.kpi.evidence import load_or_create_key, make_report, register_key, verify
+from ingest_server.kpi.evidence import (
+    Verdict,
+    list_reports,
+    load_or_create_key,
+    load_report,
+    make_report,
+    register_key,
+    store_report,
+    verify,
+)
 from ingest_server.kpi.inputs import ReportError
 
 
@@ -56,6 +72,54 @@ class ProductionIn(BaseModel):
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class ReportIn(BaseModel):
+    period_from: dt.date = Field(alias="from")
+    period_to: dt.date = Field(alias="to")
+    baseline_from: dt.date | None = None
+    baseline_to: dt.date | None = None
+    coverage_threshold: float = Field(default=0.8, gt=0, le=1)
+
+
+class LoginIn(BaseModel):
+    name: str
+    password: str = Field(repr=False)
+
+
+def _verdict(v: Verdict) -> dict[str, Any]:
+    return {
+        "ok": v.ok and v.trusted,
+        "signature": v.signature,
+        "trusted": v.trusted,
+        "digest": v.digest,
+        "digest_ok": v.digest_ok,
+        "problems": v.problems,
+        "checks": [
+            {"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed, "ok": c.ok}
+            for c in v.checks
+        ],
+    }
+
+
+def _rendered(doc: dict[str, Any], format: str) -> Response | dict[str, Any]:
+    if format == "html":
+        from ingest_server.kpi.render import render_html  # noqa: PLC0415
+
+        return HTMLResponse(render_html(doc))
+    if format == "xlsx":
+        from ingest_server.kpi.render import render_xlsx  # noqa: PLC0415
+
+        buf = io.BytesIO()
+        render_xlsx(doc, buf)
+        p = doc["period"]
+        name = f"report-{doc['enterprise']['id']}-{p['from']}-{p['to']}.xlsx"
+        return Response(
+            buf.getvalue(),
+            media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    return doc
 
 
 def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the routes)
@@ -131,22 +195,62 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
         )  # fmt: skip
         with pool.connection() as conn:
             doc = make_report(conn, req, key=key)
-        if format == "html":
-            from ingest_server.kpi.render import render_html  # noqa: PLC0415
+        return _rendered(doc, format)
 
-            return HTMLResponse(render_html(doc))
-        if format == "xlsx":
-            from ingest_server.kpi.render import render_xlsx  # noqa: PLC0415
+    @app.post("/api/v1/enterprises/{enterprise}/reports", status_code=201)
+    def issue_report(caller: Caller, enterprise: str, body: ReportIn) -> dict[str, Any]:
+        """Make, sign and keep a report; the console lists it, and it can be downloaded
+        and verified later by its id."""
+        if not caller.may_write(enterprise):
+            raise forbidden(caller, enterprise, "issue reports of")
+        if (body.baseline_from is None) != (body.baseline_to is None):
+            raise ApiError(422, "invalid_parameter", "baseline_to: give both or neither")
+        req = ReportRequest(
+            enterprise, body.period_from, body.period_to, body.baseline_from, body.baseline_to,
+            params=Parameters(coverage_threshold=body.coverage_threshold),
+        )  # fmt: skip
+        with pool.connection() as conn:
+            doc = make_report(conn, req, key=key)
+            store_report(conn, doc, caller.name)
+        return {"id": doc["report_id"], "period": doc["period"], "kpis": doc["kpis"]}
 
-            buf = io.BytesIO()
-            render_xlsx(doc, buf)
-            name = f"report-{enterprise}-{date_from}-{date_to}.xlsx"
-            return Response(
-                buf.getvalue(),
-                media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                headers={"Content-Disposition": f'attachment; filename="{name}"'},
-            )
+    @app.get("/api/v1/enterprises/{enterprise}/reports")
+    def reports(caller: Caller, enterprise: str) -> list[dict[str, Any]]:
+        if not caller.may_read(enterprise):
+            raise forbidden(caller, enterprise, "read")
+        with pool.connection() as conn:
+            return list_reports(conn, enterprise)
+
+    def _stored(caller: Caller, report_id: str) -> dict[str, Any]:
+        with pool.connection() as conn:
+            doc = load_report(conn, report_id)
+        if doc is None or not caller.may_read(doc["enterprise"]["id"]):
+            # the same answer whether it does not exist or is someone else's
+            raise ApiError(404, "not_found", f"no report {report_id!r} for this account")
         return doc
+
+    @app.get("/api/v1/reports/{report_id}", response_model=None)
+    def stored_report(
+        caller: Caller, report_id: str, format: Literal["json", "html", "xlsx"] = "json"
+    ) -> Response | dict[str, Any]:
+        return _rendered(_stored(caller, report_id), format)
+
+    @app.post("/api/v1/reports/{report_id}/verify")
+    def verify_stored(caller: Caller, report_id: str) -> dict[str, Any]:
+        doc = _stored(caller, report_id)
+        with pool.connection() as conn:
+            return _verdict(verify(doc, conn=conn))
+
+    @app.post("/api/v1/login")
+    def login_(body: LoginIn) -> dict[str, Any]:
+        """A console session: a token that expires, for a right name and password."""
+        with pool.connection() as conn:
+            got = login(conn, body.name, body.password)
+            p = None if got is None else authenticate(conn, got[0])
+        if got is None or p is None:
+            raise ApiError(401, "unauthenticated", "wrong name or password")
+        return {"token": got[0], "expires_at": got[1], "name": p.name, "role": p.role,
+                "enterprises": sorted(p.enterprises)}  # fmt: skip
 
     @app.post("/api/v1/reports/verify")
     def verify_report(caller: Caller, doc: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
@@ -160,18 +264,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
             return _error(  # type: ignore[return-value]
                 422, "invalid_report", f"not a report this server can read: {exc!r}"
             )
-        return {
-            "ok": v.ok and v.trusted,
-            "signature": v.signature,
-            "trusted": v.trusted,
-            "digest": v.digest,
-            "digest_ok": v.digest_ok,
-            "problems": v.problems,
-            "checks": [
-                {"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed, "ok": c.ok}
-                for c in v.checks
-            ],
-        }
+        return _verdict(v)
 
     @app.get("/api/v1/keys")
     def keys(_caller: Caller) -> list[dict[str, Any]]:

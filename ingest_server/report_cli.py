@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
 import sys
 from collections.abc import Callable
@@ -150,6 +151,12 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
     a_rev = acc_sub.add_parser("revoke", help="revoke a token by its id (fe_<id>_...)")
     db_args(a_rev)
     a_rev.add_argument("token_id", type=int)
+    a_pw = acc_sub.add_parser("password", help="set the console login password")
+    db_args(a_pw)
+    a_pw.add_argument("name")
+    a_pw.add_argument(
+        "--password-file", type=Path, help="read it from this file (mode 600); default: ask"
+    )
     a_lst = acc_sub.add_parser("list", help="accounts, roles, enterprises, active tokens")
     db_args(a_lst)
 
@@ -196,6 +203,9 @@ def cmd_accounts(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str,
                 token = accounts.new_token(conn, args.name, args.label)
                 print(token)
                 print("this token is shown once: keep it in a secret store", file=sys.stderr)
+            elif args.accounts_command == "password":
+                accounts.set_password(conn, args.name, _password(args))
+                print(f"password of {args.name} set")
             elif args.accounts_command == "revoke":
                 accounts.revoke_token(conn, args.token_id)
                 print(f"token {args.token_id} revoked")
@@ -207,6 +217,17 @@ def cmd_accounts(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str,
         if pg is not None:
             pg.release()
     return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_file is not None:
+        from edge_agent.config import read_secret  # noqa: PLC0415
+
+        return read_secret(args.password_file, "password").decode()
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
 
 
 def cmd_api(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
@@ -250,7 +271,12 @@ def _key_path(args: argparse.Namespace) -> Path:
 
 def cmd_report(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
     from ingest_server.kpi.engine import Parameters  # noqa: PLC0415
-    from ingest_server.kpi.evidence import Request, load_or_create_key, make_report  # noqa: PLC0415
+    from ingest_server.kpi.evidence import (  # noqa: PLC0415
+        Request,
+        load_or_create_key,
+        make_report,
+        store_report,
+    )
     from ingest_server.kpi.factors import emission_table, energy_table  # noqa: PLC0415
     from ingest_server.schema import migrate  # noqa: PLC0415
 
@@ -274,6 +300,8 @@ def cmd_report(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, A
         migrate(dsn)
         with psycopg.connect(dsn) as conn:
             doc = make_report(conn, req, key=key, as_of=args.as_of)
+            if key is not None:
+                store_report(conn, doc, f"cli:{getpass.getuser()}")
     finally:
         if pg is not None:
             pg.release()

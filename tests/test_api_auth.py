@@ -15,8 +15,10 @@ from ingest_server.accounts import (
     AccountError,
     add_account,
     authenticate,
+    login,
     new_token,
     revoke_token,
+    set_password,
 )
 from ingest_server.api import create_app
 from ingest_server.registry import Registry, import_registry
@@ -160,7 +162,7 @@ def test_accounts_refuse_what_makes_no_sense(db: str) -> None:
             new_token(conn, "ghost")
 
 
-def test_accounts_cli(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_accounts_cli(db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from ingest_server.cli import main  # noqa: PLC0415
 
     prepare_kpi(db)
@@ -181,5 +183,68 @@ def test_accounts_cli(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     listing = capsys.readouterr().out
     assert "amy" in listing
     assert token not in listing
+    pw = tmp_path / "pw"
+    pw.write_text("a long enough secret\n")
+    pw.chmod(0o600)
+    assert main(["accounts", "password", "--dsn", db, "amy", "--password-file", str(pw)]) == 0
+    with psycopg.connect(db) as conn:
+        assert login(conn, "amy", "a long enough secret") is not None
     assert main(["accounts", "revoke", "--dsn", db, token.split("_")[1]]) == 0
     assert main(["accounts", "revoke", "--dsn", db, token.split("_")[1]]) == 2
+
+
+def test_console_login_issues_an_expiring_token(api: Any) -> None:
+    c, _, db = api
+    with psycopg.connect(db, autocommit=True) as conn:
+        set_password(conn, "auditor", "correct horse battery")
+        with pytest.raises(AccountError, match="at least"):
+            set_password(conn, "auditor", "short")
+        stored = conn.execute(
+            "SELECT password_hash FROM accounts WHERE name = 'auditor'"
+        ).fetchone()
+    assert stored is not None
+    assert "correct horse" not in stored[0]
+    assert stored[0].startswith("scrypt$")
+    for name, pw in (("auditor", "wrong password!"), ("nobody", "correct horse battery"),
+                     ("root", "correct horse battery")):  # fmt: skip
+        r = c.post("/api/v1/login", json={"name": name, "password": pw})
+        assert r.status_code == 401, name
+        assert r.json()["error"]["message"] == "wrong name or password"
+    r = c.post("/api/v1/login", json={"name": "auditor", "password": "correct horse battery"})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["role"], body["enterprises"]) == ("verifier", ["hf"])
+    assert c.get("/api/v1/keys", headers=as_(body["token"])).status_code == 200
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE api_tokens SET expires_at = now() - interval '1 s' "
+                     "WHERE label = 'login'")  # fmt: skip
+    assert c.get("/api/v1/keys", headers=as_(body["token"])).status_code == 401
+
+
+def test_issued_reports_are_kept_listed_downloaded_and_verified(api: Any) -> None:
+    c, tokens, db = api
+    hf, v, zz = as_(tokens["hf-user"]), as_(tokens["auditor"]), as_(tokens["zz-user"])
+    assert c.post("/api/v1/enterprises/hf/reports", json=DAY, headers=v).status_code == 403
+    r = c.post("/api/v1/enterprises/hf/reports", json=DAY, headers=hf)
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    listed = c.get("/api/v1/enterprises/hf/reports", headers=v).json()
+    assert [(x["id"], x["created_by"]) for x in listed] == [(rid, "hf-user")]
+    doc = c.get(f"/api/v1/reports/{rid}", headers=v).json()
+    assert doc["report_id"] == rid
+    assert doc["signature"]["key_id"] == listed[0]["key_id"]
+    verdict = c.post(f"/api/v1/reports/{rid}/verify", headers=v).json()
+    assert verdict["ok"] is True
+    assert c.get(f"/api/v1/reports/{rid}", headers=zz).status_code == 404
+    assert (
+        c.get("/api/v1/reports/00000000-0000-0000-0000-000000000000", headers=v).status_code == 404
+    )
+    x = c.get(f"/api/v1/reports/{rid}", params={"format": "xlsx"}, headers=v)
+    assert x.content[:2] == b"PK"
+    # kept as issued: a later change of the data does not change the stored document
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE state_intervals SET state = 'RUNNING' WHERE state = 'DOWN'")
+    again = c.post(f"/api/v1/reports/{rid}/verify", headers=v).json()
+    assert again["ok"] is False
+    assert again["digest_ok"] is False
+    assert c.get(f"/api/v1/reports/{rid}", headers=v).json() == doc

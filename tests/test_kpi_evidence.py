@@ -188,6 +188,10 @@ def test_cli_report_verify_keys_and_production(
                    "--as-of", "2026-11-25T12:00:00Z", "--html", str(tmp_path / "r.html"),
                    "--xlsx", str(tmp_path / "r.xlsx")) == 0  # fmt: skip
     doc = json.loads(out.read_text())
+    with psycopg.connect(plant) as conn:  # an issued, signed report is kept on record
+        kept = conn.execute("SELECT id::text, created_by, document FROM reports").fetchall()
+    assert [(k[0], json.loads(k[2])) for k in kept] == [(doc["report_id"], doc)]
+    assert kept[0][1].startswith("cli:")
     page = (tmp_path / "r.html").read_text()
     assert "测试企业" in page
     assert doc["signature"]["key_id"] in page

@@ -450,3 +450,37 @@ def compare(claimed: dict[str, Any], again: dict[str, Any]) -> Iterator[Check]:
                         yield Check(f"{section} {x['id']} {sub}.{f}", a.get(f), b.get(f), False)
         for extra_id in mine:
             yield Check(f"{section} {extra_id}", "absent", "present", False)
+
+
+# -- issued reports ---------------------------------------------------------------------
+
+
+def store_report(conn: psycopg.Connection, doc: dict[str, Any], created_by: str) -> None:
+    """Keep a signed report as issued: the console lists it, anyone allowed downloads the
+    same bytes, and what the server signed stays on record."""
+    sig = doc.get("signature") or {}
+    with conn.transaction():
+        conn.execute(
+            "INSERT INTO reports (id, enterprise_id, period_from, period_to, partial, "
+            "created_by, key_id, document) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                doc["report_id"], doc["enterprise"]["id"], doc["period"]["from"],
+                doc["period"]["to"], doc["period"]["partial"], created_by, sig.get("key_id"),
+                json.dumps(doc, ensure_ascii=False),
+            ),
+        )  # fmt: skip
+
+
+def load_report(conn: psycopg.Connection, report_id: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT document FROM reports WHERE id::text = %s", (report_id,)).fetchone()
+    return None if row is None else dict(json.loads(row[0]))
+
+
+def list_reports(conn: psycopg.Connection, enterprise: str) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        "SELECT id::text AS id, period_from, period_to, partial, created_at, created_by, "
+        "key_id FROM reports WHERE enterprise_id = %s ORDER BY created_at DESC",
+        (enterprise,),
+    )
+    names = [d.name for d in cur.description or ()]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
