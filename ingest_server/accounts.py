@@ -121,9 +121,7 @@ def set_password(conn: psycopg.Connection, name: str, password: str) -> None:
     digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
     stored = f"scrypt${salt.hex()}${digest.hex()}"
     with conn.transaction():
-        cur = conn.execute(
-            "UPDATE accounts SET password_hash = %s WHERE name = %s", (stored, name)
-        )
+        cur = conn.execute("UPDATE accounts SET password_hash = %s WHERE name = %s", (stored, name))
     if cur.rowcount == 0:
         raise AccountError(f"no account {name!r}")
 
