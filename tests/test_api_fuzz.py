@@ -1,0 +1,86 @@
+"""schemathesis against the API's own OpenAPI schema, over real HTTP to a uvicorn server
+on 127.0.0.1 with a stored plant: whatever it sends, no answer is a 5xx."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
+
+from ingest_server.accounts import add_account, new_token
+from ingest_server.api import create_app
+from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
+from tests.netutil import free_port
+
+T0 = utc(2026, 11, 15, 16).timestamp()
+EXAMPLES = 25
+
+
+@pytest.fixture(scope="module")
+def live_api(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from ingest_server.schema import migrate  # noqa: PLC0415
+
+    with pg_server.database() as db:
+        migrate(db)
+        prepare_kpi(db)
+        store_samples(db, plant_samples(51, T0, T0 + 6 * 3600), 51)
+        with psycopg.connect(db, autocommit=True) as conn:
+            add_account(conn, "root", "admin", [])
+            token = new_token(conn, "root")
+        key = Path(tmp_path_factory.mktemp("fuzz")) / "k.pem"
+        port = free_port()
+        config = uvicorn.Config(
+            create_app(db, signing_key=key), host="127.0.0.1", port=port, log_level="warning"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.05)
+        try:
+            yield {"url": f"http://127.0.0.1:{port}", "token": token}
+        finally:
+            server.should_exit = True
+            thread.join(30)
+
+
+def test_no_request_gets_a_server_error(live_api: dict[str, Any]) -> None:
+    """Every operation of the schema, a few dozen generated requests each (schemathesis'
+    pytest plugin does not run on this pytest, so hypothesis drives it directly)."""
+    schema = schemathesis.openapi.from_url(live_api["url"] + "/openapi.json")
+    headers = {"Authorization": f"Bearer {live_api['token']}"}
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 20, [op.label for op in operations]
+    statuses: dict[int, int] = {}
+    for op in operations:
+
+        @given(case=op.as_strategy())
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def run(case: Any) -> None:
+            response = case.call_and_validate(
+                base_url=live_api["url"], headers=headers, checks=[not_a_server_error],
+                timeout=60,
+            )  # fmt: skip
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        run()
+    # the requests went deep as well as being refused at the door
+    print(statuses)
+    assert sum(statuses.values()) >= 10 * len(operations)
+    assert sum(n for code, n in statuses.items() if code < 300) >= 2 * len(operations)
