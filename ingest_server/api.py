@@ -167,6 +167,12 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
     def _bad_report(_req: Request, exc: ReportError) -> JSONResponse:
         return _error(404 if "no enterprise" in str(exc) else 422, "report_error", str(exc))
 
+    @app.exception_handler(psycopg.DataError)
+    def _bad_value(_req: Request, exc: psycopg.DataError) -> JSONResponse:
+        # e.g. a NUL character in a path or a name: PostgreSQL text cannot hold it
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid value"
+        return _error(422, "invalid_parameter", f"a value the database cannot take: {first}")
+
     @app.exception_handler(psycopg.OperationalError)
     def _db_down(_req: Request, exc: psycopg.OperationalError) -> JSONResponse:
         return _error(503, "database_unavailable", "the database cannot be reached; retry later")
