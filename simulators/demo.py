@@ -8,6 +8,10 @@ server on its embedded PostgreSQL (in the work directory), and the edge agent. I
 a live summary (samples/s, devices online, each machine's state) every few seconds and
 stops everything cleanly on Ctrl-C (or after --duration seconds).
 
+First it backfills the plant's past (`--history-days`, 30 by default): `factory-sim
+history` simulates it, `edge-agent backfill` sends it through the agent's own outbox and
+delivery, and the live plant then goes on from the counters the history left.
+
 A factory at rest is a dull demo: at night, on a Sunday or a holiday every machine is
 OFF. Unless told `--now`, the demo plant then works around the clock (three shifts,
 every day), and says so; the registry it loads has the same calendar, so the KPIs agree
@@ -50,6 +54,31 @@ def off_shift(scenario_path: Path, now: dt.datetime | None = None) -> bool:
     cal = ShiftCalendar(scenario.calendar, scenario.tz)
     moment = now or dt.datetime.now(scenario.tz)
     return not cal.in_shift(moment.timestamp())
+
+
+def continue_from(scenario_path: Path, truth: Path, out: Path) -> Path:
+    """The scenario with its counters where the history left them (meter readings, part
+    counters), so the live plant goes on from the backfilled past instead of jumping back
+    to the scenario's first readings (which the server would flag as resets)."""
+    from simulators.truth import read_truth  # noqa: PLC0415
+
+    summary = next(r for r in reversed(list(read_truth(truth))) if r["type"] == "summary")
+    doc: dict[str, Any] = read_yaml_file(scenario_path)
+    for m in doc.get("meters", []):
+        m["initial"] = summary["meters"][m["id"]]["reading"]
+    for e in doc.get("equipment", []):
+        made = summary["equipment"][e["id"]]
+        was = e.get("counters") or {}
+        e["counters"] = {  # a new dict: YAML merge keys may share the old one
+            "completed": (int(was.get("completed", 0)) + made["parts_completed"]) % 2**32,
+            "good": (int(was.get("good", 0)) + made["parts_good"]) % 2**32,
+        }
+    out.write_text(
+        "# The demo plant going on from its backfilled history (written by factory-demo).\n"
+        + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
+        encoding="utf-8",
+    )
+    return out
 
 
 def round_the_clock(scenario_path: Path, out: Path) -> Path:
@@ -153,6 +182,18 @@ class Demo:
         key.chmod(0o600)
         mqtt_url = self.broker()
         print(f"  broker      {mqtt_url}")
+        history = None
+        if args.history_days > 0:
+            history = self.work / "history.jsonl.gz"
+            truth = self.work / "history-truth.jsonl"
+            print(f"  history     simulating the last {args.history_days:g} days ...", flush=True)
+            t0 = time.monotonic()
+            self.run_tool(
+                [*self._tool("factory-sim"), "history", "--scenario", str(scenario_path),
+                 "--days", str(args.history_days), "--out", str(history), "--truth", str(truth)]
+            )  # fmt: skip
+            print(f"              done in {time.monotonic() - t0:.0f} s", flush=True)
+            scenario_path = continue_from(scenario_path, truth, self.work / "scenario-live.yaml")
 
         ready = self.work / "sim-ready.json"
         ready.unlink(missing_ok=True)
@@ -192,11 +233,42 @@ class Demo:
              "--outbox", str(self.work / "outbox.db"), "--hmac-key-file", str(key),
              "--out", str(agent_cfg)]
         )  # fmt: skip
+        if history is not None:
+            self.backfill(agent_cfg, history, dsn)
         self.start("edge-agent", [*self._tool("edge-agent"), "run", str(agent_cfg)])
         print(f"  agent       {agent_cfg}")
         print(f"  logs        {self.work / 'logs'}")
+        enterprise = load_scenario(scenario_path).enterprise.id
+        print(f"  KPIs        ingest-server report --data-dir {pg_dir} --enterprise "
+              f"{enterprise} --from DATE --to DATE --html r.html")  # fmt: skip
         print("Press Ctrl-C to stop.\n", flush=True)
         return self.watch(dsn)
+
+    def backfill(self, agent_cfg: Path, history: Path, dsn: str) -> None:
+        """The history through the agent's own outbox and delivery (`edge-agent
+        backfill`), faster than its default backlog rate, with progress."""
+        import psycopg  # noqa: PLC0415
+
+        doc: dict[str, Any] = read_yaml_file(agent_cfg)
+        doc.setdefault("mqtt", {})["backlog_batches_per_s"] = 200
+        fast = self.work / "agent-backfill.yaml"
+        fast.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), "utf-8")
+        proc = self.start(
+            "backfill", [*self._tool("edge-agent"), "backfill", "--config", str(fast), str(history)]
+        )
+        t0 = time.monotonic()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while proc.poll() is None:
+                time.sleep(self.args.every)
+                n = live_summary(conn)["samples"]
+                print(f"  backfill    {n:,} samples stored, {time.monotonic() - t0:.0f} s",
+                      flush=True)  # fmt: skip
+        self.procs.remove(("backfill", proc))
+        if proc.returncode != 0:
+            raise RuntimeError(f"the backfill failed: see {self.work / 'logs' / 'backfill.log'}")
+        print(f"  backfill    done in {time.monotonic() - t0:.0f} s: "
+              + (self.work / "logs" / "backfill.log").read_text().strip().splitlines()[-1],
+              flush=True)  # fmt: skip
 
     def watch(self, dsn: str) -> int:
         import psycopg  # noqa: PLC0415
@@ -275,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--now", action="store_true", help="keep the plant's own calendar")
     ap.add_argument("--duration", type=float, default=0, help="stop after N seconds")
     ap.add_argument("--every", type=float, default=5.0, help="summary every N seconds")
+    ap.add_argument(
+        "--history-days",
+        type=float,
+        default=30.0,
+        help="backfill this many days of the plant's past first (0: none; default 30)",
+    )
     args = ap.parse_args(argv)
     print("factory-evidence demo: simulators -> edge agent -> MQTT -> ingest server -> PostgreSQL")
     demo = Demo(args)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_the_demo_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "simulators.demo", "--workdir", str(tmp_path / "demo"),
-         "--duration", "20", "--every", "4"],
+         "--duration", "20", "--every", "4", "--history-days", "0.25"],
         capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     out = done.stdout
@@ -31,6 +31,10 @@ def test_the_demo_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
     assert any("cnc-01" in devices.split() for _, devices in states), out  # live states
     assert not any("em-main" in devices.split() for _, devices in states), "meters have none"
     assert "0 dead letters" in out
+    # six hours of the plant's past went in first, through the agent's outbox
+    backfilled = re.search(r"backfill \S+: (\d+) samples in \d+ batches", out)
+    assert backfilled, out
+    assert stored[0] >= int(backfilled.group(1)), "the past is stored before the live data"
     for name in ("edge-agent", "ingest-server", "factory-sim", "mosquitto"):
         assert f"stopped {name}" in out
     assert "killed" not in out, "every process stops on SIGTERM"
