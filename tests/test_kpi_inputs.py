@@ -9,7 +9,7 @@ import datetime as dt
 import psycopg
 import pytest
 
-from ingest_server.kpi.inputs import fetch_inputs, fetch_raw_inputs
+from ingest_server.kpi.inputs import fetch_inputs
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
 
 T0 = utc(2026, 11, 15, 16).timestamp()  # 2026-11-16 00:00 in Shanghai
@@ -38,7 +38,7 @@ def test_derived_and_raw_inputs_are_the_same_rows(db: str, seed: int, timezone: 
     with psycopg.connect(db) as conn:
         for d0, d1, as_of in periods:
             fast = fetch_inputs(conn, "hf", d0, d1, as_of)
-            raw = fetch_raw_inputs(conn, "hf", d0, d1, as_of)
+            raw = fetch_inputs(conn, "hf", d0, d1, as_of, raw=True)
             a, b = list(fast.rows()), list(raw.rows())
             assert len(a) == len(b), (d0, d1, len(a), len(b), diff(a, b))
             assert a == b, (d0, d1, diff(a, b))

@@ -10,7 +10,7 @@ can be exported for verifiers without database access.
 Verification: (1) the signature, against a trusted key (`--public-key`, or the
 database's `signing_keys`; else it says the key is only self-consistent and prints its
 fingerprint); (2) with database access, every KPI recomputed from the raw samples
-(`fetch_raw_inputs`) with the factor tables the report names, compared figure by figure;
+(`fetch_inputs(raw=True)`) with the factor tables the report names, compared figure by figure;
 (3) the digest of the input rows as the server fetches them now, which shows whether
 derived rows changed since the report (late data, or tampering).
 """
@@ -51,7 +51,6 @@ from ingest_server.kpi.inputs import (
     Inputs,
     ReportError,
     fetch_inputs,
-    fetch_raw_inputs,
     local_period,
 )
 
@@ -209,10 +208,9 @@ def _baseline(
         return None
     if req.baseline_from > req.date_from:
         raise ReportError("the baseline period must start before the reported period")
-    fetch = fetch_raw_inputs if raw else fetch_inputs
-    return fetch(
+    return fetch_inputs(
         conn, req.enterprise, req.baseline_from, req.baseline_to, as_of,
-        heartbeat_s=req.params.heartbeat_s,
+        heartbeat_s=req.params.heartbeat_s, raw=raw,
     )  # fmt: skip
 
 
@@ -387,9 +385,9 @@ def verify(
                 f"the {name} table {table.version} in the report differs from the published one"
             )
     with snapshot(conn):  # raw and derived rows as of one moment
-        raw = fetch_raw_inputs(
+        raw = fetch_inputs(
             conn, req.enterprise, req.date_from, req.date_to, as_of,
-            heartbeat_s=req.params.heartbeat_s,
+            heartbeat_s=req.params.heartbeat_s, raw=True,
         )  # fmt: skip
         base = _baseline(conn, req, as_of, raw=True)
         fast = fetch_inputs(

@@ -1,7 +1,7 @@
 """The typed inputs of a KPI report, and the two ways to fetch them.
 
 `fetch_inputs` reads the derived data the server keeps (state intervals, hourly counter
-sums, hourly sample counts): fast, what `ingest-server report` uses. `fetch_raw_inputs`
+sums, hourly sample counts): fast, what `ingest-server report` uses. `fetch_inputs(raw=True)`
 rebuilds the same records from the raw samples alone (intervals through the same
 run rules, counter deltas with the same wrap rule): what `ingest-server verify` uses to
 recompute a report independently of the derived tables. SQL here only fetches; every
@@ -401,21 +401,6 @@ def fetch_inputs(
             _fetch_anomalies(conn, inputs, group, start, end)
         _fetch_tags(conn, inputs, group, start, end, heartbeat_s, raw=raw)
     return inputs
-
-
-def fetch_raw_inputs(
-    conn: psycopg.Connection,
-    enterprise: str,
-    date_from: dt.date,
-    date_to: dt.date,
-    as_of: dt.datetime,
-    *,
-    heartbeat_s: float = HEARTBEAT_S,
-) -> Inputs:
-    """fetch_inputs(raw=True): what `ingest-server verify` recomputes from."""
-    return fetch_inputs(
-        conn, enterprise, date_from, date_to, as_of, heartbeat_s=heartbeat_s, raw=True
-    )
 
 
 def _state_devices(group: Sequence[SeriesRef]) -> dict[DeviceKey, list[int]]:
