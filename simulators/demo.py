@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,10 +132,55 @@ class Demo:
                 raise RuntimeError(f"{name} did not start within {timeout:.0f} s")
             time.sleep(0.1)
 
-    def run_tool(self, cmd: list[str]) -> None:
+    def run_tool(self, cmd: list[str], *, unless: str | None = None) -> None:
+        """Run a command to its end; a failure whose message has `unless` is no failure."""
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
+        if done.returncode != 0 and not (unless and unless in done.stderr):
             raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{done.stderr.strip()}")
+
+    def api(self, pg_dir: Path, enterprise: str) -> str:
+        """The HTTP API on a free port, and a login for each role (passwords in
+        WORKDIR/logins.json, mode 600, kept across runs)."""
+        logins_file = self.work / "logins.json"
+        logins: dict[str, str] = json.loads(logins_file.read_text()) if logins_file.exists() else {}
+        tool = self._tool("ingest-server")
+        for name, role in (("demo-admin", "admin"), ("demo-enterprise", "enterprise"),
+                           ("demo-verifier", "verifier")):  # fmt: skip
+            scope = [] if role == "admin" else ["--enterprise", enterprise]
+            self.run_tool(
+                [*tool, "accounts", "add", "--data-dir", str(pg_dir), name, "--role", role,
+                 *scope],
+                unless="exists already",
+            )  # fmt: skip
+            password = logins.setdefault(name, secrets.token_urlsafe(12))
+            secret = self.work / "keys" / f"{name}.password"
+            secret.write_text(password + "\n", encoding="utf-8")
+            secret.chmod(0o600)
+            self.run_tool(
+                [*tool, "accounts", "password", "--data-dir", str(pg_dir), name,
+                 "--password-file", str(secret)]
+            )  # fmt: skip
+        logins_file.write_text(json.dumps(logins, indent=1), encoding="utf-8")
+        logins_file.chmod(0o600)
+        port = pick_free_port("127.0.0.1")
+        self.start(
+            "ingest-api",
+            [*tool, "api", "--data-dir", str(pg_dir), "--listen", f"127.0.0.1:{port}"],
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/openapi.json", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or dict(self.procs)["ingest-api"].poll() is not None:
+                    raise RuntimeError(f"the API did not start: see {self.work / 'logs'}") from None
+                time.sleep(0.3)
+        print(f"  API         {url}/docs (POST /api/v1/login with a name and password)")
+        for name, password in logins.items():
+            print(f"  login       {name:<16} {password}")
+        return url
 
     def stop_all(self) -> None:
         # the agent first, so that it flushes to a broker and server still running
@@ -241,6 +287,7 @@ class Demo:
         enterprise = load_scenario(scenario_path).enterprise.id
         print(f"  KPIs        ingest-server report --data-dir {pg_dir} --enterprise "
               f"{enterprise} --from DATE --to DATE --html r.html")  # fmt: skip
+        self.api(pg_dir, enterprise)
         print("Press Ctrl-C to stop.\n", flush=True)
         return self.watch(dsn)
 

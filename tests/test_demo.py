@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -35,6 +36,12 @@ def test_the_demo_runs_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
     backfilled = re.search(r"backfill \S+: (\d+) samples in \d+ batches", out)
     assert backfilled, out
     assert stored[0] >= int(backfilled.group(1)), "the past is stored before the live data"
-    for name in ("edge-agent", "ingest-server", "factory-sim", "mosquitto"):
+    # the API with a login per role; the passwords kept for the next run, private
+    assert re.search(r"API +http://127\.0\.0\.1:\d+/docs", out), out
+    logins = json.loads((tmp_path / "demo" / "logins.json").read_text())
+    assert sorted(logins) == ["demo-admin", "demo-enterprise", "demo-verifier"]
+    assert all(f"{name:<16} {pw}" in out for name, pw in logins.items())
+    assert (tmp_path / "demo" / "logins.json").stat().st_mode & 0o777 == 0o600
+    for name in ("ingest-api", "edge-agent", "ingest-server", "factory-sim", "mosquitto"):
         assert f"stopped {name}" in out
     assert "killed" not in out, "every process stops on SIGTERM"
