@@ -44,17 +44,29 @@ def other_enterprise() -> Registry:
     )
 
 
-@pytest.fixture
-def api(db: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], str]]:
+ACCOUNTS = {
+    "root": ("admin", []),
+    "hf-user": ("enterprise", ["hf"]),
+    "zz-user": ("enterprise", ["zz"]),
+    "auditor": ("verifier", ["hf"]),
+}
+
+
+def two_enterprises_with_accounts(db: str, seed: int) -> dict[str, str]:
+    """The KPI plant `hf` with a day of data, an empty enterprise `zz`, and an account of
+    each kind (ACCOUNTS); returns a token per account."""
     prepare_kpi(db)
-    store_samples(db, plant_samples(31, T0, T0 + 86400), 31)
+    store_samples(db, plant_samples(seed, T0, T0 + 86400), seed)
     with psycopg.connect(db, autocommit=True) as conn:
         import_registry(conn, other_enterprise(), {})
-        add_account(conn, "root", "admin", [])
-        add_account(conn, "hf-user", "enterprise", ["hf"])
-        add_account(conn, "zz-user", "enterprise", ["zz"])
-        add_account(conn, "auditor", "verifier", ["hf"])
-        tokens = {n: new_token(conn, n) for n in ("root", "hf-user", "zz-user", "auditor")}
+        for name, (role, enterprises) in ACCOUNTS.items():
+            add_account(conn, name, role, enterprises)
+        return {name: new_token(conn, name) for name in ACCOUNTS}
+
+
+@pytest.fixture
+def api(db: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], str]]:
+    tokens = two_enterprises_with_accounts(db, 31)
     with TestClient(create_app(db, signing_key=tmp_path / "k.pem")) as c:
         yield c, tokens, db
 

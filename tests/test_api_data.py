@@ -12,29 +12,17 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest_server.accounts import add_account, new_token
 from ingest_server.api import create_app
-from ingest_server.registry import import_registry
-from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
-from tests.test_api_auth import other_enterprise
+from tests.kpi_harness import utc
+from tests.test_api_auth import two_enterprises_with_accounts
 
 T0 = utc(2026, 11, 15, 16).timestamp()
 
 
 @pytest.fixture
 def api(db: str, tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, dict[str, str]], str]]:
-    prepare_kpi(db)
-    store_samples(db, plant_samples(41, T0, T0 + 86400), 41)
-    with psycopg.connect(db, autocommit=True) as conn:
-        import_registry(conn, other_enterprise(), {})
-        add_account(conn, "root", "admin", [])
-        add_account(conn, "hf-user", "enterprise", ["hf"])
-        add_account(conn, "auditor", "verifier", ["hf"])
-        add_account(conn, "zz-user", "enterprise", ["zz"])
-        headers = {
-            n: {"Authorization": f"Bearer {new_token(conn, n)}"}
-            for n in ("root", "hf-user", "auditor", "zz-user")
-        }
+    tokens = two_enterprises_with_accounts(db, 41)
+    headers = {n: {"Authorization": f"Bearer {t}"} for n, t in tokens.items()}
     with TestClient(create_app(db, signing_key=tmp_path / "k.pem")) as c:
         yield c, headers, db
 

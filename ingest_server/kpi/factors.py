@@ -57,11 +57,7 @@ class EnergyTable:
         return None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "title": self.title,
-            "rows": [asdict(r) for r in self.rows],
-        }
+        return _table_json(self.version, self.title, self.rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +79,12 @@ class EmissionTable:
         return None
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "title": self.title,
-            "rows": [asdict(r) for r in self.rows],
-        }
+        return _table_json(self.version, self.title, self.rows)
+
+
+def _table_json(version: str, title: str, rows: tuple[Any, ...]) -> dict[str, Any]:
+    """What a report carries of a table: its version, title and every row."""
+    return {"version": version, "title": title, "rows": [asdict(r) for r in rows]}
 
 
 ENERGY_TABLES: dict[str, EnergyTable] = {
