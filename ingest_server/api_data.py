@@ -7,10 +7,13 @@ quality, KPIs, factor tables, and the declared attributes an enterprise may edit
     PATCH /api/v1/enterprises/{e}/equipment/{id}               edit declared attributes (audited)
     GET   /api/v1/enterprises/{e}/equipment/{id}/audit         who changed what, when
     GET   /api/v1/enterprises/{e}/equipment/{id}/timeline      state intervals (Gantt)
+    GET   /api/v1/enterprises/{e}/equipment/{id}/counters      its tags; parts, kWh per hour/day
     GET   /api/v1/enterprises/{e}/series                       one tag, downsampled
+    GET   /api/v1/enterprises/{e}/energy                       consumption per meter per hour/day
     GET   /api/v1/enterprises/{e}/gateways                     status, boot, agent
     GET   /api/v1/enterprises/{e}/dead-letters                 refused messages of its gateways
     GET   /api/v1/enterprises/{e}/kpis                         every KPI of a period (unsigned)
+    GET   /api/v1/enterprises/{e}/trend                        KPIs per day / week / month
     GET   /api/v1/factors                                      coefficient and factor tables
 
 Reads need the enterprise among the caller's (admin: all); edits need an enterprise or
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
@@ -31,10 +34,12 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest_server.api_auth import ApiError, Caller, readable, writable
+from ingest_server.derive import COUNTER_ROLE_NAMES
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.evidence import Request as ReportRequest
 from ingest_server.kpi.evidence import make_report
 from ingest_server.kpi.factors import EMISSION_TABLES, ENERGY_TABLES
+from ingest_server.kpi.inputs import CARRIER_ROLES
 
 router = APIRouter(prefix="/api/v1")
 MAX_RANGE = dt.timedelta(days=92)
@@ -53,15 +58,17 @@ def _rows(cur: psycopg.Cursor[Any]) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def _range(start: dt.datetime | None, end: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+def _range(
+    start: dt.datetime | None, end: dt.datetime | None, limit: dt.timedelta = MAX_RANGE
+) -> tuple[dt.datetime, dt.datetime]:
     end = end or dt.datetime.now(dt.UTC)
     start = start or end - dt.timedelta(days=1)
     if start.tzinfo is None or end.tzinfo is None:
         raise ApiError(422, "invalid_parameter", "start, end: give a time zone (Z or +08:00)")
     if end <= start:
         raise ApiError(422, "invalid_parameter", "end: must be after start")
-    if end - start > MAX_RANGE:
-        raise ApiError(422, "invalid_parameter", f"end: at most {MAX_RANGE.days} days after start")
+    if end - start > limit:
+        raise ApiError(422, "invalid_parameter", f"end: at most {limit.days} days after start")
     return start, end
 
 
@@ -324,6 +331,124 @@ def series(  # noqa: PLR0917 (query parameters)
     }
 
 
+def _counter_points(  # noqa: PLR0917
+    conn: psycopg.Connection, sid: int, tz: str, a: dt.datetime, b: dt.datetime, bucket: str
+) -> list[dict[str, Any]]:
+    """A counter's increase per hour or local day, from the hourly sums of its deltas."""
+    query = sql.SQL(
+        "SELECT {} AS t, sum(delta), sum(n)::bigint, sum(rollovers)::int, "
+        "sum(resets)::int FROM counter_hourly WHERE series_id = %(sid)s "
+        "AND bucket >= %(a)s AND bucket < %(b)s GROUP BY 1 ORDER BY 1"
+    ).format(sql.SQL("bucket" if bucket == "hour" else "date_trunc('day', bucket, %(tz)s)"))
+    rows = conn.execute(query, {"sid": sid, "a": a, "b": b, "tz": tz}).fetchall()
+    return [
+        {"t": t, "quantity": q, "readings": n, "rollovers": ro, "resets": rs}
+        for t, q, n, ro, rs in rows
+    ]
+
+
+@router.get("/enterprises/{enterprise}/equipment/{eid}/counters")
+def equipment_counters(  # noqa: PLR0917 (query parameters)
+    caller: Caller,
+    pool: Pool,
+    enterprise: str,
+    eid: str,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    bucket: Literal["hour", "day"] = "hour",
+) -> dict[str, Any]:
+    """Every tag of the machine's device (role, unit); for its counters (parts, energy,
+    water ...), the increase per hour or local day over [start, end) (default: the last
+    day), as the energy view counts them; and where its power is measured (`power`: its
+    own power_kw tag, else those of the meters that cover it, the narrowest first)."""
+    readable(caller, enterprise)
+    a, b = _range(start, end, MAX_RANGE if bucket == "hour" else dt.timedelta(days=400))
+    with pool.connection() as conn:
+        eq = _equipment_row(conn, enterprise, eid)
+        tags = _rows(
+            conn.execute(
+                """
+                SELECT se.series_id, se.tag, se.role, se.unit, s.timezone
+                FROM equipment e
+                JOIN sites s ON s.enterprise_id = e.enterprise_id AND s.id = e.site_id
+                JOIN gateways g ON g.enterprise_id = e.enterprise_id AND g.site_id = e.site_id
+                     AND g.id = e.gateway_id
+                JOIN series se ON se.gid = g.gid AND se.device = e.device
+                WHERE e.enterprise_id = %s AND e.id = %s ORDER BY se.tag
+                """,
+                (enterprise, eid),
+            )
+        )
+        counters = []
+        for t in tags:
+            sid, tz = t.pop("series_id"), t.pop("timezone")
+            if t["role"] in COUNTER_ROLE_NAMES:
+                points = _counter_points(conn, sid, tz, a, b, bucket)
+                counters.append({**t, "points": points})
+        # its power: a power_kw tag of its own, else of the meters that measure it
+        own = [{"device": eq["device"], "tag": t["tag"], "unit": t["unit"], "meter": None,
+                "covers": [eid]} for t in tags if t["role"] == "power_kw"]  # fmt: skip
+        meters = _rows(
+            conn.execute(
+                """
+                SELECT m.device, se.tag, se.unit, m.id AS meter, m.name AS meter_name,
+                       m.name_en AS meter_name_en, m.covers
+                FROM meters m
+                JOIN gateways g ON g.enterprise_id = m.enterprise_id AND g.site_id = m.site_id
+                     AND g.id = m.gateway_id
+                JOIN series se ON se.gid = g.gid AND se.device = m.device
+                     AND se.role = 'power_kw'
+                WHERE m.enterprise_id = %s AND %s = ANY(m.covers)
+                ORDER BY cardinality(m.covers), m.id
+                """,
+                (enterprise, eid),
+            )
+        )
+    return {"equipment": eid, "start": a, "end": b, "bucket": bucket, "tags": tags,
+            "counters": counters, "power": own + meters}  # fmt: skip
+
+
+@router.get("/enterprises/{enterprise}/energy")
+def energy(  # noqa: PLR0917 (query parameters)
+    caller: Caller,
+    pool: Pool,
+    enterprise: str,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    bucket: Literal["hour", "day"] = "hour",
+) -> dict[str, Any]:
+    """Consumption of every meter per hour or per local day of its site over [start, end)
+    (default: the last day; at most 92 days by hour, 400 by day), from the hourly counter
+    sums: each reading's delta counts in the hour of the reading, rollovers unwrapped and
+    resets not counted, as in the report (which also prorates across the period's edges)."""
+    readable(caller, enterprise)
+    a, b = _range(start, end, MAX_RANGE if bucket == "hour" else dt.timedelta(days=400))
+    with pool.connection() as conn:
+        _enterprise_exists(conn, enterprise)
+        meters = _rows(
+            conn.execute(
+                """
+                SELECT m.id, m.name, m.name_en, m.site_id AS site, m.carrier, m.unit,
+                       m.parent_id AS parent, m.parent_id IS NULL AS top_level,
+                       se.series_id, s.timezone
+                FROM meters m
+                JOIN sites s ON s.enterprise_id = m.enterprise_id AND s.id = m.site_id
+                LEFT JOIN gateways g ON g.enterprise_id = m.enterprise_id
+                     AND g.site_id = m.site_id AND g.id = m.gateway_id
+                LEFT JOIN series se ON se.gid = g.gid AND se.device = m.device
+                     AND se.role = (%s::jsonb ->> m.carrier)
+                WHERE m.enterprise_id = %s ORDER BY m.carrier, m.id
+                """,
+                (json.dumps(CARRIER_ROLES), enterprise),
+            )
+        )
+        for m in meters:
+            sid, tz = m.pop("series_id"), m.pop("timezone")
+            m["measured"] = sid is not None
+            m["points"] = [] if sid is None else _counter_points(conn, sid, tz, a, b, bucket)
+    return {"start": a, "end": b, "bucket": bucket, "meters": meters}
+
+
 @router.get("/enterprises/{enterprise}/gateways")
 def gateways(caller: Caller, pool: Pool, enterprise: str) -> list[dict[str, Any]]:
     readable(caller, enterprise)
@@ -368,17 +493,87 @@ def kpis(  # noqa: PLR0917 (query parameters)
     date_from: Annotated[dt.date, Query(alias="from")],
     date_to: Annotated[dt.date, Query(alias="to")],
     coverage_threshold: Annotated[float, Query(gt=0, le=1)] = 0.8,
+    baseline_from: dt.date | None = None,
+    baseline_to: dt.date | None = None,
 ) -> dict[str, Any]:
-    """Every KPI of the period with its groups (site, process), equipment and meters: the
-    report's body, unsigned (for the console; evidence is the signed report)."""
+    """Every KPI of the period with its groups (site, process), equipment, meters and data
+    quality (tag coverage, gaps, counter anomalies), and the change vs a baseline period
+    when one is given: the report's body, unsigned (for the console; evidence is the
+    signed report)."""
     readable(caller, enterprise)
+    if (baseline_from is None) != (baseline_to is None):
+        raise ApiError(422, "invalid_parameter", "baseline_to: give both or neither")
     req = ReportRequest(
-        enterprise, date_from, date_to, params=Parameters(coverage_threshold=coverage_threshold)
-    )
+        enterprise, date_from, date_to, baseline_from, baseline_to,
+        params=Parameters(coverage_threshold=coverage_threshold),
+    )  # fmt: skip
     with pool.connection() as conn:
         doc = make_report(conn, req, key=None)
-    keep = ("period", "parameters", "kpis", "groups", "equipment", "meters", "production")
+    keep = (
+        "enterprise", "period", "baseline", "parameters", "sites", "kpis", "groups",
+        "equipment", "meters", "production", "quality",
+    )  # fmt: skip
     return {k: doc[k] for k in keep}
+
+
+TREND_DEFAULT = (
+    "energy_tce", "energy_per_unit", "energy_per_value_added", "water_per_unit",
+    "water_per_value_added", "carbon_per_value_added", "oee",
+)  # fmt: skip
+MAX_TREND_STEPS = 62
+
+
+def _steps(a: dt.date, b: dt.date, step: str) -> list[tuple[dt.date, dt.date]]:
+    """[a, b] cut into days, ISO weeks or calendar months (the first and last clipped)."""
+    out = []
+    d = a
+    while d <= b:
+        if step == "day":
+            last = d
+        elif step == "week":
+            last = d + dt.timedelta(days=6 - d.weekday())
+        else:
+            nxt = (d.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+            last = nxt - dt.timedelta(days=1)
+        out.append((d, min(last, b)))
+        d = min(last, b) + dt.timedelta(days=1)
+    return out
+
+
+@router.get("/enterprises/{enterprise}/trend")
+def trend(  # noqa: PLR0917 (query parameters)
+    caller: Caller,
+    pool: Pool,
+    enterprise: str,
+    date_from: Annotated[dt.date, Query(alias="from")],
+    date_to: Annotated[dt.date, Query(alias="to")],
+    step: Literal["day", "week", "month"] = "day",
+    kpi: Annotated[list[str] | None, Query(description="KPI ids (default: intensities)")] = None,
+) -> dict[str, Any]:
+    """Chosen KPIs per day, week or month of [from, to], each computed by the engine as
+    a report over that sub-period would (at most 62 of them)."""
+    readable(caller, enterprise)
+    if date_to < date_from:
+        raise ApiError(422, "invalid_parameter", "to: the period ends before it starts")
+    steps = _steps(date_from, date_to, step)
+    if len(steps) > MAX_TREND_STEPS:
+        raise ApiError(
+            422, "invalid_parameter",
+            f"step: {len(steps)} {step}s; at most {MAX_TREND_STEPS}: take a longer step",
+        )  # fmt: skip
+    wanted = set(kpi or TREND_DEFAULT)
+    points: list[dict[str, Any]] = []
+    meta: dict[str, dict[str, Any]] = {}
+    with pool.connection() as conn:
+        for a, b in steps:
+            doc = make_report(conn, ReportRequest(enterprise, a, b), key=None)
+            values = {}
+            for k in doc["kpis"]:
+                if k["id"] in wanted:
+                    values[k["id"]] = k["value"]
+                    meta[k["id"]] = {"name": k["name"], "name_en": k["name_en"], "unit": k["unit"]}
+            points.append({"from": a, "to": b, "partial": doc["period"]["partial"], "kpis": values})
+    return {"step": step, "kpis": meta, "points": points}
 
 
 @router.get("/factors")

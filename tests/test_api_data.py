@@ -170,3 +170,130 @@ def test_gateways_dead_letters_and_factors(api: Any) -> None:
     f = c.get("/api/v1/factors", headers=h["zz-user"]).json()
     assert f["energy"][0]["version"] == "gbt2589-2020.1"
     assert any(r["region"] == "anhui" for r in f["emission"][0]["rows"])
+
+
+DAY = {"start": "2026-11-15T16:00:00Z", "end": "2026-11-16T16:00:00Z"}  # 11-16 in Hefei
+
+
+def _deltas(db: str, device: str, role: str, a: Any, b: Any) -> float:
+    with psycopg.connect(db) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(d.delta), 0) FROM counter_deltas d JOIN series se "
+            "USING (series_id) WHERE se.device = %s AND se.role = %s AND d.ts >= %s "
+            "AND d.ts < %s",
+            (device, role, a, b),
+        ).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+def test_energy_per_meter_per_hour_and_day(api: Any) -> None:
+    c, h, db = api
+    url = "/api/v1/enterprises/hf/energy"
+    hourly = c.get(url, params={**DAY, "bucket": "hour"}, headers=h["auditor"]).json()
+    meters = {m["id"]: m for m in hourly["meters"]}
+    assert set(meters) == {"em-main", "em-sub"}
+    assert meters["em-main"]["top_level"] is True
+    assert meters["em-sub"]["parent"] == "em-main"
+    assert meters["em-main"]["unit"] == "kWh"
+    a, b = utc(2026, 11, 15, 16), utc(2026, 11, 16, 16)
+    for mid, m in meters.items():
+        assert m["measured"] is True
+        assert 20 <= len(m["points"]) <= 24
+        total = sum(p["quantity"] for p in m["points"])
+        assert total == pytest.approx(_deltas(db, mid, "energy_kwh", a, b), rel=1e-9)
+        assert total > 0
+    # per local day: the same sum in one point at 00:00 Hefei time
+    daily = c.get(url, params={**DAY, "bucket": "day"}, headers=h["hf-user"]).json()
+    main = next(m for m in daily["meters"] if m["id"] == "em-main")
+    assert [p["t"] for p in main["points"]] == ["2026-11-15T16:00:00Z"]
+    assert main["points"][0]["quantity"] == pytest.approx(
+        sum(p["quantity"] for p in meters["em-main"]["points"])
+    )
+    assert c.get(url, params=DAY, headers=h["zz-user"]).status_code == 403
+    r = c.get(url, params={**DAY, "bucket": "week"}, headers=h["root"])
+    assert r.status_code == 422
+    assert "bucket" in r.json()["error"]["message"]
+    long = {"start": "2026-01-01T00:00:00Z", "end": "2026-11-16T00:00:00Z"}
+    assert c.get(url, params=long, headers=h["root"]).status_code == 422  # 319 days by hour
+    assert c.get(url, params={**long, "bucket": "day"}, headers=h["root"]).status_code == 200
+
+
+def test_equipment_counters(api: Any) -> None:
+    c, h, db = api
+    url = "/api/v1/enterprises/hf/equipment/cnc-01/counters"
+    r = c.get(url, params=DAY, headers=h["auditor"]).json()
+    assert {t["role"] for t in r["tags"]} == {
+        "machine_state", "part_count_total", "part_count_good", "device_status"
+    }  # fmt: skip
+    counters = {x["role"]: x for x in r["counters"]}
+    assert set(counters) == {"part_count_total", "part_count_good"}
+    a, b = utc(2026, 11, 15, 16), utc(2026, 11, 16, 16)
+    for role, x in counters.items():
+        made = sum(p["quantity"] for p in x["points"])
+        assert made == _deltas(db, "cnc-01", role, a, b)
+        assert made > 0
+    assert r["power"] == []  # neither it nor its meter (em-sub) has a power tag
+    assert c.get(url, params=DAY, headers=h["zz-user"]).status_code == 403
+    assert c.get(url.replace("cnc-01", "nope"), headers=h["root"]).status_code == 404
+
+
+def test_kpis_with_baseline_and_data_quality_and_trend(api: Any) -> None:
+    c, h, _ = api
+    url = "/api/v1/enterprises/hf/kpis"
+    day = {"from": "2026-11-16", "to": "2026-11-16"}
+    entry = {**day, "output": 400, "value_added_10k_cny": 12.5}
+    assert c.post("/api/v1/enterprises/hf/production", json=entry,
+                  headers=h["hf-user"]).status_code == 201  # fmt: skip
+    doc = c.get(url, params={**day, "baseline_from": "2026-11-16", "baseline_to": "2026-11-16"},
+                headers=h["auditor"]).json()  # fmt: skip
+    k = {x["id"]: x for x in doc["kpis"]}
+    assert doc["baseline"]["from"] == "2026-11-16"
+    # the same day as its own baseline: no change
+    assert k["energy_per_unit"]["value"] > 0
+    assert k["energy_per_unit_change"]["value"] == 0
+    assert k["energy_per_value_added_change"]["value"] == 0
+    assert {t["device"] for t in doc["quality"]["tags"]} >= {"gw-01/cnc-01", "gw-01/em-main"}
+    assert set(doc["quality"]) == {"tags", "gaps", "counter_anomalies"}
+    r = c.get(url, params={**day, "baseline_from": "2026-11-16"}, headers=h["auditor"])
+    assert r.status_code == 422
+    assert "baseline" in r.json()["error"]["message"]
+
+    trend = c.get("/api/v1/enterprises/hf/trend",
+                  params={"from": "2026-11-15", "to": "2026-11-17",
+                          "kpi": ["energy_per_unit", "oee"]},
+                  headers=h["hf-user"]).json()  # fmt: skip
+    assert [p["from"] for p in trend["points"]] == ["2026-11-15", "2026-11-16", "2026-11-17"]
+    assert set(trend["kpis"]) == {"energy_per_unit", "oee"}
+    mid = trend["points"][1]["kpis"]
+    assert mid == {"energy_per_unit": k["energy_per_unit"]["value"], "oee": k["oee"]["value"]}
+    assert trend["points"][0]["kpis"]["energy_per_unit"] is None  # no output entered
+    weeks = c.get("/api/v1/enterprises/hf/trend",
+                  params={"from": "2026-11-01", "to": "2026-11-30", "step": "week"},
+                  headers=h["hf-user"]).json()  # fmt: skip
+    # 11-01 is a Sunday: weeks cut at Mondays, the ends clipped to the period
+    assert [(p["from"], p["to"]) for p in weeks["points"]] == [
+        ("2026-11-01", "2026-11-01"), ("2026-11-02", "2026-11-08"), ("2026-11-09", "2026-11-15"),
+        ("2026-11-16", "2026-11-22"), ("2026-11-23", "2026-11-29"), ("2026-11-30", "2026-11-30"),
+    ]  # fmt: skip
+    months = c.get("/api/v1/enterprises/hf/trend",
+                   params={"from": "2026-01-15", "to": "2026-03-02", "step": "month",
+                           "kpi": "energy_tce"}, headers=h["hf-user"]).json()  # fmt: skip
+    assert [(p["from"], p["to"]) for p in months["points"]] == [
+        ("2026-01-15", "2026-01-31"), ("2026-02-01", "2026-02-28"), ("2026-03-01", "2026-03-02"),
+    ]  # fmt: skip
+    r = c.get("/api/v1/enterprises/hf/trend", params={"from": "2026-01-01", "to": "2026-12-31"},
+              headers=h["hf-user"])  # fmt: skip
+    assert r.status_code == 422
+    assert "step" in r.json()["error"]["message"]
+    assert c.get("/api/v1/enterprises/hf/trend", params=day,
+                 headers=h["zz-user"]).status_code == 403  # fmt: skip
+
+
+def test_logout_revokes_the_token(api: Any) -> None:
+    c, h, _ = api
+    assert c.get("/api/v1/keys", headers=h["hf-user"]).status_code == 200
+    assert c.post("/api/v1/logout", headers=h["hf-user"]).status_code == 204
+    assert c.get("/api/v1/keys", headers=h["hf-user"]).status_code == 401
+    assert c.post("/api/v1/logout", headers=h["hf-user"]).status_code == 401
+    assert c.get("/api/v1/keys", headers=h["auditor"]).status_code == 200  # others stay
