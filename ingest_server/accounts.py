@@ -48,6 +48,7 @@ class Principal:
     name: str
     role: Role
     enterprises: frozenset[str] = field(default_factory=frozenset)
+    token_id: int | None = None  # the token it called with (logout revokes it)
 
     def may_read(self, enterprise: str) -> bool:
         return self.role == "admin" or enterprise in self.enterprises
@@ -180,7 +181,7 @@ def authenticate(conn: psycopg.Connection, token: str) -> Principal | None:
     if row is None or not hmac.compare_digest(bytes(row[0]), _hash(secret)):
         return None
     conn.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s", (tid,))
-    return Principal(row[1], row[2], row[3], frozenset(row[4]))
+    return Principal(row[1], row[2], row[3], frozenset(row[4]), tid)
 
 
 def _split(token: str) -> tuple[int | None, str]:

@@ -13,6 +13,7 @@
     GET  /api/v1/reports/{report_id}[?format=json|html|xlsx]  one, as issued
     POST /api/v1/reports/{report_id}/verify                   claimed vs recomputed
     POST /api/v1/login                                        {name, password} -> a session token
+    POST /api/v1/logout                                       revoke the token of the request
     ... and the data views of ingest_server/api_data.py (registry, live states,
     timelines, series, gateways, dead letters, KPIs, factors, audited edits)
 
@@ -29,6 +30,7 @@ import base64
 import contextlib
 import datetime as dt
 import io
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,7 +43,7 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
 from ingest_server import __version__
-from ingest_server.accounts import authenticate, login
+from ingest_server.accounts import authenticate, login, revoke_token
 from ingest_server.api_auth import ApiError, Caller, forbidden
 from ingest_server.api_data import router as data_router
 from ingest_server.kpi.engine import Parameters
@@ -57,6 +59,9 @@ from ingest_server.kpi.evidence import (
     verify,
 )
 from ingest_server.kpi.inputs import ReportError
+from ingest_server.ratelimit import LoginLimiter, TooManyAttemptsError
+
+log = logging.getLogger(__name__)
 
 
 class ProductionIn(BaseModel):
@@ -91,6 +96,7 @@ def _verdict(v: Verdict) -> dict[str, Any]:
     return {
         "ok": v.ok and v.trusted,
         "signature": v.signature,
+        "signature_ok": v.signature_ok,
         "trusted": v.trusted,
         "digest": v.digest,
         "digest_ok": v.digest_ok,
@@ -247,14 +253,36 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
         with pool.connection() as conn:
             return _verdict(verify(doc, conn=conn))
 
-    @app.post("/api/v1/login")
-    def login_(body: LoginIn) -> dict[str, Any]:
-        """A console session: a token that expires, for a right name and password."""
-        with pool.connection() as conn:
-            got = login(conn, body.name, body.password)
-            p = None if got is None else authenticate(conn, got[0])
-        if got is None or p is None:
-            raise ApiError(401, "unauthenticated", "wrong name or password")
+    # failed logins per name and per address (ingest_server/ratelimit.py); per process
+    app.state.login_limiter = LoginLimiter()
+
+    @app.post("/api/v1/login", responses={429: {"description": "too many failed logins"}})
+    def login_(request: Request, body: LoginIn) -> dict[str, Any]:
+        """A console session: a token that expires, for a right name and password. After
+        5 failures for a name (20 from an address) in 5 minutes: 429 for 5 minutes,
+        without the password being checked."""
+        limiter: LoginLimiter = request.app.state.login_limiter
+        ip = request.client.host if request.client else "unknown"
+        try:
+            attempt = limiter.attempt(body.name, ip)
+        except TooManyAttemptsError as exc:
+            return JSONResponse(  # type: ignore[return-value]
+                {"error": {"code": "too_many_attempts", "message": str(exc)}},
+                status_code=429,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
+        with attempt:
+            with pool.connection() as conn:
+                got = login(conn, body.name, body.password)
+                p = None if got is None else authenticate(conn, got[0])
+            if got is None or p is None:
+                for what in attempt.failed():
+                    log.warning(
+                        "login: %s locked after repeated failures (account %r, from %s)",
+                        what, body.name, ip,
+                    )  # fmt: skip
+                raise ApiError(401, "unauthenticated", "wrong name or password")
+            attempt.succeeded()
         return {"token": got[0], "expires_at": got[1], "name": p.name, "role": p.role,
                 "enterprises": sorted(p.enterprises)}  # fmt: skip
 
@@ -271,6 +299,14 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
                 422, "invalid_report", f"not a report this server can read: {exc!r}"
             )
         return _verdict(v)
+
+    @app.post("/api/v1/logout", status_code=204)
+    def logout_(caller: Caller) -> Response:
+        """End a session: revokes the token this request carries."""
+        assert caller.token_id is not None
+        with pool.connection() as conn:
+            revoke_token(conn, caller.token_id)
+        return Response(status_code=204)
 
     @app.get("/api/v1/keys")
     def keys(_caller: Caller) -> list[dict[str, Any]]:
