@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[agent,server,sim,test]'
 	touch $@
 
-# The integration tests start their own broker from this binary on a free port, and
-# link two pseudo-terminals with socat to test Modbus RTU over a serial line.
+# The integration tests start their own broker from this binary on a free port, link
+# two pseudo-terminals with socat to test Modbus RTU over a serial line, and drive the
+# web console in Debian's headless chromium (a Chinese font for its text).
 system-deps:
 	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; else \
 		echo "mosquitto not found: installing it with apt-get"; \
@@ -30,6 +31,10 @@ system-deps:
 	@if command -v socat >/dev/null 2>&1; then :; else \
 		echo "socat not found: installing it with apt-get"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat; \
+	fi
+	@if [ -x /usr/bin/chromium ] && fc-list :lang=zh 2>/dev/null | grep -q .; then :; else \
+		echo "chromium or a Chinese font not found: installing them with apt-get (console tests)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; \
 	fi
 
 lint: $(STAMP)

@@ -42,7 +42,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
-from ingest_server import __version__
+from ingest_server import __version__, console
 from ingest_server.accounts import authenticate, login, revoke_token
 from ingest_server.api_auth import ApiError, Caller, forbidden
 from ingest_server.api_data import router as data_router
@@ -151,6 +151,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
 
     app.state.pool = pool
     app.include_router(data_router)
+    console.mount(app)
 
     @app.exception_handler(ApiError)
     def _api_error(_req: Request, exc: ApiError) -> JSONResponse:

@@ -4,8 +4,6 @@ on 127.0.0.1 with a stored plant: whatever it sends, no answer is a 5xx."""
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,14 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from ingest_server.accounts import add_account, new_token
-from ingest_server.api import create_app
+from tests.apiserver import serving_api
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
-from tests.netutil import free_port
 
 T0 = utc(2026, 11, 15, 16).timestamp()
 # derandomized: the same requests in every run, so CI does not turn red by chance; set
@@ -41,22 +37,8 @@ def live_api(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             add_account(conn, "root", "admin", [])
             token = new_token(conn, "root")
         key = Path(tmp_path_factory.mktemp("fuzz")) / "k.pem"
-        port = free_port()
-        config = uvicorn.Config(
-            create_app(db, signing_key=key), host="127.0.0.1", port=port, log_level="warning"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the API did not start"
-            time.sleep(0.05)
-        try:
-            yield {"url": f"http://127.0.0.1:{port}", "token": token}
-        finally:
-            server.should_exit = True
-            thread.join(30)
+        with serving_api(db, key) as url:
+            yield {"url": url, "token": token}
 
 
 def test_no_request_gets_a_server_error(live_api: dict[str, Any]) -> None:

@@ -1,0 +1,569 @@
+"use strict";
+// factory-evidence web console: one page, no build step, no external resources.
+// Talks to /api/v1 with the bearer token of a console login (sessionStorage: one tab's
+// session ends with the tab). Every text from the server is put in the page as text,
+// never as HTML.
+(() => {
+  const session = window.sessionStorage;
+  const prefs = window.localStorage;
+  const ISO = (d) => d.toISOString().slice(0, 10);
+  const addDays = (iso, n) => { const d = new Date(iso + "T00:00:00Z"); d.setUTCDate(d.getUTCDate() + n); return ISO(d); };
+  const today = ISO(new Date(Date.now() - new Date().getTimezoneOffset() * 60000));
+
+  const S = {
+    token: session.getItem("fe.token"),
+    me: JSON.parse(session.getItem("fe.me") || "null"),
+    lang: prefs.getItem("fe.lang") || "zh",
+    ent: prefs.getItem("fe.ent"),
+    from: prefs.getItem("fe.from") || addDays(today, -13),
+    to: prefs.getItem("fe.to") || today,
+    bfrom: prefs.getItem("fe.bfrom") ?? addDays(today, -27),
+    bto: prefs.getItem("fe.bto") ?? addDays(today, -14),
+    ents: null, info: {}, timer: null, renderId: 0,
+  };
+
+  const t = (k) => (window.I18N[S.lang] || {})[k] ?? window.I18N.zh[k] ?? k;
+  const nm = (o) => (S.lang === "en" ? o.name_en || o.name : o.name || o.name_en) || o.id || "";
+
+  // -- DOM ------------------------------------------------------------------------------
+  function h(tag, attrs, ...kids) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (k === "class") el.className = v;
+      else el.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const kid of kids.flat(Infinity)) {
+      if (kid === null || kid === undefined || kid === false) continue;
+      el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+    }
+    return el;
+  }
+  const table = (cols, rows, attrs) => h("table", attrs || {},
+    h("thead", {}, h("tr", {}, cols.map((c) => h("th", { class: c.num ? "num" : null }, c.label)))),
+    h("tbody", {}, rows.length ? rows.map((r) => h("tr", {}, cols.map((c) => h("td", { class: c.num ? "num" : null }, c.get(r)))))
+      : h("tr", {}, h("td", { colspan: cols.length, class: "muted" }, t("none")))));
+  const errorBox = (e) => h("div", { class: "error", role: "alert" }, `${t("error")}: ${e.message || e}`);
+
+  // -- numbers and times ----------------------------------------------------------------
+  function num(v, digits) {
+    if (v === null || v === undefined || Number.isNaN(v)) return "—";
+    const a = Math.abs(v);
+    const d = digits ?? (a >= 1000 ? 0 : a >= 100 ? 1 : a >= 1 ? 2 : a === 0 ? 0 : 4);
+    return Number(v).toLocaleString(S.lang === "zh" ? "zh-CN" : "en-US", { maximumFractionDigits: d, minimumFractionDigits: 0 });
+  }
+  const pct = (f) => (f === null || f === undefined ? "—" : `${num(f * 100, 1)} %`);
+  const tz = () => (S.info[S.ent]?.sites?.[0]?.timezone) || "Asia/Shanghai";
+  // wall-clock time at the site: plotly's date axes have no time zones
+  function local(iso) {
+    const f = new Intl.DateTimeFormat("sv-SE", { timeZone: tz(), year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
+    return f.format(new Date(iso)).replace(",", "");
+  }
+  // the instant of 00:00 at the site on a date (fixed-offset zones, as China's)
+  function siteMidnight(dateIso) {
+    const guess = new Date(`${dateIso}T00:00:00Z`);
+    const wall = new Date(`${local(guess.toISOString()).replace(" ", "T")}Z`);
+    return new Date(guess.getTime() - (wall - guess));
+  }
+  function seconds(s) {
+    if (s === null || s === undefined) return "—";
+    if (s < 120) return `${num(s, 0)} s`;
+    if (s < 7200) return `${num(s / 60, 1)} min`;
+    return `${num(s / 3600, 1)} ${t("h")}`;
+  }
+
+  // -- API ------------------------------------------------------------------------------
+  async function api(path, opts = {}) {
+    const headers = {};
+    if (S.token) headers.Authorization = `Bearer ${S.token}`;
+    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    const r = await fetch(`/api/v1${path}`, { method: opts.method || "GET", headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    if (opts.blob && r.ok) return r.blob();
+    const type = r.headers.get("content-type") || "";
+    const data = type.includes("json") ? await r.json() : await r.text();
+    if (r.status === 401 && path !== "/login") { logout(); throw new Error(t("wrong_login")); }
+    if (!r.ok) {
+      const e = new Error((data && data.error && data.error.message) || `${r.status} ${r.statusText}`);
+      e.status = r.status;
+      throw e;
+    }
+    return data;
+  }
+  const q = (o) => Object.entries(o).filter(([, v]) => v !== null && v !== undefined && v !== "")
+    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+  const E = () => `/enterprises/${encodeURIComponent(S.ent)}`;
+  const hasBaseline = () => Boolean(S.bfrom && S.bto);
+  const kpisCache = {};
+  function kpis() {
+    const key = [S.ent, S.from, S.to, S.bfrom, S.bto].join("|");
+    if (!kpisCache[key]) {
+      kpisCache[key] = api(`${E()}/kpis?${q({ from: S.from, to: S.to, baseline_from: hasBaseline() ? S.bfrom : null, baseline_to: hasBaseline() ? S.bto : null })}`);
+      kpisCache[key].catch(() => delete kpisCache[key]);
+    }
+    return kpisCache[key];
+  }
+  async function download(path, name) {
+    const blob = await api(path, { blob: true });
+    const url = URL.createObjectURL(blob);
+    const a = h("a", { href: url, download: name });
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  }
+
+  function logout() {
+    if (S.token) api("/logout", { method: "POST" }).catch(() => {});
+    S.token = null; S.me = null; S.ents = null;
+    session.removeItem("fe.token"); session.removeItem("fe.me");
+    if (location.hash !== "#/login") location.hash = "#/login"; else render();
+  }
+
+  // -- charts (plotly.js, served from the installed wheel) --------------------------------
+  function chart(el, traces, layout) {
+    const base = { margin: { l: 60, r: 20, t: 30, b: 50 }, font: { family: "system-ui, sans-serif", size: 12 },
+      legend: { orientation: "h", y: -0.2 }, paper_bgcolor: "#fff", plot_bgcolor: "#fff" };
+    window.Plotly.newPlot(el, traces, { ...base, ...layout }, { displaylogo: false, responsive: true });
+  }
+  const STATE_COLORS = { RUNNING: "#1f8a4c", IDLE: "#c98a12", SETUP: "#2d7fc1", DOWN: "#c0392b",
+    PLANNED_STOP: "#6f7f8f", OFF: "#3d4a57", OFFLINE: "#9aa6b2", UNKNOWN: "#c3cbd3", NO_DATA: "#dfe4e9" };
+
+  // -- shell ----------------------------------------------------------------------------
+  const PAGES = ["overview", "equipment", "energy", "evidence", "quality"];
+  function shell(page) {
+    const main = h("main", { id: "main", "data-page": page });
+    const save = () => {
+      for (const k of ["from", "to", "bfrom", "bto"]) prefs.setItem(`fe.${k}`, S[k] || "");
+      prefs.setItem("fe.ent", S.ent || "");
+    };
+    const dateInput = (k) => h("input", { type: "date", value: S[k] || "", "data-field": k, onchange: (ev) => { S[k] = ev.target.value; } });
+    const header = h("header", {},
+      h("h1", {}, t("app"), h("small", {}, t("app_sub"))),
+      h("nav", {}, PAGES.map((p) => h("a", { href: `#/${p}`, class: p === page ? "active" : null, "data-nav": p }, t(p)))),
+      h("div", { class: "right" },
+        h("span", { "data-testid": "who" }, `${S.me?.name || ""} · ${t(`role_${S.me?.role}`)}`),
+        h("button", { "data-testid": "lang", onclick: () => { S.lang = S.lang === "zh" ? "en" : "zh"; prefs.setItem("fe.lang", S.lang); render(); } },
+          S.lang === "zh" ? "English" : "中文"),
+        h("button", { "data-testid": "logout", onclick: logout }, t("logout"))));
+    const bar = h("div", { class: "bar" },
+      h("label", {}, t("enterprise")),
+      h("select", { "data-field": "enterprise", onchange: (ev) => { S.ent = ev.target.value; save(); render(); } },
+        (S.ents || []).map((e) => h("option", { value: e.id, selected: e.id === S.ent }, `${nm(e)} (${e.id})`))),
+      h("label", {}, t("period")), dateInput("from"), "–", dateInput("to"),
+      h("label", {}, t("baseline")), dateInput("bfrom"), "–", dateInput("bto"),
+      h("button", { class: "primary", "data-testid": "apply", onclick: () => { save(); render(); } }, t("apply")));
+    document.body.replaceChildren(header, bar, main);
+    return main;
+  }
+
+  // -- login ----------------------------------------------------------------------------
+  function renderLogin() {
+    const msg = h("div", { role: "alert" });
+    const name = h("input", { name: "name", autocomplete: "username", required: true });
+    const pw = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
+    const form = h("form", { class: "login", onsubmit: async (ev) => {
+      ev.preventDefault();
+      msg.replaceChildren();
+      try {
+        const r = await api("/login", { method: "POST", body: { name: name.value, password: pw.value } });
+        S.token = r.token; S.me = { name: r.name, role: r.role, enterprises: r.enterprises };
+        session.setItem("fe.token", r.token); session.setItem("fe.me", JSON.stringify(S.me));
+        location.hash = "#/overview";
+      } catch (e) {
+        msg.replaceChildren(h("div", { class: "error" }, e.status === 401 ? t("wrong_login") : e.message));
+      }
+    } },
+      h("h1", {}, t("app")), h("p", { class: "muted" }, t("app_sub")),
+      h("label", {}, t("user")), name, h("label", {}, t("password")), pw,
+      h("button", { class: "primary", type: "submit" }, t("login")), msg,
+      h("p", { class: "muted" }, h("button", { type: "button", class: "link", "data-testid": "lang",
+        onclick: () => { S.lang = S.lang === "zh" ? "en" : "zh"; prefs.setItem("fe.lang", S.lang); render(); } },
+      S.lang === "zh" ? "English" : "中文")));
+    document.body.replaceChildren(form);
+    name.focus();
+  }
+
+  // -- overview -------------------------------------------------------------------------
+  const CARDS = ["nc_rate_declared", "nc_rate_measured", "networking_rate", "oee", "availability",
+    "effectiveness", "quality_ratio", "energy_tce", "energy_per_unit", "energy_per_value_added",
+    "water_per_unit", "water_per_value_added", "carbon_tco2", "carbon_per_value_added"];
+
+  function kpiCard(k, change, threshold) {
+    const details = h("div", { class: "details", hidden: true },
+      h("div", {}, h("b", {}, `${t("formula")}: `), k.formula),
+      h("div", {}, h("b", {}, `${t("numerator")}: `), num(k.numerator), " · ", h("b", {}, `${t("denominator")}: `), num(k.denominator)),
+      k.note ? h("div", {}, h("b", {}, `${t("note")}: `), k.note) : null,
+      h("div", {}, h("b", {}, `${t("inputs")}: `), (k.inputs || []).slice(0, 12).join(", "), (k.inputs || []).length > 12 ? ` … (+${k.inputs.length - 12})` : ""),
+      h("div", {}, h("a", { href: "#/evidence" }, `→ ${t("evidence")}`)));
+    const low = k.coverage !== null && k.coverage !== undefined && k.coverage < threshold;
+    return h("div", { class: `card${low ? " low" : ""}`, "data-kpi": k.id, "data-value": k.value === null ? "" : String(k.value) },
+      h("div", { class: "name" }, nm(k)),
+      h("div", { class: "value" }, k.value === null ? t("no_value") : num(k.value), k.value === null ? null : h("small", {}, k.unit)),
+      h("div", { class: "meta" },
+        h("span", { "data-testid": "coverage" }, `${t("coverage")} ${pct(k.coverage)}`),
+        change && change.value !== null
+          ? h("span", { class: `change ${change.value < 0 ? "down" : "up"}`, "data-testid": "change" },
+            `${t("vs_baseline")} ${change.value > 0 ? "+" : ""}${num(change.value, 1)} %`) : null),
+      h("button", { class: "link", "data-testid": "show-evidence", onclick: () => { details.hidden = !details.hidden; } }, t("show_evidence")),
+      details);
+  }
+
+  async function overview(main) {
+    main.append(h("p", { class: "muted" }, t("loading")));
+    const doc = await kpis();
+    const byId = Object.fromEntries(doc.kpis.map((k) => [k.id, k]));
+    const threshold = doc.parameters.coverage_threshold;
+    const cards = CARDS.filter((id) => byId[id]).map((id) => kpiCard(byId[id], byId[`${id}_change`], threshold));
+    const procChart = h("div", { class: "chart", id: "chart-process" });
+    const keyEq = doc.equipment.filter((e) => e.key_process);
+    main.replaceChildren(
+      h("h2", {}, `${t("kpi_cards")} · ${doc.period.from} – ${doc.period.to}`,
+        doc.period.partial ? h("span", { class: "muted" }, ` (${t("partial")})`) : null),
+      h("div", { class: "cards", id: "kpi-cards" }, cards),
+      h("div", { class: "grid2" },
+        h("div", { class: "panel" }, h("h2", {}, t("by_process")), procChart),
+        h("div", { class: "panel" }, h("h2", {}, t("nc_equipment")),
+          table([
+            { label: t("col_equipment"), get: (e) => nm(e) },
+            { label: t("col_process"), get: (e) => (S.lang === "en" ? e.process_name_en || e.process_name : e.process_name) || e.process },
+            { label: t("col_declared_nc"), get: (e) => (e.nc ? t("yes") : t("no")) },
+            { label: t("col_measured_nc"), get: (e) => h("span", { class: e.nc_measured ? "ok" : "bad" }, e.nc_measured ? t("yes") : t("no")) },
+            { label: t("col_coverage"), num: true, get: (e) => pct(e.coverage) },
+          ], keyEq))));
+    const procs = Object.entries(doc.groups.process);
+    const label = (p) => (S.lang === "en" ? p.name_en || p.name : p.name) || "—";
+    chart(procChart, ["availability", "effectiveness", "quality_ratio", "oee"].map((id) => ({
+      type: "bar", name: nm(byId[id]), x: procs.map(([, p]) => label(p)), y: procs.map(([, p]) => p[id]),
+      hovertemplate: "%{x}: %{y:.1f} %<extra></extra>",
+    })), { barmode: "group", yaxis: { title: { text: "%" }, range: [0, 105] } });
+  }
+
+  // -- equipment ------------------------------------------------------------------------
+  async function equipmentBoard(main) {
+    const board = h("div", { class: "board", id: "board" });
+    const stamp = h("span", { class: "muted" });
+    main.append(h("h2", {}, t("live_board"), " ", h("span", { class: "muted" }, t("refresh_note"))), board, stamp);
+    async function refresh() {
+      const rows = await api(`${E()}/equipment`);
+      board.replaceChildren(...rows.map((e) => {
+        const st = !e.device ? "NOT_NETWORKED" : e.gateway_online === false ? "OFFLINE" : e.state || "none";
+        return h("button", { class: `tile st-${st}`, "data-equipment": e.id, "data-state": st, onclick: () => { location.hash = `#/equipment/${encodeURIComponent(e.id)}`; } },
+          h("div", { class: "n" }, nm(e)),
+          h("div", { class: "s" }, st === "none" ? t("no_value") : t(`state_${st}`)),
+          h("div", { class: "m" }, e.state_since ? `${t("col_since")} ${local(e.state_since).slice(5, 16)}` : "",
+            e.nc ? " · NC" : "", e.key_process ? " · ★" : ""));
+      }));
+      stamp.textContent = `${local(new Date().toISOString())}`;
+    }
+    await refresh();
+    S.timer = setInterval(() => refresh().catch(() => {}), 10000);
+  }
+
+  // declared attributes: corrected by the enterprise (PATCH, audited), read by the others
+  function attributes(eq, audit) {
+    const canWrite = S.me?.role !== "verifier";
+    const procs = S.info[S.ent]?.processes || [];
+    const msg = h("div", {});
+    const f = {
+      nc: h("input", { type: "checkbox", checked: eq.nc, disabled: !canWrite, "data-attr": "nc" }),
+      production: h("input", { type: "checkbox", checked: eq.production, disabled: !canWrite, "data-attr": "production" }),
+      process: h("select", { disabled: !canWrite, "data-attr": "process" },
+        procs.map((p) => h("option", { value: p.id, selected: p.id === eq.process }, `${nm(p)} (${p.id})`))),
+      ideal_cycle_time_s: h("input", { type: "number", min: "0.001", step: "any", value: eq.ideal_cycle_time_s ?? "", disabled: !canWrite, "data-attr": "ideal_cycle_time_s" }),
+    };
+    const note = h("input", { placeholder: t("edit_reason"), size: 40, "data-attr": "note" });
+    const save = h("button", { class: "primary", "data-testid": "save-attributes", onclick: async () => {
+      const patch = {};
+      if (f.nc.checked !== eq.nc) patch.nc = f.nc.checked;
+      if (f.production.checked !== eq.production) patch.production = f.production.checked;
+      if (f.process.value !== eq.process) patch.process = f.process.value;
+      const cycle = f.ideal_cycle_time_s.value === "" ? null : Number(f.ideal_cycle_time_s.value);
+      if (cycle !== null && cycle !== eq.ideal_cycle_time_s) patch.ideal_cycle_time_s = cycle;
+      if (!Object.keys(patch).length) { msg.replaceChildren(h("p", { class: "muted" }, t("no_change"))); return; }
+      try {
+        await api(`${E()}/equipment/${encodeURIComponent(eq.id)}`, { method: "PATCH", body: { ...patch, note: note.value } });
+        for (const k of Object.keys(kpisCache)) delete kpisCache[k];
+        render();
+      } catch (e) { msg.replaceChildren(errorBox(e)); }
+    } }, t("save"));
+    const row = (label, el) => h("tr", {}, h("th", {}, label), h("td", {}, el));
+    return h("div", { class: "panel", id: "attributes" },
+      h("h2", {}, t("declared")), h("p", { class: "muted" }, canWrite ? t("edit_note") : t("read_only")),
+      h("table", {}, h("tbody", {},
+        row(t("col_declared_nc"), f.nc), row(t("production_eq"), f.production), row(t("col_process"), f.process),
+        row(t("ideal_cycle"), f.ideal_cycle_time_s), row(t("interface"), eq.interface || "—"),
+        row(t("vendor_model"), `${eq.vendor || "—"} / ${eq.model || "—"} (${eq.year || "—"})`),
+        row(t("col_gateway"), `${eq.gateway || "—"} (${eq.gateway_online ? t("online") : t("offline")})`))),
+      canWrite ? h("div", { class: "row", style: "margin-top:8px" }, note, save) : null, msg,
+      h("h2", {}, t("audit")),
+      table([
+        { label: t("time"), get: (a) => local(a.at).slice(0, 16) }, { label: t("user"), get: (a) => a.account },
+        { label: t("field"), get: (a) => a.field }, { label: t("change"), get: (a) => `${JSON.stringify(a.old)} → ${JSON.stringify(a.new)}` },
+        { label: t("note"), get: (a) => a.note },
+      ], audit, { id: "audit" }));
+  }
+
+  async function machine(main, id) {
+    // the last day (week) of the chosen period, or up to now while it runs
+    const span = { day: 1, week: 7 }[S.span || "day"];
+    const periodEnd = Math.min(Date.now(), siteMidnight(addDays(S.to, 1)).getTime());
+    const end = new Date(periodEnd - (S.shift || 0) * span * 86400000);
+    const start = new Date(end.getTime() - span * 86400000);
+    const range = q({ start: start.toISOString(), end: end.toISOString() });
+    const [eqs, tl, counters, audit] = await Promise.all([
+      api(`${E()}/equipment`),
+      api(`${E()}/equipment/${encodeURIComponent(id)}/timeline?${range}`),
+      api(`${E()}/equipment/${encodeURIComponent(id)}/counters?${range}&bucket=hour`),
+      api(`${E()}/equipment/${encodeURIComponent(id)}/audit`),
+    ]);
+    const eq = eqs.find((e) => e.id === id);
+    if (!eq) throw new Error(id);
+    const tabs = h("div", { class: "row tabs" },
+      h("button", { onclick: () => { location.hash = "#/equipment"; } }, `← ${t("back")}`),
+      ["day", "week"].map((s) => h("button", { class: (S.span || "day") === s ? "on" : null, "data-span": s, onclick: () => { S.span = s; S.shift = 0; render(); } }, t(s))),
+      h("button", { onclick: () => { S.shift = (S.shift || 0) + 1; render(); } }, "◀"),
+      h("button", { disabled: !S.shift, onclick: () => { S.shift = Math.max(0, (S.shift || 0) - 1); render(); } }, "▶"),
+      h("span", { class: "muted" }, `${local(start.toISOString()).slice(0, 16)} – ${local(end.toISOString()).slice(0, 16)} (${tz()})`));
+    const gantt = h("div", { class: "chart", id: "chart-timeline", style: "height:220px" });
+    const parts = h("div", { class: "chart", id: "chart-parts" });
+    const power = h("div", { class: "chart", id: "chart-power" });
+    main.replaceChildren(
+      h("h2", {}, `${nm(eq)} (${eq.id})`), tabs,
+      h("div", { class: "panel" }, h("h2", {}, t("timeline")), gantt),
+      h("div", { class: "grid2" }, h("div", { class: "panel" }, h("h2", {}, t("parts")), parts),
+        h("div", { class: "panel" }, h("h2", {}, t("power")), power)),
+      attributes(eq, audit));
+    // Gantt: one bar per state interval on a date axis (base = start, length in ms)
+    const byState = {};
+    for (const iv of tl.intervals) (byState[iv.state] ||= []).push(iv);
+    chart(gantt, Object.entries(byState).map(([state, ivs]) => ({
+      type: "bar", orientation: "h", name: t(`state_${state}`), marker: { color: STATE_COLORS[state] || "#888" },
+      y: ivs.map(() => nm(eq)), base: ivs.map((iv) => local(iv.start)),
+      x: ivs.map((iv) => new Date(iv.end) - new Date(iv.start)),
+      customdata: ivs.map((iv) => [local(iv.start).slice(5, 16), local(iv.end).slice(5, 16), seconds((new Date(iv.end) - new Date(iv.start)) / 1000)]),
+      hovertemplate: `${t(`state_${state}`)}: %{customdata[0]} – %{customdata[1]} (%{customdata[2]})<extra></extra>`,
+    })), { barmode: "overlay", xaxis: { type: "date", range: [local(start.toISOString()), local(end.toISOString())] }, yaxis: { visible: false }, margin: { l: 20, r: 20, t: 10, b: 40 } });
+    const pc = counters.counters.find((c) => c.role === "part_count_total") || counters.counters.find((c) => c.role === "part_count_good");
+    chart(parts, pc ? [{ type: "bar", name: pc.tag, x: pc.points.map((p) => local(p.t)), y: pc.points.map((p) => p.quantity), marker: { color: "#2d7fc1" } }] : [],
+      { xaxis: { type: "date" }, yaxis: { title: { text: S.lang === "zh" ? "件" : "parts" } }, showlegend: false });
+    const pw = counters.power[0];
+    if (pw) {
+      const s = await api(`${E()}/series?${q({ device: pw.device, tag: pw.tag, start: start.toISOString(), end: end.toISOString(), points: 400 })}`);
+      const label = pw.meter ? `${S.lang === "en" ? pw.meter_name_en || pw.meter_name : pw.meter_name} (${pw.meter}: ${pw.covers.join(", ")})` : pw.tag;
+      power.before(h("p", { class: "muted", "data-testid": "power-source" }, label));
+      chart(power, [{ type: "scatter", mode: "lines", name: label, x: s.points.map((p) => local(p.t)), y: s.points.map((p) => p.avg), line: { color: "#c0392b" } }],
+        { xaxis: { type: "date" }, yaxis: { title: { text: s.unit || "kW" } }, showlegend: false });
+    } else {
+      power.replaceChildren(h("p", { class: "muted" }, t("none")));
+    }
+  }
+
+  // -- energy ---------------------------------------------------------------------------
+  const CARRIER_NAMES = { electricity: ["电力", "Electricity"], water: ["水", "Water"], gas: ["天然气", "Natural gas"],
+    steam: ["蒸汽", "Steam"], air: ["压缩空气", "Compressed air"], heat: ["热力", "Heat"], diesel: ["柴油", "Diesel"] };
+  const carrierName = (c) => (CARRIER_NAMES[c] || [c, c])[S.lang === "en" ? 1 : 0];
+  const INTENSITIES = ["energy_per_unit", "energy_per_value_added", "water_per_unit", "water_per_value_added", "carbon_per_value_added"];
+
+  async function energy(main) {
+    main.append(h("p", { class: "muted" }, t("loading")));
+    const doc = await kpis();
+    const days = Math.round((new Date(S.to) - new Date(S.from)) / 86400000) + 1;
+    const bucket = days <= 3 ? "hour" : "day";
+    // a day's intensity swings with its output (an idle Sunday's base load over a few
+    // parts): weeks by default from a fortnight on, months from four
+    const fits = (s) => ({ day: days, week: days / 7 + 1, month: days / 28 + 1 })[s] <= 62;
+    let step = S.step && fits(S.step) ? S.step : days < 14 ? "day" : days <= 120 ? "week" : "month";
+    if (!fits(step)) step = "month";
+    const [series, trend] = await Promise.all([
+      api(`${E()}/energy?${q({ start: doc.period.start, end: doc.period.end, bucket })}`),
+      api(`${E()}/trend?${q({ from: S.from, to: S.to, step })}&${INTENSITIES.map((k) => `kpi=${k}`).join("&")}`),
+    ]);
+    const carriers = [...new Set(series.meters.map((m) => m.carrier))];
+    const panels = carriers.map((c) => h("div", { class: "panel" }, h("h2", {}, carrierName(c)), h("div", { class: "chart", "data-carrier": c })));
+    const trendCharts = INTENSITIES.map((id) => h("div", { class: "chart", "data-intensity": id, style: "height:260px" }));
+    const base = Object.fromEntries((doc.baseline?.kpis || []).map((k) => [k.id, k]));
+    main.replaceChildren(
+      h("h2", {}, `${t("consumption")} · ${doc.period.from} – ${doc.period.to}`),
+      h("div", { class: "grid2" }, panels),
+      h("div", { class: "panel" }, h("h2", {}, t("meters")),
+        table([
+          { label: t("meters"), get: (m) => `${nm(m)}${m.top_level ? "" : " ↳"}` },
+          { label: "", get: (m) => carrierName(m.carrier) },
+          { label: t("quantity"), num: true, get: (m) => `${num(m.quantity)} ${m.unit}` },
+          { label: t("tce"), num: true, get: (m) => num(m.tce, 3) },
+          { label: t("tco2"), num: true, get: (m) => num(m.tco2, 3) },
+          { label: t("coverage"), num: true, get: (m) => pct(m.coverage) },
+          { label: t("factor"), get: (m) => (m.emission_factor ? `${m.emission_factor.factor} ${m.emission_factor.factor_unit} (${m.emission_factor.region} ${m.emission_factor.year})` : "—") },
+          { label: `${t("rollovers")} / ${t("resets")}`, num: true, get: (m) => `${m.rollovers} / ${m.resets}` },
+        ], doc.meters)),
+      h("h2", {}, t("intensity"), hasBaseline() ? ` (${t("baseline_period")} ${S.bfrom} – ${S.bto})` : h("span", { class: "muted" }, ` ${t("no_baseline")}`)),
+      h("div", { class: "row tabs" }, ["day", "week", "month"].map((s) => h("button", { class: s === step ? "on" : null, "data-step": s, disabled: !fits(s),
+        onclick: () => { S.step = s; render(); } }, t(s)))),
+      h("div", { class: "grid2" }, trendCharts.map((el) => h("div", { class: "panel" }, el))));
+    for (const [i, c] of carriers.entries()) {
+      const meters = series.meters.filter((m) => m.carrier === c && m.top_level);
+      chart(panels[i].querySelector(".chart"), meters.map((m) => ({
+        type: "bar", name: nm(m), x: m.points.map((p) => local(p.t)), y: m.points.map((p) => p.quantity),
+        hovertemplate: `${nm(m)}: %{y:.2f} ${m.unit}<extra></extra>`,
+      })), { barmode: "stack", xaxis: { type: "date" }, yaxis: { title: { text: `${meters[0]?.unit || ""} / ${bucket === "hour" ? t("h") : t("day")}` } } });
+    }
+    for (const [i, id] of INTENSITIES.entries()) {
+      const meta = trend.kpis[id] || { name: id, name_en: id, unit: "" };
+      const xs = trend.points.map((p) => p.from);
+      const traces = [{ type: "scatter", mode: "lines+markers", name: t("this_period"), x: xs, y: trend.points.map((p) => p.kpis[id] ?? null) }];
+      if (base[id] && base[id].value !== null) traces.push({ type: "scatter", mode: "lines", name: t("baseline_period"), x: xs, y: xs.map(() => base[id].value), line: { dash: "dash", color: "#6f7f8f" } });
+      chart(trendCharts[i], traces, { title: { text: nm(meta), font: { size: 13 } }, xaxis: { type: "date", tickformat: "%Y-%m-%d" }, yaxis: { title: { text: meta.unit }, rangemode: "tozero" } });
+    }
+  }
+
+  // -- evidence -------------------------------------------------------------------------
+  // "kpi oee" -> the KPI's name in the report, in the console's language
+  function itemName(item, doc) {
+    const [kind, id] = item.split(" ");
+    const k = kind === "kpi" && doc ? doc.kpis.find((x) => x.id === id) : null;
+    return k ? `${nm(k)} (${id})` : item;
+  }
+  function verdictView(v, doc) {
+    return h("div", { class: "panel", id: "verdict", "data-ok": String(v.ok) },
+      h("div", { class: `verdict ${v.ok ? "ok" : "bad"}` }, v.ok ? t("verified") : t("not_verified")),
+      h("div", {}, `${t("signature")}: `, h("span", { class: v.signature_ok ? "ok" : "bad" }, v.signature),
+        ` · ${t("trusted")}: `, h("span", { class: v.trusted ? "ok" : "bad" }, v.trusted ? t("yes") : t("no")),
+        ` · ${t("digest")}: `, h("span", { class: v.digest_ok ? "ok" : "bad" }, v.digest_ok ? t("ok") : t("differs"))),
+      v.problems.length ? h("ul", {}, v.problems.map((p) => h("li", { class: "bad" }, p))) : null,
+      table([
+        { label: t("item"), get: (c) => itemName(c.item, doc) },
+        { label: t("claimed"), num: true, get: (c) => (typeof c.claimed === "number" ? num(c.claimed, 6) : String(c.claimed ?? "—")) },
+        { label: t("recomputed"), num: true, get: (c) => (typeof c.recomputed === "number" ? num(c.recomputed, 6) : String(c.recomputed ?? "—")) },
+        { label: "", get: (c) => h("span", { class: c.ok ? "ok" : "bad" }, c.ok ? "✓" : "✗") },
+      ], v.checks, { id: "checks" }));
+  }
+
+  async function evidence(main) {
+    const canWrite = S.me?.role !== "verifier";
+    const out = h("div", { id: "verify-out" });
+    const msg = h("div", {});
+    const list = h("div", { id: "reports" });
+    const verifyBy = async (id, btn) => {
+      btn.disabled = true; btn.textContent = t("verifying");
+      try {
+        const [v, doc] = await Promise.all([api(`/reports/${id}/verify`, { method: "POST" }), api(`/reports/${id}`)]);
+        out.replaceChildren(verdictView(v, doc));
+      } catch (e) { out.replaceChildren(errorBox(e)); }
+      btn.disabled = false; btn.textContent = t("verify");
+    };
+    async function refresh() {
+      const rows = await api(`${E()}/reports`);
+      list.replaceChildren(table([
+        { label: t("created"), get: (r) => local(r.created_at).slice(0, 16) },
+        { label: t("period"), get: (r) => `${r.period_from} – ${r.period_to}${r.partial ? " *" : ""}` },
+        { label: t("created_by"), get: (r) => r.created_by },
+        { label: t("key"), get: (r) => h("code", {}, String(r.key_id).slice(0, 12)) },
+        { label: t("download"), get: (r) => ["json", "html", "xlsx"].map((f) => h("button", { class: "link", style: "margin-right:8px",
+          onclick: () => download(`/reports/${r.id}?format=${f}`, `report-${S.ent}-${r.period_from}-${r.period_to}.${f}`).catch((e) => msg.replaceChildren(errorBox(e))) }, f.toUpperCase())) },
+        { label: "", get: (r) => { const b = h("button", { class: "primary", "data-verify": r.id }, t("verify")); b.onclick = () => verifyBy(r.id, b); return b; } },
+      ], rows, { id: "report-list", "data-count": rows.length }));
+    }
+    const gen = h("button", { class: "primary", "data-testid": "generate", onclick: async () => {
+      gen.disabled = true; gen.textContent = t("generating"); msg.replaceChildren();
+      try {
+        const r = await api(`${E()}/reports`, { method: "POST", body: { from: S.from, to: S.to, baseline_from: hasBaseline() ? S.bfrom : null, baseline_to: hasBaseline() ? S.bto : null } });
+        msg.replaceChildren(h("p", { class: "ok", "data-testid": "issued", "data-report": r.id }, `✓ ${r.id}`));
+        await refresh();
+      } catch (e) { msg.replaceChildren(errorBox(e)); }
+      gen.disabled = false; gen.textContent = t("generate");
+    } }, t("generate"));
+    const file = h("input", { type: "file", accept: "application/json,.json", "data-testid": "verify-file", onchange: async (ev) => {
+      const f = ev.target.files[0];
+      if (!f) return;
+      try {
+        const doc = JSON.parse(await f.text());
+        out.replaceChildren(verdictView(await api("/reports/verify", { method: "POST", body: doc }), doc));
+      } catch (e) { out.replaceChildren(errorBox(e)); }
+    } });
+    main.append(
+      h("h2", {}, t("evidence")),
+      h("div", { class: "panel row" }, canWrite ? [gen, h("span", { class: "muted" }, `${t("period")} ${S.from} – ${S.to}${hasBaseline() ? ` · ${t("baseline")} ${S.bfrom} – ${S.bto}` : ""}`)]
+        : h("span", { class: "muted", "data-testid": "read-only" }, `${t("read_only")}: ${t("verifier_hint")}`)),
+      msg, h("h2", {}, t("reports")), list,
+      h("div", { class: "panel row" }, h("label", {}, t("verify_file")), file), out);
+    await refresh();
+  }
+
+  // -- data quality ---------------------------------------------------------------------
+  async function quality(main) {
+    main.append(h("p", { class: "muted" }, t("loading")));
+    const [doc, gws, dls] = await Promise.all([kpis(), api(`${E()}/gateways`), api(`${E()}/dead-letters?limit=100`)]);
+    const qd = doc.quality;
+    const covChart = h("div", { class: "chart", id: "chart-coverage" });
+    const low = qd.tags.filter((r) => r.coverage !== null && r.coverage < doc.parameters.coverage_threshold).length;
+    main.replaceChildren(
+      h("h2", {}, t("gateways")),
+      table([
+        { label: "ID", get: (g) => `${g.site}/${g.id}` },
+        { label: t("col_state"), get: (g) => h("span", { class: g.online ? "ok" : "bad" }, g.online ? t("online") : t("offline")) },
+        { label: t("status_at"), get: (g) => (g.status_at ? local(g.status_at) : "—") },
+        { label: t("boot"), get: (g) => g.boot ?? "—" }, { label: t("agent"), get: (g) => (g.agent ? [g.agent.name, g.agent.version].filter(Boolean).join(" ") : "—") },
+      ], gws, { id: "gateways" }),
+      h("h2", {}, `${t("gaps")} (${qd.gaps.length})`),
+      table([
+        { label: t("device"), get: (g) => g.device }, { label: t("kind"), get: (g) => t(`${g.kind}_kind`) },
+        { label: t("start"), get: (g) => local(g.start) }, { label: t("end"), get: (g) => local(g.end) },
+        { label: t("duration"), num: true, get: (g) => seconds(g.seconds) },
+      ], qd.gaps, { id: "gaps" }),
+      h("h2", {}, `${t("anomalies")} (${qd.counter_anomalies.length})`),
+      table([
+        { label: t("device"), get: (a) => a.device }, { label: t("tag"), get: (a) => a.tag }, { label: t("time"), get: (a) => local(a.ts) },
+        { label: t("flag"), get: (a) => a.flag }, { label: t("prev_value"), num: true, get: (a) => num(a.prev_value) },
+        { label: t("value"), num: true, get: (a) => num(a.value) }, { label: t("delta"), num: true, get: (a) => num(a.delta) },
+      ], qd.counter_anomalies, { id: "anomalies" }),
+      h("h2", {}, `${t("dead_letters")} (${dls.length})`),
+      table([
+        { label: t("time"), get: (d) => local(d.received_at) }, { label: t("col_gateway"), get: (d) => `${d.site}/${d.gateway}` },
+        { label: t("topic"), get: (d) => d.topic }, { label: t("reason"), get: (d) => d.reason }, { label: t("size"), num: true, get: (d) => d.payload_bytes },
+      ], dls, { id: "dead-letters" }),
+      h("h2", {}, t("tag_coverage")), h("div", { class: "panel" }, covChart),
+      h("details", { open: low > 0 }, h("summary", {}, `${qd.tags.length} ${t("tag")} · ${low} < ${pct(doc.parameters.coverage_threshold)}`),
+      table([
+        { label: t("device"), get: (r) => r.device }, { label: t("tag"), get: (r) => r.tag }, { label: t("role"), get: (r) => r.role },
+        { label: t("received"), num: true, get: (r) => num(r.received, 0) }, { label: t("expected"), num: true, get: (r) => num(r.expected, 0) },
+        { label: t("coverage"), num: true, get: (r) => h("span", { class: r.coverage !== null && r.coverage < doc.parameters.coverage_threshold ? "bad" : null }, pct(r.coverage)) },
+      ], qd.tags, { id: "tags" })));
+    const devices = {};
+    for (const r of qd.tags) if (r.coverage !== null) (devices[r.device] ||= []).push(r.coverage);
+    const names = Object.keys(devices).sort();
+    chart(covChart, [{ type: "bar", x: names, y: names.map((d) => (100 * Math.min(...devices[d]))), name: t("coverage"),
+      marker: { color: names.map((d) => (Math.min(...devices[d]) < doc.parameters.coverage_threshold ? "#c0392b" : "#1f8a4c")) },
+      hovertemplate: "%{x}: %{y:.1f} %<extra></extra>" }],
+    { yaxis: { title: { text: `${t("coverage")} (min, %)` }, range: [0, 105] }, shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 100 * doc.parameters.coverage_threshold, y1: 100 * doc.parameters.coverage_threshold, line: { dash: "dot", color: "#b7791f" } }] });
+  }
+
+  // -- router ---------------------------------------------------------------------------
+  const VIEWS = { overview, equipment: null, energy, evidence, quality };
+  async function render() {
+    const id = ++S.renderId;
+    clearInterval(S.timer);
+    document.documentElement.lang = S.lang === "zh" ? "zh-CN" : "en";
+    document.title = t("app");
+    if (!S.token) { renderLogin(); return; }
+    const [page, arg] = location.hash.replace(/^#\/?/, "").split("/");
+    const name = VIEWS[page] !== undefined ? page : "overview";
+    try {
+      if (!S.ents) S.ents = await api("/enterprises");
+      if (!S.ents.some((e) => e.id === S.ent)) S.ent = S.ents[0]?.id;
+      if (S.ent && !S.info[S.ent]) S.info[S.ent] = await api(E());
+    } catch (e) { if (S.token) document.body.replaceChildren(errorBox(e)); return; }
+    if (id !== S.renderId) return;
+    const main = shell(name);
+    try {
+      if (!S.ent) throw new Error(t("none"));
+      if (name === "equipment") await (arg ? machine(main, decodeURIComponent(arg)) : equipmentBoard(main));
+      else await VIEWS[name](main);
+      main.setAttribute("data-ready", "1");
+    } catch (e) {
+      if (id === S.renderId) main.replaceChildren(errorBox(e));
+    }
+  }
+  window.addEventListener("hashchange", render);
+  window.addEventListener("DOMContentLoaded", render);
+})();
