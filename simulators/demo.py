@@ -315,14 +315,28 @@ class Demo:
                 if proc.poll() is not None:
                     break
                 n = live_summary(conn)["samples"]
-                print(f"  backfill    {n:,} samples stored, {time.monotonic() - t0:.0f} s",
-                      flush=True)  # fmt: skip
+                took = time.monotonic() - t0
+                if n == 0:  # the agent first queues the whole history in its outbox
+                    print(f"  backfill    queueing the history in the agent's outbox, {took:.0f} s",
+                          flush=True)  # fmt: skip
+                else:
+                    print(f"  backfill    {n:,} samples stored, {took:.0f} s", flush=True)
         self.procs.remove(("backfill", proc))
         if proc.returncode != 0:
             raise RuntimeError(f"the backfill failed: see {self.work / 'logs' / 'backfill.log'}")
         print(f"  backfill    done in {time.monotonic() - t0:.0f} s: "
               + (self.work / "logs" / "backfill.log").read_text().strip().splitlines()[-1],
               flush=True)  # fmt: skip
+        # the broker has it all; the server may still be storing the last batches
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            last, deadline = -1, time.monotonic() + 120
+            while time.monotonic() < deadline:
+                n = live_summary(conn)["samples"]
+                if n == last:
+                    break
+                last = n
+                time.sleep(2)
+        print(f"  stored      {last:,} samples", flush=True)
 
     def watch(self, dsn: str) -> int:
         import psycopg  # noqa: PLC0415
