@@ -278,6 +278,22 @@ def test_energy_and_data_quality(browser: Any, site: dict[str, Any]) -> None:
     assert c.page.locator("#gaps tbody tr").count() == max(1, len(q["gaps"]))
     assert c.page.locator("#gateways tbody tr").count() == 1
     c.shot("quality")
+
+    # output entered on the energy page, for a day with no data at all (the page still
+    # draws, empty)
+    c.period(dt.date(2026, 10, 1), dt.date(2026, 10, 1))
+    c.goto("energy")
+    assert c.page.locator("#production-list").get_attribute("data-count") == "0"
+    c.page.fill("[data-prod=output]", "321")
+    c.page.fill("[data-prod=value_added_10k_cny]", "6.5")
+    c.page.fill("[data-prod=note]", "October check")
+    c.page.click("[data-testid=add-production]")
+    c.page.wait_for_selector("#production-list[data-count='1']")
+    entries = c.api(f"/enterprises/{ENT}/production")
+    assert [(e["period_from"], e["output"], e["value_added_10k_cny"], e["entered_by"])
+            for e in entries if e["note"] == "October check"] == [
+        ("2026-10-01", 321.0, 6.5, "ent")
+    ]  # fmt: skip
     c.close()
 
 
@@ -317,6 +333,9 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any]) -> None:
     v.page.wait_for_selector("main[data-page=equipment][data-ready] #attributes")
     assert v.page.locator("[data-attr=nc]").is_disabled()
     assert v.page.locator("[data-testid=save-attributes]").count() == 0
+    v.goto("energy")
+    assert v.page.locator("#production-list").count() == 1
+    assert v.page.locator("[data-testid=add-production]").count() == 0
     v.close()
 
 

@@ -365,6 +365,42 @@
   const carrierName = (c) => (CARRIER_NAMES[c] || [c, c])[S.lang === "en" ? 1 : 0];
   const INTENSITIES = ["energy_per_unit", "energy_per_value_added", "water_per_unit", "water_per_value_added", "carbon_per_value_added"];
 
+  // output and value added per period: the intensities' denominators, entered by the
+  // enterprise (its MES and books), shown to everyone who may read
+  async function productionPanel() {
+    const rows = (await api(`${E()}/production`)).filter((p) => p.period_from <= S.to && p.period_to >= S.from);
+    const canWrite = S.me?.role !== "verifier";
+    const msg = h("div", {});
+    const f = {
+      from: h("input", { type: "date", value: S.from, "data-prod": "from" }),
+      to: h("input", { type: "date", value: S.to, "data-prod": "to" }),
+      output: h("input", { type: "number", min: "0", step: "any", size: 8, "data-prod": "output" }),
+      output_unit: h("input", { value: S.lang === "zh" ? "件" : "pcs", size: 4, "data-prod": "output_unit" }),
+      value_added_10k_cny: h("input", { type: "number", min: "0", step: "any", size: 8, "data-prod": "value_added_10k_cny" }),
+      note: h("input", { size: 24, placeholder: t("note"), "data-prod": "note" }),
+    };
+    const add = h("button", { class: "primary", "data-testid": "add-production", onclick: async () => {
+      const body = { from: f.from.value, to: f.to.value, output_unit: f.output_unit.value, note: f.note.value };
+      if (f.output.value !== "") body.output = Number(f.output.value);
+      if (f.value_added_10k_cny.value !== "") body.value_added_10k_cny = Number(f.value_added_10k_cny.value);
+      try {
+        await api(`${E()}/production`, { method: "POST", body });
+        for (const k of Object.keys(kpisCache)) delete kpisCache[k];
+        render();
+      } catch (e) { msg.replaceChildren(errorBox(e)); }
+    } }, t("add"));
+    return h("div", { class: "panel", id: "production" },
+      h("h2", {}, t("production")), h("p", { class: "muted" }, t("production_note")),
+      table([
+        { label: t("period"), get: (p) => `${p.period_from} – ${p.period_to}` },
+        { label: t("output"), num: true, get: (p) => (p.output === null ? "—" : `${num(p.output)} ${p.output_unit}`) },
+        { label: t("value_added"), num: true, get: (p) => num(p.value_added_10k_cny) },
+        { label: t("note"), get: (p) => p.note }, { label: t("created_by"), get: (p) => p.entered_by },
+      ], rows, { id: "production-list", "data-count": rows.length }),
+      canWrite ? h("div", { class: "row", style: "margin-top:8px" }, f.from, "–", f.to, t("output"), f.output, f.output_unit,
+        t("value_added"), f.value_added_10k_cny, f.note, add) : null, msg);
+  }
+
   async function energy(main) {
     main.append(h("p", { class: "muted" }, t("loading")));
     const doc = await kpis();
@@ -400,7 +436,8 @@
       h("h2", {}, t("intensity"), hasBaseline() ? ` (${t("baseline_period")} ${S.bfrom} – ${S.bto})` : h("span", { class: "muted" }, ` ${t("no_baseline")}`)),
       h("div", { class: "row tabs" }, ["day", "week", "month"].map((s) => h("button", { class: s === step ? "on" : null, "data-step": s, disabled: !fits(s),
         onclick: () => { S.step = s; render(); } }, t(s)))),
-      h("div", { class: "grid2" }, trendCharts.map((el) => h("div", { class: "panel" }, el))));
+      h("div", { class: "grid2" }, trendCharts.map((el) => h("div", { class: "panel" }, el))),
+      await productionPanel());
     for (const [i, c] of carriers.entries()) {
       const meters = series.meters.filter((m) => m.carrier === c && m.top_level);
       chart(panels[i].querySelector(".chart"), meters.map((m) => ({

@@ -40,7 +40,8 @@ window.I18N = {
     state_NO_DATA: "无数据", state_NOT_NETWORKED: "未联网", error: "出错", h: "小时", retry_in: "请稍后再试",
     declared: "申报属性", production_eq: "生产设备", ideal_cycle: "理论节拍 (秒)", interface: "接口",
     vendor_model: "厂商 / 型号 (年份)", edit_reason: "修改原因（记入留痕）", save: "保存", no_change: "没有修改",
-    field: "属性", change: "修改",
+    field: "属性", change: "修改", add: "录入", output: "产量", value_added: "增加值 (万元)",
+    production: "产量与增加值", production_note: "单位产品能耗与万元增加值能耗的分母：按期录入（来自MES与财务），统计期按天数比例分摊。",
   },
   en: {
     app: "factory-evidence", app_sub: "Smart and green factory KPIs, measured and verifiable",
@@ -80,6 +81,7 @@ window.I18N = {
     state_NO_DATA: "no data", state_NOT_NETWORKED: "not networked", error: "Error", h: "h", retry_in: "try again later",
     declared: "Declared attributes", production_eq: "Production equipment", ideal_cycle: "Ideal cycle time (s)", interface: "Interface",
     vendor_model: "Vendor / model (year)", edit_reason: "Why (kept in the audit trail)", save: "Save", no_change: "Nothing changed",
-    field: "Attribute", change: "Change",
+    field: "Attribute", change: "Change", add: "Enter", output: "Output", value_added: "Value added (10k CNY)",
+    production: "Output and value added", production_note: "The denominators of the per-unit and per-value-added intensities: entered per period (from the MES and the books), shared out by days where periods overlap.",
   },
 };
