@@ -167,6 +167,10 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
     )
     api.add_argument("--signing-key", type=Path)
 
+    from ingest_server.gateway_cli import add_parsers as gateway_parsers  # noqa: PLC0415
+
+    gateway_parsers(sub, db_args)
+
 
 def dispatch(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
     if args.command == "report":
@@ -185,6 +189,10 @@ def dispatch(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any
         return cmd_api(args, resolve_dsn)
     if args.command == "accounts":
         return cmd_accounts(args, resolve_dsn)
+    if args.command == "gateway":
+        from ingest_server.gateway_cli import cmd_gateway  # noqa: PLC0415
+
+        return cmd_gateway(args, resolve_dsn)
     return cmd_factors()
 
 

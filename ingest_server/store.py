@@ -127,20 +127,32 @@ class GatewayDirectory:
 
     A key is re-read when a signature fails and the cached entry is older than
     `refresh_s` (a key rotated by a registry import while the server runs); an unknown
-    gateway is asked about again after `refresh_s`, not at every message.
+    gateway is asked about again after `refresh_s`, not at every message; and every
+    entry is re-read once it is `max_age_s` old, so a revoked gateway (`ingest-server
+    gateway revoke`: no key) is refused within that time even if it keeps signing with
+    its old key.
     """
 
-    def __init__(self, connect: Callable[[], psycopg.Connection], refresh_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection],
+        refresh_s: float = 5.0,
+        max_age_s: float = 60.0,
+    ) -> None:
         self._connect = connect
         self._conn: psycopg.Connection | None = None
         self._cache: dict[tuple[str, str, str], tuple[float, Gateway | None]] = {}
         self.refresh_s = refresh_s
+        self.max_age_s = max_age_s
 
     def lookup(self, origin: Origin, *, stale_ok: bool = True) -> Gateway | None:
         key = (origin.enterprise, origin.site, origin.gateway)
         hit = self._cache.get(key)
         now = time.monotonic()
-        if hit is not None and ((stale_ok and hit[1] is not None) or now - hit[0] < self.refresh_s):
+        if hit is not None and (
+            (stale_ok and hit[1] is not None and now - hit[0] < self.max_age_s)
+            or now - hit[0] < self.refresh_s
+        ):
             return hit[1]
         try:
             if self._conn is None or self._conn.closed:

@@ -46,11 +46,13 @@ def start_broker(
     persistence: bool = False,
     tls: tuple[Path, Path] | None = None,
     passwords: dict[str, str] | None = None,
+    password_file: Path | None = None,
+    acl_file: Path | None = None,
 ) -> Broker:
     """A broker; with persistence, sessions and queued messages survive a restart.
 
-    tls: (certificate, key) for a TLS-only listener; passwords: user -> password, and
-    then no anonymous access.
+    tls: (certificate, key) for a TLS-only listener; passwords: user -> password, or a
+    ready password_file (with an acl_file), and then no anonymous access.
     """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +69,10 @@ def start_broker(
                 capture_output=True,
             )
         auth = f"allow_anonymous false\npassword_file {pwfile}\n"
+    if password_file:
+        auth = f"allow_anonymous false\npassword_file {password_file}\n"
+    if acl_file:
+        auth += f"acl_file {acl_file}\n"
     if tls:
         auth += f"certfile {tls[0]}\nkeyfile {tls[1]}\n"
     conf.write_text(

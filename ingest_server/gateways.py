@@ -1,0 +1,191 @@
+"""Gateway identities: what a gateway needs to publish, and what the broker needs to let
+it publish only as itself.
+
+    ingest-server gateway add ENTERPRISE SITE GATEWAY [--out DIR] [--mqtt-url URL] [--rotate]
+    ingest-server gateway revoke ENTERPRISE SITE GATEWAY
+    ingest-server gateway broker-files --passwd FILE --acl FILE [--server-user NAME ...]
+    ingest-server gateway list
+
+`add` issues an HMAC key (signs every batch; kept in the database, which checks it) and a
+broker login (username `enterprise.site.gateway`, a random password stored only as
+Mosquitto's PBKDF2-SHA512 hash), and writes the gateway's bundle: the key and password
+files (mode 600) and an agent config skeleton. `broker-files` writes Mosquitto's
+`password_file` and `acl_file` for every gateway that is not revoked: each may write only
+under `fe/v1/<enterprise>/<site>/<gateway>/` and read nothing; the server's own login
+reads `fe/v1/#`. Mosquitto reloads both on SIGHUP. `revoke` removes the key and the
+login: the broker refuses the gateway once the files are rewritten and reloaded, and
+running servers dead-letter its batches within a minute (their key cache's max age).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+# Mosquitto 2's password file: $7$ = PBKDF2-HMAC-SHA512, its default 101 iterations
+MOSQUITTO_ITERATIONS = 101
+TOPIC_ROOT = "fe/v1"
+
+
+class GatewayError(ValueError):
+    """A gateway request that cannot be carried out; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    enterprise: str
+    site: str
+    gateway: str
+    username: str
+    password: str  # shown once
+    hmac_key: bytes  # shown once
+
+    @property
+    def prefix(self) -> str:
+        return topic_prefix(self.enterprise, self.site, self.gateway)
+
+
+def broker_username(enterprise: str, site: str, gateway: str) -> str:
+    # ids are [a-z0-9_-]: a dot cannot be part of one
+    return f"{enterprise}.{site}.{gateway}"
+
+
+def topic_prefix(enterprise: str, site: str, gateway: str) -> str:
+    return f"{TOPIC_ROOT}/{enterprise}/{site}/{gateway}"
+
+
+def mosquitto_hash(password: str, salt: bytes | None = None) -> str:
+    """The password as mosquitto_passwd writes it ($7$: PBKDF2-SHA512)."""
+    salt = salt if salt is not None else os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, MOSQUITTO_ITERATIONS, 64)
+    b64 = base64.b64encode
+    return f"$7${MOSQUITTO_ITERATIONS}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def add_gateway(
+    conn: psycopg.Connection, enterprise: str, site: str, gateway: str, *, rotate: bool = False
+) -> Identity:
+    """New secrets for a gateway of a registered site (the gateway row is created if the
+    registry does not have it yet). A gateway that already has secrets keeps them unless
+    `rotate`: then the old key and password stop working."""
+    if (
+        conn.execute(
+            "SELECT 1 FROM sites WHERE enterprise_id = %s AND id = %s", (enterprise, site)
+        ).fetchone()
+        is None
+    ):
+        raise GatewayError(
+            f"no site {site!r} of enterprise {enterprise!r}: import the registry first "
+            "(ingest-server registry import FILE)"
+        )
+    row = conn.execute(
+        "SELECT hmac_key IS NOT NULL, revoked_at FROM gateways "
+        "WHERE enterprise_id = %s AND site_id = %s AND id = %s",
+        (enterprise, site, gateway),
+    ).fetchone()
+    if row is not None and row[0] and row[1] is None and not rotate:
+        raise GatewayError(
+            f"gateway {enterprise}/{site}/{gateway} already has a key and a broker login: "
+            "give --rotate to issue new ones (the old ones stop working)"
+        )
+    key = secrets.token_bytes(32)
+    password = secrets.token_urlsafe(24)
+    with conn.transaction():
+        conn.execute(
+            """
+            INSERT INTO gateways (enterprise_id, site_id, id, hmac_key, broker_password_hash,
+                                  issued_at, revoked_at)
+            VALUES (%s, %s, %s, %s, %s, now(), NULL)
+            ON CONFLICT (enterprise_id, site_id, id) DO UPDATE SET
+                hmac_key = excluded.hmac_key,
+                broker_password_hash = excluded.broker_password_hash,
+                issued_at = now(), revoked_at = NULL
+            """,
+            (enterprise, site, gateway, key, mosquitto_hash(password)),
+        )
+    return Identity(
+        enterprise, site, gateway, broker_username(enterprise, site, gateway), password, key
+    )
+
+
+def revoke_gateway(conn: psycopg.Connection, enterprise: str, site: str, gateway: str) -> None:
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE gateways SET hmac_key = NULL, broker_password_hash = NULL, revoked_at = now() "
+            "WHERE enterprise_id = %s AND site_id = %s AND id = %s AND revoked_at IS NULL",
+            (enterprise, site, gateway),
+        )
+    if cur.rowcount == 0:
+        raise GatewayError(f"no gateway {enterprise}/{site}/{gateway} that is not revoked")
+
+
+def list_gateways(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    cur = conn.execute(
+        "SELECT enterprise_id, site_id, id, hmac_key IS NOT NULL AS has_key, "
+        "broker_password_hash IS NOT NULL AS has_login, issued_at, revoked_at, online "
+        "FROM gateways ORDER BY 1, 2, 3"
+    )
+    names = [d.name for d in cur.description or ()]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def broker_files(conn: psycopg.Connection, server_users: dict[str, str]) -> tuple[str, str]:
+    """Mosquitto's password file and ACL file for every gateway with a broker login, and
+    the server's logins (`server_users`: name -> password) that read every gateway's
+    topics (a shared subscription is checked against its topic filter)."""
+    rows = conn.execute(
+        "SELECT enterprise_id, site_id, id, broker_password_hash FROM gateways "
+        "WHERE broker_password_hash IS NOT NULL AND revoked_at IS NULL ORDER BY 1, 2, 3"
+    ).fetchall()
+    passwd, acl = [], ["# written by `ingest-server gateway broker-files`; do not edit", ""]
+    for name, password in sorted(server_users.items()):
+        if "." in name:
+            raise GatewayError(f"server user {name!r}: a dot marks gateway logins; choose another")
+        passwd.append(f"{name}:{mosquitto_hash(password)}")
+        acl += [f"user {name}", f"topic read {TOPIC_ROOT}/#", ""]
+    for ent, site, gw, pw_hash in rows:
+        user = broker_username(ent, site, gw)
+        passwd.append(f"{user}:{pw_hash}")
+        acl += [f"user {user}", f"topic write {topic_prefix(ent, site, gw)}/#", ""]
+    return "\n".join(passwd) + "\n", "\n".join(acl)
+
+
+def agent_skeleton(identity: Identity, mqtt_url: str, key_file: Path, password_file: Path) -> str:
+    """A starting agent config for the gateway: its identity and broker login filled in,
+    one example device to replace (`edge-agent discover` proposes real ones)."""
+    tls = ""
+    if mqtt_url.startswith("mqtts://"):
+        tls = "  tls:\n    ca_file: /etc/factory-evidence/ca.crt   # the broker's CA\n"
+    return f"""\
+# factory-evidence edge agent: {identity.enterprise}/{identity.site}/{identity.gateway}
+# Made by `ingest-server gateway add`; check it with `edge-agent check THIS_FILE`.
+version: 1
+gateway:
+  enterprise: {identity.enterprise}
+  site: {identity.site}
+  id: {identity.gateway}
+mqtt:
+  url: {mqtt_url}
+  username: {identity.username}
+  password_file: {password_file}
+  hmac_key_file: {key_file}
+{tls}outbox:
+  path: /var/lib/factory-evidence/outbox.db
+devices:
+  # replace with the machines of this gateway (edge-agent discover opc.tcp://HOST:PORT)
+  - id: example-cnc
+    protocol: opcua
+    endpoint: opc.tcp://192.0.2.10:4840
+    nodes:
+      - tag: state
+        node: ns=2;s=Machine.State
+        role: machine_state
+        state_map: {{"0": OFF, "1": IDLE, "2": RUNNING, "3": DOWN, "4": SETUP}}
+"""
