@@ -49,9 +49,9 @@ from ingest_server.api_data import router as data_router
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.evidence import Request as ReportRequest
 from ingest_server.kpi.evidence import (
+    SigningKeyFile,
     Verdict,
     list_reports,
-    load_or_create_key,
     load_report,
     make_report,
     register_key,
@@ -130,13 +130,13 @@ def _rendered(doc: dict[str, Any], format: str) -> Response | dict[str, Any]:
 
 def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the routes)
     pool = ConnectionPool(dsn, min_size=1, max_size=4, open=False)
-    key = load_or_create_key(signing_key)
+    keyfile = SigningKeyFile(signing_key)  # re-read when `keys rotate` replaces it
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         pool.open(wait=True, timeout=30)
         with pool.connection() as conn:
-            register_key(conn, key.public_key())
+            register_key(conn, keyfile.get().public_key())
         try:
             yield
         finally:
@@ -207,7 +207,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
             params=Parameters(coverage_threshold=coverage_threshold, heartbeat_s=heartbeat_s),
         )  # fmt: skip
         with pool.connection() as conn:
-            doc = make_report(conn, req, key=key)
+            doc = make_report(conn, req, key=keyfile.get(conn))
         return _rendered(doc, format)
 
     @app.post("/api/v1/enterprises/{enterprise}/reports", status_code=201)
@@ -223,7 +223,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
             params=Parameters(coverage_threshold=body.coverage_threshold),
         )  # fmt: skip
         with pool.connection() as conn:
-            doc = make_report(conn, req, key=key)
+            doc = make_report(conn, req, key=keyfile.get(conn))
             store_report(conn, doc, caller.name)
         return {"id": doc["report_id"], "period": doc["period"], "kpis": doc["kpis"]}
 

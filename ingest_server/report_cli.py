@@ -115,6 +115,15 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
     exp.add_argument("--data-dir", type=Path, default=None)
     exp.add_argument("--signing-key", type=Path)
     exp.add_argument("--out", type=Path)
+    rot = keys_sub.add_parser("rotate", help="replace the signing key; old reports stay verifiable")
+    db_args(rot)
+    rot.add_argument("--signing-key", type=Path)
+    rot.add_argument(
+        "--compromised", action="store_true",
+        help="the old key leaked: revoke it (its reports are no longer trusted)",
+    )  # fmt: skip
+    kl = keys_sub.add_parser("list", help="the signing keys: created, retired, revoked")
+    db_args(kl)
 
     prod = sub.add_parser("production", help="output and value added per period")
     prod_sub = prod.add_subparsers(dest="production_command", required=True)
@@ -182,7 +191,9 @@ def dispatch(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any
         _render(doc, args.html, args.xlsx)
         return 0
     if args.command == "keys":
-        return cmd_keys_export(args)
+        if args.keys_command == "export":
+            return cmd_keys_export(args)
+        return cmd_keys(args, resolve_dsn)
     if args.command == "production":
         return cmd_production(args, resolve_dsn)
     if args.command == "api":
@@ -426,6 +437,38 @@ def cmd_keys_export(args: argparse.Namespace) -> int:
     else:
         print(pem, end="")
         print(f"key id {key_id(key.public_key())}", file=sys.stderr)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+    from ingest_server.kpi.evidence import rotate_key  # noqa: PLC0415
+    from ingest_server.schema import migrate  # noqa: PLC0415
+
+    dsn, pg = resolve_dsn(args)
+    try:
+        migrate(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            if args.keys_command == "rotate":
+                path = _key_path(args)
+                if not path.exists():
+                    raise ValueError(f"no signing key {path} to rotate; check --signing-key")
+                old, new = rotate_key(conn, path, compromised=args.compromised)
+                what = "revoked: its reports are no longer trusted" if args.compromised else (
+                    "retired: the reports it signed stay verifiable")  # fmt: skip
+                print(f"signing key {old} {what}; new key {new} in {path}")
+                print("running API servers use the new key from their next report; export "
+                      "it for verifiers: ingest-server keys export", file=sys.stderr)  # fmt: skip
+            else:
+                for kid, created, retired, revoked in conn.execute(
+                    "SELECT key_id, created_at, retired_at, revoked_at FROM signing_keys "
+                    "ORDER BY created_at"
+                ).fetchall():
+                    state = (f"revoked {revoked:%Y-%m-%d}" if revoked else
+                             f"retired {retired:%Y-%m-%d}" if retired else "in use")  # fmt: skip
+                    print(f"{kid}  created {created:%Y-%m-%d %H:%M}  {state}")
+    finally:
+        if pg is not None:
+            pg.release()
     return 0
 
 

@@ -84,19 +84,9 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
         return key
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
     # written whole under a temporary name, then linked into place: two servers starting
     # at once end up with one key, and nobody reads a half-written file
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
+    tmp = _write_pem(path, key)
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -120,6 +110,75 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise SigningKeyError(f"{path} is not an Ed25519 public key")
     return key
+
+
+def _write_pem(path: Path, key: Ed25519PrivateKey) -> Path:
+    """The key's PEM in a new file (0600) next to `path`, written whole and synced."""
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+        f.flush()
+        os.fsync(f.fileno())
+    return tmp
+
+
+def rotate_key(
+    conn: psycopg.Connection, path: Path, *, compromised: bool = False
+) -> tuple[str, str]:
+    """Replace the signing key in `path` with a new one; returns (old id, new id).
+
+    The new public key is registered first, then the old one is marked retired (its
+    reports made until now stay trusted) or, if `compromised`, revoked (none of its
+    reports is trusted any more), and the file is replaced in one rename. The old
+    private key is gone; its public key stays in signing_keys for verification. Servers
+    that sign reports pick the new key up from the file (SigningKeyFile)."""
+    old = load_or_create_key(path)
+    new = Ed25519PrivateKey.generate()
+    tmp = _write_pem(path, new)
+    try:
+        with conn.transaction():
+            register_key(conn, old.public_key())
+            new_id = register_key(conn, new.public_key())
+            old_id = key_id(old.public_key())
+            conn.execute(
+                "UPDATE signing_keys SET retired_at = coalesce(retired_at, now()), "
+                "revoked_at = CASE WHEN %s THEN now() ELSE revoked_at END WHERE key_id = %s",
+                (compromised, old_id),
+            )
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return old_id, new_id
+
+
+class SigningKeyFile:
+    """The signing key of a long-running server, re-read when its file is replaced
+    (`ingest-server keys rotate`), and registered in signing_keys when it is."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self._key = self._load()
+
+    def _load(self) -> Ed25519PrivateKey:
+        key = load_or_create_key(self.path)
+        st = self.path.stat()
+        self._stamp = (st.st_ino, st.st_mtime_ns)
+        return key
+
+    def get(self, conn: psycopg.Connection | None = None) -> Ed25519PrivateKey:
+        st = self.path.stat()
+        if (st.st_ino, st.st_mtime_ns) != self._stamp:
+            self._key = self._load()
+            if conn is not None:
+                register_key(conn, self._key.public_key())
+        return self._key
 
 
 def register_key(conn: psycopg.Connection, public: Ed25519PublicKey) -> str:
@@ -288,6 +347,14 @@ class Verdict:
         )
 
 
+def _generated_at(doc: dict[str, Any]) -> dt.datetime | None:
+    try:
+        made = dt.datetime.fromisoformat(str(doc.get("generated_at")))
+    except ValueError:
+        return None
+    return made if made.tzinfo is not None else None
+
+
 def check_signature(
     doc: dict[str, Any],
     *,
@@ -317,10 +384,28 @@ def check_signature(
         return True, True, f"valid, by the trusted key {kid}"
     if conn is not None:
         row = conn.execute(
-            "SELECT public_key FROM signing_keys WHERE key_id = %s", (kid,)
+            "SELECT public_key, retired_at, revoked_at FROM signing_keys WHERE key_id = %s",
+            (kid,),
         ).fetchone()
         if row is None or bytes(row[0]) != raw:
             return False, False, f"INVALID: key {kid} is not among this server's signing keys"
+        retired, revoked = row[1], row[2]
+        if revoked is not None:
+            return True, False, (
+                f"signature valid, but key {kid} was revoked on {revoked.isoformat()} "
+                "(compromised): the report is not trusted; issue it again with the new key"
+            )  # fmt: skip
+        if retired is not None:
+            made = _generated_at(doc)
+            if made is None or made >= retired:
+                return True, False, (
+                    f"signature valid, but key {kid} was retired on {retired.isoformat()} "
+                    f"and the report says it was made {doc.get('generated_at')}: not trusted"
+                )  # fmt: skip
+            return True, True, (
+                f"valid, by server key {kid} (signing_keys; retired on "
+                f"{retired.date().isoformat()}, after this report was made)"
+            )  # fmt: skip
         return True, True, f"valid, by server key {kid} (signing_keys)"
     return (
         True,
