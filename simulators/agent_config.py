@@ -88,11 +88,15 @@ def agent_config(
     hmac_key_file: str = "keys/gateway.key",
     gateway_id: str = "gw-01",
     poll_interval_s: float = 1.0,
+    mqtt_username: str | None = None,
+    mqtt_password_file: str | None = None,
+    mqtt_ca_file: str | None = None,
 ) -> dict[str, Any]:
     """The agent config (as plain data) for a scenario's servers.
 
     opcua_urls / modbus_addresses override the scenario's ports (server id -> URL or
-    host:port), as written by ``factory-sim run --ready-file``.
+    host:port), as written by ``factory-sim run --ready-file``; the broker login and CA,
+    when given, are those of `ingest-server gateway add` and deploy/certs/make-certs.sh.
     """
     devices: list[dict[str, Any]] = []
     for srv in scenario.opcua_servers:
@@ -150,7 +154,13 @@ def agent_config(
             "site": scenario.site.id,
             "id": gateway_id,
         },
-        "mqtt": {"url": mqtt_url, "hmac_key_file": hmac_key_file},
+        "mqtt": {
+            "url": mqtt_url,
+            **({"username": mqtt_username} if mqtt_username else {}),
+            **({"password_file": mqtt_password_file} if mqtt_password_file else {}),
+            **({"tls": {"ca_file": mqtt_ca_file}} if mqtt_ca_file else {}),
+            "hmac_key_file": hmac_key_file,
+        },
         "outbox": {"path": outbox_path},
         "devices": devices,
     }

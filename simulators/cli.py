@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--outbox", default="var/outbox.db", help="outbox path in the config")
     agent.add_argument("--hmac-key-file", default="keys/gateway.key")
     agent.add_argument("--gateway-id", default="gw-01")
+    agent.add_argument("--mqtt-username", help="the gateway's broker login")
+    agent.add_argument("--mqtt-password-file", help="its password file (mode 600)")
+    agent.add_argument("--mqtt-ca", help="CA of the broker's certificate, for mqtts://")
     agent.add_argument("--out", type=Path, help="write here instead of standard output")
 
     reg = sub.add_parser("registry", help="print an ingest-server registry for the scenario")
@@ -194,6 +197,9 @@ def cmd_agent_config(args: argparse.Namespace) -> int:
         outbox_path=args.outbox,
         hmac_key_file=args.hmac_key_file,
         gateway_id=args.gateway_id,
+        mqtt_username=args.mqtt_username,
+        mqtt_password_file=args.mqtt_password_file,
+        mqtt_ca_file=args.mqtt_ca,
     )
     text = dump_agent_config(data, scenario)
     if args.out:

@@ -6,6 +6,7 @@ speaks TLS only, with no anonymous access, and lets a gateway publish only as it
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -175,3 +176,80 @@ def test_broker_config_tls_only_and_per_gateway_logins(tls_broker: dict[str, Any
         ctx.wrap_socket(raw, server_hostname="localhost") as tls,
     ):
         assert tls.version() in {"TLSv1.2", "TLSv1.3"}
+
+
+COMPOSE = DEPLOY / "compose.yaml"
+
+
+def _compose() -> dict[str, Any]:
+    import yaml  # noqa: PLC0415
+
+    doc: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())  # merge keys (<<) resolved
+    return doc
+
+
+def test_compose_file_holds_together() -> None:
+    """What `docker compose config` cannot tell without an engine: every command is one
+    our CLIs accept, every file it mounts from the repository exists, each long-running
+    service has a healthcheck, and the start order runs init before broker and servers."""
+    from ingest_server.cli import build_parser  # noqa: PLC0415
+
+    doc = _compose()
+    services = doc["services"]
+    assert {"timescaledb", "init", "mosquitto", "ingest-1", "ingest-2", "api",
+            "demo-gateway"} <= set(services)  # fmt: skip
+    parser = build_parser()
+    for name in ("ingest-1", "ingest-2", "api"):
+        args = parser.parse_args(services[name]["command"])  # exits (fails) on a bad option
+        assert args.command in {"run", "api"}, name
+        assert "healthcheck" in services[name], name
+        assert services[name]["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    ids = [services[n]["command"][services[n]["command"].index("--client-id") + 1]
+           for n in ("ingest-1", "ingest-2")]  # fmt: skip
+    assert ids[0] != ids[1]  # two sessions on one shared subscription
+    for name in ("timescaledb", "mosquitto"):
+        assert "healthcheck" in services[name], name
+    assert services["mosquitto"]["depends_on"]["init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert services["demo-gateway"]["profiles"] == ["demo"]
+    # the init script's commands parse too
+    script = services["init"]["command"][0].replace("$$", "$")
+    parsed = []
+    for found in re.findall(r"ingest-server ([^;&|]+)", script):
+        words = [w.strip('"') for w in found.split() if w != "fi"]
+        parsed.append(parser.parse_args(words).command)
+    assert parsed == ["migrate", "registry", "registry", "gateway", "gateway"]
+    # files mounted from the repository exist (secrets/ is made by setup.sh)
+    for svc in services.values():
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0]
+            if src.startswith(".") and "/secrets/" not in src and not src.endswith("/secrets"):
+                assert (DEPLOY / src).exists(), src
+    for secret in doc["secrets"].values():
+        assert secret["file"].startswith("./secrets/")
+    # the demo gateway's script uses options the simulator and agent accept
+    from simulators.cli import build_parser as sim_parser  # noqa: PLC0415
+
+    text = (DEPLOY / "demo-gateway.sh").read_text().replace("\\\n", " ")
+    line = next(x for x in text.splitlines() if x.startswith("factory-sim agent-config"))
+    sim_parser().parse_args(line.split()[1:])
+
+
+def test_docker_compose_config_accepts_it(tmp_path: Path) -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("no docker client: `docker compose config` cannot run here")
+    probe = subprocess.run([docker, "compose", "version"], check=False, capture_output=True,
+                           text=True)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"the docker client has no compose plugin: {probe.stderr.strip()[:120]}")
+    # the secrets the file names, as setup.sh would make them (config checks they exist)
+    work = tmp_path / "deploy"
+    shutil.copytree(DEPLOY, work, ignore=shutil.ignore_patterns("secrets"))
+    (work / "secrets" / "certs").mkdir(parents=True)
+    for name in ("db_password", "pgpass", "mqtt_server_password", "certs/ca.crt"):
+        (work / "secrets" / name).write_text("x\n")
+    r = subprocess.run([docker, "compose", "-f", str(work / "compose.yaml"), "config", "-q"],
+                       check=False, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
