@@ -106,7 +106,7 @@ def _bundle(args: argparse.Namespace, ident: gateways.Identity) -> None:
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)
     key_name, pw_name = "gateway.key", "mqtt.password"
-    _write_secret(out / key_name, ident.hmac_key.hex() + "\n")
+    _write_secret(out / key_name, ident.hmac_key.decode() + "\n")
     _write_secret(out / pw_name, ident.password + "\n")
     cfg = gateways.agent_skeleton(
         ident, args.mqtt_url, args.secrets_dir / key_name, args.secrets_dir / pw_name

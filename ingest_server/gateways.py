@@ -45,7 +45,7 @@ class Identity:
     gateway: str
     username: str
     password: str  # shown once
-    hmac_key: bytes  # shown once
+    hmac_key: bytes  # shown once: the key file's text (64 hex digits)
 
     @property
     def prefix(self) -> str:
@@ -95,7 +95,9 @@ def add_gateway(
             f"gateway {enterprise}/{site}/{gateway} already has a key and a broker login: "
             "give --rotate to issue new ones (the old ones stop working)"
         )
-    key = secrets.token_bytes(32)
+    # the agent signs with the key file's text (edge_agent.config.read_secret): 64 hex
+    # digits, 32 random bytes; the server checks with the same bytes
+    key = secrets.token_hex(32).encode()
     password = secrets.token_urlsafe(24)
     with conn.transaction():
         conn.execute(
