@@ -48,11 +48,13 @@ def start_broker(
     passwords: dict[str, str] | None = None,
     password_file: Path | None = None,
     acl_file: Path | None = None,
+    extra_listener: tuple[str, int] | None = None,
 ) -> Broker:
     """A broker; with persistence, sessions and queued messages survive a restart.
 
     tls: (certificate, key) for a TLS-only listener; passwords: user -> password, or a
-    ready password_file (with an acl_file), and then no anonymous access.
+    ready password_file (with an acl_file), and then no anonymous access. extra_listener:
+    (address, port) of a second plain listener, e.g. on a veth a test made.
     """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +78,9 @@ def start_broker(
     if tls:
         auth += f"certfile {tls[0]}\nkeyfile {tls[1]}\n"
     conf.write_text(
-        f"listener {port} {LOOPBACK}\n{auth}"
+        f"listener {port} {LOOPBACK}\n"
+        + (f"listener {extra_listener[1]} {extra_listener[0]}\n" if extra_listener else "")
+        + auth
         # as root, mosquitto drops to user 'mosquitto', which cannot write the test's
         # private temporary directory (log, persistence): stay the test's own user
         + ("user root\n" if os.geteuid() == 0 else "")
