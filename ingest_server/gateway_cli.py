@@ -9,8 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from ingest_server import gateways
 
 
@@ -58,46 +56,40 @@ def _write_secret(path: Path, text: str, mode: int = 0o600) -> None:
 
 def cmd_gateway(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
     from edge_agent.config import read_secret  # noqa: PLC0415
-    from ingest_server.schema import migrate  # noqa: PLC0415
+    from ingest_server.report_cli import migrated_connection  # noqa: PLC0415
 
-    dsn, pg = resolve_dsn(args)
-    try:
-        migrate(dsn)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            if args.gateway_command == "add":
-                ident = gateways.add_gateway(
-                    conn, args.enterprise, args.site, args.gateway, rotate=args.rotate
-                )
-                _bundle(args, ident)
-            elif args.gateway_command == "revoke":
-                gateways.revoke_gateway(conn, args.enterprise, args.site, args.gateway)
-                print(f"gateway {args.enterprise}/{args.site}/{args.gateway} revoked: running "
-                      "servers refuse its batches within a minute; rewrite the broker files "
-                      "(gateway broker-files) and reload the broker (kill -HUP) to end its "
-                      "login")  # fmt: skip
-            elif args.gateway_command == "broker-files":
-                users = {}
-                for spec in args.server_user:
-                    name, sep, file = spec.partition("=")
-                    if not sep or not name or not file:
-                        raise ValueError(f"--server-user {spec!r}: write NAME=PASSWORD_FILE")
-                    users[name] = read_secret(Path(file), "password").decode()
-                passwd, acl = gateways.broker_files(conn, users)
-                _write_secret(args.passwd, passwd)
-                _write_secret(args.acl, acl, 0o640)
-                n = passwd.count("\n") - len(users)
-                print(f"{args.passwd}: {n} gateway login(s), {len(users)} server login(s); "
-                      f"{args.acl} written. Reload the broker: kill -HUP <its pid>")  # fmt: skip
-            else:
-                for g in gateways.list_gateways(conn):
-                    state = "revoked" if g["revoked_at"] else (
-                        "ready" if g["has_key"] and g["has_login"] else
-                        "key only" if g["has_key"] else "no secrets")  # fmt: skip
-                    online = {True: "online", False: "offline", None: "never seen"}[g["online"]]
-                    print(f"{g['enterprise_id']}/{g['site_id']}/{g['id']:<16} {state:<10} {online}")
-    finally:
-        if pg is not None:
-            pg.release()
+    with migrated_connection(args, resolve_dsn) as conn:
+        if args.gateway_command == "add":
+            ident = gateways.add_gateway(
+                conn, args.enterprise, args.site, args.gateway, rotate=args.rotate
+            )
+            _bundle(args, ident)
+        elif args.gateway_command == "revoke":
+            gateways.revoke_gateway(conn, args.enterprise, args.site, args.gateway)
+            print(f"gateway {args.enterprise}/{args.site}/{args.gateway} revoked: running "
+                  "servers refuse its batches within a minute; rewrite the broker files "
+                  "(gateway broker-files) and reload the broker (kill -HUP) to end its "
+                  "login")  # fmt: skip
+        elif args.gateway_command == "broker-files":
+            users = {}
+            for spec in args.server_user:
+                name, sep, file = spec.partition("=")
+                if not sep or not name or not file:
+                    raise ValueError(f"--server-user {spec!r}: write NAME=PASSWORD_FILE")
+                users[name] = read_secret(Path(file), "password").decode()
+            passwd, acl = gateways.broker_files(conn, users)
+            _write_secret(args.passwd, passwd)
+            _write_secret(args.acl, acl, 0o640)
+            n = passwd.count("\n") - len(users)
+            print(f"{args.passwd}: {n} gateway login(s), {len(users)} server login(s); "
+                  f"{args.acl} written. Reload the broker: kill -HUP <its pid>")  # fmt: skip
+        else:
+            for g in gateways.list_gateways(conn):
+                state = "revoked" if g["revoked_at"] else (
+                    "ready" if g["has_key"] and g["has_login"] else
+                    "key only" if g["has_key"] else "no secrets")  # fmt: skip
+                online = {True: "online", False: "offline", None: "never seen"}[g["online"]]
+                print(f"{g['enterprise_id']}/{g['site_id']}/{g['id']:<16} {state:<10} {online}")
     return 0
 
 

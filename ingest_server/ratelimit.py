@@ -202,13 +202,19 @@ class Attempt:
 
     def succeeded(self) -> None:
         """A right password: the name's failures are forgotten (the address's are not)."""
+        self._close(forget_name=True)
+
+    def _close(self, *, forget_name: bool) -> None:
         lim = self._limiter
         with lim._lock:
             if not self._open:
                 return
             self._open = False
             now = lim.clock()
-            lim.names.clear(self._key, now)
+            if forget_name:
+                lim.names.clear(self._key, now)
+            else:
+                lim.names.release(self._key, now)
             lim.ips.release(self._ip, now)
 
     def __enter__(self) -> Attempt:
@@ -221,11 +227,4 @@ class Attempt:
         _tb: TracebackType | None,
     ) -> None:
         """Without an outcome (e.g. the database failed): counted as nothing."""
-        lim = self._limiter
-        with lim._lock:
-            if not self._open:
-                return
-            self._open = False
-            now = lim.clock()
-            lim.names.release(self._key, now)
-            lim.ips.release(self._ip, now)
+        self._close(forget_name=False)

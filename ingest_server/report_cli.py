@@ -19,11 +19,12 @@ database could not be used.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import getpass
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -207,34 +208,45 @@ def dispatch(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any
     return cmd_factors()
 
 
-def cmd_accounts(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
-    from ingest_server import accounts  # noqa: PLC0415
+@contextlib.contextmanager
+def migrated_connection(
+    args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]
+) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the database of --dsn / --data-dir, its schema brought
+    up to date; an embedded server started for it is stopped afterwards."""
     from ingest_server.schema import migrate  # noqa: PLC0415
 
     dsn, pg = resolve_dsn(args)
     try:
         migrate(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            if args.accounts_command == "add":
-                accounts.add_account(conn, args.name, args.role, args.enterprise)
-                print(f"account {args.name} ({args.role}) added")
-            elif args.accounts_command == "token":
-                token = accounts.new_token(conn, args.name, args.label)
-                print(token)
-                print("this token is shown once: keep it in a secret store", file=sys.stderr)
-            elif args.accounts_command == "password":
-                accounts.set_password(conn, args.name, _password(args))
-                print(f"password of {args.name} set")
-            elif args.accounts_command == "revoke":
-                accounts.revoke_token(conn, args.token_id)
-                print(f"token {args.token_id} revoked")
-            else:
-                for name, role, ents, tokens, disabled in accounts.list_accounts(conn):
-                    off = "  (disabled)" if disabled else ""
-                    print(f"{name!s:<24} {role!s:<10} {tokens} token(s)  {ents or '*'}{off}")
+            yield conn
     finally:
         if pg is not None:
             pg.release()
+
+
+def cmd_accounts(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+    from ingest_server import accounts  # noqa: PLC0415
+
+    with migrated_connection(args, resolve_dsn) as conn:
+        if args.accounts_command == "add":
+            accounts.add_account(conn, args.name, args.role, args.enterprise)
+            print(f"account {args.name} ({args.role}) added")
+        elif args.accounts_command == "token":
+            token = accounts.new_token(conn, args.name, args.label)
+            print(token)
+            print("this token is shown once: keep it in a secret store", file=sys.stderr)
+        elif args.accounts_command == "password":
+            accounts.set_password(conn, args.name, _password(args))
+            print(f"password of {args.name} set")
+        elif args.accounts_command == "revoke":
+            accounts.revoke_token(conn, args.token_id)
+            print(f"token {args.token_id} revoked")
+        else:
+            for name, role, ents, tokens, disabled in accounts.list_accounts(conn):
+                off = "  (disabled)" if disabled else ""
+                print(f"{name!s:<24} {role!s:<10} {tokens} token(s)  {ents or '*'}{off}")
     return 0
 
 
@@ -442,33 +454,26 @@ def cmd_keys_export(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
     from ingest_server.kpi.evidence import rotate_key  # noqa: PLC0415
-    from ingest_server.schema import migrate  # noqa: PLC0415
 
-    dsn, pg = resolve_dsn(args)
-    try:
-        migrate(dsn)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            if args.keys_command == "rotate":
-                path = _key_path(args)
-                if not path.exists():
-                    raise ValueError(f"no signing key {path} to rotate; check --signing-key")
-                old, new = rotate_key(conn, path, compromised=args.compromised)
-                what = "revoked: its reports are no longer trusted" if args.compromised else (
-                    "retired: the reports it signed stay verifiable")  # fmt: skip
-                print(f"signing key {old} {what}; new key {new} in {path}")
-                print("running API servers use the new key from their next report; export "
-                      "it for verifiers: ingest-server keys export", file=sys.stderr)  # fmt: skip
-            else:
-                for kid, created, retired, revoked in conn.execute(
-                    "SELECT key_id, created_at, retired_at, revoked_at FROM signing_keys "
-                    "ORDER BY created_at"
-                ).fetchall():
-                    state = (f"revoked {revoked:%Y-%m-%d}" if revoked else
-                             f"retired {retired:%Y-%m-%d}" if retired else "in use")  # fmt: skip
-                    print(f"{kid}  created {created:%Y-%m-%d %H:%M}  {state}")
-    finally:
-        if pg is not None:
-            pg.release()
+    with migrated_connection(args, resolve_dsn) as conn:
+        if args.keys_command == "rotate":
+            path = _key_path(args)
+            if not path.exists():
+                raise ValueError(f"no signing key {path} to rotate; check --signing-key")
+            old, new = rotate_key(conn, path, compromised=args.compromised)
+            what = "revoked: its reports are no longer trusted" if args.compromised else (
+                "retired: the reports it signed stay verifiable")  # fmt: skip
+            print(f"signing key {old} {what}; new key {new} in {path}")
+            print("running API servers use the new key from their next report; export "
+                  "it for verifiers: ingest-server keys export", file=sys.stderr)  # fmt: skip
+        else:
+            for kid, created, retired, revoked in conn.execute(
+                "SELECT key_id, created_at, retired_at, revoked_at FROM signing_keys "
+                "ORDER BY created_at"
+            ).fetchall():
+                state = (f"revoked {revoked:%Y-%m-%d}" if revoked else
+                         f"retired {retired:%Y-%m-%d}" if retired else "in use")  # fmt: skip
+                print(f"{kid}  created {created:%Y-%m-%d %H:%M}  {state}")
     return 0
 
 
