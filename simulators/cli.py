@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--cert-dir", type=Path, help="where OPC UA certificates are kept")
     run.add_argument(
+        "--trusted-clients", type=Path,
+        help="with sign_encrypt: admit only client certificates (DER/PEM) in this folder",
+    )  # fmt: skip
+    run.add_argument(
         "--fault",
         action="append",
         default=[],
@@ -252,6 +256,7 @@ async def _run(args: argparse.Namespace) -> int:
             opcua_security=security,
             cert_dir=args.cert_dir,
             faults=faults,
+            opcua_trusted_clients=args.trusted_clients,
         )
     except FaultError as exc:
         print(f"factory-sim: --fault: {exc}", file=sys.stderr)

@@ -27,7 +27,10 @@ from typing import Any, Protocol
 from asyncua import Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
 from asyncua.common.node import Node
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.truststore import TrustStore
+from asyncua.crypto.validator import CertificateValidator, CertificateValidatorOptions
 from asyncua.ua.uaerrors import UaStatusCodeError
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -138,8 +141,12 @@ class OpcUaMachineServer:
         host: str = "127.0.0.1",
         cert_dir: Path | None = None,
         security: list[SecurityMode] | None = None,
+        trusted_clients: Path | None = None,
     ) -> None:
         self.config = config
+        # with sign_encrypt: only clients whose certificate is in this folder get a
+        # session (None: any client certificate, as before)
+        self.trusted_clients = trusted_clients
         self.scenario = scenario
         self.source = source
         self.host = host
@@ -235,7 +242,30 @@ class OpcUaMachineServer:
             )
             await server.load_certificate(str(self.certificate_path))
             await server.load_private_key(str(self.private_key_path))
+            if self.trusted_clients is not None:
+                server.set_certificate_validator(await self._client_validator(self.trusted_clients))
         server.set_security_policy(policies)
+
+    @staticmethod
+    async def _client_validator(folder: Path) -> Any:
+        """Admit a client certificate only if it is in `folder` (DER or PEM files): time
+        range, application URI and trust checked; an empty folder admits nobody."""
+
+        def has_certificates() -> bool:
+            return any(p.suffix.lower() in (".der", ".pem") for p in folder.glob("*.*"))
+
+        if not await asyncio.to_thread(has_certificates):
+
+            async def refuse(_cert: Any, _app: Any) -> None:
+                raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+            return refuse
+        store = TrustStore([folder], [])
+        await store.load()
+        opts = CertificateValidatorOptions
+        return CertificateValidator(
+            opts.TIME_RANGE | opts.URI | opts.TRUSTED | opts.PEER_CLIENT, store
+        )
 
     async def _limits(self, server: Server) -> None:
         caps = ua.ObjectIds

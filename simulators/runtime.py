@@ -42,6 +42,7 @@ class FactorySim:
         opcua_security: list[SecurityMode] | None = None,
         cert_dir: Path | None = None,
         faults: list[Fault] | None = None,
+        opcua_trusted_clients: Path | None = None,
     ) -> None:
         self.scenario = scenario
         self.clock = clock
@@ -57,6 +58,7 @@ class FactorySim:
                 # one folder per endpoint: each server has its own certificate
                 cert_dir=cert_dir / s.id if cert_dir else None,
                 security=opcua_security,
+                trusted_clients=opcua_trusted_clients,
             )
             for s in scenario.opcua_servers
         }

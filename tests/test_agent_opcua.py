@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -38,12 +40,16 @@ def scenario_with(**opc_turning: Any) -> Scenario:
 
 @contextlib.asynccontextmanager
 async def sim_for(
-    scenario: Scenario, security: list[SecurityMode] | None = None, cert_dir: Path | None = None
+    scenario: Scenario,
+    security: list[SecurityMode] | None = None,
+    cert_dir: Path | None = None,
+    trusted_clients: Path | None = None,
 ) -> AsyncIterator[FactorySim]:
     start = dt.datetime(2026, 11, 23, 9, 30, tzinfo=scenario.tz).timestamp()
     sim = FactorySim(
-        scenario, ManualClock(start), tick_s=3600, opcua_security=security, cert_dir=cert_dir
-    )
+        scenario, ManualClock(start), tick_s=3600, opcua_security=security, cert_dir=cert_dir,
+        opcua_trusted_clients=trusted_clients,
+    )  # fmt: skip
     await sim.start()
     try:
         yield sim
@@ -184,5 +190,51 @@ async def test_sign_and_encrypt_with_a_pinned_server_certificate(
                 assert source.online is False
                 assert source.stats()["sessions"] == 0
                 assert not any(s["t"] == "state" for s in collector.samples())
+        finally:
+            collector.close()
+
+
+async def test_the_server_admits_only_clients_in_its_trust_list(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """Mutual trust: the agent pins the server's certificate, and the server (with a trust
+    list) opens a session only for a client certificate in it."""
+    scenario = free_ports(load_scenario(default_scenario_path()))
+    trusted = tmp_path / "trusted-clients"
+    trusted.mkdir()
+    async with sim_for(scenario, security=["sign_encrypt"], cert_dir=tmp_path / "server-certs",
+                       trusted_clients=trusted) as sim:  # fmt: skip
+        server_cert = sim.opcua["opc-turning"].certificate_path
+        probe, _ = sim_agent_config(scenario, sim, mosquitto, tmp_path / "probe", only={"cnc-01"})
+        cert, key = await _agent_certificate(tmp_path, application_uri(load_config(probe)))
+        security = {"policy": "Basic256Sha256", "mode": "SignAndEncrypt", "certificate": str(cert),
+                    "private_key": str(key), "server_certificate": str(server_cert)}  # fmt: skip
+
+        # not (yet) in the trust list: no session
+        config, hmac_key = sim_agent_config(scenario, sim, mosquitto, tmp_path / "untrusted",
+                                            only={"cnc-01"},
+                                            device_overrides={"security": security})  # fmt: skip
+        async with running_agent(config) as agent:
+            source = turning_source(agent, "cnc-01")
+            deadline = asyncio.get_running_loop().time() + 30
+            while source.read_errors < 2:
+                assert asyncio.get_running_loop().time() < deadline, "no failed attempts"
+                await asyncio.sleep(0.2)
+            assert source.online is False
+            assert source.stats()["sessions"] == 0
+
+        # trusted: the same agent gets its values
+        shutil.copy(cert, trusted / "agent.der")
+        await sim.opcua["opc-turning"].restart(0)  # the server reloads its trust list
+        config, hmac_key = sim_agent_config(scenario, sim, mosquitto, tmp_path / "trusted",
+                                            only={"cnc-01"},
+                                            device_overrides={"security": security})  # fmt: skip
+        collector = Collector(mosquitto, hmac_key)
+        try:
+            async with running_agent(config):
+                await collector.wait_for(
+                    lambda c: agrees(c, plant_values(sim, {"cnc-01"})), 30,
+                    "values from a server that trusts the agent",
+                )  # fmt: skip
         finally:
             collector.close()
