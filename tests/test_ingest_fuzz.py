@@ -26,7 +26,8 @@ from tests.test_ingest_consumer import running_consumer, wait_until
 EXAMPLES = int(os.environ.get("FE_FUZZ_EXAMPLES", "80"))
 RANDOM = os.environ.get("FE_FUZZ_RANDOM") == "1"
 NOW = time.time()
-pytestmark = pytest.mark.slow
+# about 0.3 s a message (published, acknowledged, committed): room for wider sweeps
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60 + EXAMPLES)]
 GOOD = batch(1, [Sample("cnc-01", "state", NOW - 60, "RUNNING")])
 
 json_values = st.recursive(
