@@ -270,6 +270,12 @@ def test_energy_and_data_quality(browser: Any, site: dict[str, Any]) -> None:
     for carrier in carriers:
         assert c.page.locator(f"[data-carrier={carrier}] .point").count() > 0, carrier
     assert c.page.locator("[data-intensity=energy_per_unit] .point").count() == 2, "one per day"
+    # the factor tables behind tce and CO2, with their sources
+    factors = c.api("/factors")
+    rows = sum(len(tb["rows"]) for tb in factors["energy"] + factors["emission"])
+    assert c.page.locator("#factors tbody tr").count() == rows
+    c.page.click("#factors summary")
+    assert "GB/T 2589-2020" in c.page.locator("#factors").inner_text()
     c.shot("energy")
 
     c.goto("quality")

@@ -401,6 +401,23 @@
         t("value_added"), f.value_added_10k_cny, f.note, add) : null, msg);
   }
 
+  // the coefficient and emission factor tables the figures are converted with, and
+  // where each number comes from
+  async function factorsPanel() {
+    const f = await api("/factors");
+    const tables = [...f.energy.map((t) => [t, "coefficient"]), ...f.emission.map((t) => [t, "factor"])];
+    return h("details", { class: "panel", id: "factors" },
+      h("summary", {}, `${t("factors")} (${tables.map(([tb]) => tb.version).join(", ")})`),
+      tables.map(([tb, key]) => h("div", {},
+        h("h2", {}, `${tb.title} · ${tb.version}`),
+        table([
+          { label: "", get: (r) => carrierName(r.carrier) }, { label: t("unit"), get: (r) => r.unit },
+          { label: t("region_year"), get: (r) => (r.region ? `${r.region} ${r.year ?? ""}` : "—") },
+          { label: key === "factor" ? t("factor") : t("coefficient"), num: true, get: (r) => `${r[key]} ${r[`${key}_unit`]}` },
+          { label: t("source"), get: (r) => [r.basis, r.source].filter(Boolean).join(" · ") },
+        ], tb.rows))));
+  }
+
   async function energy(main) {
     main.append(h("p", { class: "muted" }, t("loading")));
     const doc = await kpis();
@@ -437,7 +454,8 @@
       h("div", { class: "row tabs" }, ["day", "week", "month"].map((s) => h("button", { class: s === step ? "on" : null, "data-step": s, disabled: !fits(s),
         onclick: () => { S.step = s; render(); } }, t(s)))),
       h("div", { class: "grid2" }, trendCharts.map((el) => h("div", { class: "panel" }, el))),
-      await productionPanel());
+      await productionPanel(),
+      await factorsPanel());
     for (const [i, c] of carriers.entries()) {
       const meters = series.meters.filter((m) => m.carrier === c && m.top_level);
       chart(panels[i].querySelector(".chart"), meters.map((m) => ({
