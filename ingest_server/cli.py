@@ -134,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _write_ready(path: Path, doc: dict[str, Any]) -> None:
+    """Written whole, then renamed into place: whoever waits for the file never reads it
+    half-written (a test did, and failed on an empty file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc), encoding="utf-8")
+    tmp.replace(path)
+
+
 class DatabaseUnavailableError(Exception):
     pass
 
@@ -393,9 +401,7 @@ def _consume(
     consumer.start()
     try:
         if args.ready_file:
-            args.ready_file.write_text(
-                json.dumps({"dsn": dsn, "mode": mode, "pid": os.getpid()}), encoding="utf-8"
-            )
+            _write_ready(args.ready_file, {"dsn": dsn, "mode": mode, "pid": os.getpid()})
         last, last_samples = time.monotonic(), 0
         last_upkeep = time.monotonic()
         while not stop.wait(0.5):
@@ -494,9 +500,8 @@ def _supervise(
         log.info("%d workers consuming as %s-0..%d", len(workers), args.client_id, len(workers) - 1)
         if args.ready_file:
             pids = [p.pid for p in workers.values()]
-            args.ready_file.write_text(
-                json.dumps({"dsn": dsn, "mode": mode, "pid": os.getpid(), "workers": pids}),
-                encoding="utf-8",
+            _write_ready(
+                args.ready_file, {"dsn": dsn, "mode": mode, "pid": os.getpid(), "workers": pids}
             )
         while not stop.wait(0.5):
             for i, proc in list(workers.items()):

@@ -224,9 +224,15 @@ def start_server(
     """launch_server, then wait until it consumes."""
     proc = launch_server(dsn, broker, workdir, client_id, *extra)
     ready = workdir / f"{client_id}.ready"
-    wait_until(lambda: ready.exists() or proc.poll() is not None, 30, "the server to start")
-    assert proc.poll() is None, (workdir / f"{client_id}.log").read_text()
-    assert json.loads(ready.read_text())["mode"] in ("plain", "timescale")
+    try:
+        wait_until(lambda: ready.exists() or proc.poll() is not None, 30, "the server to start")
+        assert proc.poll() is None, (workdir / f"{client_id}.log").read_text()
+        assert json.loads(ready.read_text())["mode"] in ("plain", "timescale")
+    except BaseException:
+        # stop what was started: a process left running fails a later test too
+        proc.kill()
+        proc.wait(10)
+        raise
     return proc
 
 

@@ -180,9 +180,13 @@ def test_a_60_s_link_cut_loses_nothing_and_shows_as_gateway_offline(
     assert dump(db, "SELECT count(*) FROM dead_letters")[0][0] == 0
     # samples taken while the link was down were stored after it came back
     window = {"a": cut_at, "b": up_at}
-    (in_cut,) = _one(db, "SELECT count(*) FROM samples WHERE ts > to_timestamp(%(a)s + 10) "
-                         "AND ts < to_timestamp(%(b)s - 5)", window)  # fmt: skip
-    assert in_cut > 100, in_cut
+    # (report by exception: how many depends on what the plant did; power changes at
+    # every poll of a running machine's meter, so several series have some)
+    in_cut, series = _one(db, "SELECT count(*), count(DISTINCT series_id) FROM samples "
+                              "WHERE ts > to_timestamp(%(a)s + 10) "
+                              "AND ts < to_timestamp(%(b)s - 5)", window)  # fmt: skip
+    assert in_cut > 0, "nothing measured during the cut was stored"
+    assert series >= 3, (in_cut, series)
 
     # the gateway went offline (the broker's Will) during the cut, and online after it
     statuses = dump(db, "SELECT extract(epoch FROM received_at), state FROM gateway_status "
