@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 
 from ingest_server import __version__
+from ingest_server.files import write_atomic
 
 log = logging.getLogger("ingest_server")
 
@@ -137,9 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _write_ready(path: Path, doc: dict[str, Any]) -> None:
     """Written whole, then renamed into place: whoever waits for the file never reads it
     half-written (a test did, and failed on an empty file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(doc).encode(), 0o644)
 
 
 class DatabaseUnavailableError(Exception):

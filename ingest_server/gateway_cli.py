@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ingest_server import gateways
+from ingest_server.files import write_atomic
 
 
 def add_parsers(sub: Any, db_args: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -45,13 +45,7 @@ def add_parsers(sub: Any, db_args: Callable[[argparse.ArgumentParser], None]) ->
 
 
 def _write_secret(path: Path, text: str, mode: int = 0o600) -> None:
-    """Written whole with its mode from the start (never readable by others)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    tmp.replace(path)
+    write_atomic(path, text.encode(), mode)
 
 
 def cmd_gateway(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:

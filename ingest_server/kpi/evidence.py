@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from ingest_server.files import write_temp
 from ingest_server.kpi.engine import FORMAT, Parameters, compute
 from ingest_server.kpi.factors import (
     EMISSION_TABLES,
@@ -119,13 +119,7 @@ def _write_pem(path: Path, key: Ed25519PrivateKey) -> Path:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    return tmp
+    return write_temp(path, pem, 0o600)
 
 
 def rotate_key(
