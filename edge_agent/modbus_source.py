@@ -31,6 +31,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import ModbusDeviceConfig
 from edge_agent.modbus_codec import BlockDecoder
 from edge_agent.modbus_plan import ReadRequest, describe_plan, plan_device, split_request
+from edge_agent.poll_schedule import PollSchedule
 from edge_agent.sample import Quality, Sample, status_sample
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ class ModbusSource:
         self._decoders = [BlockDecoder(r) for r in self.requests]
         self.online: bool | None = None
         self.polls = 0
+        self.skipped_polls = 0  # ticks a poll longer than the interval made run() skip
         self.values_read = 0
         self.read_errors = 0
         self._failing: dict[int, str] = {}  # request index -> last error logged
@@ -178,16 +180,14 @@ class ModbusSource:
         return describe_plan(self.device.id, self.requests)
 
     async def run(self) -> None:
-        """Poll forever on a fixed schedule; a late poll skips the missed slots."""
-        interval = self.device.poll_interval_s
-        next_at = time.monotonic()
+        """Poll forever on a fixed schedule (`PollSchedule`): a late poll skips the ticks
+        it missed and counts them, never makes them up."""
+        loop = asyncio.get_running_loop()
+        schedule = PollSchedule(self.device.poll_interval_s, loop.time(), name=self.device.id)
         while True:
             await self.poll()
-            next_at += interval
-            now = time.monotonic()
-            if next_at < now:  # fell behind: keep the phase, drop the missed polls
-                next_at += ((now - next_at) // interval + 1) * interval
-            await asyncio.sleep(next_at - now)
+            self.skipped_polls += schedule.finished(loop.time())
+            await asyncio.sleep(max(0.0, schedule.due - loop.time()))
 
     async def poll(self) -> None:
         """Read every request once and emit what was read (also used by tests)."""
@@ -264,6 +264,7 @@ class ModbusSource:
         return {
             "online": self.online,
             "polls": self.polls,
+            "skipped_polls": self.skipped_polls,
             "values_read": self.values_read,
             "read_errors": self.read_errors,
         }

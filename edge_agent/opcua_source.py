@@ -3,6 +3,10 @@
     run(): connect -> resolve nodes -> read limits -> read all -> subscribe (or poll)
            -> online ... connection lost -> offline -> backoff with jitter -> again
 
+Polling reads every node on a fixed schedule (`poll_schedule`): tick k at the session's
+first read + k x poll_interval_s, so read time does not add up; a read that overruns
+the period skips the ticks it missed and counts them (``skipped_polls``).
+
 Everything a session holds is re-created on each pass: namespace indices (a restarted
 server may number its namespaces differently, so configs use ``nsu=<uri>;...``), the
 server's operation limits, the subscription and its monitored items. The requests are
@@ -33,6 +37,7 @@ from asyncua.ua.uaerrors import UaError
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import OpcUaDeviceConfig, OpcUaNodeConfig, read_secret
+from edge_agent.poll_schedule import PollSchedule
 from edge_agent.sample import Quality, Sample, status_sample
 from edge_agent.umati import umati_state
 
@@ -126,6 +131,8 @@ class OpcUaSource:
         self.sessions = 0
         self.values_read = 0
         self.read_errors = 0
+        self.polls = 0  # polling mode: reads done on the schedule, each session's first too
+        self.skipped_polls = 0  # polling mode: ticks a late read made the schedule skip
         self.limits = _Limits()
         self._inputs: dict[ua.NodeId, _Input] = {}
         self._pairs: dict[str, tuple[_Input, _Input | None]] = {}  # tag -> (value, mode)
@@ -191,11 +198,12 @@ class OpcUaSource:
         try:
             self.sessions += 1
             await self._prepare(client)
+            started = asyncio.get_running_loop().time()
             await self._read_all(client)
             if self.device.mode == "subscription":
                 await self._subscribe_and_wait(client)
             else:
-                await self._poll_until_lost(client)
+                await self._poll_until_lost(client, started)
         finally:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
@@ -248,11 +256,17 @@ class OpcUaSource:
             inputs = self._inputs
             self._absorb((inputs.get(n), dv) for n, dv in zip(chunk, values, strict=True))
 
-    async def _poll_until_lost(self, client: Client) -> None:
-        interval = self.device.poll_interval_s
-        while not self._lost.is_set():
+    async def _poll_until_lost(self, client: Client, started: float) -> None:
+        """Read everything on a fixed schedule (`PollSchedule`): tick 0 is the session's
+        first read, which began at `started` (loop time); a late read skips missed ticks."""
+        loop = asyncio.get_running_loop()
+        d = self.device
+        schedule = PollSchedule(d.poll_interval_s, started, name=d.id)
+        while True:
+            self.polls += 1
+            self.skipped_polls += schedule.finished(loop.time())
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
+                async with asyncio.timeout_at(schedule.due):
                     await self._lost.wait()
             if self._lost.is_set():
                 break
@@ -394,7 +408,7 @@ class OpcUaSource:
             if worst.quality is Quality.BAD:
                 return Sample(dev, tid, ts, None, Quality.BAD, now, worst.status, sts)
             try:
-                state = umati_state(str(main.value), mode.value)
+                state = umati_state(str(main.value), mode.value, self.device.umati_states)
             except ValueError as exc:
                 return Sample(dev, tid, ts, None, Quality.BAD, now, str(exc), sts)
             return Sample(dev, tid, ts, state.value, worst.quality, now, worst.status, sts)
@@ -422,10 +436,13 @@ class OpcUaSource:
             out.insert(0, sample)
 
     def stats(self) -> dict[str, Any]:
-        return {
+        out = {
             "online": self.online,
             "sessions": self.sessions,
             "values_read": self.values_read,
             "read_errors": self.read_errors,
             "limits": dict(self.limits.raw),
         }
+        if self.device.mode == "polling":
+            out |= {"polls": self.polls, "skipped_polls": self.skipped_polls}
+        return out

@@ -15,8 +15,9 @@ from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge_agent.agent import application_uri
-from edge_agent.config import load_config
+from edge_agent.config import OpcUaDeviceConfig, load_config
 from edge_agent.opcua_source import OpcUaSource
+from edge_agent.sample import Sample
 from simulators.cli import free_ports
 from simulators.clock import ManualClock
 from simulators.runtime import FactorySim
@@ -124,6 +125,75 @@ async def test_polling_mode_reads_the_same_values(mosquitto: Broker, tmp_path: P
                     )
         finally:
             collector.close()
+
+
+class SlowSource(OpcUaSource):
+    """Every read takes `read_s` longer, and read number `overrun_at` takes `overrun_s`."""
+
+    def __init__(self, *args: Any, read_s: float, overrun_at: int, overrun_s: float) -> None:
+        super().__init__(*args)
+        self.read_s, self.overrun_at, self.overrun_s = read_s, overrun_at, overrun_s
+        self.reads = 0
+
+    async def _read_all(self, client: Any) -> None:
+        slow = self.overrun_s if self.reads == self.overrun_at else self.read_s
+        self.reads += 1
+        await asyncio.sleep(slow)
+        await super()._read_all(client)
+
+
+async def test_polls_stay_on_a_fixed_schedule_however_long_a_read_takes(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """Read k ends at t0 + k x period + read time, not t0 + k x (period + read time): a
+    loop that waited the period after each read would drift 0.2 s a poll here, and be
+    off the grid by up to half a period. The one read longer than the period skips the
+    tick it missed (counted), and the next polls are back on the same grid."""
+    period, read_s, overrun_s = 0.5, 0.2, 0.8
+    full = free_ports(load_scenario(default_scenario_path()))
+    server = next(s for s in full.opcua_servers if "cnc-05" in s.machines)
+    # one server with one machine: a quarter of the whole plant's start-up time
+    scenario = full.model_copy(update={
+        "opcua_servers": [server.model_copy(update={"machines": ["cnc-05"]})],
+        "modbus_servers": [],
+    })  # fmt: skip
+    async with sim_for(scenario) as sim:
+        path, _ = sim_agent_config(
+            scenario, sim, mosquitto, tmp_path, only={"cnc-05"},
+            device_overrides={"mode": "polling", "poll_interval_s": period},
+        )  # fmt: skip
+        device = load_config(path).devices[0]
+        assert isinstance(device, OpcUaDeviceConfig)
+        ended: list[float] = []  # when each read's values arrived (gateway time)
+        seven = asyncio.Event()
+
+        def emit(batch: list[Sample]) -> None:
+            stamps = [s.gw_ts for s in batch if s.gw_ts is not None]
+            if stamps:
+                ended.append(min(stamps))
+            if len(ended) >= 7:
+                seven.set()
+
+        source = SlowSource(device, emit, read_s=read_s, overrun_at=3, overrun_s=overrun_s)
+        task = asyncio.create_task(source.run())
+        try:
+            async with asyncio.timeout(30):
+                await seven.wait()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert source.sessions == 1
+    # Tick 0 is the session's first read, and each read but the slow one (the 4th) ends
+    # read_s after its tick: the first one's end anchors the grid for the others.
+    on_time = ended[:3] + ended[4:7]
+    ticks = [(t - ended[0]) / period for t in on_time]
+    k = [round(x) for x in ticks]
+    off_grid = [round(abs(x - n) * period, 3) for x, n in zip(ticks, k, strict=True)]
+    assert max(off_grid) < period / 5, f"reads off the schedule by {off_grid} s"
+    # the 4th read, at tick 3, ended after tick 4 was due: tick 4 skipped, not made up
+    assert k == [0, 1, 2, 5, 6, 7], f"reads at ticks {k}"
+    assert source.stats()["skipped_polls"] == 1
 
 
 async def _agent_certificate(tmp_path: Path, uri: str) -> tuple[Path, Path]:
