@@ -71,6 +71,9 @@ def plan_lines(config: AgentConfig) -> list[str]:
                 else f"polling every {d.poll_interval_s:g} s"
             )
             lines.append(f"{d.id}: {len(d.nodes)} nodes by {how} ({d.endpoint})")
+            if d.umati_states:
+                pairs = ", ".join(f"{k} -> {v.value}" for k, v in d.umati_states.items())
+                lines.append(f"{d.id}: umati states overridden: {pairs}")
     return lines
 
 

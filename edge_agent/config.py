@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from edge_agent.sample import DEVICE_STATUS_TAG, MachineState, Role
+from edge_agent.umati import check_override_key
 from edge_agent.yaml12 import InvalidFileError, YamlFileError, read_yaml_file, validation_problems
 
 CONFIG_VERSION = 1
@@ -195,8 +196,6 @@ class ModbusTagConfig(_Tag):
             )
         if self.scale == 0:
             raise ValueError("scale 0 would turn every value into the offset; use 1 for none")
-        if self.role is Role.MACHINE_STATE and not self.state_map:
-            raise ValueError("a machine_state register needs state_map: {code: STATE, ...}")
         return self
 
 
@@ -273,6 +272,11 @@ class OpcUaDeviceConfig(_Device):
     timeout_s: float = Field(default=5.0, gt=0)
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
+    umati_states: dict[str, MachineState] = Field(
+        default={},
+        description="overrides of the default umati mapping: ItemState/Mode (or ItemState/*) "
+        "-> canonical state, for the nodes with umati_operation_mode",
+    )
     nodes: list[OpcUaNodeConfig] = Field(min_length=1)
 
     @field_validator("endpoint")
@@ -282,9 +286,40 @@ class OpcUaDeviceConfig(_Device):
             raise ValueError(f"{v!r} is not an OPC UA endpoint; write opc.tcp://host:4840/")
         return v
 
+    @field_validator("umati_states")
+    @classmethod
+    def _umati_keys(cls, v: dict[str, MachineState]) -> dict[str, MachineState]:
+        problems = []
+        for key in v:
+            try:
+                check_override_key(key)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> OpcUaDeviceConfig:
         _unique_tags(self.nodes)
+        unmapped = [
+            i
+            for i, t in enumerate(self.nodes)
+            if t.role is Role.MACHINE_STATE and t.umati_operation_mode is None and not t.state_map
+        ]
+        _refuse_unmapped_states(
+            self.id,
+            [(f"nodes[{i}]", self.nodes[i].tag) for i in unmapped],
+            "needs a mapping to the canonical states: umati_operation_mode: <NodeId of its "
+            "OperationMode> for a umati machine (OPC 40501 / OPC 40001), else state_map: "
+            "{<device value>: RUNNING, ...}",
+        )
+        if self.umati_states and all(t.umati_operation_mode is None for t in self.nodes):
+            raise ValueError(
+                f"umati_states applies to nodes with umati_operation_mode, and device "
+                f"{self.id!r} has none: give its machine_state node umati_operation_mode, or "
+                "remove umati_states"
+            )
         if (self.username is None) != (self.password_file is None):
             raise ValueError("username and password_file go together (omit both for anonymous)")
         if self.reconnect_max_s < self.reconnect_min_s:
@@ -327,6 +362,16 @@ class ModbusDeviceConfig(_Device):
             raise ValueError("a Modbus TCP device needs host (and port, default 502)")
         if self.transport == "rtu" and not self.serial_port:
             raise ValueError("a Modbus RTU device needs serial_port, e.g. /dev/ttyUSB0")
+        _refuse_unmapped_states(
+            self.id,
+            [
+                (f"tags[{i}]", t.tag)
+                for i, t in enumerate(self.tags)
+                if t.role is Role.MACHINE_STATE and not t.state_map
+            ],
+            "needs state_map: {<register code>: RUNNING, ...} to map its codes to the "
+            "canonical states",
+        )
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
         _unique_tags(self.tags)
@@ -352,6 +397,19 @@ class ModbusDeviceConfig(_Device):
 
 
 DeviceConfig = Annotated[OpcUaDeviceConfig | ModbusDeviceConfig, Field(discriminator="protocol")]
+
+
+def _refuse_unmapped_states(device: str, tags: list[tuple[str, str]], fix: str) -> None:
+    """A machine_state tag without a mapping would publish the device's own codes, which
+    no KPI can read: refuse it at check time, naming the device, the tag and the fix."""
+    if tags:
+        raise ValueError(
+            "\n".join(
+                f"device {device!r}, tag {tag!r} ({where}): role machine_state {fix} "
+                '(docs/agent.md, "Machine state")'
+                for where, tag in tags
+            )
+        )
 
 
 def _unique_tags(tags: list[ModbusTagConfig] | list[OpcUaNodeConfig]) -> None:

@@ -1,13 +1,17 @@
 """`edge-agent discover`: find what a device offers and propose a config fragment.
 
-    opc.tcp://HOST:PORT   browse Objects; each object laid out as an OPC 40501 (umati)
-                          machine tool becomes a device with roles: state (from
-                          MachineryItemState + OperationMode), program, parts
+    opc.tcp://HOST:PORT   browse Objects; each object with Monitoring and Production
+                          below it (OPC 40501, umati machine tool) becomes a device:
+                          state (MachineryItemState + OperationMode or
+                          MachineryOperationMode), program, part counters (PartsCompleted,
+                          PartsGood, ProductionPlan/<job>/RunsCompleted), spindle speed,
+                          feed override; with notes on what to review (per-job counters)
     modbus://HOST:PORT    probe each table of one unit over an address range and list
                           the addresses that answer, with their raw values
 
 The OPC UA fragment uses ``nsu=<namespace uri>;...`` NodeIds, which survive a server
-that renumbers its namespaces after a restart. Discovery only reads.
+that renumbers its namespaces after a restart. What is recognised, and why, is in
+docs/agent.md ("Discover"). Discovery only reads.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,6 +30,8 @@ from asyncua import Client, ua
 from asyncua.common.node import Node
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
+
+from edge_agent.umati import ITEM_STATES, default_state
 
 logger = logging.getLogger(__name__)
 
@@ -81,38 +88,106 @@ def _is_machine(paths: set[tuple[str, ...]], root: tuple[str, ...]) -> bool:
     return ("Monitoring",) in below and ("Production",) in below
 
 
-def propose(machines: list[_Machine], endpoint: str) -> dict[str, Any]:
+@dataclass
+class Proposal:
+    """A config fragment (``{"devices": [...]}``) and the notes to read before using it."""
+
+    fragment: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def _find(by_path: dict[tuple[str, ...], _Var], suffix: tuple[str, ...]) -> _Var | None:
+    return next((v for p, v in by_path.items() if p[-len(suffix) :] == suffix), None)
+
+
+def _state_node(device: str, by_path: dict[tuple[str, ...], _Var]) -> tuple[dict[str, Any], str]:
+    """The machine_state node: the item state with a mode node, else a state_map."""
+    state = _find(by_path, ("MachineryItemState", "CurrentState"))
+    if state is None:
+        return {}, ""
+    entry: dict[str, Any] = {"tag": "state", "role": "machine_state", "node": state.node_id}
+    mode = _find(by_path, ("MachineTool", "OperationMode")) or _find(
+        by_path, ("MachineryOperationMode", "CurrentState")
+    )
+    if mode is not None:
+        entry["umati_operation_mode"] = mode.node_id
+        return entry, ""
+    entry["state_map"] = {s: default_state(s, "Other").value for s in ITEM_STATES}
+    return entry, (
+        f"{device}.state: no OperationMode or MachineryOperationMode found, so the item state "
+        "alone is mapped (state_map): setup and planned maintenance cannot be told from "
+        "running or idle; give umati_operation_mode instead if the machine has a mode node"
+    )
+
+
+def _runs_nodes(
+    device: str, by_path: dict[tuple[str, ...], _Var], has_parts: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Production/ProductionPlan/<job>/RunsCompleted: the part counter of OPC 40501."""
+    runs = sorted(
+        (p[-2], v)
+        for p, v in by_path.items()
+        if len(p) >= 3 and p[-3:-2] == ("ProductionPlan",) and p[-1] == "RunsCompleted"
+    )
+    nodes: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for job, v in runs:
+        tag = "runs_completed" if len(runs) == 1 else f"runs_completed_{_slug(job)}"
+        role = "generic" if has_parts else "part_count_total"
+        nodes.append({"tag": tag, "role": role, "node": v.node_id, "unit": "runs"})
+        what = (
+            f"{device}.{tag}: ProductionPlan/{job}/RunsCompleted counts the runs of job "
+            f"{job!r}: a per-job counter, which starts again from 0 for each new job (the "
+            "server counts the fall as a reset and adds the new reading), and a run can make "
+            "several parts (the job's PartSets give PartsPerRun)"
+        )
+        if has_parts:
+            notes.append(
+                f"{what}; proposed as generic because the machine's PartsCompleted is its "
+                "part_count_total, and two counters of one role on a device are added together"
+            )
+        else:
+            notes.append(
+                f"{what}; the machine's part counter (part_count_total); several jobs' "
+                "counters on one device are added together"
+            )
+    return nodes, notes
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name.lower())
+
+
+def propose(machines: list[_Machine], endpoint: str) -> Proposal:
     """The config fragment for the machines found (pure: tested without a server)."""
     devices = []
+    notes: list[str] = []
     for m in machines:
+        slug = _slug(m.name)
         by_path = {v.path: v for v in m.variables}
         nodes: list[dict[str, Any]] = []
-        state = next(
-            (v for p, v in by_path.items() if p[-2:] == ("MachineryItemState", "CurrentState")),
-            None,
-        )
-        mode = next(
-            (v for p, v in by_path.items() if p[-2:] == ("MachineTool", "OperationMode")), None
-        )
-        if state is not None:
-            entry: dict[str, Any] = {"tag": "state", "role": "machine_state", "node": state.node_id}
-            if mode is not None:
-                entry["umati_operation_mode"] = mode.node_id
-            nodes.append(entry)
+        state, note = _state_node(slug, by_path)
+        if state:
+            nodes.append(state)
+        if note:
+            notes.append(note)
         for suffix, (tag, role, unit) in UMATI_ROLES.items():
-            found = next((v for p, v in by_path.items() if p[-len(suffix) :] == suffix), None)
+            found = _find(by_path, suffix)
             if found is not None and all(n["tag"] != tag for n in nodes):
                 node = {"tag": tag, "role": role, "node": found.node_id}
                 if unit:
                     node["unit"] = unit
                 nodes.append(node)
+        has_parts = any(n["role"] == "part_count_total" for n in nodes)
+        runs, runs_notes = _runs_nodes(slug, by_path, has_parts)
+        nodes.extend(runs)
+        notes.extend(runs_notes)
         if nodes:
-            slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in m.name.lower())
             devices.append({"id": slug, "protocol": "opcua", "endpoint": endpoint, "nodes": nodes})
-    return {"devices": devices}
+    return Proposal({"devices": devices}, notes)
 
 
-async def discover_opcua(url: str, timeout_s: float = 5.0) -> dict[str, Any]:
+async def discover_opcua(url: str, timeout_s: float = 5.0) -> Proposal:
     client = Client(url, timeout=timeout_s)
     await client.connect()
     try:
@@ -213,13 +288,16 @@ def main(args: argparse.Namespace) -> int:
     parts = urlsplit(args.url)
     if parts.scheme == "opc.tcp":
         try:
-            fragment = asyncio.run(discover_opcua(args.url))
+            proposal = asyncio.run(discover_opcua(args.url))
         except (OSError, TimeoutError, ua.UaError) as exc:
             print(f"edge-agent discover: cannot browse {args.url}: {exc}", file=sys.stderr)
             return 1
-        n = len(fragment["devices"])
+        n = len(proposal.fragment["devices"])
         print(f"# {n} umati machine tool(s) found on {args.url}; review ids and roles")
-        print(yaml.safe_dump(fragment, sort_keys=False, allow_unicode=True, width=120), end="")
+        for note in proposal.notes:
+            print("\n".join(textwrap.wrap(note, 88, initial_indent="# ", subsequent_indent="#   ")))
+        dump = yaml.safe_dump(proposal.fragment, sort_keys=False, allow_unicode=True, width=120)
+        print(dump, end="")
         return 0
     if parts.scheme == "modbus":
         try:

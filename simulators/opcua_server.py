@@ -58,6 +58,16 @@ VARIABLES: dict[str, tuple[tuple[tuple[str, str], ...], ua.VariantType]] = {
         ),
         V.LocalizedText,
     ),
+    # OPC 40001-1's operation mode, beside the MachineTool one: a client may read either
+    "machinery_operation_mode": (
+        (
+            (_MT, "Monitoring"),
+            (_MT, "MachineTool"),
+            (_MACH, "MachineryOperationMode"),
+            ("0", "CurrentState"),
+        ),
+        V.LocalizedText,
+    ),
     "channel_state": (((_MT, "Monitoring"), (_VEND, "Channel1"), (_MT, "ChannelState")), V.Int32),
     "channel_mode": (((_MT, "Monitoring"), (_VEND, "Channel1"), (_MT, "ChannelMode")), V.Int32),
     "feed_override": (((_MT, "Monitoring"), (_VEND, "Channel1"), (_MT, "FeedOverride")), V.Double),
@@ -91,6 +101,7 @@ STATE_KEYS = frozenset(
     {
         "operation_mode",
         "state",
+        "machinery_operation_mode",
         "channel_state",
         "is_rotating",
         "actual_speed",
@@ -112,6 +123,7 @@ def values_of(view: MachineView) -> dict[str, Any]:
     return {
         "operation_mode": int(u.operation_mode),
         "state": ua.LocalizedText(u.item_state),
+        "machinery_operation_mode": ua.LocalizedText(u.machinery_mode),
         "channel_state": int(u.channel_state),
         "channel_mode": int(ChannelMode.Automatic),
         "feed_override": float(view.feed_override_pct),

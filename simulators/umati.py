@@ -1,17 +1,21 @@
 """OPC 40501-1 (umati Machine Tools) vocabulary and the canonical-state mapping.
 
 Pure tables, no I/O. The simulator writes a machine's canonical state as umati
-values; the edge agent maps them back with `canonical_state`. The pair
-(MachineryItemState, OperationMode) identifies the canonical state uniquely:
+values; the edge agent maps them back (`edge_agent.umati`, whose default mapping
+`canonical_state` applies). The pair (MachineryItemState, OperationMode) identifies
+the canonical state uniquely, and so does (MachineryItemState, MachineryOperationMode):
 
-| canonical    | MachineryItemState | OperationMode | ChannelState | ActiveProgram |
-|--------------|--------------------|---------------|--------------|---------------|
-| RUNNING      | Executing          | Automatic     | Active       | Running       |
-| IDLE         | NotExecuting       | Automatic     | Reset        | Ended         |
-| SETUP        | NotExecuting       | Setup         | Interrupted  | Initializing  |
-| DOWN         | OutOfService       | Automatic     | Interrupted  | Aborted       |
-| PLANNED_STOP | OutOfService       | Service       | Reset        | Ended         |
-| OFF          | NotAvailable       | Other         | Reset        | Ended         |
+| canonical    | ItemState    | OperationMode | MachineryOpMode | ChannelState | program      |
+|--------------|--------------|---------------|-----------------|--------------|--------------|
+| RUNNING      | Executing    | Automatic     | Processing      | Active       | Running      |
+| IDLE         | NotExecuting | Automatic     | Processing      | Reset        | Ended        |
+| SETUP        | NotExecuting | Setup         | Setup           | Interrupted  | Initializing |
+| DOWN         | OutOfService | Automatic     | Processing      | Interrupted  | Aborted      |
+| PLANNED_STOP | NotExecuting | Service       | Maintenance     | Reset        | Ended        |
+| OFF          | NotAvailable | Other         | None            | Reset        | Ended        |
+
+PLANNED_STOP is a functional machine switched to Service for planned maintenance, as
+real machine tools report it (OutOfService would be a breakdown: DOWN).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import enum
 from dataclasses import dataclass
 
 from edge_agent.sample import MachineState
+from edge_agent.umati import umati_state
 
 NS_DI = "http://opcfoundation.org/UA/DI/"
 NS_MACHINERY = "http://opcfoundation.org/UA/Machinery/"
@@ -56,45 +61,39 @@ class UmatiState:
     operation_mode: MachineOperationMode
     channel_state: ChannelState
     program_state: str
+    machinery_mode: str  # OPC 40001-1 MachineryOperationMode CurrentState
 
 
 UMATI_OF: dict[MachineState, UmatiState] = {
     MachineState.RUNNING: UmatiState(
-        "Executing", MachineOperationMode.Automatic, ChannelState.Active, "Running"
+        "Executing", MachineOperationMode.Automatic, ChannelState.Active, "Running", "Processing"
     ),
     MachineState.IDLE: UmatiState(
-        "NotExecuting", MachineOperationMode.Automatic, ChannelState.Reset, "Ended"
+        "NotExecuting", MachineOperationMode.Automatic, ChannelState.Reset, "Ended", "Processing"
     ),
     MachineState.SETUP: UmatiState(
-        "NotExecuting", MachineOperationMode.Setup, ChannelState.Interrupted, "Initializing"
+        "NotExecuting",
+        MachineOperationMode.Setup,
+        ChannelState.Interrupted,
+        "Initializing",
+        "Setup",
     ),
     MachineState.DOWN: UmatiState(
-        "OutOfService", MachineOperationMode.Automatic, ChannelState.Interrupted, "Aborted"
+        "OutOfService",
+        MachineOperationMode.Automatic,
+        ChannelState.Interrupted,
+        "Aborted",
+        "Processing",
     ),
     MachineState.PLANNED_STOP: UmatiState(
-        "OutOfService", MachineOperationMode.Service, ChannelState.Reset, "Ended"
+        "NotExecuting", MachineOperationMode.Service, ChannelState.Reset, "Ended", "Maintenance"
     ),
     MachineState.OFF: UmatiState(
-        "NotAvailable", MachineOperationMode.Other, ChannelState.Reset, "Ended"
+        "NotAvailable", MachineOperationMode.Other, ChannelState.Reset, "Ended", "None"
     ),
 }
 
 
-def canonical_state(item_state: str, operation_mode: int) -> MachineState:
-    """Map umati values back to the canonical state (the agent's side of the contract)."""
-    if item_state == "Executing":
-        return MachineState.RUNNING
-    if item_state == "NotExecuting":
-        if operation_mode == MachineOperationMode.Setup:
-            return MachineState.SETUP
-        return MachineState.IDLE
-    if item_state == "OutOfService":
-        if operation_mode == MachineOperationMode.Service:
-            return MachineState.PLANNED_STOP
-        return MachineState.DOWN
-    if item_state == "NotAvailable":
-        return MachineState.OFF
-    raise ValueError(
-        f"unknown MachineryItemState {item_state!r}; expected NotAvailable, OutOfService, "
-        "NotExecuting or Executing"
-    )
+def canonical_state(item_state: str, operation_mode: int | str) -> MachineState:
+    """Map umati values back to the canonical state: the agent's default mapping."""
+    return umati_state(item_state, operation_mode)

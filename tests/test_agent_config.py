@@ -106,3 +106,20 @@ def test_demo_agent_config_covers_every_networked_device() -> None:
     opcua = [d for d in config.devices if d.protocol == "opcua"]
     assert len(opcua) == 8
     assert all(d.nodes[0].umati_operation_mode for d in opcua)
+
+
+def test_umati_states_override_the_default_mapping_of_a_device() -> None:
+    data = load_yaml(MINIMAL.read_text(encoding="utf-8"))
+    data["devices"][0]["umati_states"] = {
+        "OutOfService/Service": "PLANNED_STOP",
+        "NotAvailable/*": "DOWN",
+    }
+    device = parse_config(data, "inline").devices[0]
+    assert device.protocol == "opcua"
+    assert device.umati_states == {"OutOfService/Service": "PLANNED_STOP", "NotAvailable/*": "DOWN"}
+    # every bad key is named, each on its own line
+    data["devices"][0]["umati_states"] = {"Running/Service": "DOWN", "OutOfService/Idle": "DOWN"}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "inline")
+    assert len(info.value.problems) == 2
+    assert all(p.startswith("devices[0].umati_states: ") for p in info.value.problems)

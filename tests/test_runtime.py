@@ -31,7 +31,7 @@ ITEM_STATE = {
     "IDLE": "NotExecuting",
     "SETUP": "NotExecuting",
     "DOWN": "OutOfService",
-    "PLANNED_STOP": "OutOfService",
+    "PLANNED_STOP": "NotExecuting",
     "OFF": "NotAvailable",
 }
 
