@@ -16,6 +16,14 @@ A sample on the wire: ``{"d": device, "t": tag, "ts": ms, "v": value}`` plus ``"
 (gateway time, ms) when the device gave its own timestamp and it differs, and ``"sts"``
 (an OPC UA ServerTimestamp, ms) when it differs from ``ts``. Times are
 integer milliseconds since the Unix epoch, UTC.
+
+The server refuses a whole batch whose schema fails (docs/mqtt.md "Limits"), so a sample
+the contract cannot carry is made to fit here, one sample at a time, and logged once per
+tag: a value that is NaN or infinite, or a string with a NUL or over 4096 bytes of UTF-8,
+is sent as a bad-quality sample whose status says why; a device time outside 1970..9999
+(an OPC UA null DateTime is 1601) is replaced by the gateway time; a gateway or server
+time outside it is left out; a status text is cut to 500 characters, NULs removed.
+Device and tag ids need nothing: the config allows only ids the contract takes.
 """
 
 from __future__ import annotations
@@ -23,15 +31,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from edge_agent.sample import Quality, Sample
 
+logger = logging.getLogger(__name__)
+
 CONTRACT_VERSION = 1
 _SIG_TAIL = re.compile(rb',"sig":"([0-9a-f]{64})"\}$')
 _GOOD = Quality.GOOD
+_BAD = Quality.BAD
+# the contract's limits (docs/mqtt.md "Limits"; the server's ingest_server/payload.py)
+MAX_TEXT_BYTES = 4096
+MAX_STATUS_CHARS = 500
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+_INF = float("inf")
+_warned: set[tuple[str, str, str]] = set()
+_WARNED_MAX = 10_000
 
 
 class SignatureError(ValueError):
@@ -46,46 +66,108 @@ def ms(t: float) -> int:
     return round(t * 1000)
 
 
+def _warn_once(device: str, tag: str, what: str, detail: str) -> None:
+    """Log a sample the contract cannot carry as it is, once per tag and kind of fix."""
+    key = (device, tag, what)
+    if key in _warned:
+        return
+    if len(_warned) < _WARNED_MAX:
+        _warned.add(key)
+    logger.warning("%s/%s: %s: %s (docs/mqtt.md, Limits)", device, tag, detail, what)
+
+
+def _refused_value(value: float | str) -> str | None:
+    """Why the contract cannot carry this value, or None."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a string holding a NUL character"
+        if len(value) * 4 > MAX_TEXT_BYTES and (n := len(value.encode())) > MAX_TEXT_BYTES:
+            return f"a string of {n} bytes (over {MAX_TEXT_BYTES})"
+    elif value != value:  # noqa: PLR0124 (NaN is the one value unequal to itself)
+        return "NaN"
+    elif value in (_INF, -_INF):
+        return "Inf"
+    return None
+
+
+def _in_range(t_ms: int | None) -> bool:
+    return t_ms is not None and 0 <= t_ms <= MAX_MS
+
+
 def sample_dict(s: Sample) -> dict[str, Any]:
-    d: dict[str, Any] = {"d": s.device, "t": s.tag, "ts": round(s.ts * 1000), "v": s.value}
-    if s.quality is not _GOOD:
-        d["q"] = s.quality.value
-        if s.status:
-            d["s"] = s.status
-    if s.gw_ts is not None:
-        gts = round(s.gw_ts * 1000)
-        if gts != d["ts"]:
-            d["gts"] = gts
-    if s.server_ts is not None:
-        sts = round(s.server_ts * 1000)
-        if sts != d["ts"]:
-            d["sts"] = sts
+    """One sample as the contract carries it, made to fit where it would not (the module
+    docstring says how); the reference for `_sample_dicts`' fast path."""
+    ts = round(s.ts * 1000)
+    gts = None if s.gw_ts is None else round(s.gw_ts * 1000)
+    sts = None if s.server_ts is None else round(s.server_ts * 1000)
+    value, quality, status = s.value, s.quality, s.status
+    if not _in_range(ts):
+        # an OPC UA null DateTime (1601-01-01), a device clock gone wrong
+        _warn_once(s.device, s.tag, "sent with the gateway time", f"device time {ts} ms")
+        ts = gts if gts is not None and _in_range(gts) else ms(time.time())
+    why = None if value is None else _refused_value(value)
+    if why is not None:
+        _warn_once(s.device, s.tag, "sent as bad quality", f"the value is {why}")
+        value, quality, status = None, _BAD, why
+    d: dict[str, Any] = {"d": s.device, "t": s.tag, "ts": ts, "v": value}
+    if quality is not _GOOD:
+        d["q"] = quality.value
+        if status:
+            d["s"] = status.replace("\x00", "")[:MAX_STATUS_CHARS]
+    for key, t_ms in (("gts", gts), ("sts", sts)):
+        if t_ms is not None and t_ms != ts:
+            if _in_range(t_ms):
+                d[key] = t_ms
+            else:
+                _warn_once(s.device, s.tag, f"{key} left out", f"{key} {t_ms} ms")
     return d
 
 
 def _sample_dicts(samples: Iterable[Sample]) -> list[dict[str, Any]]:
-    """sample_dict for a batch, fast: the samples of one read share a timestamp."""
+    """sample_dict for a batch, fast: the samples of one read share a timestamp, and a
+    sample that needs fitting to the contract (rare) goes the slow way. NaN and infinity
+    are not looked for here: `_dumps` refuses them, and `encode_batch` then fits them."""
     out: list[dict[str, Any]] = []
     append = out.append
-    last_ts, last_ms = None, 0
-    for device, tag, ts, value, quality, gw_ts, status, server_ts in samples:
+    last_ts, last_ms, ts_ok = None, 0, True
+    for sample in samples:
+        device, tag, ts, value, quality, gw_ts, status, server_ts = sample
         if ts != last_ts:
             last_ts, last_ms = ts, round(ts * 1000)
+            ts_ok = 0 <= last_ms <= MAX_MS
+        if not ts_ok or (
+            value.__class__ is str and ("\x00" in value or len(value) * 4 > MAX_TEXT_BYTES)
+        ):
+            append(sample_dict(sample))
+            continue
         d: dict[str, Any] = {"d": device, "t": tag, "ts": last_ms, "v": value}
+        odd = False
         if quality is not _GOOD:
             d["q"] = quality.value
             if status:
                 d["s"] = status
+                odd = len(status) > MAX_STATUS_CHARS or "\x00" in status
         if gw_ts is not None:
             gts = round(gw_ts * 1000)
             if gts != last_ms:
                 d["gts"] = gts
+                odd = odd or not 0 <= gts <= MAX_MS
         if server_ts is not None and server_ts != ts:
             sts = round(server_ts * 1000)
             if sts != last_ms:
                 d["sts"] = sts
-        append(d)
+                odd = odd or not 0 <= sts <= MAX_MS
+        append(sample_dict(sample) if odd else d)
     return out
+
+
+def _fit_numbers(dicts: list[dict[str, Any]]) -> None:
+    """NaN and infinite values as bad-quality samples (JSON has no token for them)."""
+    for d in dicts:
+        value = d["v"]
+        if value.__class__ is float and (why := _refused_value(value)) is not None:
+            _warn_once(d["d"], d["t"], "sent as bad quality", f"the value is {why}")
+            d["v"], d["q"], d["s"] = None, _BAD.value, why
 
 
 def sign(body: bytes, key: bytes) -> bytes:
@@ -103,15 +185,15 @@ def _dumps(obj: dict[str, Any]) -> bytes:
 def encode_batch(
     *, gw: str, boot: int, seq: int, sent: float, samples: Iterable[Sample], key: bytes
 ) -> bytes:
-    body = {
-        "v": CONTRACT_VERSION,
-        "gw": gw,
-        "boot": boot,
-        "seq": seq,
-        "sent": ms(sent),
-        "samples": _sample_dicts(samples),
-    }
-    return sign(_dumps(body), key)
+    dicts = _sample_dicts(samples)
+    body = {"v": CONTRACT_VERSION, "gw": gw, "boot": boot, "seq": seq, "sent": ms(sent),
+            "samples": dicts}  # fmt: skip
+    try:
+        data = _dumps(body)
+    except ValueError:  # NaN or infinity, which JSON cannot carry: rare, so fitted late
+        _fit_numbers(dicts)
+        data = _dumps(body)
+    return sign(data, key)
 
 
 def encode_message(body: dict[str, Any], key: bytes) -> bytes:

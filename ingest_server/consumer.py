@@ -491,7 +491,8 @@ class Consumer:
                     max_past_ms=cfg.max_past_ms,
                     max_future_ms=cfg.max_future_ms,
                 )
-                group.data.append(DataItem(origin, message, good, len(bad)))
+                data = DataItem(origin, message, good, len(bad))
+                group.data.append(data)
                 if bad:
                     body = json.dumps(
                         {
@@ -504,7 +505,7 @@ class Consumer:
                     reason = (
                         f"{len(bad)} sample(s) of batch {message.boot}/{message.seq}: {bad[0][1]}"
                     )
-                    group.dead.append(DeadLetter(item.topic, body, reason, gid))
+                    data.set_aside = DeadLetter(item.topic, body, reason, gid)
             elif isinstance(message, Birth):
                 group.births.append((origin, message))
                 self.counters.births += 1

@@ -6,9 +6,13 @@
 Checks, in order, each with a reason a person can act on: the topic is ours and names
 a known gateway; the payload is UTF-8 JSON; the signature verifies with that gateway's
 key; the body is contract v1 (pydantic, strict); the gateway in the body is the one in
-the topic. Separately, each sample's time must lie within the configured skew of the
-server's clock (`split_by_clock`: only the implausible samples are set aside). Pure: the caller
-gives the keys and the time.
+the topic. The schema also holds every value to what the database stores and reads back
+(docs/mqtt.md "Limits"): ids of a fixed charset and length, text without NUL and within a
+byte limit, integers within their columns, times within 1970..9999, finite numbers; so
+nothing that passes is refused later by PostgreSQL with a misleading reason. Separately,
+each sample's time must lie within the configured skew of the server's clock
+(`split_by_clock`: only the implausible samples are set aside). Pure: the caller gives the
+keys and the time.
 """
 
 from __future__ import annotations
@@ -18,14 +22,64 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
-from edge_agent.wire import SignatureError, check_signature
-from edge_agent.yaml12 import validation_problems
+from edge_agent.wire import (
+    MAX_MS,
+    MAX_STATUS_CHARS,
+    MAX_TEXT_BYTES,
+    SignatureError,
+    check_signature,
+)
+from edge_agent.yaml12 import format_location
 
 _LEVEL = r"([a-z0-9][a-z0-9_-]*)"
 TOPIC = re.compile(rf"^fe/v1/{_LEVEL}/{_LEVEL}/{_LEVEL}/(data|birth|status)$")
-Ms = Annotated[int, Field(ge=0)]
+
+# --- limits (docs/mqtt.md "Limits" gives each with its reason) ----------------------------
+# Device and tag ids: every id the agent's config allows ([a-z0-9][a-z0-9_.-]{0,62}, and the
+# reserved `_status`), with room for other producers' upper case and longer names.
+ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
+MAX_ID_CHARS = 128
+MAX_NAME_BYTES = 256  # roles, units, data types, metadata keys
+# shared with the agent (edge_agent/wire.py), which makes its samples fit them: a string
+# value at most MAX_TEXT_BYTES of UTF-8, a status text MAX_STATUS_CHARS; times in ms since
+# the Unix epoch from 0 to MAX_MS (9999-12-31T23:59:59.999Z), the last instant both
+# PostgreSQL's timestamptz and the server's readers (Python datetime) hold
+MAX_BOOT = 2**31 - 1  # batches.boot and gateways.boot are `integer`
+MAX_SEQ = 2**63 - 1  # batches.seq is `bigint`
+
+
+def _text(max_bytes: int) -> Callable[[str], str]:
+    """A check for text PostgreSQL stores: no NUL, at most `max_bytes` of UTF-8."""
+
+    def check(v: str) -> str:
+        if "\x00" in v:
+            raise ValueError(
+                "contains a NUL character (U+0000), which PostgreSQL text cannot hold: remove it"
+            )
+        # a character is at most 4 bytes of UTF-8: encode only what may be too long
+        if len(v) * 4 > max_bytes and (n := len(v.encode())) > max_bytes:
+            raise ValueError(f"a string of {n} bytes (UTF-8), over the limit of {max_bytes}")
+        return v
+
+    return check
+
+
+# Pydantic checks these in Rust; only strings (a minority of values) call back into Python.
+Ms = Annotated[int, Field(ge=0, le=MAX_MS)]
+WireId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
+Name = Annotated[str, AfterValidator(_text(MAX_NAME_BYTES))]
+Text = Annotated[str, AfterValidator(_text(MAX_TEXT_BYTES))]
+# a number is stored as a double: an integer is accepted as one (beyond 2^53 rounded, as
+# the column would); NaN, Infinity and anything beyond the double's range are refused
+Number = Annotated[float, Field(allow_inf_nan=False)]
+StatusText = Annotated[
+    str, Field(max_length=MAX_STATUS_CHARS), AfterValidator(_text(4 * MAX_STATUS_CHARS))
+]
+Boot = Annotated[int, Field(ge=1, le=MAX_BOOT)]
+Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
 
 
 class RejectedError(Exception):
@@ -41,12 +95,12 @@ class _Strict(BaseModel):
 
 
 class WireSample(_Strict):
-    d: str = Field(min_length=1, max_length=64)
-    t: str = Field(min_length=1, max_length=64)
+    d: WireId
+    t: WireId
     ts: Ms
-    v: float | int | str | None
+    v: Number | Text | None
     q: Literal["uncertain", "bad"] | None = None
-    s: str | None = Field(default=None, max_length=500)
+    s: StatusText | None = None
     gts: Ms | None = None
     sts: Ms | None = None
 
@@ -54,35 +108,35 @@ class WireSample(_Strict):
 class DataBatch(_Strict):
     v: Literal[1]
     gw: str
-    boot: int = Field(ge=1)
-    seq: int = Field(ge=1)
+    boot: Boot
+    seq: Seq
     sent: Ms
     samples: list[WireSample]
     sig: str
 
 
 class WireTag(_Strict):
-    t: str
-    role: str
-    unit: str | None = None
-    type: str | None = None
-    scale: float | None = None
-    offset: float | None = None
-    wrap: float | None = None
+    t: WireId
+    role: Name
+    unit: Name | None = None
+    type: Name | None = None
+    scale: Number | None = None
+    offset: Number | None = None
+    wrap: Number | None = None
 
 
 class WireDevice(_Strict):
-    id: str
+    id: WireId
     protocol: Literal["opcua", "modbus"]
-    metadata: dict[str, str | int | float | bool]
+    metadata: dict[Name, bool | int | Number | Text]  # jsonb: any integer, no NaN
     tags: list[WireTag]
 
 
 class Birth(_Strict):
     v: Literal[1]
     gw: str
-    boot: int = Field(ge=1)
-    agent: dict[str, str]
+    boot: Boot
+    agent: dict[Name, Text]
     sent: Ms
     devices: list[WireDevice]
     sig: str
@@ -91,7 +145,7 @@ class Birth(_Strict):
 class Status(_Strict):
     v: Literal[1]
     gw: str
-    boot: int = Field(ge=1)
+    boot: Boot
     state: Literal["online", "offline"]
     ts: Ms | None = None
     sig: str
@@ -144,11 +198,79 @@ def parse_message(
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
             raise RejectedError(f"not JSON: {first['msg']}") from None
-        problems = validation_problems(exc, docs="docs/mqtt.md")
-        raise RejectedError("schema: " + "; ".join(problems[:5])) from None
+        raise RejectedError("schema: " + "; ".join(schema_problems(exc)[:5])) from None
     if message.gw != origin.gateway:
-        raise RejectedError(f"body says gateway {message.gw!r}, topic says {origin.gateway!r}")
+        raise RejectedError(
+            f"body says gateway {_short(message.gw)}, topic says {origin.gateway!r}"
+        )
     return origin, message
+
+
+_WHY = {
+    "boot": "the server stores boot as a 32-bit integer",
+    "seq": "the server stores seq as a 64-bit integer",
+}
+_MS_FIELDS = frozenset({"ts", "gts", "sts", "sent"})
+_ID_FIELDS = frozenset({"d", "t", "id"})
+# the step pydantic adds for each member of a union (`v`: a number, a text or null)
+_MEMBER = re.compile(r"^(float|int|str|bool|function-after\[.*\])$")
+_KIND = {"float": "a number", "int": "an integer", "str": "a string", "bool": "true or false"}
+
+
+def schema_problems(exc: ValidationError) -> list[str]:
+    """'path: message' for each problem, in the contract's words.
+
+    A union (a sample's value: a number, a string or null) reports why each member refused
+    the value; the errors that are not "wrong type" say what is wrong (NaN for a number, a
+    NUL in a string), and when every member only says "wrong type", one line names the
+    types the field takes.
+    """
+    groups: dict[tuple[int | str, ...], list[ErrorDetails]] = {}
+    for err in exc.errors(include_url=False):
+        loc = err["loc"]
+        member = bool(loc) and isinstance(loc[-1], str) and _MEMBER.match(loc[-1]) is not None
+        groups.setdefault(loc[:-1] if member else loc, []).append(err)
+    problems: list[str] = []
+    for loc, errs in groups.items():
+        where = format_location(loc)
+        telling = [e for e in errs if e["loc"] == loc or not e["type"].endswith("_type")]
+        if telling:
+            problems.extend(f"{where}: {_message(e, loc)}" for e in telling)
+        else:
+            kinds = [_KIND.get(str(e["loc"][-1]).split(", ")[-1].rstrip("]"), "?") for e in errs]
+            problems.append(f"{where}: {_short(errs[0]['input'])} is not {' or '.join(kinds)}")
+    return problems
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """A value for a reason: its repr, cut (a 4 MiB id must not make a 4 MiB reason)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _message(err: ErrorDetails, loc: tuple[int | str, ...]) -> str:
+    name = loc[-1] if loc else ""
+    kind = err["type"]
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return "unknown field; check its spelling against docs/mqtt.md"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "finite_number":
+        return 'not a finite number (NaN, Infinity or beyond 1.8e308): send null with "q":"bad"'
+    if name in _MS_FIELDS and kind in {"less_than_equal", "greater_than_equal"}:
+        return (
+            f"{_short(err['input'])} is not a time: give ms since 1970-01-01 UTC, 0 to {MAX_MS} "
+            "(9999-12-31T23:59:59.999Z)"
+        )
+    if name in _WHY and kind == "less_than_equal":
+        return f"{msg} ({_WHY[str(name)]})"
+    if name in _ID_FIELDS and kind.startswith("string_"):
+        return (
+            f"{_short(err['input'])} is not an id: 1 to {MAX_ID_CHARS} ASCII letters, digits, "
+            "'_', '.' or '-', the first not '.' or '-'"
+        )
+    return msg
 
 
 def split_by_clock(

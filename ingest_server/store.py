@@ -177,6 +177,9 @@ class DataItem:
     batch: DataBatch
     good: list[WireSample]
     rejected: int
+    # the samples set aside (implausible times), written with the batch and only when the
+    # batch is new: a redelivery or a batch the database refuses adds no second letter
+    set_aside: DeadLetter | None = None
 
 
 @dataclass
@@ -361,9 +364,10 @@ class Store:
             spans[sid] = (min(a, old[0]), max(b, old[1])) if old else (a, b)
         if spans:
             result.intervals = self._derive(spans)
-        if group.dead:
-            self._dead_letters(group.dead)
-            result.dead_letters = len(group.dead)
+        dead = group.dead + [i.set_aside for i in new_batches if i.set_aside is not None]
+        if dead:
+            self._dead_letters(dead)
+            result.dead_letters = len(dead)
         return result
 
     def _copy_samples(
@@ -393,7 +397,7 @@ class Store:
             ).fetchall()
             return stored, {sid: (a, b) for sid, a, b in rows}
         conn.execute("RELEASE SAVEPOINT copy_samples")
-        if self.mode == "plain":
+        if self.mode == "plain" and rollup.buckets:  # none when every sample was set aside
             columns = [list(c) for c in zip(*rollup.rows(), strict=True)]
             conn.execute(_ROLLUP_INSERT + _ROLLUP_FROM_ARRAYS + _ROLLUP_MERGE, columns)
         spans = {sid: (_from_ms(a), _from_ms(b)) for sid, (a, b) in rollup.spans().items()}

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from edge_agent.sample import Sample
 from edge_agent.wire import encode_message, sign
@@ -40,7 +41,7 @@ from tests.ingest_harness import (
     synthetic_batches,
 )
 from tests.netutil import free_port
-from tests.pg import own_postgres
+from tests.pg import PASSWORD_HBA, login_role, own_postgres
 
 NOW = time.time()
 
@@ -354,13 +355,20 @@ def test_a_database_unreachable_at_start_is_waited_for(broker: Broker, tmp_path:
 def test_a_message_the_database_refuses_is_dead_lettered_not_retried_forever(
     db: str, broker: Broker
 ) -> None:
+    """Whatever the schema lets through and PostgreSQL still refuses (here a rule of the
+    site's DBA the schema cannot know; a NUL in a string was one before the schema
+    refused it) is dead-lettered with the database's words, and what follows is stored."""
     prepare(db)
-    nul = [s("cnc-01", "program", NOW, "O1\x00001")]  # valid JSON, but text cannot hold NUL
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE samples ADD CONSTRAINT dba_rule CHECK (text IS DISTINCT FROM 'O9999')"
+        )
+    refused = [s("cnc-01", "program", NOW, "O9999")]
     with running_consumer(db, broker) as consumer:
         pub = GatewayPublisher(broker)
         try:
             pub.publish("data", batch(1, [s("em-1", "energy_kwh", NOW, 1.0)]))
-            pub.publish("data", batch(2, nul))
+            pub.publish("data", batch(2, refused))
             pub.publish("data", batch(3, [s("em-1", "energy_kwh", NOW + 1, 2.0)]))
             wait_until(lambda: consumer.counters.messages >= 3, 10, "three messages")
             wait_until(lambda: stored(db) == 2, 10, "the good samples")
@@ -371,6 +379,7 @@ def test_a_message_the_database_refuses_is_dead_lettered_not_retried_forever(
     assert len(reasons) == 1
     reason, topic, has_payload = reasons[0]
     assert reason.startswith("refused by the database:")
+    assert "dba_rule" in reason, reason  # PostgreSQL's own words, naming the constraint
     assert topic.endswith("/data")
     assert has_payload
 
@@ -441,14 +450,13 @@ def test_a_database_that_refuses_every_write_holds_messages_until_it_is_fixed(
     db: str, broker: Broker
 ) -> None:
     prepare(db)
-    role = f"ingest_{secrets.token_hex(3)}"
-    with psycopg.connect(db, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN")
-        conn.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
-        conn.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
-        conn.execute(f"REVOKE INSERT ON samples, dead_letters FROM {role}")
-    as_role = psycopg.conninfo.make_conninfo(db, user=role)
-    try:
+    with login_role(
+        db,
+        "GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
+        "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        "REVOKE INSERT ON samples, dead_letters FROM {role}",
+    ) as as_role:
+        role = conninfo_to_dict(as_role)["user"]
         with running_consumer(as_role, broker) as consumer:
             pub = GatewayPublisher(broker)
             try:
@@ -462,7 +470,66 @@ def test_a_database_that_refuses_every_write_holds_messages_until_it_is_fixed(
             finally:
                 pub.close()
         assert dump(db, "SELECT count(*) FROM dead_letters") == [(0,)]
-    finally:
-        with psycopg.connect(db, autocommit=True) as conn:
-            conn.execute(f"DROP OWNED BY {role}")
-            conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_test_role_logs_in_to_a_server_that_asks_for_passwords() -> None:
+    """FE_TEST_DSN may name a server that authenticates roles by password (a real
+    TimescaleDB), not by trust as the embedded one does: a role a test creates must have
+    a password, and its DSN must carry it."""
+    with own_postgres({"fsync": "off"}, hba=PASSWORD_HBA) as pg:
+        admin = pg.dsn("postgres")
+        with login_role(admin) as as_role:
+            params = conninfo_to_dict(as_role)
+            with psycopg.connect(as_role) as conn:
+                assert conn.execute("SELECT current_user").fetchone() == (params["user"],)
+            # the server really asks: without the password the same role is refused
+            params.pop("password", None)
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                psycopg.connect(make_conninfo(**params), connect_timeout=10).close()
+
+
+def test_a_batch_the_database_would_refuse_gets_one_dead_letter_with_its_true_reason(
+    db: str, broker: Broker
+) -> None:
+    """Each bad batch alone in its group (published one at a time): before, PostgreSQL
+    refused them with its own words, or a batch whose every sample was set aside by the
+    clock check wrote a second, misleading letter ("query has 11 placeholders")."""
+    prepare(db)
+    ms = round(NOW * 1000)
+
+    def raw(seq: int, **sample: object) -> bytes:
+        one = {"d": "em-1", "t": "energy_kwh", "ts": ms, "v": 1.0} | sample
+        body = {"v": 1, "gw": GW, "boot": 1, "seq": seq, "sent": ms, "samples": [one]}
+        return sign(json.dumps(body, separators=(",", ":")).encode(), KEY)
+
+    year_3000 = 32_503_680_000_000
+    cases = [
+        (raw(2**63), "schema: seq: Input should be less than or equal to 9223372036854775807"),
+        (raw(2, ts=2**64), "schema: samples[0].ts: 18446744073709551616 is not a time"),
+        (raw(3, d="em\x001"), "schema: samples[0].d: 'em\\x001' is not an id"),
+        (raw(4, v="RUN\x00"), "schema: samples[0].v: contains a NUL character (U+0000)"),
+        (raw(5, v="x" * 12_000), "schema: samples[0].v: a string of 12000 bytes (UTF-8)"),
+        (raw(6, t="t" * 129), "(131 characters) is not an id: 1 to 128"),
+        (raw(7, v=10**400), "schema: samples[0].v: not a finite number"),
+        # within the schema, but not a plausible time: set aside, the batch recorded
+        (raw(8, ts=year_3000), "1 sample(s) of batch 1/8: sample time 32503680000000 ms"),
+    ]
+    with running_consumer(db, broker) as consumer:
+        pub = GatewayPublisher(broker)
+        try:
+            for i, (payload, _) in enumerate(cases, 1):
+                pub.publish("data", payload)
+                wait_until(lambda: consumer.counters.commits >= i, 10, f"case {i} written")  # noqa: B023
+            pub.publish("data", batch(9, [s("em-1", "energy_kwh", NOW, 7.0)]))
+            wait_until(lambda: stored(db) == 1, 10, "the good batch after them")
+        finally:
+            pub.close()
+    reasons = [r for (r,) in dump(db, "SELECT reason FROM dead_letters ORDER BY id")]
+    assert len(reasons) == len(cases), reasons
+    for (_, reason), got in zip(cases, reasons, strict=True):
+        assert reason in got, (reason, got)
+    assert dump(db, "SELECT value FROM samples") == [(7.0,)]
+    assert dump(db, "SELECT seq, samples, rejected FROM batches ORDER BY seq") == [
+        (8, 0, 1),
+        (9, 1, 0),
+    ]

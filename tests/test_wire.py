@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge_agent import wire
 from edge_agent.sample import Quality, Sample
 from edge_agent.wire import SignatureError, encode_batch, encode_message, sample_dict, verify
 
@@ -84,11 +86,63 @@ def test_wrong_key_is_rejected() -> None:
         verify(payload, b"another key")
 
 
-def test_nan_is_refused_rather_than_sent_as_invalid_json() -> None:
-    with pytest.raises(ValueError, match="JSON compliant"):
-        encode_batch(
-            gw="g", boot=1, seq=1, sent=0.0, samples=[Sample("d", "t", 0.0, float("nan"))], key=KEY
-        )
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [
+        (float("nan"), "NaN"),
+        (float("inf"), "Inf"),
+        (float("-inf"), "Inf"),
+        ("O1234\x00\x00", "a string holding a NUL character"),
+        ("报警" * 700, "a string of 4200 bytes (over 4096)"),
+    ],
+)
+def test_a_value_the_contract_cannot_carry_is_sent_as_bad_quality_and_logged_once(
+    value: float | str, status: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server refuses a whole batch over one such value (docs/mqtt.md, Limits): the
+    agent sends that sample as bad, with the reason, and the rest of the batch as it is."""
+    wire._warned.clear()
+    samples = [
+        Sample("cnc-01", "program", 1_700_000_000.0, value),
+        Sample("cnc-01", "program", 1_700_000_001.0, value),
+        Sample("cnc-01", "state", 1_700_000_001.0, "RUNNING"),
+    ]
+    obj = verify(encode_batch(gw="g", boot=1, seq=1, sent=2.0, samples=samples, key=KEY), KEY)
+    bad = {"d": "cnc-01", "t": "program", "v": None, "q": "bad", "s": status}
+    assert obj["samples"] == [
+        {**bad, "ts": 1_700_000_000_000},
+        {**bad, "ts": 1_700_000_001_000},
+        {"d": "cnc-01", "t": "state", "ts": 1_700_000_001_000, "v": "RUNNING"},
+    ]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "edge_agent.wire"]
+    assert len(warnings) == 1, warnings
+    assert "cnc-01/program" in warnings[0]
+    assert "sent as bad quality" in warnings[0]
+
+
+def test_times_outside_1970_to_9999_are_replaced_or_left_out() -> None:
+    wire._warned.clear()
+    null_datetime = -11_644_473_600.0  # OPC UA's null DateTime, 1601-01-01
+    samples = [
+        # a device time the contract cannot carry: the gateway's time instead
+        Sample("cnc-01", "state", null_datetime, "IDLE", gw_ts=1_700_000_000.5),
+        # a server time it cannot carry: left out, the sample kept
+        Sample("cnc-01", "program", 1_700_000_000.0, "O1", server_ts=1e14),
+        # a status text too long, with a NUL: cut, cleaned
+        Sample("em-1", "power", 1_700_000_000.0, None, Quality.BAD, status="x\x00" * 400),
+    ]
+    obj = verify(encode_batch(gw="g", boot=1, seq=1, sent=2.0, samples=samples, key=KEY), KEY)
+    assert obj["samples"] == [
+        {"d": "cnc-01", "t": "state", "ts": 1_700_000_000_500, "v": "IDLE"},
+        {"d": "cnc-01", "t": "program", "ts": 1_700_000_000_000, "v": "O1"},
+        {"d": "em-1", "t": "power", "ts": 1_700_000_000_000, "v": None, "q": "bad",
+         "s": "x" * 400},
+    ]  # fmt: skip
+    assert [sample_dict(s) for s in samples] == obj["samples"]
+    # no gateway time either (a Modbus sample's ts is the gateway's): the time of sending
+    before = time.time()
+    d = sample_dict(Sample("plc-1", "count", -5.0, 3.0))
+    assert before * 1000 - 1 <= d["ts"] <= time.time() * 1000 + 1
 
 
 @given(
@@ -96,7 +150,9 @@ def test_nan_is_refused_rather_than_sent_as_invalid_json() -> None:
         st.tuples(
             st.text(min_size=1, max_size=8),
             st.one_of(
-                st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20), st.none()
+                st.floats(allow_nan=False, allow_infinity=False),
+                st.text(st.characters(exclude_characters="\x00"), max_size=20),
+                st.none(),
             ),
             st.sampled_from(list(Quality)),
         ),
