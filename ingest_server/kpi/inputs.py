@@ -95,9 +95,9 @@ class TagCoverage:
     device: DeviceKey
     tag: str
     role: str
-    received: int  # samples in the period's hours
-    counted: int  # at most the expected number per hour
-    expected: float
+    received: int  # samples in the period
+    counted: float  # heartbeats they cover: at most those each hour (or piece) holds
+    expected: float  # one per heartbeat of the period
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,8 @@ class Inputs:
         for (dev, role), c in sorted(self.counters.items()):
             yield _line("counter", dev, role, _num(c.quantity), c.deltas, c.rollovers, c.resets)
         for t in sorted(self.tags, key=lambda t: (t.device, t.tag)):
-            yield _line("tag", t.device, t.tag, t.role, t.received, t.counted, _num(t.expected))
+            yield _line("tag", t.device, t.tag, t.role, t.received, _count(t.counted),
+                        _num(t.expected))  # fmt: skip
         for a in sorted(self.anomalies, key=lambda a: (a.device, a.tag, a.ts)):
             yield _line("anomaly", a.device, a.tag, _iso(a.ts), a.flag, _num(a.prev_value),
                         _num(a.value), _num(a.delta))  # fmt: skip
@@ -186,6 +187,12 @@ def _iso(t: dt.datetime) -> str:
 def _num(x: float | None) -> str | None:
     # rounded: the same rows summed in another order must give the same line
     return None if x is None else f"{x:.6f}"
+
+
+def _count(x: float) -> int | str | None:
+    # whole heartbeats as the integer they were before fractions could occur, so the
+    # input digest of a report without any stays what it was
+    return int(x) if float(x).is_integer() else _num(x)
 
 
 def _line(*fields: object) -> str:
@@ -583,17 +590,46 @@ def _straddle(
     return share - counted
 
 
-# hourly sample counts per series, from the rollups (fast) or from the raw samples
+# Hourly sample counts per series over the period's whole UTC hours, from the rollups
+# (fast) or from the raw samples: each hour credits up to the heartbeats it holds.
 _TAGS_FROM_ROLLUPS = """
-    SELECT series_id, sum(n), sum(least(n, %s)) FROM samples_hourly
-    WHERE series_id = ANY(%s) AND bucket >= %s AND bucket < %s GROUP BY 1
+    SELECT series_id, sum(n), sum(least(n, %(cap)s)) FROM samples_hourly
+    WHERE series_id = ANY(%(sids)s) AND bucket >= %(a)s AND bucket < %(b)s GROUP BY 1
 """
 _TAGS_FROM_SAMPLES = """
-    SELECT series_id, sum(n), sum(least(n, %s)) FROM (
+    SELECT series_id, sum(n), sum(least(n, %(cap)s)) FROM (
         SELECT series_id, date_trunc('hour', ts, 'UTC'), count(*) AS n FROM samples
-        WHERE series_id = ANY(%s) AND ts >= %s AND ts < %s GROUP BY 1, 2) h
+        WHERE series_id = ANY(%(sids)s) AND ts >= %(a)s AND ts < %(b)s GROUP BY 1, 2) h
     GROUP BY 1
 """
+# A piece of an hour at the period's edge [a, b), from the raw samples whichever the
+# path: each sample vouches for the time until the next one, at most one heartbeat; the
+# last one before `a` (from `lo`: the period's own samples only) for what of that
+# reaches into the piece. Samples in the piece, and the seconds covered.
+_TAGS_AT_EDGE = """
+    SELECT series_id, count(*) FILTER (WHERE ts >= %(a)s),
+           sum(greatest(0.0, extract(epoch FROM
+               least(ts + %(hb)s, nxt, %(b)s) - greatest(ts, %(a)s))::float8))
+    FROM (SELECT series_id, ts, lead(ts) OVER (PARTITION BY series_id ORDER BY ts) AS nxt
+          FROM samples
+          WHERE series_id = ANY(%(sids)s) AND ts >= %(lo)s AND ts < %(b)s) x
+    GROUP BY 1
+"""
+
+
+def hour_pieces(
+    start: dt.datetime, end: dt.datetime
+) -> tuple[tuple[dt.datetime, dt.datetime] | None, list[tuple[dt.datetime, dt.datetime]]]:
+    """[start, end) cut on UTC hours: the whole hours as one span (None if there is
+    none), and the pieces of hours at either edge (the hour holding `as_of`, a start or
+    end off the hour)."""
+    if end <= start:
+        return None, []
+    h1, h2 = _hour_ceil(start), _hour_floor(end)
+    if h1 > h2:  # inside one hour
+        return None, [(start, end)]
+    edges = [(a, b) for a, b in ((start, h1), (h2, end)) if b > a]
+    return ((h1, h2) if h1 < h2 else None), edges
 
 
 def _fetch_tags(  # noqa: PLR0917
@@ -606,23 +642,37 @@ def _fetch_tags(  # noqa: PLR0917
     *,
     raw: bool = False,
 ) -> None:
-    """Samples received per tag over the period's hours, each hour counted up to the
-    heartbeats it holds, against one per heartbeat expected."""
+    """Samples received per tag in [start, end), and the heartbeats they cover against
+    one per heartbeat expected (docs/kpi.md, "Data coverage"). A whole hour credits up to
+    the heartbeats it holds, from its sample count; a piece of an hour at the period's
+    edge credits only the time its samples cover, so the hour holding `as_of` is never
+    credited heartbeats it has not yet had."""
     refs = [r for r in group if r.role != "device_status"]
     if not refs:
         return
-    per_hour = max(1, int(3600 // heartbeat_s))
-    got = {
-        sid: (int(n), int(c))
-        for sid, n, c in conn.execute(
-            _TAGS_FROM_SAMPLES if raw else _TAGS_FROM_ROLLUPS,
-            (per_hour, [r.series_id for r in refs], _hour_floor(start), _hour_ceil(end)),
-        )
-    }
+    sids = [r.series_id for r in refs]
+    received: dict[int, int] = defaultdict(int)
+    counted: dict[int, float] = defaultdict(float)
+    whole, edges = hour_pieces(start, end)
+    if whole is not None:
+        sql = _TAGS_FROM_SAMPLES if raw else _TAGS_FROM_ROLLUPS
+        args = {"cap": 3600.0 / heartbeat_s, "sids": sids, "a": whole[0], "b": whole[1]}
+        for sid, n, c in conn.execute(sql, args):
+            received[sid] += int(n)
+            counted[sid] += float(c)
+    hb = dt.timedelta(seconds=heartbeat_s)
+    for a, b in edges:
+        for sid, n, covered_s in conn.execute(
+            _TAGS_AT_EDGE, {"sids": sids, "a": a, "b": b, "hb": hb, "lo": max(a - hb, start)}
+        ):
+            received[sid] += int(n)
+            counted[sid] += float(covered_s or 0.0) / heartbeat_s
     expected = max(0.0, (end - start).total_seconds()) / heartbeat_s
     for r in refs:
-        n, c = got.get(r.series_id, (0, 0))
-        inputs.tags.append(TagCoverage(r.device, r.tag, r.role, n, c, expected))
+        sid = r.series_id
+        inputs.tags.append(
+            TagCoverage(r.device, r.tag, r.role, received[sid], counted[sid], expected)
+        )
 
 
 def _fetch_anomalies(

@@ -2,10 +2,9 @@
 
 Times are epoch seconds (floats). The timeline of [start, end) is cut three ways:
 outside planned operation time (no shift), shift breaks (planned downtime), and shift
-time to work. Each piece of the
-machine's state intervals falls into one bucket:
+time to work. Each piece of the machine's state intervals is counted as follows:
 
-| where            | state                   | bucket                                  |
+| where            | state                   | counted in                              |
 |------------------|-------------------------|-----------------------------------------|
 | work             | RUNNING                 | APT (actual production time)            |
 | work             | SETUP                   | setup                                   |
@@ -13,10 +12,17 @@ machine's state intervals falls into one bucket:
 | work             | DOWN                    | down                                    |
 | work             | OFF                     | off in planned time (delay)             |
 | work             | PLANNED_STOP            | planned downtime (leaves PBT)           |
-| break            | any                     | planned downtime                        |
 | work             | OFFLINE, UNKNOWN,       | unknown: never counted as running or    |
 |                  | NO_DATA, no data yet    | stopped                                 |
-| outside / break  | RUNNING                 | running outside planned time            |
+| break            | any, or none            | planned downtime (from the segments)    |
+| break            | RUNNING                 | planned downtime AND running outside    |
+| break            | unknown, no data        | planned downtime AND unknown_pot_s      |
+| outside          | RUNNING                 | running outside planned time            |
+
+Running outside planned time is a tally beside the buckets, not one of them: APT, setup,
+idle, down, off in planned time and unknown partition PBT; a RUNNING second in a break is
+in planned downtime and in running_outside_s (and running_s), never in APT, so
+availability does not see it and effectiveness, utilisation and MTBF do.
 
 POT = shifts' time in the period; planned downtime = breaks + PLANNED_STOP in work
 time; PBT = POT - planned downtime. Availability = APT / (PBT - unknown), i.e. over the
@@ -38,7 +44,7 @@ _OUT, _BREAK, _WORK = 0, 1, 2
 @dataclass(frozen=True, slots=True)
 class Interval:
     """[start, end) in epoch seconds (floats: a month of a plant is 250,000 of them, and
-    float arithmetic is ten times cheaper than float arithmetic)."""
+    float arithmetic is ten times cheaper than datetime arithmetic)."""
 
     start: float
     end: float
