@@ -29,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -39,6 +40,7 @@ from edge_agent.yaml12 import (
     read_yaml_file,
     validation_problems,
 )
+from ingest_server.kpi.factors import DEFAULT_EMISSION, grid_regions
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 DOCS = "docs/ingest.md#registry"
@@ -145,12 +147,49 @@ class SiteDef(_Strict):
     name_en: str = ""
     timezone: str = "Asia/Shanghai"
     grid_region: Id = Field(
-        default="national", description="picks the grid CO2 factor: national, anhui, ..."
+        default="national",
+        description="picks the grid CO2 factor: a region of the emission factor table",
     )
     calendar: Id | None = None
     gateways: list[GatewayDef] = []
     equipment: list[EquipmentDef] = []
     meters: list[MeterDef] = []
+
+    @field_validator("grid_region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        known = grid_regions()
+        if region not in known:
+            raise ValueError(
+                f"grid_region {region!r} is not a grid region of emission factor table "
+                f"{DEFAULT_EMISSION}; use one of: {', '.join(known)} "
+                "(docs/ingest.md#grid-regions-and-the-emission-factor)"
+            )
+        return region
+
+    @model_validator(mode="after")
+    def _one_meter_per_counter(self) -> SiteDef:
+        # a meter reads the sum of its device's tags of its carrier's role (kpi/inputs.py,
+        # which imports this module, hence the late import): two meters on one device and
+        # carrier would count the same quantity twice
+        from ingest_server.kpi.inputs import CARRIER_ROLES  # noqa: PLC0415
+
+        seen: dict[tuple[str | None, str, str], str] = {}
+        problems = []
+        for m in self.meters:
+            role = CARRIER_ROLES.get(m.carrier)
+            if m.device is None or role is None:
+                continue
+            first = seen.setdefault((m.gateway, m.device, role), m.id)
+            if first != m.id:
+                problems.append(
+                    f"meters {first} and {m.id} both read the {role} counter of device "
+                    f"{m.device} on {m.gateway}: a device's {role} tags add up to one "
+                    "counter; give each meter the device that measures only it"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class EnterpriseDef(_Strict):
@@ -243,12 +282,47 @@ def gateway_keys(registry: Registry, base: Path, overrides: dict[str, Path]) -> 
 def import_registry(
     conn: psycopg.Connection, registry: Registry, keys: dict[str, bytes]
 ) -> dict[str, int]:
-    """Upsert everything in one transaction; returns counts of what the file holds."""
+    """Upsert everything in one transaction; returns counts of what the file holds.
+
+    ValueError, before anything is written, if a meter's device has announced (birth)
+    more than one tag of the meter's counter role: the KPIs would add them up."""
     counts = {"enterprises": 0, "sites": 0, "gateways": 0, "equipment": 0, "meters": 0}
     with conn.transaction():
+        problems = [p for ent in registry.enterprises for p in _ambiguous_meters(conn, ent)]
+        if problems:
+            raise ValueError("; ".join(problems))
         for ent in registry.enterprises:
             _enterprise(conn, ent, keys, counts)
     return counts
+
+
+def _ambiguous_meters(conn: psycopg.Connection, ent: EnterpriseDef) -> list[str]:
+    from ingest_server.kpi.inputs import CARRIER_ROLES  # noqa: PLC0415 (imports this module)
+
+    announced: dict[tuple[str, str, str, str], list[str]] = {
+        (site, gw, device, role): tags
+        for site, gw, device, role, tags in conn.execute(
+            "SELECT g.site_id, g.id, s.device, s.role, array_agg(s.tag ORDER BY s.tag) "
+            "FROM series s JOIN gateways g USING (gid) WHERE g.enterprise_id = %s "
+            "GROUP BY 1, 2, 3, 4 HAVING count(*) > 1",
+            (ent.id,),
+        )
+    }
+    problems = []
+    for site in ent.sites:
+        for m in site.meters:
+            role = CARRIER_ROLES.get(m.carrier)
+            if m.gateway is None or m.device is None or role is None:
+                continue
+            tags = announced.get((site.id, m.gateway, m.device, role))
+            if tags:
+                problems.append(
+                    f"meter {m.id}: device {m.device} on {m.gateway} has {len(tags)} {role} "
+                    f"tags ({', '.join(tags)}) and a meter reads their sum; give each counter "
+                    "its own device in the agent's config, or the role generic to the tags "
+                    f"that are not {m.id}'s quantity ({DOCS})"
+                )
+    return problems
 
 
 def _enterprise(

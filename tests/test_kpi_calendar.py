@@ -90,3 +90,32 @@ def test_a_registry_calendar_refuses_what_is_not_a_time(text: str) -> None:
         CalendarDef.model_validate(
             {"workdays": ["mon"], "shifts": [{"name": "s", "start": text, "end": "16:00"}]}
         )
+
+
+def test_a_night_shift_belongs_to_its_start_day_and_is_split_at_midnight() -> None:
+    """What docs/ingest.md#registry says: the shift happens if the day it starts on is a
+    workday; each day's report counts the part of it inside that day."""
+    from ingest_server.kpi.engine import segments_of  # noqa: PLC0415
+    from ingest_server.kpi.inputs import Site  # noqa: PLC0415
+    from ingest_server.kpi.timemodel import _WORK  # noqa: PLC0415
+
+    cal = CalendarDef.model_validate(NIGHTS)
+    tz = ZoneInfo("Asia/Shanghai")
+
+    def work_hours(day: dt.date) -> float:
+        start = dt.datetime.combine(day, dt.time(), tzinfo=tz)
+        end = start + dt.timedelta(days=1)
+        site = Site("p", "P", "P", "Asia/Shanghai", "national", cal,
+                    start.astimezone(dt.UTC), end.astimezone(dt.UTC))  # fmt: skip
+        return sum(b - a for a, b, kind in segments_of(site) if kind == _WORK) / 3600
+
+    # Friday 2026-03-20 (a workday): Thursday's night until 06:00 less its breaks
+    # 00:00-00:20 and 02:00-02:30 (5h10), day 7h40, late 8h, night 22:00-24:00 less 10 min
+    friday = (5 + 10 / 60) + (7 + 40 / 60) + 8 + (1 + 50 / 60)
+    assert work_hours(dt.date(2026, 3, 20)) == pytest.approx(friday)
+    # Saturday (no workday): no shift of its own, but Friday's night until 06:00 (5h10)
+    assert work_hours(dt.date(2026, 3, 21)) == pytest.approx(5 + 10 / 60)
+    # Sunday: nothing starts on Saturday, so nothing runs into Sunday
+    assert work_hours(dt.date(2026, 3, 22)) == 0
+    # Monday 2026-03-23 starts its own shifts but gets nothing from Sunday night
+    assert work_hours(dt.date(2026, 3, 23)) == pytest.approx(friday - (5 + 10 / 60))

@@ -336,6 +336,7 @@ class MeterResult:
     counter: CounterSum | None
     tce: float | None
     tco2: float | None
+    factor_note: str = ""  # the emission factor was another region's or year's: which
 
 
 def meter_results(
@@ -351,11 +352,16 @@ def meter_results(
         site = inputs.site(m.site)
         q = c.quantity if c is not None else None
         coef = energy.find(m.carrier, m.unit)
-        ef = emission.find(m.carrier, m.unit, site.grid_region, site.start.year)
+        # the period's year as the site's calendar has it (date_from is a local date)
+        ef, ef_note = emission.find_noted(
+            m.carrier, m.unit, site.grid_region, inputs.date_from.year
+        )
         tce = q * coef.coefficient / 1000 if q is not None and coef else None
         tco2 = q * ef.factor / 1000 if q is not None and ef else None
         coverage = cov.get((m.device, role or ""), 0.0) if m.device else 0.0
-        r = MeterResult(m.id, m.carrier, m.unit, m.parent is None, q, coverage, c, tce, tco2)
+        r = MeterResult(
+            m.id, m.carrier, m.unit, m.parent is None, q, coverage, c, tce, tco2, ef_note
+        )
         out.append(r)
         rows.append({
             "id": m.id, "name": m.name, "name_en": m.name_en, "site": m.site,
@@ -431,7 +437,8 @@ def energy_kpis(meters: Sequence[MeterResult], prod: Production) -> list[dict[st
     out.append(kpi(
         "carbon_tco2", "二氧化碳排放量", "CO2 emissions", tco2, "tCO2",
         "sum(activity_i x emission factor_i)", coverage=_mean(m.coverage for m in carbon),
-        inputs=[m.id for m in carbon]))  # fmt: skip
+        inputs=[m.id for m in carbon],
+        note="; ".join(dict.fromkeys(m.factor_note for m in carbon if m.factor_note))))  # fmt: skip
     water = [m for m in top if m.carrier == "water" and m.quantity is not None]
     w = sum(m.quantity or 0.0 for m in water) if water else None
     missing_out = "enter output with `ingest-server production add`" if prod.output is None else ""
