@@ -21,22 +21,24 @@ Every endpoint but /login needs `Authorization: Bearer <token>` (`ingest-server 
 token`, or a console login):
 401 without a valid one, 403 when the account's role or enterprises do not allow the
 request (ingest_server/accounts.py). Errors are JSON `{"error": {"code": ..., "message":
-...}}`; invalid parameters are 422 with the field named. Listens on 127.0.0.1 by default.
+...}}`; invalid parameters are 422 with the field named (dates: 1970-01-01 .. 2999-12-31,
+ingest_server/api_data.py). Every answer under /api/ carries `Cache-Control: no-store`.
+Listens on 127.0.0.1 by default.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import io
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from psycopg_pool import ConnectionPool
@@ -45,6 +47,7 @@ from pydantic import BaseModel, Field
 from ingest_server import __version__, console
 from ingest_server.accounts import authenticate, login, revoke_token
 from ingest_server.api_auth import ApiError, Caller, forbidden
+from ingest_server.api_data import Day, check_period
 from ingest_server.api_data import router as data_router
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.evidence import Request as ReportRequest
@@ -54,8 +57,10 @@ from ingest_server.kpi.evidence import (
     list_reports,
     load_report,
     make_report,
+    parse_report,
     register_key,
     store_report,
+    verdict_json,
     verify,
 )
 from ingest_server.kpi.inputs import ReportError
@@ -66,8 +71,8 @@ log = logging.getLogger(__name__)
 
 class ProductionIn(BaseModel):
     site: str | None = None
-    period_from: dt.date = Field(alias="from")
-    period_to: dt.date = Field(alias="to")
+    period_from: Day = Field(alias="from")
+    period_to: Day = Field(alias="to")
     output: float | None = Field(default=None, ge=0)
     output_unit: str = "件"
     value_added_10k_cny: float | None = Field(default=None, gt=0)
@@ -80,10 +85,10 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 class ReportIn(BaseModel):
-    period_from: dt.date = Field(alias="from")
-    period_to: dt.date = Field(alias="to")
-    baseline_from: dt.date | None = None
-    baseline_to: dt.date | None = None
+    period_from: Day = Field(alias="from")
+    period_to: Day = Field(alias="to")
+    baseline_from: Day | None = None
+    baseline_to: Day | None = None
     coverage_threshold: float = Field(default=0.8, gt=0, le=1)
 
 
@@ -93,19 +98,24 @@ class LoginIn(BaseModel):
 
 
 def _verdict(v: Verdict) -> dict[str, Any]:
-    return {
-        "ok": v.ok and v.trusted,
-        "signature": v.signature,
-        "signature_ok": v.signature_ok,
-        "trusted": v.trusted,
-        "digest": v.digest,
-        "digest_ok": v.digest_ok,
-        "problems": v.problems,
-        "checks": [
-            {"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed, "ok": c.ok}
-            for c in v.checks
-        ],
+    return verdict_json(v)  # with `reasons`: codes the console translates
+
+
+# POST /reports/verify takes the file's bytes as they are, so the body is read raw; this
+# documents it in the OpenAPI schema
+_REPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "a report file's JSON, posted as it is (its exact bytes)",
+                }
+            }
+        },
     }
+}
 
 
 def _rendered(doc: dict[str, Any], format: str) -> Response | dict[str, Any]:
@@ -153,6 +163,18 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
     app.include_router(data_router)
     console.mount(app)
 
+    @app.middleware("http")
+    async def _no_store(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # every API answer (data, tokens from /login, errors) is the caller's alone: no
+        # browser or proxy keeps a copy. The console's files hold no data and may be
+        # cached (index.html is revalidated: ingest_server/console)
+        response = await call_next(request)
+        if request.url.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
     @app.exception_handler(ApiError)
     def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -167,7 +189,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
         parts = []
         for e in exc.errors():
             where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "body"))
-            parts.append(f"{where}: {e.get('msg')}")
+            parts.append(f"{where}: {str(e.get('msg')).removeprefix('Value error, ')}")
         return _error(422, "invalid_parameter", "; ".join(parts))
 
     @app.exception_handler(ReportError)
@@ -188,20 +210,17 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
     def report(  # noqa: PLR0917 (query parameters)
         caller: Caller,
         enterprise: str,
-        date_from: Annotated[dt.date, Query(alias="from")],
-        date_to: Annotated[dt.date, Query(alias="to")],
-        baseline_from: dt.date | None = None,
-        baseline_to: dt.date | None = None,
+        date_from: Annotated[Day, Query(alias="from")],
+        date_to: Annotated[Day, Query(alias="to")],
+        baseline_from: Day | None = None,
+        baseline_to: Day | None = None,
         coverage_threshold: Annotated[float, Query(gt=0, le=1)] = 0.8,
         heartbeat_s: Annotated[float, Query(gt=0)] = 300.0,
         format: Literal["json", "html", "xlsx"] = "json",
     ) -> Response | dict[str, Any]:
         if not caller.may_read(enterprise):
             raise forbidden(caller, enterprise, "read")
-        if (baseline_from is None) != (baseline_to is None):
-            return _error(
-                422, "invalid_parameter", "baseline_from and baseline_to: give both or neither"
-            )
+        check_period(date_from, date_to, baseline_from, baseline_to)
         req = ReportRequest(
             enterprise, date_from, date_to, baseline_from, baseline_to,
             params=Parameters(coverage_threshold=coverage_threshold, heartbeat_s=heartbeat_s),
@@ -216,8 +235,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
         and verified later by its id."""
         if not caller.may_write(enterprise):
             raise forbidden(caller, enterprise, "issue reports of")
-        if (body.baseline_from is None) != (body.baseline_to is None):
-            raise ApiError(422, "invalid_parameter", "baseline_to: give both or neither")
+        check_period(body.period_from, body.period_to, body.baseline_from, body.baseline_to)
         req = ReportRequest(
             enterprise, body.period_from, body.period_to, body.baseline_from, body.baseline_to,
             params=Parameters(coverage_threshold=body.coverage_threshold),
@@ -287,15 +305,25 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
         return {"token": got[0], "expires_at": got[1], "name": p.name, "role": p.role,
                 "enterprises": sorted(p.enterprises)}  # fmt: skip
 
-    @app.post("/api/v1/reports/verify")
-    def verify_report(caller: Caller, doc: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-        enterprise = str((doc.get("enterprise") or {}).get("id", ""))
+    @app.post("/api/v1/reports/verify", openapi_extra=_REPORT_BODY)
+    async def verify_report(caller: Caller, request: Request) -> dict[str, Any]:
+        """Verify a report file: the body is the file's bytes, parsed here as they are (a
+        re-serialised file verifies too: the signature is over RFC 8785 canonical JSON)."""
+        try:
+            doc = parse_report(await request.body(), "the posted report")
+        except ValueError as exc:
+            return _error(422, "invalid_report", str(exc))  # type: ignore[return-value]
+        return await run_in_threadpool(_verify_posted, caller, doc)
+
+    def _verify_posted(caller: Caller, doc: dict[str, Any]) -> dict[str, Any]:
+        ent = doc.get("enterprise")
+        enterprise = str(ent.get("id", "")) if isinstance(ent, dict) else ""
         if not caller.may_read(enterprise):
             raise forbidden(caller, enterprise, "verify reports of")
         try:
             with pool.connection() as conn:
                 v = verify(doc, conn=conn)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             return _error(  # type: ignore[return-value]
                 422, "invalid_report", f"not a report this server can read: {exc!r}"
             )
@@ -344,8 +372,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
     def add_production(caller: Caller, enterprise: str, entry: ProductionIn) -> Any:
         if not caller.may_write(enterprise):
             raise forbidden(caller, enterprise, "enter figures for")
-        if entry.period_to < entry.period_from:
-            return _error(422, "invalid_parameter", "to: the period ends before it starts")
+        check_period(entry.period_from, entry.period_to, longest=None)
         if entry.output is None and entry.value_added_10k_cny is None:
             return _error(422, "invalid_parameter", "give output, value_added_10k_cny, or both")
         with pool.connection() as conn:

@@ -176,6 +176,16 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
         "--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)"
     )
     api.add_argument("--signing-key", type=Path)
+    api.add_argument(
+        "--trusted-proxy",
+        type=_trusted_proxy,
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a reverse proxy (address or network, e.g. 127.0.0.1 or 10.0.0.0/24) whose "
+        "X-Forwarded-For/-Proto headers are believed; repeat per proxy. Default none: the "
+        "client address is the connection's, whatever the headers say",
+    )
 
     from ingest_server.gateway_cli import add_parsers as gateway_parsers  # noqa: PLC0415
 
@@ -261,7 +271,25 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
+def _trusted_proxy(text: str) -> str:
+    import ipaddress  # noqa: PLC0415
+
+    text = text.strip()
+    try:
+        if "/" in text:
+            return str(ipaddress.ip_network(text, strict=False))
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an IP address or network: give the proxy's address as the "
+            "API sees it, e.g. 127.0.0.1 (nginx on this machine) or 10.0.0.0/24"
+        ) from None
+
+
 def cmd_api(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+    """Serve until SIGTERM or SIGINT: uvicorn shuts down, then raises the signal again,
+    which ingest_server.cli turns into an exception, so the `finally` here stops the
+    embedded server (by default SIGTERM would end the process before it)."""
     import uvicorn  # noqa: PLC0415
 
     from ingest_server.api import create_app  # noqa: PLC0415
@@ -274,7 +302,17 @@ def cmd_api(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]
     try:
         migrate(dsn)
         app = create_app(dsn, signing_key=_key_path(args))
-        uvicorn.run(app, host=host, port=int(port), log_level="info")
+        # forwarded headers only from the proxies named: uvicorn would otherwise believe
+        # them from 127.0.0.1, and a local client could pose as any address and slip
+        # past the per-address login limit
+        uvicorn.run(
+            app,
+            host=host,
+            port=int(port),
+            log_level="info",
+            proxy_headers=bool(args.trusted_proxy),
+            forwarded_allow_ips=list(args.trusted_proxy),
+        )
     finally:
         if pg is not None:
             pg.release()
@@ -350,19 +388,17 @@ def cmd_report(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, A
 
 
 def _read_report(path: Path) -> dict[str, Any]:
+    from ingest_server.kpi.evidence import parse_report  # noqa: PLC0415
+
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise ValueError(f"cannot read report {path}: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path} is not a report (a JSON object)")
-    return doc
+    return parse_report(data, str(path))  # the file's bytes as they are
 
 
-def cmd_verify(  # noqa: PLR0912
-    args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]
-) -> int:
-    from ingest_server.kpi.evidence import load_public_key, verify  # noqa: PLC0415
+def cmd_verify(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+    from ingest_server.kpi.evidence import load_public_key, verdict_json, verify  # noqa: PLC0415
 
     doc = _read_report(args.report)
     trusted = load_public_key(args.public_key) if args.public_key else None
@@ -378,28 +414,7 @@ def cmd_verify(  # noqa: PLR0912
                 pg.release()
     ok = verdict.ok and verdict.trusted
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "ok": ok,
-                    "signature": verdict.signature,
-                    "trusted": verdict.trusted,
-                    "digest": verdict.digest,
-                    "problems": verdict.problems,
-                    "checks": [
-                        {
-                            "item": c.item,
-                            "claimed": c.claimed,
-                            "recomputed": c.recomputed,
-                            "ok": c.ok,
-                        }
-                        for c in verdict.checks
-                    ],
-                },
-                ensure_ascii=False,
-                indent=1,
-            )
-        )
+        print(json.dumps(verdict_json(verdict), ensure_ascii=False, indent=1))
         return 0 if ok else VERIFY_FAILED
     print(f"report    {doc.get('report_id')}  {doc.get('enterprise', {}).get('id')}  "
           f"{doc.get('period', {}).get('from')}..{doc.get('period', {}).get('to')}")  # fmt: skip
@@ -414,21 +429,12 @@ def cmd_verify(  # noqa: PLR0912
         print("figures   not recomputed: pass --dsn to recompute every KPI from raw samples")
     for p in verdict.problems:
         print(f"problem   {p}")
-    bad = sum(not c.ok for c in verdict.checks)
     if ok:
         print("VERIFIED" + ("" if verdict.checks else " (signature only)"))
         return 0
-    why = []
-    if not verdict.signature_ok:
-        why.append("bad signature")
-    elif not verdict.trusted:
-        why.append("key not trusted")
-    if bad:
-        why.append(f"{bad} figure(s) differ")
-    if verdict.digest_ok is False:
-        why.append("input rows changed")
-    why += verdict.problems
-    print("NOT VERIFIED: " + "; ".join(why))
+    for r in verdict.reasons:  # root causes first; the codes are those of --json
+        print(f"reason    {r.code}: {r.message}")
+    print("NOT VERIFIED: " + "; ".join(r.code for r in verdict.reasons))
     return VERIFY_FAILED
 
 

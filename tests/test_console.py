@@ -23,6 +23,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx2 as httpx
 import psycopg
@@ -303,11 +304,23 @@ def test_energy_and_data_quality(browser: Any, site: dict[str, Any]) -> None:
     c.close()
 
 
-def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any]) -> None:
+def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path: Path) -> None:
     c = Console(browser, site)
     c.login("ent")
-    c.period(SAT, SAT, "", "")
+    # the default period: the 14 days that ended at the site's last midnight (a report of
+    # it is complete), the baseline the 14 days before
+    today = dt.datetime.now(ZoneInfo(SCENARIO.site.timezone)).date()
+    shown = {
+        f: c.page.input_value(f"input[data-field={f}]") for f in ("from", "to", "bfrom", "bto")
+    }
+    day = dt.timedelta(days=1)
+    assert shown == {"to": str(today - day), "from": str(today - 14 * day),
+                     "bto": str(today - 15 * day), "bfrom": str(today - 28 * day)}  # fmt: skip
     c.goto("evidence")
+    assert c.page.locator("[data-testid=period-open]").count() == 0
+    c.period(SAT, today, "", "")  # a period that is not over: the page warns before issuing
+    assert "之后到达的数据会改变数值" in c.page.locator("[data-testid=period-open]").inner_text()
+    c.period(SAT, SAT, "", "")
     before = c.page.locator("#report-list").get_attribute("data-count")
     c.page.click("[data-testid=generate]")
     issued = c.page.wait_for_selector("[data-testid=issued]").get_attribute("data-report")
@@ -334,6 +347,24 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any]) -> None:
     assert checks.count() > 10
     assert v.page.locator("#checks .bad").count() == 0
     v.shot("evidence-verifier")
+    # a report file, as downloaded: its exact bytes go to the server, which verifies them
+    r = httpx.get(f"{site['url']}/api/v1/reports/{issued}", headers=site["headers"])
+    assert r.status_code == 200
+    assert b".0," in r.content  # numbers a browser's JSON.stringify would write differently
+    path = tmp_path / "report.json"
+    path.write_bytes(r.content)
+    v.page.evaluate("document.getElementById('verify-out').replaceChildren()")
+    v.page.set_input_files("[data-testid=verify-file]", str(path))
+    verdict = v.page.wait_for_selector("#verdict")
+    assert verdict.get_attribute("data-ok") == "true"
+    assert "验证通过" in verdict.inner_text()
+    # a changed file: not verified, and the page says why, in its language
+    path.write_bytes(r.content.replace(b'"value"', b'"value" ', 1).replace(b".0,", b".5,", 1))
+    v.page.evaluate("document.getElementById('verify-out').replaceChildren()")
+    v.page.set_input_files("[data-testid=verify-file]", str(path))
+    v.page.wait_for_selector("#verdict[data-ok=false]")
+    why = v.page.locator("#reasons li[data-reason=signature_invalid]").inner_text()
+    assert "签名无效" in why
     # the declared attributes are shown to a verifier, not editable
     v.page.goto(site["url"] + "/console/#/equipment/cnc-02")
     v.page.wait_for_selector("main[data-page=equipment][data-ready] #attributes")

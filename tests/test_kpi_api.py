@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from ingest_server.accounts import add_account, new_token
 from ingest_server.api import create_app
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
+from tests.test_evidence_canonical import browser_reserialised
 
 T0 = utc(2026, 11, 15, 16).timestamp()
 
@@ -48,11 +49,25 @@ def test_report_in_three_formats_and_verify(client: TestClient, db: str) -> None
 
     v = client.post("/api/v1/reports/verify", json=doc).json()
     assert v["ok"] is True, v
+    assert v["reasons"] == []
     assert len(v["checks"]) == len(doc["kpis"])
+    # the file's exact bytes, and the file as a browser re-serialises it (75.0 -> 75,
+    # keys reordered, indented): both verify, the signature being over RFC 8785 JSON
+    headers = {"Content-Type": "application/json"}
+    v = client.post("/api/v1/reports/verify", content=r.content, headers=headers).json()
+    assert v["ok"] is True, v
+    posted = browser_reserialised(doc)
+    assert posted != r.content
+    v = client.post("/api/v1/reports/verify", content=posted, headers=headers).json()
+    assert v["ok"] is True, v
     doc["kpis"][0]["value"] = 1.0
     v = client.post("/api/v1/reports/verify", json=doc).json()
     assert v["ok"] is False
     assert v["signature"].startswith("INVALID")
+    assert v["reasons"][0]["code"] == "signature_invalid"
+    bad = client.post("/api/v1/reports/verify", content=b'{"format": NaN}', headers=headers)
+    assert bad.status_code == 422
+    assert "NaN, which is not JSON" in bad.json()["error"]["message"]
 
     html = client.get(
         "/api/v1/enterprises/hf/report",

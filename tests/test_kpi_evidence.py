@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import io
 import json
 import threading
 from pathlib import Path
@@ -12,18 +13,23 @@ from typing import Any
 
 import psycopg
 import pytest
+from openpyxl import load_workbook
 
 from ingest_server.cli import main
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.evidence import (
     Request,
     SigningKeyError,
+    Verdict,
     key_id,
     load_or_create_key,
     make_report,
     verify,
 )
+from ingest_server.kpi.render import render_html, render_xlsx
+from tests.ingest_harness import batch, open_store, write
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
+from tests.test_evidence_canonical import legacy_sign
 
 T0 = utc(2026, 11, 15, 16).timestamp()
 T1 = T0 + 2 * 86400
@@ -45,6 +51,10 @@ def plant(db: str) -> str:
 
 def by_id(doc: dict[str, Any]) -> dict[str, Any]:
     return {k["id"]: k for k in doc["kpis"]}
+
+
+def codes(v: Verdict) -> list[str]:
+    return [r.code for r in v.reasons]
 
 
 def test_a_report_holds_every_kpi_and_verifies_against_the_raw_samples(
@@ -88,6 +98,10 @@ def test_a_report_holds_every_kpi_and_verifies_against_the_raw_samples(
     assert [c for c in verdict.checks if not c.ok] == []
     assert len(verdict.checks) == len(doc["kpis"])
     assert verdict.ok
+    assert verdict.reasons == []
+    assert doc["signature"]["canonicalization"] == "RFC8785"
+    assert doc["notices"] == []  # a complete period
+    assert doc["received"]["samples"] > 1000
 
 
 def test_tampering_is_detected(plant: str, tmp_path: Path) -> None:
@@ -99,6 +113,7 @@ def test_tampering_is_detected(plant: str, tmp_path: Path) -> None:
     forged = copy.deepcopy(doc)
     by_id(forged)["oee"]["value"] += 5
     assert not verify(forged).signature_ok
+    assert codes(verify(forged, trusted=key.public_key())) == ["signature_invalid"]
 
     # 2. ... and re-signed with another key: not a key of this server
     other = load_or_create_key(tmp_path / "other.pem")
@@ -111,7 +126,10 @@ def test_tampering_is_detected(plant: str, tmp_path: Path) -> None:
         v = verify(forged, conn=conn)
     assert not v.ok
     assert "not among this server's signing keys" in v.signature
+    # a valid signature by a key nobody trusts; the oee figure differs from the data
+    assert codes(v) == ["key_untrusted", "figures_differ"]
     assert not verify(forged, trusted=key.public_key()).signature_ok
+    assert codes(verify(forged, trusted=key.public_key())) == ["key_untrusted"]
 
     # 3. a raw sample changed after the report: the recomputation differs
     with psycopg.connect(plant) as conn:
@@ -126,6 +144,9 @@ def test_tampering_is_detected(plant: str, tmp_path: Path) -> None:
     bad = {c.item for c in v.checks if not c.ok}
     assert "kpi energy_tce" in bad
     assert not v.ok
+    # not late data: a sample the server held at issue changed
+    assert codes(v) == ["samples_changed", "figures_differ"]
+    assert v.reasons[1].count == len(bad)
 
 
 def test_changed_derived_rows_show_in_the_digest(plant: str, tmp_path: Path) -> None:
@@ -141,6 +162,14 @@ def test_changed_derived_rows_show_in_the_digest(plant: str, tmp_path: Path) -> 
     assert v.digest_ok is False
     assert [c for c in v.checks if not c.ok] == []  # the raw samples still say DOWN
     assert not v.ok
+    assert codes(v) == ["derived_changed"]
+    # a report made from the altered rows: its figures are not those of the raw samples,
+    # which did not change, and nothing arrived late
+    with psycopg.connect(plant) as conn:
+        doc = make_report(conn, REQ, key=load_or_create_key(tmp_path / "k.pem"), as_of=AS_OF)
+        v = verify(doc, conn=conn)
+    assert codes(v) == ["figures_differ"]
+    assert v.digest_ok
 
 
 def test_baseline_change_and_partial_period(plant: str) -> None:
@@ -165,6 +194,56 @@ def test_baseline_change_and_partial_period(plant: str) -> None:
     eq = {e["id"]: e for e in doc["equipment"]}
     assert eq["cnc-01"]["time"]["calendar_s"] == pytest.approx(12.5 * 3600)
     assert doc["parameters"]["coverage_threshold"] == 0.5
+
+
+def test_late_data_is_told_from_changed_samples(db: str, tmp_path: Path) -> None:
+    """A report made before its period ends (as the console's "today" used to) fails
+    verification once the rest of the data arrives, and the verdict says so: late data,
+    not changed samples. A legacy report (no raw-sample tally) cannot tell them apart."""
+    prepare_kpi(db)
+    cut = T0 + 20 * 3600
+    samples = plant_samples(11, T0, T1)
+    store_samples(db, [x for x in samples if x.ts < cut], 11)
+    key = load_or_create_key(tmp_path / "k.pem")
+    with psycopg.connect(db) as conn:
+        doc = make_report(conn, REQ, key=key, as_of=dt.datetime.fromtimestamp(cut, dt.UTC))
+        assert doc["period"]["partial"] is True
+        # the report says on its face that later data will change it
+        assert [n["code"] for n in doc["notices"]] == ["partial_period"]
+        assert "will change the figures" in doc["notices"][0]["text_en"]
+        assert "会改变数值" in doc["notices"][0]["text"]
+        assert verify(doc, conn=conn).ok  # nothing late yet
+    # ... and so do its renderings
+    assert doc["notices"][0]["text_en"] in render_html(doc)
+    buf = io.BytesIO()
+    render_xlsx(doc, buf)
+    cells = [c.value for row in load_workbook(buf).worksheets[0].iter_rows() for c in row]
+    assert "注意 Notice" in cells
+    assert doc["notices"][0]["text"] in cells
+
+    late = [x for x in samples if x.ts >= cut]
+    store = open_store(db)
+    try:  # the rest, as a gateway back online delivers it (later batches)
+        for seq, i in enumerate(range(0, len(late), 500), 1000):
+            write(store, ("data", batch(seq, late[i : i + 500])))
+    finally:
+        store.conn.close()
+
+    with psycopg.connect(db) as conn:
+        v = verify(doc, conn=conn)
+        assert not v.ok
+        assert codes(v)[0] == "late_data"
+        assert "samples_changed" not in codes(v)
+        assert v.reasons[0].count is not None
+        assert v.reasons[0].count > 0
+        assert "before its period ended" in v.reasons[0].message
+
+        old = {k: x for k, x in doc.items() if k not in ("signature", "received", "notices")}
+        legacy = legacy_sign(old, key)
+        v = verify(legacy, conn=conn)
+    assert v.trusted  # the legacy form still verifies its signature against signing_keys
+    assert codes(v)[0] == "rows_changed"
+    assert "late data is likely" in v.reasons[0].message
 
 
 def run_cli(*argv: str) -> int:
@@ -216,7 +295,13 @@ def test_cli_report_verify_keys_and_production(
     doc["kpis"][0]["value"] = 99.0
     out.write_text(json.dumps(doc))
     assert run_cli("verify", str(out), "--dsn", plant) == 3
-    assert "bad signature" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "reason    signature_invalid: INVALID: the signature does not match" in text
+    assert "NOT VERIFIED: signature_invalid" in text
+    assert run_cli("verify", str(out), "--dsn", plant, "--json") == 3
+    verdict = json.loads(capsys.readouterr().out)
+    assert verdict["reasons"][0]["code"] == "signature_invalid"
+    assert verdict["ok"] is False
     assert run_cli("report", "--dsn", plant, "--enterprise", "nope", "--from", "2026-11-16",
                    "--to", "2026-11-17", "--unsigned") == 2  # fmt: skip
     assert "no enterprise 'nope'" in capsys.readouterr().err

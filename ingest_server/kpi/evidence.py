@@ -1,18 +1,29 @@
 """Evidence reports: make, sign, verify.
 
 A report is the engine's output plus a SHA-256 digest over its input rows (the
-canonical lines of `Inputs.rows()`) and an Ed25519 signature over the canonical JSON of
-everything but the signature. The server's signing key is generated on first use
-(PKCS#8 PEM, mode 0600); its public key is registered in `signing_keys` so that a
-verifier with database access trusts a report's key by id, also after a rotation, and
-can be exported for verifiers without database access.
+canonical lines of `Inputs.rows()`), a tally of the raw samples the server held when
+it made the report (`received`), and an Ed25519 signature over the RFC 8785 (JCS)
+canonical JSON of everything but the signature. JCS fixes how every number and string is
+written, so a file re-serialised by a browser or another language (75.0 written as 75,
+keys reordered, whitespace) canonicalises to the same bytes; the signature block names
+its form (`"canonicalization": "RFC8785"`; reports signed before it had none and were
+signed over Python's sorted-keys `json.dumps`, which `canonical` still reproduces for
+them). The server's signing key is generated on first use (PKCS#8 PEM, mode 0600); its
+public key is registered in `signing_keys` so that a verifier with database access
+trusts a report's key by id, also after a rotation, and can be exported for verifiers
+without database access.
 
 Verification: (1) the signature, against a trusted key (`--public-key`, or the
 database's `signing_keys`; else it says the key is only self-consistent and prints its
 fingerprint); (2) with database access, every KPI recomputed from the raw samples
 (`fetch_inputs(raw=True)`) with the factor tables the report names, compared figure by figure;
 (3) the digest of the input rows as the server fetches them now, which shows whether
-derived rows changed since the report (late data, or tampering).
+derived rows changed since the report; (4) the raw-sample tally, which tells samples that
+arrived after the report was issued (late data) from samples present then that changed.
+Every failed verdict carries machine-readable reasons (`Reason.code`), root causes first.
+
+    report --sign()--> canonical(RFC 8785) --Ed25519--> signature
+    verify: signature -> key trusted? -> recompute from raw -> digest -> tally -> reasons
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -53,6 +65,7 @@ from ingest_server.kpi.inputs import (
     fetch_inputs,
     local_period,
 )
+from ingest_server.kpi.received import Arrivals, compare_received, received_tally
 
 
 class SigningKeyError(Exception):
@@ -201,19 +214,88 @@ def snapshot(conn: psycopg.Connection) -> Iterator[None]:
         yield
 
 
-def canonical(doc: dict[str, Any]) -> bytes:
+# The canonical form reports are signed over now; a signature block without
+# "canonicalization" is of the legacy form (Python's sorted-keys json.dumps).
+CANONICALIZATION = "RFC8785"
+JCS_MAX_INT = 2**53 - 1  # I-JSON: integers beyond this are not exact in a double
+
+
+class CanonicalFormError(ValueError):
+    """The document cannot be put in the canonical form the signature names."""
+
+
+def canonical(doc: dict[str, Any], form: str | None = CANONICALIZATION) -> bytes:
+    """The bytes a signature covers: everything but the signature, in `form` (RFC 8785,
+    or None for the legacy sorted-keys json.dumps of reports signed before RFC 8785)."""
     body = {k: v for k, v in doc.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    if form is None:
+        return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    if form != CANONICALIZATION:
+        raise CanonicalFormError(
+            f"unknown canonicalization {form!r}: this server knows {CANONICALIZATION!r} "
+            "and the legacy form (no canonicalization field)"
+        )
+    problem = jcs_problem(body)
+    if problem is not None:
+        raise CanonicalFormError(problem)
+    try:
+        return rfc8785.dumps(body)
+    except rfc8785.CanonicalizationError as exc:  # e.g. a key that is not a string
+        raise CanonicalFormError(f"not representable in RFC 8785 JSON: {exc}") from None
+
+
+def jcs_problem(value: Any, path: str = "$") -> str | None:
+    """Where `value` holds something RFC 8785 JSON cannot represent exactly (NaN,
+    infinity, an integer beyond 2^53 - 1, a non-string key), or None."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return None
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return None
+        return (
+            f"{path} is {value}: RFC 8785 JSON has no NaN or infinity; the figure must be "
+            "null (no value) instead"
+        )
+    if isinstance(value, int):
+        if abs(value) <= JCS_MAX_INT:
+            return None
+        return (
+            f"{path} is the integer {value}, beyond 2^53 - 1: RFC 8785 JSON writes numbers "
+            "as doubles, so it would not be exact; write it as a string"
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"{path} has the key {k!r}, which is not a string"
+            found = jcs_problem(v, f"{path}.{k}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            found = jcs_problem(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+        return None
+    return f"{path} is a {type(value).__name__}, which is not JSON"
 
 
 def sign(doc: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    """Sign `doc` in place over its RFC 8785 form; raises ReportError (naming the field)
+    if the document holds a value JCS cannot represent."""
     public = key.public_key()
     raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    doc.pop("signature", None)
+    try:
+        body = canonical(doc)
+    except CanonicalFormError as exc:
+        raise ReportError(f"the report cannot be signed: {exc}") from None
     doc["signature"] = {
         "algorithm": "Ed25519",
+        "canonicalization": CANONICALIZATION,
         "key_id": key_id(public),
         "public_key": base64.b64encode(raw).decode(),
-        "value": base64.b64encode(key.sign(canonical(doc))).decode(),
+        "value": base64.b64encode(key.sign(body)).decode(),
     }
     return doc
 
@@ -245,13 +327,50 @@ def make_report(
             heartbeat_s=req.params.heartbeat_s,
         )  # fmt: skip
         baseline = _baseline(conn, req, as_of, raw=False)
+        # only for a signed report (a scan of the period's raw samples): a draft is never
+        # verified, and the dashboards' unsigned reports stay as quick as they were
+        received = None if key is None else received_tally(conn, inputs)
     doc = _compute(inputs, baseline, req, as_of)
+    doc["notices"] = notices(doc)
     rows, value = _digest(inputs, baseline)
     doc["digest"] = {"algorithm": "sha256", "rows": rows, "value": value}
+    if received is not None:
+        doc["received"] = received
+    problem = jcs_problem(doc)
+    if problem is not None:
+        raise ReportError(f"the report cannot be issued: {problem}")
     if key is not None:
         register_key(conn, key.public_key())
         sign(doc, key)
     return doc
+
+
+PARTIAL_NOTICE = (
+    "统计期在报告生成时尚未结束。数值只含截至生成时刻 (as_of) 已收到的数据。之后到达的数据, "
+    "包括此前采集、此后才送达的数据, 会改变数值, 本报告届时将不能通过验证。"
+    "请在统计期结束、数据全部到达后重新生成。",
+    "The period had not ended when this report was made: the figures cover only the data "
+    "received up to then (as_of). Data arriving later, including data measured before then "
+    "but delivered after, will change the figures, and this report will then fail "
+    "verification. Issue it again once the period is over and its data are in.",
+)
+PARTIAL_BASELINE_NOTICE = (
+    "基期在报告生成时尚未结束。基期数值与较基期的变化会随之后到达的数据改变。",
+    "The baseline period had not ended when this report was made: its figures and the "
+    "changes against it will move as later data arrive.",
+)
+
+
+def notices(doc: dict[str, Any]) -> list[dict[str, str]]:
+    """What a reader must know before trusting the figures, in Chinese and English."""
+    out = []
+    if (doc.get("period") or {}).get("partial"):
+        zh, en = PARTIAL_NOTICE
+        out.append({"code": "partial_period", "text": zh, "text_en": en})
+    if (doc.get("baseline") or {}).get("partial"):
+        zh, en = PARTIAL_BASELINE_NOTICE
+        out.append({"code": "partial_baseline", "text": zh, "text_en": en})
+    return out
 
 
 def _baseline(
@@ -321,6 +440,21 @@ class Check:
     ok: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a verdict is not VERIFIED, for programs (`code`) and people (`message`).
+
+    Codes: not_a_report, signature_invalid, key_untrusted, late_data (samples of the
+    period arrived after the report was issued), samples_changed (samples present at
+    issue changed or are gone), derived_changed (the derived rows differ while the raw
+    samples do not), rows_changed (rows differ, cause unknown: a report made before the
+    raw tally), figures_differ, factors_differ. `count`: samples or figures concerned."""
+
+    code: str
+    message: str
+    count: int | None = None
+
+
 @dataclass(slots=True)
 class Verdict:
     signature: str  # "valid (trusted key …)", "valid (key not trusted …)", "INVALID: …"
@@ -330,6 +464,9 @@ class Verdict:
     digest: str = ""
     digest_ok: bool | None = None
     problems: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
+    arrivals: Arrivals | None = None
+    self_consistent: bool = False  # the signature is valid for the key in the report
 
     @property
     def ok(self) -> bool:
@@ -339,6 +476,52 @@ class Verdict:
             and self.digest_ok is not False
             and not self.problems
         )
+
+
+def verdict_json(v: Verdict) -> dict[str, Any]:
+    """The verdict as the API and `verify --json` give it."""
+    return {
+        "ok": v.ok and v.trusted,
+        "signature": v.signature,
+        "signature_ok": v.signature_ok,
+        "trusted": v.trusted,
+        "digest": v.digest,
+        "digest_ok": v.digest_ok,
+        "problems": v.problems,
+        "reasons": [{"code": r.code, "message": r.message, "count": r.count} for r in v.reasons],
+        "checks": [
+            {"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed, "ok": c.ok}
+            for c in v.checks
+        ],
+    }
+
+
+def parse_report(data: bytes | str, where: str = "the report") -> dict[str, Any]:
+    """A report file's JSON, refused with a message that says what is wrong: not UTF-8,
+    not JSON, not an object, NaN or Infinity (not JSON), a key given twice (which of the
+    two did the signer mean?)."""
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{where} holds {name}, which is not JSON: it cannot be a report")
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise ValueError(f"{where} gives the key {k!r} twice: it cannot be a report")
+            out[k] = v
+        return out
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        doc = json.loads(text, parse_constant=no_constant, object_pairs_hook=unique)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} is not a report: a JSON object was expected")
+    return doc
 
 
 def _generated_at(doc: dict[str, Any]) -> dt.datetime | None:
@@ -360,9 +543,13 @@ def check_signature(
     if not isinstance(sig, dict) or sig.get("algorithm") != "Ed25519":
         return False, False, "INVALID: the report has no Ed25519 signature"
     try:
+        body = canonical(doc, sig.get("canonicalization"))
+    except CanonicalFormError as exc:
+        return False, False, f"INVALID: the signed content cannot be reproduced: {exc}"
+    try:
         raw = base64.b64decode(sig["public_key"], validate=True)
         public = Ed25519PublicKey.from_public_bytes(raw)
-        public.verify(base64.b64decode(sig["value"], validate=True), canonical(doc))
+        public.verify(base64.b64decode(sig["value"], validate=True), body)
     except (InvalidSignature, ValueError, KeyError, TypeError):
         return False, False, "INVALID: the signature does not match the report's content"
     kid = key_id(public)
@@ -447,10 +634,17 @@ def verify(
     trusted: Ed25519PublicKey | None = None,
 ) -> Verdict:
     if doc.get("format") != FORMAT:
-        return Verdict(f"INVALID: not a {FORMAT} document", False, False)
+        text = f"INVALID: not a {FORMAT} document"
+        return Verdict(text, False, False, reasons=[Reason("not_a_report", text)])
     ok, is_trusted, text = check_signature(doc, trusted=trusted, conn=conn)
     verdict = Verdict(text, ok, is_trusted)
+    # valid for the key it names, which is not the trusted one: an untrusted key, not a
+    # broken signature
+    verdict.self_consistent = ok or (
+        (trusted is not None or conn is not None) and check_signature(doc)[0]
+    )
     if conn is None:
+        verdict.reasons = reasons(doc, verdict)
         return verdict
     req, as_of = _request_of(doc)
     energy = energy_from_json(doc["factors"]["energy"])
@@ -474,6 +668,8 @@ def verify(
             heartbeat_s=req.params.heartbeat_s,
         )  # fmt: skip
         fast_base = _baseline(conn, req, as_of, raw=False)
+        if isinstance(doc.get("received"), dict):
+            verdict.arrivals = compare_received(conn, fast, doc["received"])
     again = _compute(
         raw, base, req, as_of, report_id=doc["report_id"], energy=energy, emission=emission
     )
@@ -488,7 +684,67 @@ def verify(
         f"{str(claimed.get('value'))[:16]}… then, {n} rows {value[:16]}… now "
         "(late data for the period, or rows changed)"
     )
+    verdict.reasons = reasons(doc, verdict)
     return verdict
+
+
+def reasons(doc: dict[str, Any], v: Verdict) -> list[Reason]:
+    """Why `v` is not VERIFIED, root causes first; empty when it is."""
+    out: list[Reason] = []
+    if not v.self_consistent:
+        out.append(Reason("signature_invalid", v.signature))
+    elif not (v.signature_ok and v.trusted):
+        out.append(Reason("key_untrusted", v.signature))
+    bad = sum(not c.ok for c in v.checks)
+    rows_differ = bad > 0 or v.digest_ok is False
+    received = doc.get("received") if isinstance(doc.get("received"), dict) else None
+    a = v.arrivals
+    if rows_differ and a is not None and received is not None:
+        issued = doc.get("generated_at")
+        changed = a.kept != received.get("samples") or a.kept_checksum != received.get("checksum")
+        if a.late:
+            partial = " (the report was made before its period ended)" if (
+                doc.get("period") or {}).get("partial") else ""  # fmt: skip
+            out.append(Reason(
+                "late_data",
+                f"{a.late} sample(s) of the period arrived after the report was issued at "
+                f"{issued}{partial}: issue the report again to include them",
+                a.late,
+            ))  # fmt: skip
+        if changed:
+            gone = int(received.get("samples") or 0) - a.kept
+            what = f"{gone} of them are gone" if gone > 0 else "some changed"
+            out.append(Reason(
+                "samples_changed",
+                f"samples the server held when the report was issued differ now: "
+                f"{received.get('samples')} then, {a.kept} of the same series and times now; "
+                f"{what}",
+                abs(gone) if gone else None,
+            ))  # fmt: skip
+        if not a.late and not changed and v.digest_ok is False:
+            out.append(Reason(
+                "derived_changed",
+                "the raw samples are as they were at issue, but the derived rows (state "
+                "intervals, counter sums, sample counts) or the registry differ: "
+                + v.digest,
+            ))  # fmt: skip
+    elif rows_differ and v.digest_ok is False:
+        was_partial = bool((doc.get("period") or {}).get("partial"))
+        out.append(Reason(
+            "rows_changed",
+            "input rows differ from the report's; the report has no raw-sample tally "
+            "(made by an older version), so late data cannot be told from changed samples"
+            + ("; it was made before its period ended, so late data is likely" if was_partial
+               else ""),
+        ))  # fmt: skip
+    if bad:
+        out.append(Reason(
+            "figures_differ",
+            f"{bad} figure(s) recomputed from the raw samples differ from the report's",
+            bad,
+        ))  # fmt: skip
+    out.extend(Reason("factors_differ", p) for p in v.problems)
+    return out
 
 
 _EQUIPMENT_FIELDS = (

@@ -372,18 +372,35 @@ def _period(p: Json) -> _Raw:
     )
 
 
+# reports made before the report carried its own "notices" say the same on their face
+_LEGACY_PARTIAL = (
+    "partial_period",
+    "统计期在报告生成时尚未结束。数值只含截至生成时刻的数据, 之后到达的数据会改变数值, "
+    "本报告届时将不能通过验证。",
+    "The period had not ended when this report was made: the figures cover the data up to "
+    "then. Data arriving later will change the figures, and this report will then fail "
+    "verification.",
+)
+
+
+def _notices(r: Json) -> list[tuple[str, str, str]]:
+    """(code, Chinese, English) of each notice the report carries."""
+    notices = r.get("notices")
+    if isinstance(notices, list):
+        return [(str(n.get("code")), str(n.get("text")), str(n.get("text_en"))) for n in notices]
+    return [_LEGACY_PARTIAL] if (r.get("period") or {}).get("partial") else []
+
+
 def _title_html(r: Json, ctx: _Ctx) -> str:
     ent, period = r.get("enterprise") or {}, r.get("period") or {}
     software, params = r.get("software") or {}, r.get("parameters") or {}
     marks = PARTIAL if period.get("partial") else ""
     if not r.get("signature"):
         marks += '<span class="mark draft">未签名草稿 / unsigned draft</span>'
-    partial_note = (
-        '<p class="warn">统计期在报告生成时尚未结束。数值只含截至生成时刻的数据。'
-        '<span class="en">The period had not ended when this report was made: the figures '
-        "cover the data up to then, not the whole period.</span></p>"
-        if period.get("partial")
-        else ""
+    partial_note = "".join(
+        f'<p class="warn" data-notice="{_h(zh_en[0])}">{_h(zh_en[1])}'
+        f'<span class="en">{_h(zh_en[2])}</span></p>'
+        for zh_en in _notices(r)
     )
     sites = "; ".join(
         f"{s.get('name') or ''} {s.get('name_en') or ''} "
@@ -777,6 +794,7 @@ def _summary(ws: Any, r: Json) -> None:
         ("企业 Enterprise", [ent.get("name"), ent.get("name_en"), ent.get("id")]),
         ("统一社会信用代码 Credit code", [ent.get("credit_code")]),
         *_period_pairs(r.get("period") or {}),
+        *(("注意 Notice", [zh, en]) for _code, zh, en in _notices(r)),
         ("生成时间 Generated (UTC)", [r.get("generated_at")]),
         ("软件 Software", [software.get("name"), software.get("version")]),
         ("报告编号 Report ID", [r.get("report_id")]),

@@ -8,17 +8,18 @@
   const prefs = window.localStorage;
   const ISO = (d) => d.toISOString().slice(0, 10);
   const addDays = (iso, n) => { const d = new Date(iso + "T00:00:00Z"); d.setUTCDate(d.getUTCDate() + n); return ISO(d); };
-  const today = ISO(new Date(Date.now() - new Date().getTimezoneOffset() * 60000));
 
+  // The period and baseline are the user's last choice (kept when applied); until there is
+  // one, the defaults of defaultPeriod(), set once the site's time zone is known.
   const S = {
     token: session.getItem("fe.token"),
     me: JSON.parse(session.getItem("fe.me") || "null"),
     lang: prefs.getItem("fe.lang") || "zh",
     ent: prefs.getItem("fe.ent"),
-    from: prefs.getItem("fe.from") || addDays(today, -13),
-    to: prefs.getItem("fe.to") || today,
-    bfrom: prefs.getItem("fe.bfrom") ?? addDays(today, -27),
-    bto: prefs.getItem("fe.bto") ?? addDays(today, -14),
+    from: prefs.getItem("fe.from") || null,
+    to: prefs.getItem("fe.to") || null,
+    bfrom: prefs.getItem("fe.bfrom"),
+    bto: prefs.getItem("fe.bto"),
     ents: null, info: {}, timer: null, renderId: 0,
   };
 
@@ -67,6 +68,18 @@
     const wall = new Date(`${local(guess.toISOString()).replace(" ", "T")}Z`);
     return new Date(guess.getTime() - (wall - guess));
   }
+  // today's date at the site (YYYY-MM-DD)
+  const siteToday = () => new Intl.DateTimeFormat("sv-SE", { timeZone: tz(), year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+  // The default period: the 14 days that ended at the site's last midnight, the baseline
+  // the 14 days before. A period that includes today is not over: a report of it is
+  // partial and stops verifying as soon as later data arrive (docs/console.md).
+  function defaultPeriod() {
+    const to = addDays(siteToday(), -1);
+    const from = addDays(to, -13);
+    if (!S.to) { S.from = from; S.to = to; }
+    if (S.bfrom === null && S.bto === null) { S.bto = addDays(S.from, -1); S.bfrom = addDays(S.bto, -13); }
+  }
+  const periodOpen = () => Boolean(S.to) && S.to >= siteToday();
   function seconds(s) {
     if (s === null || s === undefined) return "—";
     if (s < 120) return `${num(s, 0)} s`;
@@ -78,9 +91,10 @@
   async function api(path, opts = {}) {
     const headers = {};
     if (S.token) headers.Authorization = `Bearer ${S.token}`;
-    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
-    const r = await fetch(`/api/v1${path}`, { method: opts.method || "GET", headers,
-      body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
+    if (opts.body !== undefined || opts.raw !== undefined) headers["Content-Type"] = "application/json";
+    // opts.raw: a JSON text sent as it is (a report file's exact bytes), never re-serialised
+    const body = opts.raw !== undefined ? opts.raw : opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const r = await fetch(`/api/v1${path}`, { method: opts.method || "GET", headers, body });
     if (opts.blob && r.ok) return r.blob();
     const type = r.headers.get("content-type") || "";
     const data = type.includes("json") ? await r.json() : await r.text();
@@ -479,13 +493,22 @@
     const k = kind === "kpi" && doc ? doc.kpis.find((x) => x.id === id) : null;
     return k ? `${nm(k)} (${id})` : item;
   }
+  // a reason code of the verdict in the console's language; the server's own words (in
+  // English, with the figures) as the tooltip
+  function reasonText(r, doc) {
+    const key = `reason_${r.code}`;
+    const text = window.I18N.zh[key] ? t(key).replace("{n}", r.count ?? "") : r.message;
+    return r.code === "late_data" && doc?.period?.partial ? `${text} ${t("reason_partial_hint")}` : text;
+  }
   function verdictView(v, doc) {
+    const reasons = v.reasons || [];
     return h("div", { class: "panel", id: "verdict", "data-ok": String(v.ok) },
       h("div", { class: `verdict ${v.ok ? "ok" : "bad"}` }, v.ok ? t("verified") : t("not_verified")),
+      reasons.length ? h("ul", { id: "reasons" }, reasons.map((r) => h("li", { class: "bad", "data-reason": r.code, title: r.message },
+        `${t("why")}: ${reasonText(r, doc)}`))) : null,
       h("div", {}, `${t("signature")}: `, h("span", { class: v.signature_ok ? "ok" : "bad" }, v.signature),
         ` · ${t("trusted")}: `, h("span", { class: v.trusted ? "ok" : "bad" }, v.trusted ? t("yes") : t("no")),
         ` · ${t("digest")}: `, h("span", { class: v.digest_ok ? "ok" : "bad" }, v.digest_ok ? t("ok") : t("differs"))),
-      v.problems.length ? h("ul", {}, v.problems.map((p) => h("li", { class: "bad" }, p))) : null,
       table([
         { label: t("item"), get: (c) => itemName(c.item, doc) },
         { label: t("claimed"), num: true, get: (c) => (typeof c.claimed === "number" ? num(c.claimed, 6) : String(c.claimed ?? "—")) },
@@ -511,7 +534,7 @@
       const rows = await api(`${E()}/reports`);
       list.replaceChildren(table([
         { label: t("created"), get: (r) => local(r.created_at).slice(0, 16) },
-        { label: t("period"), get: (r) => `${r.period_from} – ${r.period_to}${r.partial ? " *" : ""}` },
+        { label: t("period"), get: (r) => h("span", { title: r.partial ? t("partial_report") : null }, `${r.period_from} – ${r.period_to}${r.partial ? ` (${t("partial_short")})` : ""}`) },
         { label: t("created_by"), get: (r) => r.created_by },
         { label: t("key"), get: (r) => h("code", {}, String(r.key_id).slice(0, 12)) },
         { label: t("download"), get: (r) => ["json", "html", "xlsx"].map((f) => h("button", { class: "link", style: "margin-right:8px",
@@ -523,7 +546,8 @@
       gen.disabled = true; gen.textContent = t("generating"); msg.replaceChildren();
       try {
         const r = await api(`${E()}/reports`, { method: "POST", body: { from: S.from, to: S.to, baseline_from: hasBaseline() ? S.bfrom : null, baseline_to: hasBaseline() ? S.bto : null } });
-        msg.replaceChildren(h("p", { class: "ok", "data-testid": "issued", "data-report": r.id }, `✓ ${r.id}`));
+        msg.replaceChildren(h("p", { class: "ok", "data-testid": "issued", "data-report": r.id }, `✓ ${r.id}`),
+          r.period?.partial ? h("p", { class: "bad", "data-testid": "issued-partial" }, `⚠ ${t("partial_report")}`) : null);
         await refresh();
       } catch (e) { msg.replaceChildren(errorBox(e)); }
       gen.disabled = false; gen.textContent = t("generate");
@@ -532,13 +556,19 @@
       const f = ev.target.files[0];
       if (!f) return;
       try {
-        const doc = JSON.parse(await f.text());
-        out.replaceChildren(verdictView(await api("/reports/verify", { method: "POST", body: doc }), doc));
+        // the file's exact bytes go to the server: it parses and verifies them as they are
+        const text = await f.text();
+        const v = await api("/reports/verify", { method: "POST", raw: text });
+        let doc = null;
+        try { doc = JSON.parse(text); } catch { /* the server said what is wrong with it */ }
+        out.replaceChildren(verdictView(v, doc));
       } catch (e) { out.replaceChildren(errorBox(e)); }
+      ev.target.value = "";  // the same file again verifies again
     } });
     main.append(
       h("h2", {}, t("evidence")),
-      h("div", { class: "panel row" }, canWrite ? [gen, h("span", { class: "muted" }, `${t("period")} ${S.from} – ${S.to}${hasBaseline() ? ` · ${t("baseline")} ${S.bfrom} – ${S.bto}` : ""}`)]
+      h("div", { class: "panel row" }, canWrite ? [gen, h("span", { class: "muted" }, `${t("period")} ${S.from} – ${S.to}${hasBaseline() ? ` · ${t("baseline")} ${S.bfrom} – ${S.bto}` : ""}`),
+        periodOpen() ? h("span", { class: "bad", "data-testid": "period-open" }, `⚠ ${t("partial_report")}`) : null]
         : h("span", { class: "muted", "data-testid": "read-only" }, `${t("read_only")}: ${t("verifier_hint")}`)),
       msg, h("h2", {}, t("reports")), list,
       h("div", { class: "panel row" }, h("label", {}, t("verify_file")), file), out);
@@ -607,6 +637,7 @@
       if (!S.ents) S.ents = await api("/enterprises");
       if (!S.ents.some((e) => e.id === S.ent)) S.ent = S.ents[0]?.id;
       if (S.ent && !S.info[S.ent]) S.info[S.ent] = await api(E());
+      defaultPeriod();
     } catch (e) { if (S.token) document.body.replaceChildren(errorBox(e)); return; }
     if (id !== S.renderId) return;
     const main = shell(name);
