@@ -324,6 +324,7 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path:
     before = c.page.locator("#report-list").get_attribute("data-count")
     c.page.click("[data-testid=generate]")
     issued = c.page.wait_for_selector("[data-testid=issued]").get_attribute("data-report")
+    assert "null" not in c.page.locator("#issue-msg").inner_text()
     listed = c.api(f"/enterprises/{ENT}/reports")
     assert issued in [r["id"] for r in listed]
     assert c.page.locator("#report-list").get_attribute("data-count") == str(int(before or 0) + 1)
@@ -358,6 +359,7 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path:
     verdict = v.page.wait_for_selector("#verdict")
     assert verdict.get_attribute("data-ok") == "true"
     assert "验证通过" in verdict.inner_text()
+    assert v.page.locator("#signature").inner_text().startswith("有效")  # not the server's English
     # a changed file: not verified, and the page says why, in its language
     path.write_bytes(r.content.replace(b'"value"', b'"value" ', 1).replace(b".0,", b".5,", 1))
     v.page.evaluate("document.getElementById('verify-out').replaceChildren()")
@@ -365,6 +367,7 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path:
     v.page.wait_for_selector("#verdict[data-ok=false]")
     why = v.page.locator("#reasons li[data-reason=signature_invalid]").inner_text()
     assert "签名无效" in why
+    assert v.page.locator("#signature").inner_text().startswith("无效")
     # the declared attributes are shown to a verifier, not editable
     v.page.goto(site["url"] + "/console/#/equipment/cnc-02")
     v.page.wait_for_selector("main[data-page=equipment][data-ready] #attributes")

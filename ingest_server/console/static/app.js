@@ -506,7 +506,10 @@
       h("div", { class: `verdict ${v.ok ? "ok" : "bad"}` }, v.ok ? t("verified") : t("not_verified")),
       reasons.length ? h("ul", { id: "reasons" }, reasons.map((r) => h("li", { class: "bad", "data-reason": r.code, title: r.message },
         `${t("why")}: ${reasonText(r, doc)}`))) : null,
-      h("div", {}, `${t("signature")}: `, h("span", { class: v.signature_ok ? "ok" : "bad" }, v.signature),
+      h("div", {}, `${t("signature")}: `,
+        h("span", { class: v.signature_ok ? "ok" : "bad", id: "signature", title: v.signature },
+          v.signature_ok ? t("sig_valid") : t("sig_invalid"),
+          doc?.signature?.key_id ? ` (${t("key")} ${String(doc.signature.key_id).slice(0, 12)})` : ""),
         ` · ${t("trusted")}: `, h("span", { class: v.trusted ? "ok" : "bad" }, v.trusted ? t("yes") : t("no")),
         ` · ${t("digest")}: `, h("span", { class: v.digest_ok ? "ok" : "bad" }, v.digest_ok ? t("ok") : t("differs"))),
       table([
@@ -520,7 +523,7 @@
   async function evidence(main) {
     const canWrite = S.me?.role !== "verifier";
     const out = h("div", { id: "verify-out" });
-    const msg = h("div", {});
+    const msg = h("div", { id: "issue-msg" });
     const list = h("div", { id: "reports" });
     const verifyBy = async (id, btn) => {
       btn.disabled = true; btn.textContent = t("verifying");
@@ -546,8 +549,9 @@
       gen.disabled = true; gen.textContent = t("generating"); msg.replaceChildren();
       try {
         const r = await api(`${E()}/reports`, { method: "POST", body: { from: S.from, to: S.to, baseline_from: hasBaseline() ? S.bfrom : null, baseline_to: hasBaseline() ? S.bto : null } });
-        msg.replaceChildren(h("p", { class: "ok", "data-testid": "issued", "data-report": r.id }, `✓ ${r.id}`),
-          r.period?.partial ? h("p", { class: "bad", "data-testid": "issued-partial" }, `⚠ ${t("partial_report")}`) : null);
+        // (replaceChildren would write a null as the text "null")
+        msg.replaceChildren(h("div", {}, h("p", { class: "ok", "data-testid": "issued", "data-report": r.id }, `✓ ${r.id}`),
+          r.period?.partial ? h("p", { class: "bad", "data-testid": "issued-partial" }, `⚠ ${t("partial_report")}`) : null));
         await refresh();
       } catch (e) { msg.replaceChildren(errorBox(e)); }
       gen.disabled = false; gen.textContent = t("generate");
