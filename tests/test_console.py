@@ -368,6 +368,16 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path:
     why = v.page.locator("#reasons li[data-reason=signature_invalid]").inner_text()
     assert "签名无效" in why
     assert v.page.locator("#signature").inner_text().startswith("无效")
+    # and in English, when the console is in English
+    v.page.click("header [data-testid=lang]")
+    v.page.wait_for_selector("main[data-ready] [data-testid=verify-file]")
+    v.page.set_input_files("[data-testid=verify-file]", str(path))
+    v.page.wait_for_selector("#verdict[data-ok=false]")
+    why = v.page.locator("#reasons li[data-reason=signature_invalid]").inner_text()
+    assert "invalid signature: the report was changed after it was signed" in why
+    assert v.page.locator("#signature").inner_text().startswith("invalid")
+    v.page.click("header [data-testid=lang]")
+    v.page.wait_for_selector("main[data-ready]")
     # the declared attributes are shown to a verifier, not editable
     v.page.goto(site["url"] + "/console/#/equipment/cnc-02")
     v.page.wait_for_selector("main[data-page=equipment][data-ready] #attributes")
