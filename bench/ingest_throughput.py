@@ -48,8 +48,8 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
-from edge_agent.sample import Sample  # noqa: E402
-from edge_agent.wire import encode_batch, encode_message  # noqa: E402
+from edge_agent.contract.sample import Sample  # noqa: E402
+from edge_agent.contract.wire import encode_batch, encode_message  # noqa: E402
 from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: E402
 from ingest_server.registry import Registry, import_registry  # noqa: E402
 from ingest_server.schema import migrate  # noqa: E402

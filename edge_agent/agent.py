@@ -24,13 +24,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
-from edge_agent.config import AgentConfig, ModbusDeviceConfig, OpcUaDeviceConfig, read_secret
+from edge_agent.config import AgentConfig, ModbusDeviceConfig, OpcUaDeviceConfig
+from edge_agent.contract.sample import Sample
+from edge_agent.contract.secrets import read_secret
+from edge_agent.contract.wire import encode_batch, encode_message, ms
 from edge_agent.delivery import Delivery
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.publisher import MqttSink
 from edge_agent.report import ExceptionFilter
-from edge_agent.sample import Sample
-from edge_agent.wire import encode_batch, encode_message, ms
 
 if TYPE_CHECKING:
     from edge_agent.modbus_source import ModbusLink, ModbusSource

@@ -47,11 +47,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_agent.agent import open_outbox, uplink
-from edge_agent.config import AgentConfig, OpcUaDeviceConfig, read_secret
+from edge_agent.config import AgentConfig, OpcUaDeviceConfig
+from edge_agent.contract.sample import DEVICE_STATUS_TAG, Quality, Role, Sample
+from edge_agent.contract.secrets import read_secret
+from edge_agent.contract.wire import encode_batch
 from edge_agent.delivery import Delivery
 from edge_agent.outbox import Outbox
-from edge_agent.sample import DEVICE_STATUS_TAG, Quality, Role, Sample
-from edge_agent.wire import encode_batch
 
 logger = logging.getLogger(__name__)
 

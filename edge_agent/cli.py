@@ -18,14 +18,8 @@ import sys
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.config import (
-    AgentConfig,
-    ConfigError,
-    ModbusDeviceConfig,
-    OpcUaDeviceConfig,
-    load_config,
-    read_secret,
-)
+from edge_agent.config import AgentConfig, ModbusDeviceConfig, OpcUaDeviceConfig, load_config
+from edge_agent.contract.secrets import ConfigError, read_secret
 from edge_agent.modbus_plan import describe_plan, plan_device
 from edge_agent.outbox import OutboxError
 

@@ -6,7 +6,8 @@ Errors name the file, the path inside it (``devices[2].tags[0].order``) and the 
 integrator can repair a file on a gateway without reading this code. The layout of a
 Modbus value (how many registers it takes, which word orders make sense) is settled here,
 at validation time, so the read planner and the codec never see an impossible tag.
-Secrets (MQTT password, HMAC key) are read from files, never written inline.
+Secrets (MQTT password, HMAC key) are read from files (edge_agent.contract.secrets), never
+written inline.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
-from edge_agent.sample import DEVICE_STATUS_TAG, MachineState, Role
+from edge_agent.contract.sample import DEVICE_STATUS_TAG, MachineState, Role
+from edge_agent.contract.secrets import ConfigError
+from edge_agent.contract.yaml12 import YamlFileError, read_yaml_file, validation_problems
 from edge_agent.umati import check_override_key
-from edge_agent.yaml12 import InvalidFileError, YamlFileError, read_yaml_file, validation_problems
 
 CONFIG_VERSION = 1
 
@@ -470,12 +472,6 @@ def _resolve_paths(model: Any, base: Path) -> Any:
     return model
 
 
-class ConfigError(InvalidFileError):
-    """An agent config that cannot be used; `problems` lists each as 'path: message'."""
-
-    kind = "agent config"
-
-
 # pydantic's union errors name the union member ("OpcUaDeviceConfig"); users think in
 # protocols, so drop those steps from the path.
 _MEMBER_STEPS = frozenset({"opcua", "modbus", "OpcUaDeviceConfig", "ModbusDeviceConfig"})
@@ -520,21 +516,3 @@ def load_config(path: str | Path) -> AgentConfig:
     except YamlFileError as exc:
         raise ConfigError(str(p), [exc.problem]) from None
     return parse_config(data, str(p)).resolve(p.parent)
-
-
-def read_secret(path: Path, what: str) -> bytes:
-    """A secret from a file; refuses files that others can read (the key would leak)."""
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(str(path), [f"cannot read the {what}: {exc.strerror}"]) from None
-    if mode & 0o077:
-        raise ConfigError(
-            str(path),
-            [f"the {what} is readable by group or others (mode {mode & 0o777:o}); chmod 600 it"],
-        )
-    secret = data.strip()
-    if not secret:
-        raise ConfigError(str(path), [f"the {what} file is empty"])
-    return secret

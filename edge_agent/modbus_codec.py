@@ -27,8 +27,8 @@ from operator import itemgetter
 from typing import Any
 
 from edge_agent.config import ModbusTagConfig
+from edge_agent.contract.sample import Quality, Role
 from edge_agent.modbus_plan import ReadRequest
-from edge_agent.sample import Quality, Role
 
 Decoded = tuple[str, float | str | None, Quality, str | None]
 Raw = int | float | bool

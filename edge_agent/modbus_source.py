@@ -29,10 +29,10 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import ModbusDeviceConfig
+from edge_agent.contract.sample import Quality, Sample, status_sample
 from edge_agent.modbus_codec import BlockDecoder
 from edge_agent.modbus_plan import ReadRequest, describe_plan, plan_device, split_request
 from edge_agent.poll_schedule import PollSchedule
-from edge_agent.sample import Quality, Sample, status_sample
 
 logger = logging.getLogger(__name__)
 

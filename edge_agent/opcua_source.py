@@ -36,9 +36,10 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.uaerrors import UaError
 
 from edge_agent.backoff import Backoff
-from edge_agent.config import OpcUaDeviceConfig, OpcUaNodeConfig, read_secret
+from edge_agent.config import OpcUaDeviceConfig, OpcUaNodeConfig
+from edge_agent.contract.sample import Quality, Sample, status_sample
+from edge_agent.contract.secrets import read_secret
 from edge_agent.poll_schedule import PollSchedule
-from edge_agent.sample import Quality, Sample, status_sample
 from edge_agent.umati import umati_state
 
 logger = logging.getLogger(__name__)

@@ -28,8 +28,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.config import AgentConfig, read_secret
-from edge_agent.wire import encode_message, topic
+from edge_agent.config import AgentConfig
+from edge_agent.contract.secrets import read_secret
+from edge_agent.contract.wire import encode_message, topic
 
 logger = logging.getLogger(__name__)
 

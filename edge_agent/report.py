@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_agent.sample import DEVICE_STATUS_TAG, Quality, Sample
+from edge_agent.contract.sample import DEVICE_STATUS_TAG, Quality, Sample
 
 
 @dataclass(slots=True)

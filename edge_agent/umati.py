@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from edge_agent.sample import MachineState
+from edge_agent.contract.sample import MachineState
 
 ITEM_STATES = ("NotAvailable", "OutOfService", "NotExecuting", "Executing")
 # OPC 40501-1 MachineOperationMode, by value

@@ -338,7 +338,7 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    from edge_agent.config import read_secret  # noqa: PLC0415
+    from edge_agent.contract.secrets import read_secret  # noqa: PLC0415
     from ingest_server.schema import apply_policies, migrate  # noqa: PLC0415
 
     if args.retire and args.workers > 1:
@@ -621,7 +621,7 @@ def _main(argv: list[str] | None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from edge_agent.yaml12 import InvalidFileError  # noqa: PLC0415
+    from edge_agent.contract.yaml12 import InvalidFileError  # noqa: PLC0415
     from ingest_server.embedded_pg import EmbeddedPostgresError  # noqa: PLC0415
     from ingest_server.kpi.evidence import SigningKeyError  # noqa: PLC0415
     from ingest_server.schema import SchemaError  # noqa: PLC0415

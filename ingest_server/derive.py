@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from edge_agent.sample import COUNTER_ROLES, MachineState
+from edge_agent.contract.sample import COUNTER_ROLES, MachineState
 
 OFFLINE = "OFFLINE"
 UNKNOWN = "UNKNOWN"

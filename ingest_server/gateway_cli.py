@@ -49,7 +49,7 @@ def _write_secret(path: Path, text: str, mode: int = 0o600) -> None:
 
 
 def cmd_gateway(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
-    from edge_agent.config import read_secret  # noqa: PLC0415
+    from edge_agent.contract.secrets import read_secret  # noqa: PLC0415
     from ingest_server.report_cli import migrated_connection  # noqa: PLC0415
 
     with migrated_connection(args, resolve_dsn) as conn:

@@ -95,7 +95,7 @@ def add_gateway(
             f"gateway {enterprise}/{site}/{gateway} already has a key and a broker login: "
             "give --rotate to issue new ones (the old ones stop working)"
         )
-    # the agent signs with the key file's text (edge_agent.config.read_secret): 64 hex
+    # the agent signs with the key file's text (edge_agent.contract.secrets.read_secret): 64 hex
     # digits, 32 random bytes; the server checks with the same bytes
     key = secrets.token_hex(32).encode()
     password = secrets.token_urlsafe(24)

@@ -25,14 +25,14 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from edge_agent.wire import (
+from edge_agent.contract.wire import (
     MAX_MS,
     MAX_STATUS_CHARS,
     MAX_TEXT_BYTES,
     SignatureError,
     check_signature,
 )
-from edge_agent.yaml12 import format_location
+from edge_agent.contract.yaml12 import format_location
 
 _LEVEL = r"([a-z0-9][a-z0-9_-]*)"
 TOPIC = re.compile(rf"^fe/v1/{_LEVEL}/{_LEVEL}/{_LEVEL}/(data|birth|status)$")
@@ -43,7 +43,7 @@ TOPIC = re.compile(rf"^fe/v1/{_LEVEL}/{_LEVEL}/{_LEVEL}/(data|birth|status)$")
 ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 MAX_ID_CHARS = 128
 MAX_NAME_BYTES = 256  # roles, units, data types, metadata keys
-# shared with the agent (edge_agent/wire.py), which makes its samples fit them: a string
+# shared with the agent (edge_agent/contract/wire.py), which makes its samples fit them: a string
 # value at most MAX_TEXT_BYTES of UTF-8, a status text MAX_STATUS_CHARS; times in ms since
 # the Unix epoch from 0 to MAX_MS (9999-12-31T23:59:59.999Z), the last instant both
 # PostgreSQL's timestamptz and the server's readers (Python datetime) hold

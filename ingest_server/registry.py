@@ -33,8 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-from edge_agent.config import read_secret
-from edge_agent.yaml12 import (
+from edge_agent.contract.secrets import read_secret
+from edge_agent.contract.yaml12 import (
     InvalidFileError,
     YamlFileError,
     read_yaml_file,

@@ -262,7 +262,7 @@ def cmd_accounts(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str,
 
 def _password(args: argparse.Namespace) -> str:
     if args.password_file is not None:
-        from edge_agent.config import read_secret  # noqa: PLC0415
+        from edge_agent.contract.secrets import read_secret  # noqa: PLC0415
 
         return read_secret(args.password_file, "password").decode()
     first = getpass.getpass(f"password for {args.name}: ")

@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from edge_agent.yaml12 import read_yaml_file
+from edge_agent.contract.yaml12 import read_yaml_file
 from simulators.calendar import ShiftCalendar
 from simulators.ports import pick_free_port
 from simulators.scenario import default_scenario_path, load_scenario

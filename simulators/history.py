@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from edge_agent.sample import MachineState
+from edge_agent.contract.sample import MachineState
 from simulators.faults import Fault, FaultError
 from simulators.plant import Plant
 from simulators.registers import decode, encode, register_value

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.sample import MachineState
+from edge_agent.contract.sample import MachineState
 from simulators.calendar import ShiftCalendar
 from simulators.scenario import Carrier, Equipment, Meter, Scenario
 from simulators.schedule import Span, spans_from

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import struct
 
-from edge_agent.sample import MachineState
+from edge_agent.contract.sample import MachineState
 from simulators.scenario import COUNTER_SOURCES, Register
 from simulators.views import MachineView, MeterView
 

@@ -30,8 +30,13 @@ from pydantic import (
     model_validator,
 )
 
-from edge_agent.sample import MachineState  # the canonical states are the contract
-from edge_agent.yaml12 import InvalidFileError, YamlFileError, read_yaml_file, validation_problems
+from edge_agent.contract.sample import MachineState  # the canonical states are the contract
+from edge_agent.contract.yaml12 import (
+    InvalidFileError,
+    YamlFileError,
+    read_yaml_file,
+    validation_problems,
+)
 
 SCENARIO_VERSION = 1
 

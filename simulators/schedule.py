@@ -19,7 +19,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from edge_agent.sample import MachineState
+from edge_agent.contract.sample import MachineState
 from simulators.calendar import ShiftCalendar, ShiftWindow
 from simulators.scenario import Equipment
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from edge_agent.sample import MachineState
+from edge_agent.contract.sample import MachineState
 from edge_agent.umati import umati_state
 
 NS_DI = "http://opcfoundation.org/UA/DI/"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_agent.sample import MachineState
+from edge_agent.contract.sample import MachineState
 from simulators.scenario import Carrier
 
 

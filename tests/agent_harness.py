@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import load_config
-from edge_agent.wire import verify
+from edge_agent.contract.wire import verify
 from simulators.agent_config import agent_config
 from simulators.clock import ManualClock
 from simulators.runtime import FactorySim

@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 
-from edge_agent.sample import Quality, Sample
-from edge_agent.wire import encode_batch, encode_message
+from edge_agent.contract.sample import Quality, Sample
+from edge_agent.contract.wire import encode_batch, encode_message
 from ingest_server.payload import parse_message
 from ingest_server.registry import Registry, import_registry
 from ingest_server.schema import migrate

@@ -9,8 +9,8 @@ from typing import Any
 
 import psycopg
 
-from edge_agent.sample import Sample
-from edge_agent.wire import encode_message
+from edge_agent.contract.sample import Sample
+from edge_agent.contract.wire import encode_message
 from ingest_server.registry import Registry, import_registry
 from ingest_server.schema import migrate
 from tests.ingest_harness import GW, KEY, batch, open_store, s, write

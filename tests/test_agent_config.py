@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import ConfigError, load_config, parse_config, read_secret
-from edge_agent.yaml12 import load_yaml
+from edge_agent.config import load_config, parse_config
+from edge_agent.contract.secrets import ConfigError, read_secret
+from edge_agent.contract.yaml12 import load_yaml
 from simulators.agent_config import agent_config, dump_agent_config
 from simulators.scenario import default_scenario_path, load_scenario
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
+from edge_agent.contract.sample import Sample
+from edge_agent.contract.wire import verify
 from edge_agent.outbox import Outbox
-from edge_agent.sample import Sample
-from edge_agent.wire import verify
 from tests.agent_harness import write_key
 
 CONFIG = Path(__file__).parent / "agent_configs" / "minimal.yaml"

@@ -11,9 +11,9 @@ import yaml
 
 from edge_agent.cli import main as edge_agent
 from edge_agent.config import load_config
+from edge_agent.contract.yaml12 import load_yaml
 from edge_agent.discover import UMATI_ROLES
 from edge_agent.umati import ITEM_STATES, MODE_NAMES, default_state
-from edge_agent.yaml12 import load_yaml
 
 DOC = Path(__file__).parents[1] / "docs" / "agent.md"
 

@@ -16,8 +16,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from edge_agent.agent import application_uri
 from edge_agent.config import OpcUaDeviceConfig, load_config
+from edge_agent.contract.sample import Sample
 from edge_agent.opcua_source import OpcUaSource
-from edge_agent.sample import Sample
 from simulators.cli import free_ports
 from simulators.clock import ManualClock
 from simulators.runtime import FactorySim

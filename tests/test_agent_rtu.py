@@ -16,8 +16,8 @@ from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edge_agent.config import ModbusDeviceConfig
+from edge_agent.contract.sample import Sample
 from edge_agent.modbus_source import ModbusLink, ModbusSource
-from edge_agent.sample import Sample
 
 pytestmark = pytest.mark.slow
 # 1873210.4 kWh as a u32 of 0.1 kWh, low word first (CDAB), then a u16 state code

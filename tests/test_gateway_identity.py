@@ -20,7 +20,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.config import load_config, read_secret
+from edge_agent.config import load_config
+from edge_agent.contract.secrets import read_secret
 from ingest_server.cli import main
 from ingest_server.gateways import GatewayError, add_gateway, mosquitto_hash, revoke_gateway
 from tests.broker import Broker, start_broker
@@ -208,7 +209,7 @@ def test_the_bundle(setup: dict[str, Any], db: str) -> None:
     cfg = load_config(bundle / "agent.yaml")  # a config the agent accepts as it is
     assert (cfg.gateway.enterprise, cfg.gateway.site, cfg.gateway.id) == (ENT, SITE, "gw-01")
     assert cfg.mqtt.username == "hf.p1.gw-01"
-    # the agent signs with the file's text, stripped (edge_agent.config.read_secret)
+    # the agent signs with the file's text, stripped (edge_agent.contract.secrets.read_secret)
     key = read_secret(bundle / "gateway.key", "HMAC key")
     assert len(key) == 64
     with psycopg.connect(db) as conn:

@@ -23,8 +23,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from edge_agent.sample import Sample
-from edge_agent.wire import encode_message, sign
+from edge_agent.contract.sample import Sample
+from edge_agent.contract.wire import encode_message, sign
 from ingest_server.consumer import Consumer, ConsumerConfig
 from ingest_server.registry import import_registry
 from tests.broker import Broker, start_broker

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.sample import Sample
-from edge_agent.wire import sign
+from edge_agent.contract.sample import Sample
+from edge_agent.contract.wire import sign
 from tests.broker import Broker
 from tests.ingest_harness import CNC_BIRTH, GW, KEY, GatewayPublisher, batch, dump, prepare
 from tests.test_ingest_consumer import running_consumer, wait_until

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from edge_agent.sample import Quality, Sample
+from edge_agent.contract.sample import Quality, Sample
 from tests.ingest_harness import (
     batch,
     birth,

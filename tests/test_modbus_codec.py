@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from pymodbus.client import ModbusTcpClient
 
 from edge_agent.config import REGISTER_COUNT, ModbusTagConfig
+from edge_agent.contract.sample import MachineState, Quality, Role
 from edge_agent.modbus_codec import BlockDecoder, Decoded, decode_words
 from edge_agent.modbus_plan import ReadRequest, plan_reads
-from edge_agent.sample import MachineState, Quality, Role
 from simulators.registers import encode
 from simulators.scenario import MachineState as SimState
 from simulators.scenario import Register

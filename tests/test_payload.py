@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
 from edge_agent import config
-from edge_agent.sample import DEVICE_STATUS_TAG, Quality, Sample
-from edge_agent.wire import encode_batch, encode_message, sign
+from edge_agent.contract.sample import DEVICE_STATUS_TAG, Quality, Sample
+from edge_agent.contract.wire import encode_batch, encode_message, sign
 from ingest_server.payload import (
     Birth,
     DataBatch,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.yaml12 import load_yaml
+from edge_agent.contract.yaml12 import load_yaml
 from simulators.plant import Plant, PlantError
 from simulators.scenario import (
     Carrier,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from edge_agent.contract.sample import DEVICE_STATUS_TAG, Quality, Sample
 from edge_agent.report import ExceptionFilter
-from edge_agent.sample import DEVICE_STATUS_TAG, Quality, Sample
 
 
 def s(v: float | str | None, q: Quality = Quality.GOOD, tag: str = "p") -> Sample:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from edge_agent.yaml12 import load_yaml
+from edge_agent.contract.yaml12 import load_yaml
 from simulators.scenario import (
     Carrier,
     Interface,

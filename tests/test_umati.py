@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from edge_agent.sample import MachineState as AgentState
+from edge_agent.contract.sample import MachineState as AgentState
 from edge_agent.umati import check_override_key, umati_state
 from simulators.scenario import MachineState
 from simulators.umati import UMATI_OF, canonical_state

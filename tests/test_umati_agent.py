@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from edge_agent.config import OpcUaDeviceConfig
+from edge_agent.contract.sample import MachineState, Quality, Sample
 from edge_agent.opcua_source import OpcUaSource
-from edge_agent.sample import MachineState, Quality, Sample
 from edge_agent.umati import umati_state
 from simulators.cli import free_ports
 from simulators.opcua_server import OpcUaMachineServer

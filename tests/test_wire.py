@@ -11,9 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent import wire
-from edge_agent.sample import Quality, Sample
-from edge_agent.wire import SignatureError, encode_batch, encode_message, sample_dict, verify
+from edge_agent.contract import wire
+from edge_agent.contract.sample import Quality, Sample
+from edge_agent.contract.wire import (
+    SignatureError,
+    encode_batch,
+    encode_message,
+    sample_dict,
+    verify,
+)
 
 KEY = b"0123456789abcdef0123456789abcdef"
 
@@ -114,7 +120,7 @@ def test_a_value_the_contract_cannot_carry_is_sent_as_bad_quality_and_logged_onc
         {**bad, "ts": 1_700_000_001_000},
         {"d": "cnc-01", "t": "state", "ts": 1_700_000_001_000, "v": "RUNNING"},
     ]
-    warnings = [r.getMessage() for r in caplog.records if r.name == "edge_agent.wire"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "edge_agent.contract.wire"]
     assert len(warnings) == 1, warnings
     assert "cnc-01/program" in warnings[0]
     assert "sent as bad quality" in warnings[0]

@@ -37,7 +37,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from edge_agent.sample import Quality, Sample
+from edge_agent.contract.sample import Quality, Sample
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,10 @@
+"""The contract between gateway and server: what crosses MQTT and what both sides read.
+
+    sample    a sample, its quality, machine states and counter roles
+    wire      MQTT contract v1: topics, payloads, HMAC signatures, limits (docs/mqtt.md)
+    yaml12    YAML 1.2 files and their validation errors, one line per problem
+    secrets   keys and passwords read from files (read_secret)
+
+The gateway (which installs only the `agent` extra) and the server both import this
+package; the server imports nothing else of the agent.
+"""
