@@ -416,7 +416,12 @@ def _consume(
     consumer.start()
     try:
         if args.ready_file:
-            _write_ready(args.ready_file, {"dsn": dsn, "mode": mode, "pid": os.getpid()})
+            # "once consuming": subscribed, not merely connecting; a message published
+            # before a new session's SUBACK reaches no one
+            while not consumer.subscribed.wait(0.2) and not stop.is_set():
+                pass
+            if consumer.subscribed.is_set():
+                _write_ready(args.ready_file, {"dsn": dsn, "mode": mode, "pid": os.getpid()})
         last, last_samples = time.monotonic(), 0
         last_upkeep = time.monotonic()
         while not stop.wait(0.5):

@@ -316,6 +316,39 @@ def test_workers_split_the_load_and_stop_together(db: str, broker: Broker, tmp_p
 
 
 @pytest.mark.slow
+def test_the_ready_file_means_subscribed_not_connecting(db: str, tmp_path: Path) -> None:
+    """--ready-file is written once the server consumes. It was written as soon as the
+    connection began, so a message published right after it could reach a new session
+    before its subscription, and no one (seen as a flaky test). With the broker away, no
+    ready file; once it is there, the ready file, and what is published then is stored."""
+    prepare(db)
+    gone = start_broker(tmp_path / "gone")
+    gone.stop()  # its port, with nothing listening
+    proc = launch_server(db, gone, tmp_path, "ingest-wait")
+    ready = tmp_path / "ingest-wait.ready"
+    broker = None
+    try:
+        wait_until(lambda: "storage mode" in (tmp_path / "ingest-wait.log").read_text(), 30,
+                   "the server to be up to its broker connection")  # fmt: skip
+        time.sleep(2)
+        assert proc.poll() is None
+        assert not ready.exists(), "ready while the broker cannot be reached"
+        broker = start_broker(tmp_path / "back", port=gone.port)
+        wait_until(ready.exists, 30, "the ready file once the broker is there")
+        pub = GatewayPublisher(broker)
+        try:
+            pub.publish("data", batch(1, [s("em-1", "energy_kwh", NOW, 1.0)]))
+        finally:
+            pub.close()
+        wait_until(lambda: stored(db) == 1, 20, "the sample published right after ready")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        if broker is not None:
+            broker.stop()
+
+
+@pytest.mark.slow
 def test_a_database_unreachable_at_start_is_waited_for(broker: Broker, tmp_path: Path) -> None:
     import tempfile  # noqa: PLC0415
 
