@@ -50,9 +50,9 @@ import psycopg  # noqa: E402
 
 from edge_agent.contract.sample import Sample  # noqa: E402
 from edge_agent.contract.wire import encode_batch, encode_message  # noqa: E402
-from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: E402
-from ingest_server.registry import Registry, import_registry  # noqa: E402
-from ingest_server.schema import migrate  # noqa: E402
+from ingest_server.db.embedded_pg import EmbeddedPostgres  # noqa: E402
+from ingest_server.db.schema import migrate  # noqa: E402
+from ingest_server.repo.registry import Registry, import_registry  # noqa: E402
 from tests.broker import start_broker  # noqa: E402
 
 ENT, SITE, GW = "bench", "p1", "gw-01"
@@ -240,7 +240,7 @@ def servers(
                         [
                             sys.executable,
                             "-m",
-                            "ingest_server.cli",
+                            "ingest_server.cli.main",
                             "run",
                             "--dsn",
                             dsn,

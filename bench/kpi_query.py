@@ -74,16 +74,16 @@ sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
 
-from ingest_server.copybin import SIGNATURE, TRAILER  # noqa: E402
-from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: E402
+from ingest_server.db.embedded_pg import EmbeddedPostgres  # noqa: E402
+from ingest_server.db.schema import migrate  # noqa: E402
+from ingest_server.evidence.report import Request, make_report, verify  # noqa: E402
+from ingest_server.ingest.copybin import SIGNATURE, TRAILER  # noqa: E402
 from ingest_server.kpi.calendar import windows  # noqa: E402
 from ingest_server.kpi.engine import Parameters, compute  # noqa: E402
-from ingest_server.kpi.evidence import Request, make_report, verify  # noqa: E402
-from ingest_server.kpi.factors import emission_table, energy_table  # noqa: E402
 from ingest_server.kpi.inputs import counter_delta, fetch_inputs  # noqa: E402
 from ingest_server.kpi.timemodel import plan_segments  # noqa: E402
-from ingest_server.registry import CalendarDef, Registry, import_registry  # noqa: E402
-from ingest_server.schema import migrate  # noqa: E402
+from ingest_server.reference.factors import emission_table, energy_table  # noqa: E402
+from ingest_server.repo.registry import CalendarDef, Registry, import_registry  # noqa: E402
 
 STEP_S = 10
 STEP_US = STEP_S * 1_000_000

@@ -118,7 +118,7 @@ class Demo:
         module = {
             "factory-sim": "simulators.cli",
             "edge-agent": "edge_agent.cli",
-            "ingest-server": "ingest_server.cli",
+            "ingest-server": "ingest_server.cli.main",
         }[name]
         return [sys.executable, "-m", module]
 
@@ -210,7 +210,7 @@ class Demo:
     def _stop_orphaned_database(self) -> None:
         """A server killed above (or a demo killed before) leaves its PostgreSQL
         running with no one to stop it."""
-        from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: PLC0415
+        from ingest_server.db.embedded_pg import EmbeddedPostgres  # noqa: PLC0415
 
         pg = EmbeddedPostgres(self.work / "db")
         if (self.work / "db").exists() and pg.running() and pg.owner() is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
-from ingest_server.api import create_app
+from ingest_server.api.app import create_app
 from tests.netutil import free_port
 
 

@@ -22,8 +22,8 @@ import psycopg
 
 from edge_agent.backfill import Backfill
 from edge_agent.config import load_config
-from ingest_server.consumer import DAY_MS
-from ingest_server.registry import Registry, import_registry, load_registry
+from ingest_server.ingest.consumer import DAY_MS
+from ingest_server.repo.registry import Registry, import_registry, load_registry
 from simulators.agent_config import agent_config, registry
 from simulators.faults import Fault
 from simulators.history import write_history

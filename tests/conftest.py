@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest_server.schema import migrate
+from ingest_server.db.schema import migrate
 from tests.broker import Broker, start_broker
 from tests.pg import PgServer, pg_test_server
 

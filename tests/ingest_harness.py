@@ -10,10 +10,10 @@ import psycopg
 
 from edge_agent.contract.sample import Quality, Sample
 from edge_agent.contract.wire import encode_batch, encode_message
-from ingest_server.payload import parse_message
-from ingest_server.registry import Registry, import_registry
-from ingest_server.schema import migrate
-from ingest_server.store import DataItem, Group, Store
+from ingest_server.db.schema import migrate
+from ingest_server.ingest.payload import parse_message
+from ingest_server.ingest.store import DataItem, Group, Store
+from ingest_server.repo.registry import Registry, import_registry
 
 KEY = b"0123456789abcdef" * 4
 ENT, SITE, GW = "hf", "p1", "gw-01"

@@ -11,8 +11,8 @@ import psycopg
 
 from edge_agent.contract.sample import Sample
 from edge_agent.contract.wire import encode_message
-from ingest_server.registry import Registry, import_registry
-from ingest_server.schema import migrate
+from ingest_server.db.schema import migrate
+from ingest_server.repo.registry import Registry, import_registry
 from tests.ingest_harness import GW, KEY, batch, open_store, s, write
 
 WRAP = 6553.6

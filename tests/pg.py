@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ingest_server.embedded_pg import EmbeddedPostgres
+from ingest_server.db.embedded_pg import EmbeddedPostgres
 
 _counter = itertools.count(1)
 

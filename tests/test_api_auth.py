@@ -11,7 +11,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest_server.accounts import (
+from ingest_server.api.app import create_app
+from ingest_server.repo.accounts import (
     AccountError,
     add_account,
     authenticate,
@@ -20,8 +21,7 @@ from ingest_server.accounts import (
     revoke_token,
     set_password,
 )
-from ingest_server.api import create_app
-from ingest_server.registry import Registry, import_registry
+from ingest_server.repo.registry import Registry, import_registry
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
 
 T0 = utc(2026, 11, 15, 16).timestamp()
@@ -175,7 +175,7 @@ def test_accounts_refuse_what_makes_no_sense(db: str) -> None:
 
 
 def test_accounts_cli(db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from ingest_server.cli import main  # noqa: PLC0415
+    from ingest_server.cli.main import main  # noqa: PLC0415
 
     prepare_kpi(db)
     assert main(["accounts", "add", "--dsn", db, "amy", "--role", "verifier",

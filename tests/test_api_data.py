@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest_server.api import create_app
+from ingest_server.api.app import create_app
 from tests.kpi_harness import utc
 from tests.test_api_auth import two_enterprises_with_accounts
 

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest_server.accounts import add_account, new_token, set_password
-from ingest_server.api import create_app
+from ingest_server.api.app import create_app
+from ingest_server.repo.accounts import add_account, new_token, set_password
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
 
 T0 = utc(2026, 11, 15, 16).timestamp()
@@ -58,7 +58,7 @@ BACKWARDS = {
 def client(
     pg_server: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[TestClient, dict[str, str]]]:
-    from ingest_server.schema import migrate  # noqa: PLC0415
+    from ingest_server.db.schema import migrate  # noqa: PLC0415
 
     with pg_server.database() as db:
         migrate(db)

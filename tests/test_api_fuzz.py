@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from ingest_server.accounts import add_account, new_token
+from ingest_server.repo.accounts import add_account, new_token
 from tests.apiserver import serving_api
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
 
@@ -27,7 +27,7 @@ RANDOM = os.environ.get("FE_FUZZ_RANDOM") == "1"
 
 @pytest.fixture(scope="module")
 def live_api(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from ingest_server.schema import migrate  # noqa: PLC0415
+    from ingest_server.db.schema import migrate  # noqa: PLC0415
 
     with pg_server.database() as db:
         migrate(db)

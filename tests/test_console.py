@@ -29,8 +29,8 @@ import httpx2 as httpx
 import psycopg
 import pytest
 
-from ingest_server.accounts import add_account, set_password
-from ingest_server.schema import migrate
+from ingest_server.db.schema import migrate
+from ingest_server.repo.accounts import add_account, set_password
 from simulators.scenario import default_scenario_path, load_scenario
 from tests.apiserver import serving_api
 from tests.backfill_harness import load_history

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest_server.embedded_pg import EmbeddedPostgres
+from ingest_server.db.embedded_pg import EmbeddedPostgres
 
 pytestmark = pytest.mark.slow
 

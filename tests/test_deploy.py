@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest_server.gateways import add_gateway, broker_files
+from ingest_server.repo.gateways import add_gateway, broker_files
 from tests.broker import mosquitto_binary
 from tests.kpi_harness import prepare_kpi
 from tests.netutil import free_port
@@ -192,7 +192,7 @@ def test_compose_file_holds_together() -> None:
     """What `docker compose config` cannot tell without an engine: every command is one
     our CLIs accept, every file it mounts from the repository exists, each long-running
     service has a healthcheck, and the start order runs init before broker and servers."""
-    from ingest_server.cli import build_parser  # noqa: PLC0415
+    from ingest_server.cli.main import build_parser  # noqa: PLC0415
 
     doc = _compose()
     services = doc["services"]

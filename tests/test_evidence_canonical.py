@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ingest_server.kpi.evidence import (
+from ingest_server.evidence.report import (
     canonical,
     check_signature,
     key_id,

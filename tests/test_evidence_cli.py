@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest_server.cli import main
-from ingest_server.schema import migrate
+from ingest_server.cli.main import main
+from ingest_server.db.schema import migrate
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
 from tests.pg import own_postgres
 

@@ -22,8 +22,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import load_config
 from edge_agent.contract.secrets import read_secret
-from ingest_server.cli import main
-from ingest_server.gateways import GatewayError, add_gateway, mosquitto_hash, revoke_gateway
+from ingest_server.cli.main import main
+from ingest_server.repo.gateways import GatewayError, add_gateway, mosquitto_hash, revoke_gateway
 from tests.broker import Broker, start_broker
 from tests.kpi_harness import prepare_kpi
 
@@ -244,8 +244,8 @@ def test_mosquitto_hash_is_what_mosquitto_passwd_writes(tmp_path: Path) -> None:
 def test_a_running_server_stops_accepting_a_revoked_gateway(db: str) -> None:
     """The consumer's gateway directory re-reads every entry after max_age_s: the key of
     a revoked gateway is gone from it then, whatever it cached."""
-    from ingest_server.payload import Origin  # noqa: PLC0415
-    from ingest_server.store import GatewayDirectory  # noqa: PLC0415
+    from ingest_server.ingest.payload import Origin  # noqa: PLC0415
+    from ingest_server.ingest.store import GatewayDirectory  # noqa: PLC0415
 
     prepare_kpi(db)
     directory = GatewayDirectory(lambda: psycopg.connect(db), refresh_s=0.05, max_age_s=0.3)

@@ -18,7 +18,7 @@ REGISTRY = default_scenario_path().with_name("demo-registry.yaml")
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ingest_server.cli", *args],
+        [sys.executable, "-m", "ingest_server.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=120,

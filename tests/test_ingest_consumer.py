@@ -25,8 +25,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from edge_agent.contract.sample import Sample
 from edge_agent.contract.wire import encode_message, sign
-from ingest_server.consumer import Consumer, ConsumerConfig
-from ingest_server.registry import import_registry
+from ingest_server.ingest.consumer import Consumer, ConsumerConfig
+from ingest_server.repo.registry import import_registry
 from tests.broker import Broker, start_broker
 from tests.ingest_harness import (
     CNC_BIRTH,
@@ -211,7 +211,7 @@ def launch_server(
     ready.unlink(missing_ok=True)
     with open(workdir / f"{client_id}.log", "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "ingest_server.cli", "run", "--dsn", dsn,
+            [sys.executable, "-m", "ingest_server.cli.main", "run", "--dsn", dsn,
              "--mqtt", f"mqtt://{broker.host}:{broker.port}", "--client-id", client_id,
              "--ready-file", str(ready), "--summary-every", "1",
              "--signing-key", str(workdir / "report-signing.pem"), *extra],
@@ -352,7 +352,7 @@ def test_the_ready_file_means_subscribed_not_connecting(db: str, tmp_path: Path)
 def test_a_database_unreachable_at_start_is_waited_for(broker: Broker, tmp_path: Path) -> None:
     import tempfile  # noqa: PLC0415
 
-    from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: PLC0415
+    from ingest_server.db.embedded_pg import EmbeddedPostgres  # noqa: PLC0415
 
     root = Path(tempfile.mkdtemp(prefix="fe-pg-late-"))
     root.chmod(0o755)

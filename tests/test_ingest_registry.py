@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingest_server.registry import RegistryError, import_registry, load_registry
+from ingest_server.repo.registry import RegistryError, import_registry, load_registry
 from simulators.agent_config import dump_registry, registry
 from simulators.scenario import default_scenario_path, load_scenario
 from tests.ingest_harness import dump
@@ -85,7 +85,7 @@ def _site_file(tmp_path: Path, site: str) -> Path:
 
 
 def test_an_unknown_grid_region_is_refused_with_the_known_ones(tmp_path: Path) -> None:
-    from ingest_server.kpi.factors import grid_regions  # noqa: PLC0415
+    from ingest_server.reference.factors import grid_regions  # noqa: PLC0415
 
     with pytest.raises(RegistryError) as info:
         load_registry(_site_file(tmp_path, "grid_region: hefei"))

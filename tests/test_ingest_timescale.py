@@ -13,7 +13,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from ingest_server.schema import apply_policies, migrate
+from ingest_server.db.schema import apply_policies, migrate
 from tests.ingest_harness import batch, birth, dump, open_store, prepare, write
 from tests.pg import PgServer, has_timescale
 from tests.test_ingest_store import CNC, METER, _stream

@@ -16,10 +16,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi.testclient import TestClient
 
-from ingest_server.accounts import add_account, new_token
-from ingest_server.api import create_app
-from ingest_server.cli import main
-from ingest_server.kpi.evidence import rotate_key, sign, verify
+from ingest_server.api.app import create_app
+from ingest_server.cli.main import main
+from ingest_server.evidence.report import rotate_key, sign, verify
+from ingest_server.repo.accounts import add_account, new_token
 from tests.test_kpi_evidence import plant  # noqa: F401 (fixture)
 
 REPORT = ("--enterprise", "hf", "--from", "2026-11-16", "--to", "2026-11-17",

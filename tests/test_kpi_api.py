@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from ingest_server.accounts import add_account, new_token
-from ingest_server.api import create_app
+from ingest_server.api.app import create_app
+from ingest_server.repo.accounts import add_account, new_token
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
 from tests.test_evidence_canonical import browser_reserialised
 

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from ingest_server.kpi.calendar import windows
-from ingest_server.registry import CalendarDef, hhmm, load_registry
+from ingest_server.repo.registry import CalendarDef, hhmm, load_registry
 from simulators.calendar import ShiftCalendar
 from simulators.scenario import Calendar, default_scenario_path
 

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest_server.kpi.evidence import Request, make_report, verify
+from ingest_server.evidence.report import Request, make_report, verify
 from ingest_server.kpi.inputs import HEARTBEAT_S, fetch_inputs, hour_pieces
 from tests.ingest_harness import s
 from tests.kpi_harness import prepare_kpi, store_samples, utc

@@ -16,9 +16,9 @@ from ingest_server.kpi.engine import (
     networking_kpi,
     production_of,
 )
-from ingest_server.kpi.factors import emission_table, energy_table
 from ingest_server.kpi.inputs import CounterSum, Equipment, Inputs, ProductionEntry
 from ingest_server.kpi.timemodel import TimeBuckets
+from ingest_server.reference.factors import emission_table, energy_table
 
 
 def machine(

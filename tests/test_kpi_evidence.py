@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from openpyxl import load_workbook
 
-from ingest_server.cli import main
-from ingest_server.kpi.engine import Parameters
-from ingest_server.kpi.evidence import (
+from ingest_server.cli.main import main
+from ingest_server.evidence.render import render_html, render_xlsx
+from ingest_server.evidence.report import (
     Request,
     SigningKeyError,
     Verdict,
@@ -26,7 +26,7 @@ from ingest_server.kpi.evidence import (
     make_report,
     verify,
 )
-from ingest_server.kpi.render import render_html, render_xlsx
+from ingest_server.kpi.engine import Parameters
 from tests.ingest_harness import batch, open_store, write
 from tests.kpi_harness import plant_samples, prepare_kpi, store_samples, utc
 from tests.test_evidence_canonical import legacy_sign
@@ -117,7 +117,7 @@ def test_tampering_is_detected(plant: str, tmp_path: Path) -> None:
 
     # 2. ... and re-signed with another key: not a key of this server
     other = load_or_create_key(tmp_path / "other.pem")
-    from ingest_server.kpi.evidence import sign  # noqa: PLC0415
+    from ingest_server.evidence.report import sign  # noqa: PLC0415
 
     sign(forged, other)
     assert verify(forged).signature_ok  # self-consistent ...

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from ingest_server.kpi import factors
 from ingest_server.kpi.engine import Production, energy_kpis, meter_results
-from ingest_server.kpi.factors import (
+from ingest_server.kpi.inputs import CounterSum, Inputs, Meter, Site
+from ingest_server.reference import factors
+from ingest_server.reference.factors import (
     DEFAULT_EMISSION,
     DEFAULT_ENERGY,
     EmissionFactor,
@@ -21,8 +22,7 @@ from ingest_server.kpi.factors import (
     emission_table,
     energy_table,
 )
-from ingest_server.kpi.inputs import CounterSum, Inputs, Meter, Site
-from ingest_server.registry import SiteDef
+from ingest_server.repo.registry import SiteDef
 
 # a publication: a standard's number, or a notice's number with its date
 _PUBLICATION = re.compile(r"(GB/T \d+(\.\d+)?-\d{4})|(公告\d{4}年第\d+号.*\d{4}-\d{2}-\d{2})")

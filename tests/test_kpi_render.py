@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook  # type: ignore[import-untyped,unused-ignore]
 
-from ingest_server.kpi.render import ReportFormatError, render_html, render_xlsx
+from ingest_server.evidence.render import ReportFormatError, render_html, render_xlsx
 from tests.kpi_example import example_report
 
 SHEETS = [

@@ -30,11 +30,11 @@ from typing import Any
 import psycopg
 import pytest
 
+from ingest_server.db.schema import migrate
+from ingest_server.evidence.report import Request, make_report, verify
 from ingest_server.kpi.engine import Parameters, segments_of
-from ingest_server.kpi.evidence import Request, make_report, verify
 from ingest_server.kpi.inputs import load_registry
 from ingest_server.kpi.timemodel import Interval, TimeBuckets, performance, time_model
-from ingest_server.schema import migrate
 from simulators.faults import Fault
 from simulators.scenario import Interface, Scenario, default_scenario_path, load_scenario
 from simulators.truth import parse_iso, read_truth

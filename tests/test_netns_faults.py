@@ -101,8 +101,8 @@ def plant_behind_a_link(db: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
         broker: Broker = start_broker(tmp_path / "broker", extra_listener=(net["addr_here"], port))
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            from ingest_server.cli import main as ingest_server  # noqa: PLC0415
-            from ingest_server.schema import migrate  # noqa: PLC0415
+            from ingest_server.cli.main import main as ingest_server  # noqa: PLC0415
+            from ingest_server.db.schema import migrate  # noqa: PLC0415
 
             migrate(db)
             import_scenario_registry(db, scenario, b"replaced below")

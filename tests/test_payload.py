@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from edge_agent import config
 from edge_agent.contract.sample import DEVICE_STATUS_TAG, Quality, Sample
 from edge_agent.contract.wire import encode_batch, encode_message, sign
-from ingest_server.payload import (
+from ingest_server.ingest.payload import (
     Birth,
     DataBatch,
     Origin,

@@ -1,7 +1,7 @@
 """Forwarded client addresses are believed only from the proxies named with
 `ingest-server api --trusted-proxy`: the real command over real HTTP, on the test's
 database. Without it a client on 127.0.0.1 could send a new X-Forwarded-For with each
-guess and never meet the per-address login limit (ingest_server/ratelimit.py)."""
+guess and never meet the per-address login limit (ingest_server/api/ratelimit.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def api(db: str, tmp_path: Path) -> Iterator[object]:
         log = tmp_path / f"api-{port}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "ingest_server.cli", "api", "--dsn", db,
+                [sys.executable, "-m", "ingest_server.cli.main", "api", "--dsn", db,
                  "--listen", f"127.0.0.1:{port}", "--signing-key", str(tmp_path / "k.pem"),
                  *options],
                 stdout=out, stderr=subprocess.STDOUT,
@@ -88,7 +88,7 @@ def test_a_trusted_proxy_forwards_the_client_address(api: object) -> None:
 
 def test_a_trusted_proxy_must_be_an_address() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ingest_server.cli", "api", "--dsn", "postgresql://x/y",
+        [sys.executable, "-m", "ingest_server.cli.main", "api", "--dsn", "postgresql://x/y",
          "--trusted-proxy", "nginx"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest_server.embedded_pg import EmbeddedPostgres
-from ingest_server.schema import migrate
+from ingest_server.db.embedded_pg import EmbeddedPostgres
+from ingest_server.db.schema import migrate
 from tests.broker import Broker
 from tests.netutil import free_port
 
-CLI = [sys.executable, "-m", "ingest_server.cli"]
+CLI = [sys.executable, "-m", "ingest_server.cli.main"]
 
 
 @pytest.fixture(scope="module")

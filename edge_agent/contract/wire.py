@@ -45,7 +45,7 @@ CONTRACT_VERSION = 1
 _SIG_TAIL = re.compile(rb',"sig":"([0-9a-f]{64})"\}$')
 _GOOD = Quality.GOOD
 _BAD = Quality.BAD
-# the contract's limits (docs/mqtt.md "Limits"; the server's ingest_server/payload.py)
+# the contract's limits (docs/mqtt.md "Limits"; the server's ingest_server/ingest/payload.py)
 MAX_TEXT_BYTES = 4096
 MAX_STATUS_CHARS = 500
 MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z

@@ -1,7 +1,7 @@
 """Every KPI of a report from its typed inputs: pure functions, no database.
 
 `compute(inputs, ...)` returns the report body (docs/kpi.md, "Report format") without
-digest and signature; evidence.py adds those. The same function recomputes a report in
+digest and signature; evidence/report.py adds those. The same function recomputes a report in
 `ingest-server verify` from inputs rebuilt out of raw samples, so the claimed and the
 recomputed figures come from one definition of each KPI and two independent inputs.
 """
@@ -17,9 +17,7 @@ from typing import Any
 
 from ingest_server import __version__
 from ingest_server.kpi.calendar import windows
-from ingest_server.kpi.factors import EmissionTable, EnergyTable
 from ingest_server.kpi.inputs import (
-    CARRIER_ROLES,
     HEARTBEAT_S,
     CounterSum,
     Equipment,
@@ -32,6 +30,8 @@ from ingest_server.kpi.timemodel import (
     plan_segments,
     time_model,
 )
+from ingest_server.reference.factors import EmissionTable, EnergyTable
+from ingest_server.repo.registry import CARRIER_ROLES
 
 FORMAT = "factory-evidence.report"
 FORMAT_VERSION = 1

@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from ingest_server.derive import GAP_AFTER, NO_DATA, OFFLINE, Event, runs
+from ingest_server.derive.intervals import GAP_AFTER, NO_DATA, OFFLINE, Event, runs
 from ingest_server.kpi.timemodel import Interval
-from ingest_server.registry import CalendarDef
+from ingest_server.repo.registry import CalendarDef
 
 DeviceKey = tuple[int, str]
 _GAP_S = GAP_AFTER.total_seconds()
@@ -32,13 +32,6 @@ HEARTBEAT_S = 300.0
 # edge is shared pro rata; part counters count whole parts at the time they are seen
 PRORATED_ROLES = frozenset({"energy_kwh", "water_m3", "gas_m3", "steam_t", "air_m3"})
 PART_ROLES = ("part_count_total", "part_count_good", "part_count_scrap")
-CARRIER_ROLES = {
-    "electricity": "energy_kwh",
-    "water": "water_m3",
-    "gas": "gas_m3",
-    "steam": "steam_t",
-    "air": "air_m3",
-}
 
 
 @dataclass(frozen=True, slots=True)

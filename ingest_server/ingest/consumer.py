@@ -47,7 +47,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from ingest_server.payload import (
+from ingest_server.ingest.payload import (
     Birth,
     DataBatch,
     Origin,
@@ -57,7 +57,7 @@ from ingest_server.payload import (
     parse_topic,
     split_by_clock,
 )
-from ingest_server.store import (
+from ingest_server.ingest.store import (
     DataItem,
     DeadLetter,
     GatewayDirectory,

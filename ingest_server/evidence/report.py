@@ -49,9 +49,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from ingest_server.evidence.received import Arrivals, compare_received, received_tally
 from ingest_server.files import write_temp
 from ingest_server.kpi.engine import FORMAT, Parameters, compute
-from ingest_server.kpi.factors import (
+from ingest_server.kpi.inputs import (
+    Inputs,
+    ReportError,
+    fetch_inputs,
+    local_period,
+)
+from ingest_server.reference.factors import (
     EMISSION_TABLES,
     ENERGY_TABLES,
     emission_from_json,
@@ -59,13 +66,6 @@ from ingest_server.kpi.factors import (
     energy_from_json,
     energy_table,
 )
-from ingest_server.kpi.inputs import (
-    Inputs,
-    ReportError,
-    fetch_inputs,
-    local_period,
-)
-from ingest_server.kpi.received import Arrivals, compare_received, received_tally
 
 
 class SigningKeyError(Exception):

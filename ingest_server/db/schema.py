@@ -51,7 +51,7 @@ class Migration:
 
 def load_migrations() -> list[Migration]:
     found: list[Migration] = []
-    for entry in resources.files("ingest_server.migrations").iterdir():
+    for entry in resources.files("ingest_server.db.migrations").iterdir():
         m = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
         if not m:
             continue

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
-from ingest_server.accounts import Principal, authenticate
+from ingest_server.repo.accounts import Principal, authenticate
 
 
 class ApiError(Exception):

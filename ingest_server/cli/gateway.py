@@ -1,4 +1,4 @@
-"""`ingest-server gateway add|revoke|broker-files|list` (ingest_server/gateways.py)."""
+"""`ingest-server gateway add|revoke|broker-files|list` (ingest_server/repo/gateways.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ingest_server import gateways
+from edge_agent.contract.secrets import read_secret
+from ingest_server.cli.common import migrated_connection
 from ingest_server.files import write_atomic
+from ingest_server.repo import gateways
 
 
 def add_parsers(sub: Any, db_args: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -49,8 +51,6 @@ def _write_secret(path: Path, text: str, mode: int = 0o600) -> None:
 
 
 def cmd_gateway(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
-    from edge_agent.contract.secrets import read_secret  # noqa: PLC0415
-    from ingest_server.report_cli import migrated_connection  # noqa: PLC0415
 
     with migrated_connection(args, resolve_dsn) as conn:
         if args.gateway_command == "add":

@@ -17,7 +17,7 @@ quality, KPIs, factor tables, and the declared attributes an enterprise may edit
     GET   /api/v1/factors                                      coefficient and factor tables
 
 Reads need the enterprise among the caller's (admin: all); edits need an enterprise or
-admin account (ingest_server/api_auth.py). A later `registry import` of a file that
+admin account (ingest_server/api/auth.py). A later `registry import` of a file that
 says otherwise sets the attributes back, and the audit trail shows the edit it undid.
 
 Every date and time parameter of the API (`Day`, `Instant`, here and in api.py) lies in
@@ -38,13 +38,13 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ingest_server.api_auth import ApiError, Caller, readable, writable
-from ingest_server.derive import COUNTER_ROLE_NAMES
+from ingest_server.api.auth import ApiError, Caller, readable, writable
+from ingest_server.derive.intervals import COUNTER_ROLE_NAMES
+from ingest_server.evidence.report import Request as ReportRequest
+from ingest_server.evidence.report import make_report
 from ingest_server.kpi.engine import Parameters
-from ingest_server.kpi.evidence import Request as ReportRequest
-from ingest_server.kpi.evidence import make_report
-from ingest_server.kpi.factors import EMISSION_TABLES, ENERGY_TABLES
-from ingest_server.kpi.inputs import CARRIER_ROLES
+from ingest_server.reference.factors import EMISSION_TABLES, ENERGY_TABLES
+from ingest_server.repo.registry import CARRIER_ROLES
 
 router = APIRouter(prefix="/api/v1")
 MAX_RANGE = dt.timedelta(days=92)

@@ -14,15 +14,15 @@
     POST /api/v1/reports/{report_id}/verify                   claimed vs recomputed
     POST /api/v1/login                                        {name, password} -> a session token
     POST /api/v1/logout                                       revoke the token of the request
-    ... and the data views of ingest_server/api_data.py (registry, live states,
+    ... and the data views of ingest_server/api/data.py (registry, live states,
     timelines, series, gateways, dead letters, KPIs, factors, audited edits)
 
 Every endpoint but /login needs `Authorization: Bearer <token>` (`ingest-server accounts
 token`, or a console login):
 401 without a valid one, 403 when the account's role or enterprises do not allow the
-request (ingest_server/accounts.py). Errors are JSON `{"error": {"code": ..., "message":
+request (ingest_server/repo/accounts.py). Errors are JSON `{"error": {"code": ..., "message":
 ...}}`; invalid parameters are 422 with the field named (dates: 1970-01-01 .. 2999-12-31,
-ingest_server/api_data.py). Every answer under /api/ carries `Cache-Control: no-store`.
+ingest_server/api/data.py). Every answer under /api/ carries `Cache-Control: no-store`.
 Listens on 127.0.0.1 by default.
 """
 
@@ -45,13 +45,13 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel, Field
 
 from ingest_server import __version__, console
-from ingest_server.accounts import authenticate, login, revoke_token
-from ingest_server.api_auth import ApiError, Caller, forbidden
-from ingest_server.api_data import Day, check_period
-from ingest_server.api_data import router as data_router
-from ingest_server.kpi.engine import Parameters
-from ingest_server.kpi.evidence import Request as ReportRequest
-from ingest_server.kpi.evidence import (
+from ingest_server.api.auth import ApiError, Caller, forbidden
+from ingest_server.api.data import Day, check_period
+from ingest_server.api.data import router as data_router
+from ingest_server.api.ratelimit import LoginLimiter, TooManyAttemptsError
+from ingest_server.evidence.render import render_html, render_xlsx
+from ingest_server.evidence.report import Request as ReportRequest
+from ingest_server.evidence.report import (
     SigningKeyFile,
     Verdict,
     list_reports,
@@ -63,8 +63,9 @@ from ingest_server.kpi.evidence import (
     verdict_json,
     verify,
 )
+from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.inputs import ReportError
-from ingest_server.ratelimit import LoginLimiter, TooManyAttemptsError
+from ingest_server.repo.accounts import authenticate, login, revoke_token
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,8 @@ _REPORT_BODY: dict[str, Any] = {
 
 def _rendered(doc: dict[str, Any], format: str) -> Response | dict[str, Any]:
     if format == "html":
-        from ingest_server.kpi.render import render_html  # noqa: PLC0415
-
         return HTMLResponse(render_html(doc))
     if format == "xlsx":
-        from ingest_server.kpi.render import render_xlsx  # noqa: PLC0415
-
         buf = io.BytesIO()
         render_xlsx(doc, buf)
         p = doc["period"]
@@ -272,7 +269,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
         with pool.connection() as conn:
             return _verdict(verify(doc, conn=conn))
 
-    # failed logins per name and per address (ingest_server/ratelimit.py); per process
+    # failed logins per name and per address (ingest_server/api/ratelimit.py); per process
     app.state.login_limiter = LoginLimiter()
 
     @app.post("/api/v1/login", responses={429: {"description": "too many failed logins"}})

