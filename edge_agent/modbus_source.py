@@ -27,8 +27,8 @@ from typing import Any
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from edge_agent.backoff import Backoff
 from edge_agent.config import ModbusDeviceConfig
+from edge_agent.contract.backoff import Backoff
 from edge_agent.contract.sample import Quality, Sample, status_sample
 from edge_agent.modbus_codec import BlockDecoder
 from edge_agent.modbus_plan import ReadRequest, describe_plan, plan_device, split_request

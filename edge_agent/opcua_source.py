@@ -35,8 +35,8 @@ from asyncua.common.subscription import StatusChangeEvent, Subscription
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 from asyncua.ua.uaerrors import UaError
 
-from edge_agent.backoff import Backoff
 from edge_agent.config import OpcUaDeviceConfig, OpcUaNodeConfig
+from edge_agent.contract.backoff import Backoff
 from edge_agent.contract.sample import Quality, Sample, status_sample
 from edge_agent.contract.secrets import read_secret
 from edge_agent.poll_schedule import PollSchedule

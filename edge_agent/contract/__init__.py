@@ -4,6 +4,7 @@
     wire      MQTT contract v1: topics, payloads, HMAC signatures, limits (docs/mqtt.md)
     yaml12    YAML 1.2 files and their validation errors, one line per problem
     secrets   keys and passwords read from files (read_secret)
+    backoff   capped exponential backoff with full jitter, for every reconnect and retry loop
 
 The gateway (which installs only the `agent` extra) and the server both import this
 package; the server imports nothing else of the agent.

@@ -1,4 +1,5 @@
-"""Capped exponential backoff with full jitter, for every reconnect loop of the agent.
+"""Capped exponential backoff with full jitter, for every reconnect and retry loop of the
+agent and the server.
 
 Jitter keeps a gateway's devices (and a plant's gateways) from reconnecting in lockstep
 after a shared outage: each delay is drawn uniformly from [base/2, base], and base
