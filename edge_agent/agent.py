@@ -1,6 +1,6 @@
 """The agent: sources in, batches out, one asyncio loop.
 
-    OpcUaSource / ModbusSource --emit--> ExceptionFilter --> pending samples
+    Source (OpcUaSource / ModbusSource) --emit--> ExceptionFilter --> pending samples
         --seal (every batch_interval_s or batch_max_samples)--> Outbox (SQLite)
         --Delivery--> MqttSink --> broker
 
@@ -21,10 +21,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge_agent import __version__
-from edge_agent.config import AgentConfig, ModbusDeviceConfig, OpcUaDeviceConfig
+from edge_agent.config import AgentConfig
 from edge_agent.contract.sample import Sample
 from edge_agent.contract.secrets import read_secret
 from edge_agent.contract.wire import encode_batch, encode_message, ms
@@ -32,10 +32,7 @@ from edge_agent.delivery import Delivery
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.publisher import MqttSink
 from edge_agent.report import ExceptionFilter
-
-if TYPE_CHECKING:
-    from edge_agent.modbus_source import ModbusLink, ModbusSource
-    from edge_agent.opcua_source import OpcUaSource
+from edge_agent.source import Source, Sources, birth_tags, device_tags
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +42,10 @@ EXPIRE_EVERY_S = 60.0  # the age bound is checked this often (a scan of the outb
 
 def birth_body(config: AgentConfig, boot: int) -> dict[str, Any]:
     """What the server must know to interpret the data: devices, tags, roles, units."""
-    devices = []
-    for d in config.devices:
-        tags: list[dict[str, Any]] = []
-        if isinstance(d, ModbusDeviceConfig):
-            for t in d.tags:
-                entry: dict[str, Any] = {"t": t.tag, "role": t.role.value, "unit": t.unit}
-                entry |= {"type": t.type, "scale": t.scale, "offset": t.offset}
-                if t.type in ("u16", "u32"):
-                    # an unsigned counter wraps here, in engineering units
-                    entry["wrap"] = (2 ** (16 * t.count)) * t.scale
-                tags.append(entry)
-        else:
-            tags.extend({"t": n.tag, "role": n.role.value, "unit": n.unit} for n in d.nodes)
-        devices.append(
-            {"id": d.id, "protocol": d.protocol, "metadata": dict(d.metadata), "tags": tags}
-        )
+    devices = [
+        {"id": d.id, "protocol": d.protocol, "metadata": dict(d.metadata), "tags": birth_tags(d)}
+        for d in config.devices
+    ]
     return {
         "gw": config.gateway.id,
         "boot": boot,
@@ -104,8 +89,7 @@ class Agent:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.filter = ExceptionFilter()
-        self.sources: list[OpcUaSource | ModbusSource] = []
-        self.links: dict[str, ModbusLink] = {}
+        self.sources: list[Source] = []
         self._pending: deque[Sample] = deque()
         self._pending_cap = PENDING_BATCHES * config.mqtt.batch_max_samples
         self._full = asyncio.Event()
@@ -114,8 +98,7 @@ class Agent:
         self.samples_in = 0
         self.samples_sealed = 0
         self.pending_dropped = 0
-        self.outbox_dropped_batches = 0
-        self.outbox_dropped_samples = 0
+        self.outbox_dropped_batches = 0  # this run's, by the outbox's bounds
         self.started = time.time()
         self._outbox: Outbox | None = None
         self._outbox_failing = False
@@ -124,8 +107,7 @@ class Agent:
         self._sink: MqttSink | None = None
         for d in config.devices:
             beat = d.heartbeat_s or config.heartbeat_s
-            tags = d.nodes if isinstance(d, OpcUaDeviceConfig) else d.tags
-            for t in tags:
+            for t in device_tags(d):
                 hb = t.heartbeat_s or beat
                 self.filter.configure(d.id, t.tag, deadband=t.deadband, heartbeat_s=hb)
 
@@ -151,24 +133,12 @@ class Agent:
         if len(self._pending) >= self.config.mqtt.batch_max_samples:
             self._full.set()
 
-    def _build_sources(self) -> None:
-        # Protocol stacks load only when a device needs them: asyncua alone is 25 MB of
-        # RSS that a Modbus-only gateway does not pay.
-        if any(isinstance(d, OpcUaDeviceConfig) for d in self.config.devices):
-            from edge_agent.opcua_source import OpcUaSource  # noqa: PLC0415
-        if any(isinstance(d, ModbusDeviceConfig) for d in self.config.devices):
-            from edge_agent.modbus_source import ModbusLink, ModbusSource  # noqa: PLC0415
-        for d in self.config.devices:
-            if isinstance(d, OpcUaDeviceConfig):
-                uri = application_uri(self.config)
-                self.sources.append(OpcUaSource(d, self.emit, application_uri=uri))
-            else:
-                link = self.links.get(d.link)
-                if link is None:
-                    link = self.links[d.link] = ModbusLink(d)
-                source = ModbusSource(d, link, self.emit)
-                logger.info("read plan %s", source.describe())
-                self.sources.append(source)
+    def _build_sources(self) -> Sources:
+        built = Sources(self.config, self.emit, application_uri=application_uri(self.config))
+        for plan in built.plans:
+            logger.info("read plan %s", plan)
+        self.sources = built.sources
+        return built
 
     # --- pending -> outbox --------------------------------------------------------------
 
@@ -207,9 +177,7 @@ class Agent:
                 logger.info("the outbox accepts batches again")
                 self._outbox_failing = False
             self.samples_sealed += n
-            for b in dropped:
-                self.outbox_dropped_batches += 1
-                self.outbox_dropped_samples += b.samples
+            self.outbox_dropped_batches += len(dropped)
             delivery.sealed((self.boot, self.seq))
 
     async def _sealer(self, outbox: Outbox, delivery: Delivery, key: bytes) -> None:
@@ -227,9 +195,7 @@ class Agent:
                 continue
             self._expired_at = time.monotonic()
             expired = await asyncio.to_thread(outbox.expire)
-            for b in expired:
-                self.outbox_dropped_batches += 1
-                self.outbox_dropped_samples += b.samples
+            self.outbox_dropped_batches += len(expired)
 
     # --- metrics ------------------------------------------------------------------------
 
@@ -313,7 +279,7 @@ class Agent:
                 asyncio.create_task(self._sealer(outbox, delivery, key), name="sealer"),
                 asyncio.create_task(self._reporter(outbox, delivery, sink, key), name="metrics"),
             ]
-            self._build_sources()
+            sources = self._build_sources()
             readers = [
                 asyncio.create_task(s.run(), name=f"source:{s.device.id}") for s in self.sources
             ]
@@ -322,8 +288,7 @@ class Agent:
             await self._until(stop, service + readers)
             # stop sources first, then seal what they read, then give in-flight batches a chance
             await _cancel(readers)
-            for link in self.links.values():
-                link.close()
+            sources.close()
             await _cancel(service)
             await self._seal(outbox, delivery, key)
             left = await delivery.flush(timeout_s=5.0)

@@ -47,12 +47,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge_agent.agent import open_outbox, uplink
-from edge_agent.config import AgentConfig, OpcUaDeviceConfig
+from edge_agent.config import AgentConfig
 from edge_agent.contract.sample import DEVICE_STATUS_TAG, Quality, Role, Sample
 from edge_agent.contract.secrets import read_secret
 from edge_agent.contract.wire import encode_batch
 from edge_agent.delivery import Delivery
 from edge_agent.outbox import Outbox
+from edge_agent.source import device_tags
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +190,7 @@ def tag_roles(config: AgentConfig) -> dict[tuple[str, str], Role]:
     """(device, tag) -> role for every tag of the config, device status included."""
     out: dict[tuple[str, str], Role] = {}
     for d in config.devices:
-        tags = d.nodes if isinstance(d, OpcUaDeviceConfig) else d.tags
-        out.update(((d.id, t.tag), t.role) for t in tags)
+        out.update(((d.id, t.tag), t.role) for t in device_tags(d))
         out[(d.id, DEVICE_STATUS_TAG)] = Role.DEVICE_STATUS
     return out
 

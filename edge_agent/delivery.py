@@ -1,6 +1,7 @@
 """From the outbox to the broker: live batches first, the backlog at a bounded rate.
 
-    Batcher.seal() --append--> Outbox --Delivery--> MqttSink.publish --PUBACK--> delete
+    Agent._seal (Backfill._seal) --append--> Outbox, then --sealed(key)--> Delivery
+    Delivery --newest/pending--> MqttSink.publish --PUBACK--> Outbox.delete
 
 A batch leaves the outbox only after the broker acknowledged it, so a crash at any
 point republishes it at worst (the server drops the replay by ``(gw, boot, seq)``).

@@ -1,6 +1,7 @@
 """The durable outbox: sealed batches wait here, in SQLite (WAL), until the broker acks.
 
-    Batcher --append(boot, seq, payload)--> batch table --pending/newest--> Delivery
+    Agent._seal (Backfill._seal) --append(boot, seq, created, samples, payload)-->
+        batch table --pending/newest--> Delivery
     Delivery --delete(keys) after PUBACK--> gone
 
 Batches, not samples, are the rows: one INSERT per batch of up to thousands of samples

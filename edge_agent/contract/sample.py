@@ -45,10 +45,6 @@ class Role(enum.StrEnum):
     # written by the agent itself, never configured on a tag
     DEVICE_STATUS = "device_status"
 
-    @property
-    def is_counter(self) -> bool:
-        return self in COUNTER_ROLES
-
 
 COUNTER_ROLES = frozenset(
     {
