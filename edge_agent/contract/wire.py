@@ -58,6 +58,10 @@ class SignatureError(ValueError):
     """A payload whose signature is missing or does not match the key."""
 
 
+class SignatureMismatchError(SignatureError):
+    """Signed, but not with this key (a receiver may hold an old key: rotation)."""
+
+
 def topic(prefix: str, kind: str) -> str:
     return f"{prefix}/{kind}"
 
@@ -209,7 +213,7 @@ def check_signature(payload: bytes, key: bytes) -> None:
     body = payload[: m.start()] + b"}"
     expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
     if not hmac.compare_digest(expected, m.group(1)):
-        raise SignatureError("signature does not match the gateway's key")
+        raise SignatureMismatchError("signature does not match the gateway's key")
 
 
 def verify(payload: bytes, key: bytes) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from ingest_server.api.auth import ApiError, Caller, forbidden
 from ingest_server.api.data import Day, check_period
 from ingest_server.api.data import router as data_router
 from ingest_server.api.ratelimit import LoginLimiter, TooManyAttemptsError
+from ingest_server.errors import NotFoundError
 from ingest_server.evidence.render import render_html, render_xlsx
 from ingest_server.evidence.report import Request as ReportRequest
 from ingest_server.evidence.report import (
@@ -191,7 +192,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:  # noqa: PLR0915 (the
 
     @app.exception_handler(ReportError)
     def _bad_report(_req: Request, exc: ReportError) -> JSONResponse:
-        return _error(404 if "no enterprise" in str(exc) else 422, "report_error", str(exc))
+        return _error(404 if isinstance(exc, NotFoundError) else 422, "report_error", str(exc))
 
     @app.exception_handler(psycopg.DataError)
     def _bad_value(_req: Request, exc: psycopg.DataError) -> JSONResponse:

@@ -8,10 +8,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
+from ingest_server.errors import FactoryEvidenceError
 from ingest_server.repo.accounts import Principal, authenticate
 
 
-class ApiError(Exception):
+class ApiError(FactoryEvidenceError):
     """Answered as JSON {"error": {"code", "message"}} with its status."""
 
     def __init__(self, status: int, code: str, message: str) -> None:

@@ -30,8 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from ingest_server.errors import RefusedError
 
-class TooManyAttemptsError(Exception):
+
+class TooManyAttemptsError(RefusedError):
     """Refused without checking anything; `retry_after`: whole seconds, at least 1."""
 
     def __init__(self, retry_after: int) -> None:

@@ -37,21 +37,22 @@ from typing import Any
 
 import psycopg
 
+from edge_agent.contract.backoff import Backoff
 from edge_agent.contract.secrets import read_secret
 from edge_agent.contract.yaml12 import InvalidFileError
 from ingest_server import __version__
 from ingest_server.cli.commands import add_parsers, dispatch
 from ingest_server.cli.common import default_data_dir, default_key_path
-from ingest_server.db.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError, released_at_end
+from ingest_server.db.embedded_pg import EmbeddedPostgres, released_at_end
 from ingest_server.db.schema import (
-    SchemaError,
     apply_policies,
     delete_expired,
     describe,
     migrate,
     refresh_rollups,
 )
-from ingest_server.evidence.report import SigningKeyError, key_id, load_or_create_key, register_key
+from ingest_server.errors import InvalidInputError, NotFoundError, UnavailableError
+from ingest_server.evidence.report import key_id, load_or_create_key, register_key
 from ingest_server.files import write_atomic
 from ingest_server.ingest.consumer import Consumer, ConsumerConfig
 from ingest_server.repo.registry import gateway_keys, import_registry, load_registry
@@ -167,8 +168,8 @@ def _write_ready(path: Path, doc: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(doc).encode(), 0o644)
 
 
-class DatabaseUnavailableError(Exception):
-    pass
+class DatabaseUnavailableError(UnavailableError):
+    """The database given by --dsn cannot be reached, after waiting for it."""
 
 
 def resolve_dsn(args: argparse.Namespace, *, wait_s: float = 0) -> tuple[str, Any]:
@@ -185,13 +186,14 @@ def resolve_dsn(args: argparse.Namespace, *, wait_s: float = 0) -> tuple[str, An
 
 def _wait_for(dsn: str, wait_s: float) -> None:
     """Connect once; if the server is unreachable, retry with backoff for up to wait_s."""
-    delay, deadline = 0.5, time.monotonic() + wait_s
+    backoff, deadline = Backoff(0.5, 30), time.monotonic() + wait_s
     while True:
         try:
             with psycopg.connect(dsn, connect_timeout=10):
                 return
         except psycopg.OperationalError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreachable"
+            delay = backoff.next()
             if time.monotonic() + delay > deadline:
                 raise DatabaseUnavailableError(
                     f"cannot connect to the database ({first}); check --dsn and that the "
@@ -199,7 +201,6 @@ def _wait_for(dsn: str, wait_s: float) -> None:
                 ) from None
             log.warning("database unreachable (%s); retrying in %.0f s", first, delay)
             time.sleep(delay)
-            delay = min(delay * 2, 30)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -476,16 +477,6 @@ def _worker_argv(argv: list[str], dsn: str, client_id: str, ready: Path) -> list
     return [*out, *own]
 
 
-def _wait_ready(workers: dict[int, Any], run_dir: Path, stop: threading.Event) -> None:
-    deadline = time.monotonic() + 120
-    while not all((run_dir / f"worker-{i}.ready").exists() for i in workers):
-        if stop.wait(0.1) or time.monotonic() > deadline:
-            return
-        for i, proc in workers.items():
-            if proc.poll() is not None:
-                raise DatabaseUnavailableError(f"worker {i} stopped at start ({proc.returncode})")
-
-
 def _supervise(
     args: argparse.Namespace, argv: list[str], dsn: str, mode: str, stop: threading.Event
 ) -> int:
@@ -633,10 +624,10 @@ def _main(argv: list[str] | None) -> int:
             return cmd_registry_import(args)
 
         return dispatch(args, resolve_dsn)
-    except (InvalidFileError, ValueError, SigningKeyError) as exc:
+    except (InvalidFileError, ValueError, InvalidInputError, NotFoundError) as exc:
         print(f"ingest-server: {exc}", file=sys.stderr)
         return 2
-    except (DatabaseUnavailableError, EmbeddedPostgresError, SchemaError) as exc:
+    except UnavailableError as exc:
         print(f"ingest-server: {exc}", file=sys.stderr)
         return 1
     except psycopg.Error as exc:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from ingest_server.errors import UnavailableError
 from ingest_server.files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ DATABASE = "factory_evidence"
 LOG_TAIL_LINES = 20
 
 
-class EmbeddedPostgresError(Exception):
+class EmbeddedPostgresError(UnavailableError):
     """The embedded server could not be set up or started; the message says what to do."""
 
 

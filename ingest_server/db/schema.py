@@ -24,6 +24,8 @@ from typing import Literal
 import psycopg
 from psycopg import sql
 
+from ingest_server.errors import UnavailableError
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["plain", "timescale"]
@@ -31,7 +33,7 @@ _LOCK_ID = 0x6665_0001  # 'fe' 1: pg_advisory_xact_lock key for migrations
 _SECTION = re.compile(r"^--- mode: (plain|timescale|timescale-autocommit)\s*$", re.MULTILINE)
 
 
-class SchemaError(Exception):
+class SchemaError(UnavailableError):
     """The database cannot be brought to the expected schema; the message says why."""
 
 

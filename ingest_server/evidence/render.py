@@ -38,6 +38,8 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-unty
 from openpyxl.styles import Font, PatternFill  # type: ignore[import-untyped,unused-ignore]
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped,unused-ignore]
 
+from ingest_server.errors import InvalidInputError
+
 FORMAT = "factory-evidence.report"
 FORMAT_VERSION = 1
 TITLE = "智能工厂/绿色工厂关键指标测量证明"
@@ -54,7 +56,7 @@ LABELS = {  # Chinese for the format's enumerated values
 Json = Mapping[str, Any]
 
 
-class ReportFormatError(ValueError):
+class ReportFormatError(InvalidInputError, ValueError):
     """The document is not a report of the format and version rendered here."""
 
 

@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from ingest_server.errors import InvalidInputError
 from ingest_server.evidence.received import Arrivals, compare_received, received_tally
 from ingest_server.files import write_temp
 from ingest_server.kpi.engine import FORMAT, Parameters, compute
@@ -68,7 +69,7 @@ from ingest_server.reference.factors import (
 )
 
 
-class SigningKeyError(Exception):
+class SigningKeyError(InvalidInputError):
     """The signing key cannot be read or written; the message says what to do."""
 
 
@@ -220,7 +221,7 @@ CANONICALIZATION = "RFC8785"
 JCS_MAX_INT = 2**53 - 1  # I-JSON: integers beyond this are not exact in a double
 
 
-class CanonicalFormError(ValueError):
+class CanonicalFormError(InvalidInputError, ValueError):
     """The document cannot be put in the canonical form the signature names."""
 
 

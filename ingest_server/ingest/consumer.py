@@ -47,11 +47,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge_agent.contract.backoff import Backoff
 from ingest_server.ingest.payload import (
     Birth,
     DataBatch,
     Origin,
     RejectedError,
+    SignatureMismatchError,
     Status,
     parse_message,
     parse_topic,
@@ -330,8 +332,11 @@ class Consumer:
             self._store = Store(self._connect(), self.config.mode)
         return self._store
 
+    def _backoff(self) -> Backoff:
+        return Backoff(self.config.db_retry_min_s, self.config.db_retry_max_s)
+
     def _validate_loop(self) -> None:
-        delay = self.config.db_retry_min_s
+        backoff = self._backoff()
         while not self._stop.is_set() or not self._queue.empty():
             taken = self._take()
             if not taken:
@@ -341,14 +346,13 @@ class Consumer:
                     group = self._validate(taken)
                     break
                 except psycopg.OperationalError as exc:  # looking up a gateway's key
-                    self._db_lost(exc, delay)
-                    delay = min(delay * 2, self.config.db_retry_max_s)
-            delay = self.config.db_retry_min_s
+                    self._db_lost(exc, backoff.next())
+            backoff.reset()
             self._validated.put((taken, group))
         self._validated.put(None)
 
     def _write_loop(self) -> None:
-        delay = self.config.db_retry_min_s
+        backoff = self._backoff()
         while True:
             item = self._validated.get()
             if item is None:
@@ -362,10 +366,9 @@ class Consumer:
                     # a deadlock or serialisation failure with another server: nothing is
                     # wrong with the database or the group; write it again
                     log.info("transaction rolled back (%s); writing the group again", exc)
-                    self._sleep(0.05)
+                    self._sleep(random.uniform(0.04, 0.06))
                 except psycopg.OperationalError as exc:
-                    self._db_lost(exc, delay)
-                    delay = min(delay * 2, self.config.db_retry_max_s)
+                    self._db_lost(exc, backoff.next())
                 except Exception as exc:
                     # something in the group that passed the checks but that the database
                     # refuses (or that trips a bug): write the messages one by one and
@@ -376,17 +379,16 @@ class Consumer:
                         result = self._write_singly(group)
                         break
                     except psycopg.OperationalError as lost:
-                        self._db_lost(lost, delay)
-                        delay = min(delay * 2, self.config.db_retry_max_s)
+                        self._db_lost(lost, backoff.next())
                     except Exception:
                         # not one message's fault (even a dead letter cannot be written:
                         # permissions, a bug): keep everything unacknowledged and retry
+                        delay = backoff.next()
                         log.exception("the database refuses every write; retrying in %.1f s", delay)
                         self.counters.db_errors += 1
                         self._reset_db()
                         self._sleep(delay)
-                        delay = min(delay * 2, self.config.db_retry_max_s)
-            delay = self.config.db_retry_min_s
+            backoff.reset()
             self.counters.add(result)
             self._ack(taken)
 
@@ -430,8 +432,9 @@ class Consumer:
             self._store = None
 
     def _sleep(self, seconds: float) -> None:
-        # jitter, so that N servers do not reconnect in step
-        time.sleep(seconds * (0.8 + 0.4 * random.random()))
+        # the delays come from a Backoff, jittered already: N servers do not reconnect
+        # in step
+        time.sleep(seconds)
 
     def _ack(self, taken: list[_Inbound]) -> None:
         with self._lock:
@@ -470,9 +473,7 @@ class Consumer:
                     origin, message = parse_message(
                         item.topic, item.payload, key_of=_constant(None if gw is None else gw.key)
                     )
-                except RejectedError as exc:
-                    if not exc.reason.startswith("signature: signature does not match"):
-                        raise
+                except SignatureMismatchError:
                     # the key may have been rotated since it was cached: ask once more
                     fresh = self._directory.lookup(origin, stale_ok=False)
                     if fresh is None or fresh == gw:

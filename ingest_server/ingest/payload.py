@@ -32,7 +32,9 @@ from edge_agent.contract.wire import (
     SignatureError,
     check_signature,
 )
+from edge_agent.contract.wire import SignatureMismatchError as WrongKeyError
 from edge_agent.contract.yaml12 import format_location
+from ingest_server.errors import RefusedError
 
 _LEVEL = r"([a-z0-9][a-z0-9_-]*)"
 TOPIC = re.compile(rf"^fe/v1/{_LEVEL}/{_LEVEL}/{_LEVEL}/(data|birth|status)$")
@@ -82,12 +84,17 @@ Boot = Annotated[int, Field(ge=1, le=MAX_BOOT)]
 Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
 
 
-class RejectedError(Exception):
+class RejectedError(RefusedError):
     """A message that is not stored as data; `reason` says why, for the dead letters."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SignatureMismatchError(RejectedError):
+    """Signed, but not with the key the server holds for the gateway: the consumer asks
+    for the gateway's key once more (it may have been rotated) before dead-lettering."""
 
 
 class _Strict(BaseModel):
@@ -190,7 +197,8 @@ def parse_message(
     try:
         check_signature(payload, key)
     except SignatureError as exc:
-        raise RejectedError(f"signature: {exc}") from None
+        kind = SignatureMismatchError if isinstance(exc, WrongKeyError) else RejectedError
+        raise kind(f"signature: {exc}") from None
     try:
         # straight from the bytes: pydantic's JSON parser, no intermediate dicts
         message = _MODEL[origin.kind].model_validate_json(payload)

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from ingest_server.derive.intervals import GAP_AFTER, NO_DATA, OFFLINE, Event, runs
+from ingest_server.errors import InvalidInputError, NotFoundError
 from ingest_server.kpi.timemodel import Interval
 from ingest_server.repo.registry import CalendarDef
 
@@ -195,8 +196,12 @@ def _line(*fields: object) -> str:
 # -- the registry and the period --------------------------------------------------------
 
 
-class ReportError(ValueError):
+class ReportError(InvalidInputError, ValueError):
     """The report cannot be made as asked; the message says what to change."""
+
+
+class UnknownEnterpriseError(NotFoundError, ReportError):
+    """The report is asked for an enterprise the registry does not hold (API: 404)."""
 
 
 def local_period(
@@ -227,7 +232,7 @@ def load_registry(
     ).fetchone()
     if row is None:
         known = [r[0] for r in conn.execute("SELECT id FROM enterprises ORDER BY id")]
-        raise ReportError(
+        raise UnknownEnterpriseError(
             f"no enterprise {enterprise!r} in the registry (known: {known}); "
             "import it with `ingest-server registry import`"
         )

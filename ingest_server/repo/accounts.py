@@ -31,12 +31,14 @@ from typing import Any, Literal
 
 import psycopg
 
+from ingest_server.errors import InvalidInputError
+
 Role = Literal["admin", "enterprise", "verifier"]
 ROLES: tuple[Role, ...] = ("admin", "enterprise", "verifier")
 PREFIX = "fe_"
 
 
-class AccountError(ValueError):
+class AccountError(InvalidInputError, ValueError):
     """A request about accounts that cannot be carried out; the message says why."""
 
 

@@ -29,12 +29,14 @@ from typing import Any
 
 import psycopg
 
+from ingest_server.errors import InvalidInputError
+
 # Mosquitto 2's password file: $7$ = PBKDF2-HMAC-SHA512, its default 101 iterations
 MOSQUITTO_ITERATIONS = 101
 TOPIC_ROOT = "fe/v1"
 
 
-class GatewayError(ValueError):
+class GatewayError(InvalidInputError, ValueError):
     """A gateway request that cannot be carried out; the message says why and what to do."""
 
 

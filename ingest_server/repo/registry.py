@@ -40,6 +40,7 @@ from edge_agent.contract.yaml12 import (
     read_yaml_file,
     validation_problems,
 )
+from ingest_server.errors import InvalidInputError
 from ingest_server.reference.factors import DEFAULT_EMISSION, grid_regions
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
@@ -56,7 +57,7 @@ CARRIER_ROLES = {
 }
 
 
-class RegistryError(InvalidFileError):
+class RegistryError(InvalidFileError, InvalidInputError):
     kind = "registry"
 
 

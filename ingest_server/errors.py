@@ -1,0 +1,56 @@
+"""The server's exceptions, one tree: what the API answers and what the CLI exits with
+is chosen by an exception's kind, never by its message.
+
+    FactoryEvidenceError
+    ├── InvalidInputError        change the argument, file or request (API 422, CLI exit 2)
+    │   ├── ReportError                   kpi.inputs         (also ValueError)
+    │   │   └── UnknownEnterpriseError    kpi.inputs         (also NotFoundError)
+    │   ├── AccountError                  repo.accounts      (also ValueError)
+    │   ├── GatewayError                  repo.gateways      (also ValueError)
+    │   ├── RegistryError                 repo.registry      (also contract InvalidFileError)
+    │   ├── SigningKeyError               evidence.report
+    │   ├── CanonicalFormError            evidence.report    (also ValueError)
+    │   └── ReportFormatError             evidence.render    (also ValueError)
+    ├── NotFoundError            no such enterprise, report... (API 404, CLI exit 2)
+    │   └── UnknownEnterpriseError
+    ├── UnavailableError         the database or broker cannot be used (CLI exit 1)
+    │   ├── DatabaseUnavailableError      cli.main
+    │   ├── EmbeddedPostgresError         db.embedded_pg
+    │   └── SchemaError                   db.schema
+    ├── RefusedError             refused and not carried out; the caller is told why
+    │   ├── RejectedError                 ingest.payload     (a message: dead-lettered)
+    │   │   └── SignatureMismatchError    ingest.payload     (retried with a fresh key)
+    │   └── TooManyAttemptsError          api.ratelimit      (a login: HTTP 429)
+    └── ApiError                 api.auth: an HTTP answer, carrying its own status
+
+`ingest_server.cli.main.Interrupted` (SIGTERM, SIGINT) is a BaseException on purpose,
+outside this tree: no `except Exception` may swallow it.
+
+The classes that existed before the tree keep their other bases (ValueError,
+InvalidFileError), so every `except ValueError` that caught them still does.
+"""
+
+from __future__ import annotations
+
+
+class FactoryEvidenceError(Exception):
+    """The root of every exception the server raises on purpose."""
+
+
+class InvalidInputError(FactoryEvidenceError):
+    """Bad user input: an argument, a file or a request to change. The API answers 422
+    (`ReportError`), the CLI exits 2."""
+
+
+class NotFoundError(FactoryEvidenceError):
+    """What was asked about does not exist: an enterprise, a report. The API answers 404
+    (`ReportError`), the CLI exits 2 (bad arguments)."""
+
+
+class UnavailableError(FactoryEvidenceError):
+    """The database or the broker cannot be used; retry later. The CLI exits 1."""
+
+
+class RefusedError(FactoryEvidenceError):
+    """Refused and not carried out, the caller told why: a gateway's message (to the dead
+    letters), a login over the rate limit."""
