@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from simulators.ports import pick_free_port  # noqa: E402
-from tests.broker import Broker, start_broker  # noqa: E402
+from tests.harness.broker import Broker, start_broker  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

@@ -53,7 +53,7 @@ from edge_agent.contract.wire import encode_batch, encode_message  # noqa: E402
 from ingest_server.db.embedded_pg import EmbeddedPostgres  # noqa: E402
 from ingest_server.db.schema import migrate  # noqa: E402
 from ingest_server.repo.registry import Registry, import_registry  # noqa: E402
-from tests.broker import start_broker  # noqa: E402
+from tests.harness.broker import start_broker  # noqa: E402
 
 ENT, SITE, GW = "bench", "p1", "gw-01"
 PREFIX = f"fe/v1/{ENT}/{SITE}/{GW}/"
@@ -313,7 +313,7 @@ def run_ingest(
         ctx = mp.get_context("spawn")
         recv, send = ctx.Pipe(duplex=False)
         ready = ctx.Event()
-        from tests.ingest_harness import GatewayPublisher  # noqa: PLC0415
+        from tests.harness.ingest import GatewayPublisher  # noqa: PLC0415
 
         pub = GatewayPublisher(broker, client_id="bench-birth")
         pub.publish("birth", birth(), prefix=PREFIX)

@@ -87,7 +87,7 @@ def plan_reads(
         # (a tag inside its span is read by it), and every sub-run of a readable run is
         # readable too (the span only shrinks, the gaps are a subset). So by induction,
         # after k requests greedy has read at least as many of the sorted tags as any
-        # plan has after k: it never needs more requests. tests/test_modbus_plan.py
+        # plan has after k: it never needs more requests. tests/agent/test_modbus_plan.py
         # checks this against a brute force over every grouping.
         run: list[ModbusTagConfig] = []
         start = end = 0

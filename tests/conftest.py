@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ingest_server.db.schema import migrate
-from tests.broker import Broker, start_broker
-from tests.pg import PgServer, pg_test_server
+from tests.harness.broker import Broker, start_broker
+from tests.harness.pg import PgServer, pg_test_server
 
 
 @pytest.fixture(scope="session")
