@@ -304,6 +304,16 @@ def test_energy_and_data_quality(browser: Any, site: dict[str, Any]) -> None:
     c.close()
 
 
+def verify_file(page: Any, path: Path, reason: str | None = None) -> tuple[Any, str, str]:
+    """Pick `path` in the evidence page's file field; (the verdict element, the signature
+    line, the text of `reason`'s line when one is named)."""
+    page.evaluate("document.getElementById('verify-out')?.replaceChildren()")
+    page.set_input_files("[data-testid=verify-file]", str(path))
+    verdict = page.wait_for_selector("#verdict")
+    why = page.locator(f"#reasons li[data-reason={reason}]").inner_text() if reason else ""
+    return verdict, page.locator("#signature").inner_text(), why
+
+
 def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path: Path) -> None:
     c = Console(browser, site)
     c.login("ent")
@@ -354,28 +364,22 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path:
     assert b".0," in r.content  # numbers a browser's JSON.stringify would write differently
     path = tmp_path / "report.json"
     path.write_bytes(r.content)
-    v.page.evaluate("document.getElementById('verify-out').replaceChildren()")
-    v.page.set_input_files("[data-testid=verify-file]", str(path))
-    verdict = v.page.wait_for_selector("#verdict")
+    verdict, signature, _ = verify_file(v.page, path)
     assert verdict.get_attribute("data-ok") == "true"
     assert "验证通过" in verdict.inner_text()
-    assert v.page.locator("#signature").inner_text().startswith("有效")  # not the server's English
+    assert signature.startswith("有效")  # not the server's English
     # a changed file: not verified, and the page says why, in its language
     path.write_bytes(r.content.replace(b'"value"', b'"value" ', 1).replace(b".0,", b".5,", 1))
-    v.page.evaluate("document.getElementById('verify-out').replaceChildren()")
-    v.page.set_input_files("[data-testid=verify-file]", str(path))
-    v.page.wait_for_selector("#verdict[data-ok=false]")
-    why = v.page.locator("#reasons li[data-reason=signature_invalid]").inner_text()
+    verdict, signature, why = verify_file(v.page, path, reason="signature_invalid")
+    assert verdict.get_attribute("data-ok") == "false"
     assert "签名无效" in why
-    assert v.page.locator("#signature").inner_text().startswith("无效")
+    assert signature.startswith("无效")
     # and in English, when the console is in English
     v.page.click("header [data-testid=lang]")
     v.page.wait_for_selector("main[data-ready] [data-testid=verify-file]")
-    v.page.set_input_files("[data-testid=verify-file]", str(path))
-    v.page.wait_for_selector("#verdict[data-ok=false]")
-    why = v.page.locator("#reasons li[data-reason=signature_invalid]").inner_text()
+    verdict, signature, why = verify_file(v.page, path, reason="signature_invalid")
     assert "invalid signature: the report was changed after it was signed" in why
-    assert v.page.locator("#signature").inner_text().startswith("invalid")
+    assert signature.startswith("invalid")
     v.page.click("header [data-testid=lang]")
     v.page.wait_for_selector("main[data-ready]")
     # the declared attributes are shown to a verifier, not editable
