@@ -1,4 +1,4 @@
-"""MQTT contract v1: topics and payloads, signed with the gateway's HMAC key.
+r"""MQTT contract v1: topics and payloads, signed with the gateway's HMAC key.
 
     fe/v1/{enterprise}/{site}/{gateway}/data     QoS 1      a batch of samples
     fe/v1/{enterprise}/{site}/{gateway}/birth    retained   devices, tags, roles, units
@@ -22,7 +22,10 @@ the contract cannot carry is made to fit here, one sample at a time, and logged 
 tag: a value that is NaN or infinite, or a string with a NUL or over 4096 bytes of UTF-8,
 is sent as a bad-quality sample whose status says why; a device time outside 1970..9999
 (an OPC UA null DateTime is 1601) is replaced by the gateway time; a gateway or server
-time outside it is left out; a status text is cut to 500 characters, NULs removed.
+time outside it is left out; a status text is cut to 500 characters, NULs removed. Text
+that is not valid Unicode (asyncua hands a device's undecodable byte 0xNN over as the
+lone surrogate U+DCNN) has each such byte written as ``\xNN`` (other lone surrogates as
+``\uDXXX``): distinct texts stay distinct and the bytes can be recovered.
 Device and tag ids need nothing: the config allows only ids the contract takes.
 """
 
@@ -80,6 +83,25 @@ def _warn_once(device: str, tag: str, what: str, detail: str) -> None:
     logger.warning("%s/%s: %s: %s (docs/mqtt.md, Limits)", device, tag, detail, what)
 
 
+def utf8_safe(text: str) -> str:
+    """`text` with whatever UTF-8 cannot carry (lone surrogates) written as escapes."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # asyncua's undecodable bytes, back
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode()
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _refused_value(value: float | str) -> str | None:
     """Why the contract cannot carry this value, or None."""
     if isinstance(value, str):
@@ -105,6 +127,11 @@ def sample_dict(s: Sample) -> dict[str, Any]:
     gts = None if s.gw_ts is None else round(s.gw_ts * 1000)
     sts = None if s.server_ts is None else round(s.server_ts * 1000)
     value, quality, status = s.value, s.quality, s.status
+    if value.__class__ is str and not _is_utf8(value):
+        _warn_once(s.device, s.tag, "undecodable bytes sent as \\xNN", "the text is not UTF-8")
+        value = utf8_safe(value)
+    if status and not _is_utf8(status):
+        status = utf8_safe(status)
     if not _in_range(ts):
         # an OPC UA null DateTime (1601-01-01), a device clock gone wrong
         _warn_once(s.device, s.tag, "sent with the gateway time", f"device time {ts} ms")
@@ -165,13 +192,23 @@ def _sample_dicts(samples: Iterable[Sample]) -> list[dict[str, Any]]:
     return out
 
 
-def _fit_numbers(dicts: list[dict[str, Any]]) -> None:
-    """NaN and infinite values as bad-quality samples (JSON has no token for them)."""
-    for d in dicts:
+def _fit_late(dicts: list[dict[str, Any]]) -> None:
+    """What the fast path leaves to `_dumps` to find, being rare: NaN and infinite values
+    as bad-quality samples (JSON has no token for them), text that is not UTF-8 fitted
+    as `sample_dict` fits it."""
+    for i, d in enumerate(dicts):
         value = d["v"]
         if value.__class__ is float and (why := _refused_value(value)) is not None:
             _warn_once(d["d"], d["t"], "sent as bad quality", f"the value is {why}")
             d["v"], d["q"], d["s"] = None, _BAD.value, why
+        elif not (_is_utf8(value) if value.__class__ is str else True) or not _is_utf8(
+            d.get("s") or ""
+        ):
+            sec = {k: d[k] / 1000 for k in ("gts", "sts") if k in d}
+            dicts[i] = sample_dict(
+                Sample(d["d"], d["t"], d["ts"] / 1000, value, Quality(d.get("q", "good")),
+                       gw_ts=sec.get("gts"), status=d.get("s"), server_ts=sec.get("sts"))
+            )  # fmt: skip
 
 
 def sign(body: bytes, key: bytes) -> bytes:
@@ -194,8 +231,8 @@ def encode_batch(
             "samples": dicts}  # fmt: skip
     try:
         data = _dumps(body)
-    except ValueError:  # NaN or infinity, which JSON cannot carry: rare, so fitted late
-        _fit_numbers(dicts)
+    except ValueError:  # NaN, infinity or a lone surrogate: rare, so fitted late
+        _fit_late(dicts)
         data = _dumps(body)
     return sign(data, key)
 

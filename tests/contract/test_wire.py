@@ -18,6 +18,7 @@ from edge_agent.contract.wire import (
     encode_batch,
     encode_message,
     sample_dict,
+    utf8_safe,
     verify,
 )
 
@@ -154,10 +155,11 @@ def test_times_outside_1970_to_9999_are_replaced_or_left_out() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.text(min_size=1, max_size=8),
+            st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,7}", fullmatch=True),  # the config's ids
             st.one_of(
                 st.floats(allow_nan=False, allow_infinity=False),
-                st.text(st.characters(exclude_characters="\x00"), max_size=20),
+                # any text but NUL, lone surrogates included (asyncua's undecodable bytes)
+                st.text(st.characters(exclude_characters="\x00", codec=None), max_size=20),
                 st.none(),
             ),
             st.sampled_from(list(Quality)),
@@ -169,7 +171,28 @@ def test_any_batch_verifies_and_decodes_to_its_samples(rows) -> None:  # type: i
     samples = [Sample("dev", tag, 1.5, value, q) for tag, value, q in rows]
     obj = verify(encode_batch(gw="g", boot=1, seq=1, sent=0.0, samples=samples, key=KEY), KEY)
     assert obj["samples"] == [sample_dict(s) for s in samples]
-    assert [s["v"] for s in obj["samples"]] == [v for _, v, _ in rows]
+    assert [s["v"] for s in obj["samples"]] == [
+        utf8_safe(v) if isinstance(v, str) else v for _, v, _ in rows
+    ]
+
+
+def test_text_that_is_not_utf8_travels_as_escapes_and_its_bytes_can_be_recovered() -> None:
+    # a Chinese CNC's program name in GBK, decoded by asyncua with errors="surrogateescape"
+    raw = "主程序".encode("gbk")
+    program = raw.decode("utf-8", "surrogateescape")
+    samples = [
+        Sample("cnc-01", "program", 1.5, program, gw_ts=2.0),
+        Sample("cnc-01", "alarm", 1.5, "ok \ud800"),  # a surrogate that is no escaped byte
+        Sample("cnc-01", "spindle", 1.5, None, Quality.BAD, status="Bad\udcff"),
+        Sample("cnc-01", "state", 1.5, "IDLE"),
+    ]
+    obj = verify(encode_batch(gw="g", boot=1, seq=1, sent=0.0, samples=samples, key=KEY), KEY)
+    values = [s["v"] for s in obj["samples"]]
+    assert values[0] == "".join(f"\\x{b:02x}" for b in raw)
+    assert values[0].encode().decode("unicode_escape").encode("latin-1") == raw
+    assert values[1:] == ["ok \\ud800", None, "IDLE"]
+    assert obj["samples"][2]["s"] == "Bad\\xff"
+    assert obj["samples"] == [sample_dict(s) for s in samples]
 
 
 def test_server_timestamp_travels_when_it_differs() -> None:
