@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
+from edge_agent.contract import topics
 from edge_agent.contract.sample import DEVICE_STATUS_TAG, MachineState, Role
 from edge_agent.contract.secrets import ConfigError
 from edge_agent.contract.yaml12 import YamlFileError, read_yaml_file, validation_problems
@@ -447,7 +448,7 @@ class AgentConfig(_Strict):
     @property
     def topic_prefix(self) -> str:
         g = self.gateway
-        return f"fe/v1/{g.enterprise}/{g.site}/{g.id}"
+        return topics.prefix(g.enterprise, g.site, g.id)
 
     def resolve(self, base: Path) -> AgentConfig:
         """Relative file paths are relative to the config file, not the working directory."""

@@ -30,7 +30,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import AgentConfig
 from edge_agent.contract.secrets import read_secret
-from edge_agent.contract.wire import encode_message, topic
+from edge_agent.contract.topics import topic
+from edge_agent.contract.wire import encode_message
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,8 @@ r"""MQTT contract v1: topics and payloads, signed with the gateway's HMAC key.
     fe/v1/{enterprise}/{site}/{gateway}/status   retained   online / offline (also the Will)
     fe/v1/{enterprise}/{site}/{gateway}/metrics  QoS 0      the agent's own counters
 
+(topics.py builds and parses the topics.)
+
 Every payload is one JSON object (UTF-8) whose last member is ``"sig"``: the hex
 HMAC-SHA256, under the gateway's key, of the exact bytes of the payload with that member
 removed, i.e. ``payload[: -len(',"sig":"<64 hex>"}')] + b"}"``. Signing the bytes rather
@@ -63,10 +65,6 @@ class SignatureError(ValueError):
 
 class SignatureMismatchError(SignatureError):
     """Signed, but not with this key (a receiver may hold an old key: rotation)."""
-
-
-def topic(prefix: str, kind: str) -> str:
-    return f"{prefix}/{kind}"
 
 
 def ms(t: float) -> int:

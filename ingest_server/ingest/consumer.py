@@ -47,11 +47,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from edge_agent.contract import topics
 from edge_agent.contract.backoff import Backoff
+from edge_agent.contract.topics import Origin
 from ingest_server.ingest.payload import (
     Birth,
     DataBatch,
-    Origin,
     RejectedError,
     SignatureMismatchError,
     Status,
@@ -117,6 +118,10 @@ class Counters:
     commits: int = 0
     db_errors: int = 0
     connects: int = 0
+    # messages that found the inbound queue full (the broker sent beyond Receive Maximum):
+    # QoS 0 ones dropped, QoS 1 ones waited for room (held unacknowledged meanwhile)
+    inbound_full: int = 0
+    inbound_dropped: int = 0
     last_error: str | None = None
     # time span of samples written since the last `take_written_span()`
     written_first: datetime | None = None
@@ -161,7 +166,10 @@ class Consumer:
     subscribed: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        self._queue: queue.Queue[_Inbound] = queue.Queue()
+        # inbound: paho's thread -> validator. Bounded by Receive Maximum, which the broker
+        # may not exceed with unacknowledged QoS 1 messages (and we acknowledge only after
+        # the commit); the slack covers QoS 0 messages, which it does not count
+        self._queue: queue.Queue[_Inbound] = queue.Queue(self.config.receive_maximum + 64)
         self._stop = threading.Event()
         self._generation = 0
         self._lock = threading.Lock()
@@ -212,9 +220,9 @@ class Consumer:
         self.counters.connects += 1
         g = self.config.share_group
         filters = [
-            f"$share/{g}/fe/v1/+/+/+/data",
-            f"$share/{g}/fe/v1/+/+/+/status",
-            "fe/v1/+/+/+/birth",
+            f"$share/{g}/{topics.every_gateway('data')}",
+            f"$share/{g}/{topics.every_gateway('status')}",
+            topics.every_gateway("birth"),
         ]
         if self.config.retire:
             # leave the group: nothing new comes here; what the broker queued for this
@@ -254,7 +262,19 @@ class Consumer:
         with self._lock:
             self._received += 1
             self._last_message = time.monotonic()
-        self._queue.put(_Inbound(self._generation, msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+        item = _Inbound(self._generation, msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            # a broker beyond its Receive Maximum: a QoS 0 message carries no promise and
+            # is dropped; a QoS 1 message waits for room (paho's thread pauses reading, so
+            # the broker is held back), never lost: it is acknowledged only once written
+            self.counters.inbound_full += 1
+            if msg.qos == 0:
+                self.counters.inbound_dropped += 1
+                log.warning("inbound queue full: dropped a QoS 0 message on %s", msg.topic)
+                return
+            self._queue.put(item)
 
     def start(self) -> None:
         parts = urlsplit(self.config.mqtt_url)

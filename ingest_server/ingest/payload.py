@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
+from edge_agent.contract import topics
+from edge_agent.contract.topics import Origin
 from edge_agent.contract.wire import (
     MAX_MS,
     MAX_STATUS_CHARS,
@@ -35,9 +36,6 @@ from edge_agent.contract.wire import (
 from edge_agent.contract.wire import SignatureMismatchError as WrongKeyError
 from edge_agent.contract.yaml12 import format_location
 from ingest_server.errors import RefusedError
-
-_LEVEL = r"([a-z0-9][a-z0-9_-]*)"
-TOPIC = re.compile(rf"^fe/v1/{_LEVEL}/{_LEVEL}/{_LEVEL}/(data|birth|status)$")
 
 # --- limits (docs/mqtt.md "Limits" gives each with its reason) ----------------------------
 # Device and tag ids: every id the agent's config allows ([a-z0-9][a-z0-9_.-]{0,62}, and the
@@ -158,14 +156,6 @@ class Status(_Strict):
     sig: str
 
 
-@dataclass(frozen=True, slots=True)
-class Origin:
-    enterprise: str
-    site: str
-    gateway: str
-    kind: str
-
-
 Message = DataBatch | Birth | Status
 _MODEL: dict[str, type[DataBatch] | type[Birth] | type[Status]] = {
     "data": DataBatch,
@@ -175,12 +165,10 @@ _MODEL: dict[str, type[DataBatch] | type[Birth] | type[Status]] = {
 
 
 def parse_topic(topic: str) -> Origin:
-    m = TOPIC.match(topic)
-    if m is None:
-        raise RejectedError(
-            f"topic {topic!r} is not fe/v1/ENTERPRISE/SITE/GATEWAY/(data|birth|status)"
-        )
-    return Origin(*m.groups())
+    origin = topics.parse_stored(topic)
+    if origin is None:
+        raise RejectedError(f"topic {topic!r} is not {topics.STORED_PATTERN}")
+    return origin
 
 
 def parse_message(

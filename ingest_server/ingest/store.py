@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from edge_agent.contract.topics import Origin
 from ingest_server.derive.intervals import (
     COUNTER_DELTAS_SQL,
     COUNTER_ROLE_NAMES,
@@ -31,7 +32,7 @@ from ingest_server.derive.intervals import (
     refresh_intervals,
 )
 from ingest_server.ingest.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode
-from ingest_server.ingest.payload import Birth, DataBatch, Origin, Status, WireSample
+from ingest_server.ingest.payload import Birth, DataBatch, Status, WireSample
 
 log = logging.getLogger(__name__)
 

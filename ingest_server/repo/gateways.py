@@ -29,11 +29,11 @@ from typing import Any
 
 import psycopg
 
+from edge_agent.contract import topics
 from ingest_server.errors import InvalidInputError
 
 # Mosquitto 2's password file: $7$ = PBKDF2-HMAC-SHA512, its default 101 iterations
 MOSQUITTO_ITERATIONS = 101
-TOPIC_ROOT = "fe/v1"
 
 
 class GatewayError(InvalidInputError, ValueError):
@@ -51,16 +51,12 @@ class Identity:
 
     @property
     def prefix(self) -> str:
-        return topic_prefix(self.enterprise, self.site, self.gateway)
+        return topics.prefix(self.enterprise, self.site, self.gateway)
 
 
 def broker_username(enterprise: str, site: str, gateway: str) -> str:
     # ids are [a-z0-9_-]: a dot cannot be part of one
     return f"{enterprise}.{site}.{gateway}"
-
-
-def topic_prefix(enterprise: str, site: str, gateway: str) -> str:
-    return f"{TOPIC_ROOT}/{enterprise}/{site}/{gateway}"
 
 
 def mosquitto_hash(password: str, salt: bytes | None = None) -> str:
@@ -153,11 +149,11 @@ def broker_files(conn: psycopg.Connection, server_users: dict[str, str]) -> tupl
         if "." in name:
             raise GatewayError(f"server user {name!r}: a dot marks gateway logins; choose another")
         passwd.append(f"{name}:{mosquitto_hash(password)}")
-        acl += [f"user {name}", f"topic read {TOPIC_ROOT}/#", ""]
+        acl += [f"user {name}", f"topic read {topics.ROOT}/#", ""]
     for ent, site, gw, pw_hash in rows:
         user = broker_username(ent, site, gw)
         passwd.append(f"{user}:{pw_hash}")
-        acl += [f"user {user}", f"topic write {topic_prefix(ent, site, gw)}/#", ""]
+        acl += [f"user {user}", f"topic write {topics.prefix(ent, site, gw)}/#", ""]
     return "\n".join(passwd) + "\n", "\n".join(acl)
 
 

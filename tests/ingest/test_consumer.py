@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import psutil
 import psycopg
 import pytest
@@ -566,3 +567,31 @@ def test_a_batch_the_database_would_refuse_gets_one_dead_letter_with_its_true_re
         (8, 0, 1),
         (9, 1, 0),
     ]
+
+
+def test_the_inbound_queue_is_bounded_and_counts_what_found_it_full() -> None:
+    """A broker that sends beyond Receive Maximum cannot grow the queue without bound:
+    QoS 0 messages are dropped and counted, QoS 1 messages wait for room (nothing lost)."""
+    consumer = Consumer(ConsumerConfig(receive_maximum=1))
+    room = consumer._queue.maxsize
+    assert 0 < room < 1000
+
+    def message(qos: int, n: int) -> mqtt.MQTTMessage:
+        msg = mqtt.MQTTMessage(mid=n, topic=b"fe/v1/e/s/g/data")
+        msg.qos, msg.payload = qos, b"{}"
+        return msg
+
+    for n in range(room):
+        consumer._on_message(None, None, message(1, n))
+    consumer._on_message(None, None, message(0, room))
+    assert (consumer.counters.inbound_full, consumer.counters.inbound_dropped) == (1, 1)
+    assert consumer._queue.qsize() == room
+    waiting = threading.Thread(target=consumer._on_message, args=(None, None, message(1, 999)))
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive(), "a QoS 1 message must wait for room, not be dropped"
+    assert consumer._queue.get_nowait().mid == 0
+    waiting.join(5)
+    assert not waiting.is_alive()
+    assert (consumer.counters.inbound_full, consumer.counters.inbound_dropped) == (2, 1)
+    assert [consumer._queue.get_nowait().mid for _ in range(room)][-1] == 999

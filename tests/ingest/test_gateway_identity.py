@@ -244,7 +244,7 @@ def test_mosquitto_hash_is_what_mosquitto_passwd_writes(tmp_path: Path) -> None:
 def test_a_running_server_stops_accepting_a_revoked_gateway(db: str) -> None:
     """The consumer's gateway directory re-reads every entry after max_age_s: the key of
     a revoked gateway is gone from it then, whatever it cached."""
-    from ingest_server.ingest.payload import Origin  # noqa: PLC0415
+    from edge_agent.contract.topics import Origin  # noqa: PLC0415
     from ingest_server.ingest.store import GatewayDirectory  # noqa: PLC0415
 
     prepare_kpi(db)
