@@ -76,11 +76,13 @@ import psycopg  # noqa: E402
 
 from ingest_server.db.embedded_pg import EmbeddedPostgres  # noqa: E402
 from ingest_server.db.schema import migrate  # noqa: E402
-from ingest_server.evidence.report import Request, make_report, verify  # noqa: E402
+from ingest_server.evidence.report import Request, make_report  # noqa: E402
+from ingest_server.evidence.verify import verify  # noqa: E402
 from ingest_server.ingest.copybin import SIGNATURE, TRAILER  # noqa: E402
 from ingest_server.kpi.calendar import windows  # noqa: E402
 from ingest_server.kpi.engine import Parameters, compute  # noqa: E402
-from ingest_server.kpi.inputs import counter_delta, fetch_inputs  # noqa: E402
+from ingest_server.kpi.fetch import fetch_inputs  # noqa: E402
+from ingest_server.kpi.raw import counter_delta  # noqa: E402
 from ingest_server.kpi.timemodel import plan_segments  # noqa: E402
 from ingest_server.reference.factors import emission_table, energy_table  # noqa: E402
 from ingest_server.repo.registry import CalendarDef, Registry, import_registry  # noqa: E402

@@ -3,18 +3,22 @@ is chosen by an exception's kind, never by its message.
 
     FactoryEvidenceError
     ├── InvalidInputError        change the argument, file or request (API 422, CLI exit 2)
-    │   ├── ReportError                   kpi.inputs         (also ValueError)
-    │   │   └── UnknownEnterpriseError    kpi.inputs         (also NotFoundError)
+    │   ├── ReportError                   kpi.records        (also ValueError)
+    │   │   └── UnknownEnterpriseError    kpi.records        (also NotFoundError)
     │   ├── AccountError                  repo.accounts      (also ValueError)
     │   ├── GatewayError                  repo.gateways      (also ValueError)
     │   ├── RegistryError                 repo.registry      (also contract InvalidFileError)
-    │   ├── SigningKeyError               evidence.report
-    │   ├── CanonicalFormError            evidence.report    (also ValueError)
-    │   └── ReportFormatError             evidence.render    (also ValueError)
+    │   ├── SigningKeyError               evidence.keys
+    │   ├── CanonicalFormError            evidence.canonical (also ValueError)
+    │   ├── ReportFormatError             evidence.columns   (also ValueError)
+    │   ├── UnknownSiteError              repo.production
+    │   └── UnknownProcessError           repo.equipment
     ├── NotFoundError            no such enterprise, report... (API 404, CLI exit 2)
-    │   └── UnknownEnterpriseError
-    ├── UnavailableError         the database or broker cannot be used (CLI exit 1)
-    │   ├── DatabaseUnavailableError      cli.main
+    │   ├── UnknownEnterpriseError
+    │   ├── EnterpriseNotFoundError       repo.production
+    │   └── UnknownEquipmentError         repo.equipment
+    ├── UnavailableError         the database or broker cannot be used (API 503, CLI exit 1)
+    │   ├── DatabaseUnavailableError      cli.common
     │   ├── EmbeddedPostgresError         db.embedded_pg
     │   └── SchemaError                   db.schema
     ├── RefusedError             refused and not carried out; the caller is told why

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edge_agent.contract.secrets import read_secret
-from ingest_server.cli.common import migrated_connection
+from ingest_server.cli.common import db_args, migrated_connection
 from ingest_server.files import write_atomic
 from ingest_server.repo import gateways
 
 
-def add_parsers(sub: Any, db_args: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
     gw = sub.add_parser("gateway", help="gateway identities: HMAC key, broker login, ACL")
     gw_sub = gw.add_subparsers(dest="gateway_command", required=True)
     add = gw_sub.add_parser("add", help="issue a gateway's key and broker login, write its bundle")
@@ -50,9 +49,9 @@ def _write_secret(path: Path, text: str, mode: int = 0o600) -> None:
     write_atomic(path, text.encode(), mode)
 
 
-def cmd_gateway(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+def cmd_gateway(args: argparse.Namespace) -> int:
 
-    with migrated_connection(args, resolve_dsn) as conn:
+    with migrated_connection(args) as conn:
         if args.gateway_command == "add":
             ident = gateways.add_gateway(
                 conn, args.enterprise, args.site, args.gateway, rotate=args.rotate

@@ -12,6 +12,8 @@ re-sends every value at least every heartbeat (300 s by default), so two samples
 device more than GAP_AFTER apart mean nothing was heard in between (a dead gateway, a
 lost outbox): NO_DATA from the last sample before the silence to the first after it
 (not while the device is reported offline: the agent sends nothing then, by design).
+`hold_until` states that rule once; the KPIs apply it too, to the silence at the end of a
+period (kpi/window.py, kpi/raw.py).
 
 Counter deltas: one row per good counter reading after the first, the increase since
 the previous one. A fall is a rollover when the series has a wrap value (unsigned
@@ -24,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import psycopg
 
@@ -36,6 +39,8 @@ NO_DATA = "NO_DATA"
 GAP_AFTER = timedelta(seconds=900)
 _CANONICAL = frozenset(s.value for s in MachineState)
 COUNTER_ROLE_NAMES = tuple(sorted(r.value for r in COUNTER_ROLES))
+# instants: datetimes here and at ingest; epoch seconds where the KPIs read them back
+_T = TypeVar("_T", datetime, float)
 
 
 def effective_state(state: str | None, status: str | None) -> str:
@@ -72,12 +77,13 @@ def runs(
     last: datetime | None = None
     while i < n:
         ts = events[i].ts
-        # an offline device is not expected to send (its offline spell is measured as such)
-        if gap is not None and last is not None and ts - last > gap and status != "offline":
-            if out and out[-1][0] == last:
-                del out[-1]  # a run that began at the last sample: nothing known of it
-            if not out or out[-1][1] != NO_DATA:
-                out.append((last, NO_DATA))
+        if last is not None:
+            # the run in force (out[-1]: there is one once a sample is read), as the
+            # silence since the last sample leaves it
+            start, value = out.pop()
+            for run in hold_until(start, value, last, ts, gap=gap):
+                if not out or out[-1][1] != run[1]:
+                    out.append(run)
         last = ts
         while i < n and events[i].ts == ts:
             e = events[i]
@@ -90,6 +96,32 @@ def runs(
         if not out or out[-1][1] != value:
             out.append((ts, value))
     return out
+
+
+def hold_until(
+    start: _T, state: str, last: _T, heard: _T, *, gap: timedelta | None = GAP_AFTER
+) -> list[tuple[_T, str]]:
+    """The NO_DATA rule, the one place it is stated: (start, state) of the runs of a
+    device from `start`, where its state became `state`, to `heard` (its next sample, or
+    the end of what is asked), its last sample before that at `last`.
+
+    A state holds until the next sample. Two samples more than `gap` apart (or the last
+    one and `heard`) mean nothing was heard in between: NO_DATA from the last one, and
+    nothing left of `state` when its run began there; not while the device is offline
+    (it is not expected to send: its offline spell is measured as such). Instants are
+    datetimes, or epoch seconds.
+    """
+    if gap is None or state == OFFLINE or not _longer(heard - last, gap):
+        return [(start, state)]
+    out: list[tuple[_T, str]] = [(start, state)] if start < last else []
+    out.append((max(start, last), NO_DATA))
+    return out
+
+
+def _longer(silence: timedelta | float, gap: timedelta) -> bool:
+    if isinstance(silence, timedelta):
+        return silence > gap
+    return silence > gap.total_seconds()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,17 +17,9 @@ from typing import Any
 
 import psycopg
 
-from ingest_server.kpi.inputs import Inputs
-
-# One row's contribution to the tally: the first 60 bits of the MD5 of its key and
-# content, as an integer; the tally is their sum (order-independent, so one SQL
-# aggregate). It is a diagnosis, not a proof: the signature and the recomputation are
-# the proof; the tally only says why a recomputation differs.
-_ROW_HASH = (
-    "('x' || substr(md5(format('%%s|%%s|%%s|%%s|%%s|%%s', s.series_id, "
-    "(extract(epoch FROM s.ts) * 1000000)::bigint, s.value, s.text, s.quality, s.status)), "
-    "1, 15))::bit(60)::bigint"
-)
+from ingest_server.kpi.plant import devices_of
+from ingest_server.kpi.records import Inputs
+from ingest_server.repo import measurements
 
 
 def _tally_scope(
@@ -35,19 +27,12 @@ def _tally_scope(
 ) -> tuple[dict[str, int], dt.datetime, dt.datetime] | None:
     """The report's raw series ("gateway/device/tag" -> series_id) and the window that
     holds every site's period, or None when there is nothing to tally."""
-    devices = sorted(
-        {e.device for e in inputs.equipment if e.device}
-        | {m.device for m in inputs.meters if m.device}
-    )
+    devices = devices_of(inputs)
     if not devices or not inputs.sites:
         return None
     series = {
         f"{inputs.device_names.get((gid, dev), f'{gid}/{dev}')}/{tag}": sid
-        for sid, gid, dev, tag in conn.execute(
-            "SELECT series_id, gid, device, tag FROM series "
-            "WHERE (gid, device) IN (SELECT * FROM unnest(%s::int[], %s::text[]))",
-            ([d[0] for d in devices], [d[1] for d in devices]),
-        )
+        for sid, gid, dev, tag, _, _ in measurements.series_of(conn, devices=devices)
     }
     return series, min(s.start for s in inputs.sites), max(s.end for s in inputs.sites)
 
@@ -60,23 +45,12 @@ def received_tally(conn: psycopg.Connection, inputs: Inputs) -> dict[str, Any]:
         return {"samples": 0, "checksum": "0", "latest": {}}
     series, start, end = scope
     sids = list(series.values())
-    row = conn.execute(
-        f"SELECT count(*), coalesce(sum({_ROW_HASH}), 0)::text FROM samples s "
-        "WHERE s.series_id = ANY(%s) AND s.ts >= %s AND s.ts < %s",
-        (sids, start, end),
-    ).fetchone()
-    assert row is not None
-    latest: dict[int, dt.datetime | None] = dict(
-        conn.execute(
-            "SELECT sid, (SELECT max(ts) FROM samples WHERE series_id = sid) "
-            "FROM unnest(%s::int[]) AS sid",
-            (sids,),
-        ).fetchall()
-    )
+    samples, checksum = measurements.sample_tally(conn, series_ids=sids, start=start, end=end)
+    latest = measurements.latest_samples(conn, series_ids=sids)
     by_sid = {sid: name for name, sid in series.items()}
     return {
-        "samples": int(row[0]),
-        "checksum": str(row[1]),
+        "samples": samples,
+        "checksum": checksum,
         "latest": {
             by_sid[sid]: None if t is None else t.astimezone(dt.UTC).isoformat()
             for sid, t in sorted(latest.items(), key=lambda x: by_sid[x[0]])
@@ -96,38 +70,19 @@ class Arrivals:
 def compare_received(
     conn: psycopg.Connection, inputs: Inputs, received: dict[str, Any]
 ) -> Arrivals:
+    """The samples now against the report's `received` tally: those it counted, their
+    checksum, and how many the period reads that came after it was issued (in the
+    period, or the first after it or the last before it that close its ends)."""
     scope = _tally_scope(conn, inputs)
     if scope is None:
         return Arrivals(0, "0", 0)
     series, start, end = scope
     latest = received.get("latest") or {}
-    sids = list(series.values())
     lasts = [
         None if latest.get(name) is None else dt.datetime.fromisoformat(latest[name])
         for name in series
     ]
-    row = conn.execute(
-        f"""
-        WITH w AS (SELECT * FROM unnest(%(sids)s::int[], %(lasts)s::timestamptz[]) AS w(sid, last))
-        SELECT
-          (SELECT count(*) FILTER (WHERE s.ts <= w.last)
-            FROM samples s JOIN w ON s.series_id = w.sid
-            WHERE s.ts >= %(start)s AND s.ts < %(end)s),
-          (SELECT coalesce(sum({_ROW_HASH}) FILTER (WHERE s.ts <= w.last), 0)::text
-            FROM samples s JOIN w ON s.series_id = w.sid
-            WHERE s.ts >= %(start)s AND s.ts < %(end)s),
-          (SELECT count(*) FROM samples s JOIN w ON s.series_id = w.sid
-            WHERE s.ts >= %(start)s AND s.ts < %(end)s AND (w.last IS NULL OR s.ts > w.last)),
-          -- the first reading after the period (it closes the last state and shares out
-          -- the last counter interval) was not there yet
-          (SELECT count(*) FROM w WHERE (w.last IS NULL OR w.last < %(end)s)
-            AND EXISTS (SELECT 1 FROM samples s WHERE s.series_id = w.sid AND s.ts >= %(end)s)),
-          -- nor the last one before it
-          (SELECT count(*) FROM w WHERE (w.last IS NULL OR w.last < %(start)s)
-            AND EXISTS (SELECT 1 FROM samples s WHERE s.series_id = w.sid AND s.ts < %(start)s
-                        AND (w.last IS NULL OR s.ts > w.last)))
-        """,
-        {"sids": sids, "lasts": lasts, "start": start, "end": end},
-    ).fetchone()
-    assert row is not None
-    return Arrivals(int(row[0]), str(row[1]), int(row[2]) + int(row[3]) + int(row[4]))
+    kept, checksum, later, after_end, before_start = measurements.tally_since(
+        conn, series_ids=list(series.values()), lasts=lasts, start=start, end=end
+    )
+    return Arrivals(kept, checksum, later + after_end + before_start)

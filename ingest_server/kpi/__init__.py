@@ -1,1 +1,1 @@
-"""KPIs from measured data: pure functions over typed records (docs/kpi.md, to come)."""
+"""KPIs from measured data: pure functions over typed records (docs/kpi.md)."""

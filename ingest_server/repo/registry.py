@@ -180,9 +180,8 @@ class SiteDef(_Strict):
 
     @model_validator(mode="after")
     def _one_meter_per_counter(self) -> SiteDef:
-        # a meter reads the sum of its device's tags of its carrier's role (kpi/inputs.py,
-        # which imports this module, hence the late import): two meters on one device and
-        # carrier would count the same quantity twice
+        # a meter reads the sum of its device's tags of its carrier's role (kpi/fetch.py):
+        # two meters on one device and carrier would count the same quantity twice
         seen: dict[tuple[str | None, str, str], str] = {}
         problems = []
         for m in self.meters:

@@ -19,8 +19,8 @@ import psycopg
 import pytest
 
 from edge_agent.config import load_config
-from ingest_server.kpi.engine import segments_of
-from ingest_server.kpi.inputs import fetch_inputs
+from ingest_server.kpi.equipment import segments_of
+from ingest_server.kpi.fetch import fetch_inputs
 from ingest_server.kpi.timemodel import Interval, time_model
 from ingest_server.repo.registry import import_registry, load_registry
 from simulators.cli import free_ports

@@ -14,15 +14,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ingest_server.evidence.report import (
-    canonical,
-    check_signature,
-    key_id,
-    parse_report,
-    sign,
-    verify,
-)
-from ingest_server.kpi.inputs import ReportError
+from ingest_server.evidence.canonical import canonical, sign
+from ingest_server.evidence.keys import key_id
+from ingest_server.evidence.verify import check_signature, parse_report, verify
+from ingest_server.kpi.records import ReportError
 
 # RFC 8785 section 3.2.2 (the "sorting" and "serialization" sample), input and output
 # exactly as the RFC prints them

@@ -16,16 +16,11 @@ import pytest
 from openpyxl import load_workbook
 
 from ingest_server.cli.main import main
-from ingest_server.evidence.render import render_html, render_xlsx
-from ingest_server.evidence.report import (
-    Request,
-    SigningKeyError,
-    Verdict,
-    key_id,
-    load_or_create_key,
-    make_report,
-    verify,
-)
+from ingest_server.evidence.keys import SigningKeyError, key_id, load_or_create_key
+from ingest_server.evidence.render_html import render_html
+from ingest_server.evidence.render_xlsx import render_xlsx
+from ingest_server.evidence.report import Request, make_report
+from ingest_server.evidence.verify import Verdict, verify
 from ingest_server.kpi.engine import Parameters
 from tests.evidence.test_canonical import legacy_sign
 from tests.harness.ingest import batch, open_store, write
@@ -117,7 +112,7 @@ def test_tampering_is_detected(plant: str, tmp_path: Path) -> None:
 
     # 2. ... and re-signed with another key: not a key of this server
     other = load_or_create_key(tmp_path / "other.pem")
-    from ingest_server.evidence.report import sign  # noqa: PLC0415
+    from ingest_server.evidence.canonical import sign  # noqa: PLC0415
 
     sign(forged, other)
     assert verify(forged).signature_ok  # self-consistent ...

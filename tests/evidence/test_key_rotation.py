@@ -18,7 +18,9 @@ from fastapi.testclient import TestClient
 
 from ingest_server.api.app import create_app
 from ingest_server.cli.main import main
-from ingest_server.evidence.report import rotate_key, sign, verify
+from ingest_server.evidence.canonical import sign
+from ingest_server.evidence.keys import rotate_key
+from ingest_server.evidence.verify import verify
 from ingest_server.repo.accounts import add_account, new_token
 from tests.evidence.test_evidence import plant  # noqa: F401 (fixture)
 

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 from openpyxl import load_workbook  # type: ignore[import-untyped,unused-ignore]
 
-from ingest_server.evidence.render import ReportFormatError, render_html, render_xlsx
+from ingest_server.evidence.columns import ReportFormatError
+from ingest_server.evidence.render_html import render_html
+from ingest_server.evidence.render_xlsx import render_xlsx
 from tests.harness.kpi_example import example_report
 
 SHEETS = [

@@ -16,6 +16,7 @@ from edge_agent.contract.wire import encode_message
 from edge_agent.contract.yaml12 import InvalidFileError
 from ingest_server.api.app import create_app
 from ingest_server.cli import main as cli
+from ingest_server.cli.common import DatabaseUnavailableError
 from ingest_server.errors import (
     FactoryEvidenceError,
     InvalidInputError,
@@ -24,7 +25,7 @@ from ingest_server.errors import (
     UnavailableError,
 )
 from ingest_server.ingest.payload import RejectedError, SignatureMismatchError, parse_message
-from ingest_server.kpi.inputs import ReportError, UnknownEnterpriseError
+from ingest_server.kpi.records import ReportError, UnknownEnterpriseError
 
 
 def server_exceptions() -> dict[str, type[BaseException]]:
@@ -110,7 +111,7 @@ def test_the_api_answers_by_kind_not_by_message(client: TestClient) -> None:
     ("exc", "code"),
     [
         (UnavailableError("the broker is down"), 1),
-        (cli.DatabaseUnavailableError("cannot connect"), 1),
+        (DatabaseUnavailableError("cannot connect"), 1),
         (InvalidInputError("change it"), 2),
         (NotFoundError("no such thing"), 2),
         (UnknownEnterpriseError("no enterprise 'x'"), 2),

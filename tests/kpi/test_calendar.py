@@ -95,8 +95,8 @@ def test_a_registry_calendar_refuses_what_is_not_a_time(text: str) -> None:
 def test_a_night_shift_belongs_to_its_start_day_and_is_split_at_midnight() -> None:
     """What docs/ingest.md#registry says: the shift happens if the day it starts on is a
     workday; each day's report counts the part of it inside that day."""
-    from ingest_server.kpi.engine import segments_of  # noqa: PLC0415
-    from ingest_server.kpi.inputs import Site  # noqa: PLC0415
+    from ingest_server.kpi.equipment import segments_of  # noqa: PLC0415
+    from ingest_server.kpi.records import Site  # noqa: PLC0415
     from ingest_server.kpi.timemodel import _WORK  # noqa: PLC0415
 
     cal = CalendarDef.model_validate(NIGHTS)

@@ -10,8 +10,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from ingest_server.evidence.report import Request, make_report, verify
-from ingest_server.kpi.inputs import HEARTBEAT_S, fetch_inputs, hour_pieces
+from ingest_server.evidence.report import Request, make_report
+from ingest_server.evidence.verify import verify
+from ingest_server.kpi.fetch import fetch_inputs
+from ingest_server.kpi.records import HEARTBEAT_S
+from ingest_server.kpi.window import hour_pieces
 from tests.harness.ingest import s
 from tests.harness.kpi import prepare_kpi, store_samples, utc
 

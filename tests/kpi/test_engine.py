@@ -6,17 +6,16 @@ import datetime as dt
 
 import pytest
 
-from ingest_server.kpi.engine import (
-    EquipmentResult,
+from ingest_server.kpi.energy import (
     MeterResult,
     Production,
     change_kpis,
     energy_kpis,
-    nc_kpis,
-    networking_kpi,
     production_of,
 )
-from ingest_server.kpi.inputs import CounterSum, Equipment, Inputs, ProductionEntry
+from ingest_server.kpi.equipment import EquipmentResult, nc_kpis, networking_kpi
+from ingest_server.kpi.records import CounterSum, Equipment, Inputs, ProductionEntry
+from ingest_server.kpi.results import Kpi
 from ingest_server.kpi.timemodel import TimeBuckets
 from ingest_server.reference.factors import emission_table, energy_table
 
@@ -42,35 +41,35 @@ PLANT = [
 ]
 
 
-def by_id(kpis: list[dict]) -> dict[str, dict]:  # type: ignore[type-arg]
-    return {k["id"]: k for k in kpis}
+def by_id(kpis: list[Kpi]) -> dict[str, Kpi]:
+    return {k.id: k for k in kpis}
 
 
 def test_discrete_nc_rates_count_equipment() -> None:
     k = by_id(nc_kpis(PLANT, "discrete", 0.8))
-    assert k["nc_rate_declared"]["value"] == pytest.approx(100 * 4 / 5)
-    assert k["nc_rate_declared"]["inputs"] == ["a1", "a2", "b1", "c1"]
-    assert k["nc_rate_measured"]["value"] == pytest.approx(100 * 2 / 5)
-    assert k["nc_rate_measured"]["inputs"] == ["a1", "b1"]
-    assert k["nc_rate_measured"]["coverage"] == pytest.approx((1 + 0.79 + 0.95 + 0) / 4)
+    assert k["nc_rate_declared"].value == pytest.approx(100 * 4 / 5)
+    assert k["nc_rate_declared"].inputs == ["a1", "a2", "b1", "c1"]
+    assert k["nc_rate_measured"].value == pytest.approx(100 * 2 / 5)
+    assert k["nc_rate_measured"].inputs == ["a1", "b1"]
+    assert k["nc_rate_measured"].coverage == pytest.approx((1 + 0.79 + 0.95 + 0) / 4)
     lower = by_id(nc_kpis(PLANT, "discrete", 0.75))
-    assert lower["nc_rate_measured"]["inputs"] == ["a1", "a2", "b1"]
+    assert lower["nc_rate_measured"].inputs == ["a1", "a2", "b1"]
 
 
 def test_process_industry_nc_rates_count_key_processes() -> None:
     k = by_id(nc_kpis(PLANT, "process", 0.8))
     # turning has a manual unit: not NC; milling and heat are declared NC
-    assert k["nc_rate_declared"]["inputs"] == ["heat", "milling"]
-    assert k["nc_rate_declared"]["value"] == pytest.approx(100 * 2 / 3)
+    assert k["nc_rate_declared"].inputs == ["heat", "milling"]
+    assert k["nc_rate_declared"].value == pytest.approx(100 * 2 / 3)
     # heat never delivered data: only milling is measured NC
-    assert k["nc_rate_measured"]["inputs"] == ["milling"]
-    assert k["nc_rate_measured"]["value"] == pytest.approx(100 / 3)
+    assert k["nc_rate_measured"].inputs == ["milling"]
+    assert k["nc_rate_measured"].value == pytest.approx(100 / 3)
 
 
 def test_networking_rate_counts_production_equipment_that_delivered() -> None:
     k = networking_kpi(PLANT)
-    assert (k["numerator"], k["denominator"]) == (5, 6)  # x1 is not production equipment
-    assert k["value"] == pytest.approx(100 * 5 / 6)
+    assert (k.numerator, k.denominator) == (5, 6)  # x1 is not production equipment
+    assert k.value == pytest.approx(100 * 5 / 6)
 
 
 def meter(id: str, carrier: str, unit: str, q: float, *, top: bool = True) -> MeterResult:
@@ -93,24 +92,24 @@ def test_energy_tce_carbon_and_intensities() -> None:
     ]
     k = by_id(energy_kpis(meters, Production(10_000.0, 250.0, "件", [])))
     tce = 100_000 * 0.1229 / 1000 + 2_000 * 1.2143 / 1000
-    assert k["energy_tce"]["value"] == pytest.approx(tce)
-    assert k["energy_tce"]["inputs"] == ["em-main", "gm"]
-    assert k["consumption_electricity"]["value"] == 100_000.0  # the submeter not again
+    assert k["energy_tce"].value == pytest.approx(tce)
+    assert k["energy_tce"].inputs == ["em-main", "gm"]
+    assert k["consumption_electricity"].value == 100_000.0  # the submeter not again
     # Anhui 2023 is the newest grid factor not after 2026
     co2 = 100_000 * 0.6553 / 1000 + 2_000 * 2.1622 / 1000
-    assert k["carbon_tco2"]["value"] == pytest.approx(co2)
-    assert k["energy_per_unit"]["value"] == pytest.approx(tce * 1000 / 10_000)
-    assert k["energy_per_value_added"]["value"] == pytest.approx(tce / 250)
-    assert k["water_per_unit"]["value"] == pytest.approx(500 / 10_000)
-    assert k["carbon_per_value_added"]["value"] == pytest.approx(co2 / 250)
+    assert k["carbon_tco2"].value == pytest.approx(co2)
+    assert k["energy_per_unit"].value == pytest.approx(tce * 1000 / 10_000)
+    assert k["energy_per_value_added"].value == pytest.approx(tce / 250)
+    assert k["water_per_unit"].value == pytest.approx(500 / 10_000)
+    assert k["carbon_per_value_added"].value == pytest.approx(co2 / 250)
     none = by_id(energy_kpis(meters, Production(None, None, "件", [])))
-    assert none["energy_per_unit"]["value"] is None
-    assert "production add" in none["energy_per_unit"]["note"]
+    assert none["energy_per_unit"].value is None
+    assert "production add" in none["energy_per_unit"].note
     base = by_id(energy_kpis(meters, Production(8_000.0, 250.0, "件", [])))
     change = by_id(change_kpis(list(k.values()), list(base.values())))
-    was, now = base["energy_per_unit"]["value"], k["energy_per_unit"]["value"]
-    assert change["energy_per_unit_change"]["value"] == pytest.approx((now - was) / was * 100)
-    assert change["energy_per_unit_change"]["value"] == pytest.approx(-20.0)
+    was, now = base["energy_per_unit"].value, k["energy_per_unit"].value
+    assert change["energy_per_unit_change"].value == pytest.approx((now - was) / was * 100)
+    assert change["energy_per_unit_change"].value == pytest.approx(-20.0)
 
 
 def test_production_entries_count_by_their_share_of_days() -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from ingest_server.kpi.engine import Production, energy_kpis, meter_results
-from ingest_server.kpi.inputs import CounterSum, Inputs, Meter, Site
+from ingest_server.kpi.energy import Production, energy_kpis, meter_results
+from ingest_server.kpi.records import CounterSum, Inputs, Meter, Site
+from ingest_server.kpi.results import Kpi
 from ingest_server.reference import factors
 from ingest_server.reference.factors import (
     DEFAULT_EMISSION,
@@ -111,19 +111,19 @@ def _inputs(region: str, first: dt.date) -> Inputs:
     return inputs
 
 
-def _carbon(inputs: Inputs, table: EmissionTable) -> dict[str, Any]:
+def _carbon(inputs: Inputs, table: EmissionTable) -> Kpi:
     meters, _ = meter_results(inputs, energy_table(), table)
     return next(k for k in energy_kpis(meters, Production(None, None, "件", [])) if
-                k["id"] == "carbon_tco2")  # fmt: skip
+                k.id == "carbon_tco2")  # fmt: skip
 
 
 def test_a_period_without_its_years_factor_says_which_factor_it_used() -> None:
     # January 2026 in Shanghai starts on 2025-12-31 in UTC: the year is the local one
     k = _carbon(_inputs("anhui", dt.date(2026, 1, 1)), emission_table())
-    assert k["value"] == pytest.approx(10_000 * 0.6553 / 1000 + 500 * 2.1622 / 1000)
-    assert "anhui 2026: no factor; used anhui 2023 (" in k["note"]
-    assert "公告2025年第47号" in k["note"]
-    assert "gas" not in k["note"]  # the fuel default is not a fallback
+    assert k.value == pytest.approx(10_000 * 0.6553 / 1000 + 500 * 2.1622 / 1000)
+    assert "anhui 2026: no factor; used anhui 2023 (" in k.note
+    assert "公告2025年第47号" in k.note
+    assert "gas" not in k.note  # the fuel default is not a fallback
 
 
 def test_a_region_without_factors_in_the_table_falls_back_to_national_and_says_so() -> None:
@@ -132,10 +132,10 @@ def test_a_region_without_factors_in_the_table_falls_back_to_national_and_says_s
     gas = next(r for r in emission_table().rows if r.carrier == "gas")
     table = EmissionTable("t", "national only", (national, gas))
     k = _carbon(_inputs("anhui", dt.date(2026, 3, 1)), table)
-    assert k["value"] == pytest.approx(10_000 * 0.5306 / 1000 + 500 * 2.1622 / 1000)
-    assert f"anhui 2026: no factor; used national 2023 ({national.source})" in k["note"]
+    assert k.value == pytest.approx(10_000 * 0.5306 / 1000 + 500 * 2.1622 / 1000)
+    assert f"anhui 2026: no factor; used national 2023 ({national.source})" in k.note
 
 
 def test_a_factor_of_the_periods_own_year_and_region_adds_no_note() -> None:
     k = _carbon(_inputs("anhui", dt.date(2023, 5, 1)), emission_table())
-    assert k["note"] == ""
+    assert k.note == ""

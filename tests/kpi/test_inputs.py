@@ -9,7 +9,7 @@ import datetime as dt
 import psycopg
 import pytest
 
-from ingest_server.kpi.inputs import fetch_inputs
+from ingest_server.kpi.fetch import fetch_inputs
 from tests.harness.kpi import plant_samples, prepare_kpi, store_samples, utc
 
 T0 = utc(2026, 11, 15, 16).timestamp()  # 2026-11-16 00:00 in Shanghai

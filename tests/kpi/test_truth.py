@@ -31,9 +31,11 @@ import psycopg
 import pytest
 
 from ingest_server.db.schema import migrate
-from ingest_server.evidence.report import Request, make_report, verify
-from ingest_server.kpi.engine import Parameters, segments_of
-from ingest_server.kpi.inputs import load_registry
+from ingest_server.evidence.report import Request, make_report
+from ingest_server.evidence.verify import verify
+from ingest_server.kpi.engine import Parameters
+from ingest_server.kpi.equipment import segments_of
+from ingest_server.kpi.plant import load_registry
 from ingest_server.kpi.timemodel import Interval, TimeBuckets, performance, time_model
 from simulators.faults import Fault
 from simulators.scenario import Interface, Scenario, default_scenario_path, load_scenario

@@ -4,12 +4,10 @@
                          [--baseline-from D --baseline-to D] [--html F] [--xlsx F]
     ingest-server verify r.json [--dsn DSN] [--public-key server.pub]
     ingest-server render r.json [--html F] [--xlsx F]
-    ingest-server keys export [--out server.pub]
+    ingest-server keys export [--out server.pub] | rotate [--compromised] | list
     ingest-server production add --enterprise E --from D --to D --output N --value-added X
     ingest-server production list --enterprise E
     ingest-server factors
-    ingest-server api [--listen 127.0.0.1:8080]          the same over HTTP (api/app.py)
-    ingest-server accounts add NAME --role R [--enterprise E] | token NAME | revoke ID | list
 
 Exit codes: 0 ok (verify: signature valid and every figure recomputed equal), 3 verify
 found a bad signature, an untrusted key or a difference, 2 bad arguments or input, 1 the
@@ -21,34 +19,26 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
-import ipaddress
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from edge_agent.contract.secrets import read_secret
-from ingest_server.cli.common import default_data_dir, default_key_path, migrated_connection
-from ingest_server.cli.gateway import add_parsers as gateway_parsers
-from ingest_server.cli.gateway import cmd_gateway
+from ingest_server.cli.common import db_args, migrated_connection, resolve_dsn, signing_key_path
 from ingest_server.db.schema import migrate
-from ingest_server.evidence.render import render_html, render_xlsx
-from ingest_server.evidence.report import (
-    Request,
+from ingest_server.evidence.keys import (
     key_id,
     load_or_create_key,
     load_public_key,
-    make_report,
-    parse_report,
     public_pem,
     rotate_key,
-    store_report,
-    verdict_json,
-    verify,
 )
+from ingest_server.evidence.render_html import render_html
+from ingest_server.evidence.render_xlsx import render_xlsx
+from ingest_server.evidence.report import Request, make_report
+from ingest_server.evidence.verify import parse_report, verdict_json, verify
 from ingest_server.kpi.engine import Parameters
 from ingest_server.reference.factors import (
     EMISSION_TABLES,
@@ -56,7 +46,7 @@ from ingest_server.reference.factors import (
     emission_table,
     energy_table,
 )
-from ingest_server.repo import accounts
+from ingest_server.repo import production, reports
 
 VERIFY_FAILED = 3
 
@@ -91,8 +81,8 @@ def _share(text: str) -> float:
 
 
 def add_parsers(  # noqa: PLR0915 (one statement per option)
-    sub: Any, db_args: Callable[[argparse.ArgumentParser], None]
-) -> None:  # argparse's _SubParsersAction is private
+    sub: Any,  # argparse's _SubParsersAction is private
+) -> None:
     rep = sub.add_parser("report", help="compute the KPI evidence report of a period")
     db_args(rep)
     rep.add_argument("--enterprise", required=True)
@@ -169,152 +159,10 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
 
     sub.add_parser("factors", help="the coefficient and emission factor tables")
 
-    acc = sub.add_parser("accounts", help="API accounts, roles and tokens")
-    acc_sub = acc.add_subparsers(dest="accounts_command", required=True)
-    a_add = acc_sub.add_parser("add", help="a new account")
-    db_args(a_add)
-    a_add.add_argument("name")
-    a_add.add_argument("--role", required=True, choices=["admin", "enterprise", "verifier"])
-    a_add.add_argument(
-        "--enterprise", action="append", default=[], help="an enterprise it may see; repeat"
-    )
-    a_tok = acc_sub.add_parser("token", help="issue a token (printed once)")
-    db_args(a_tok)
-    a_tok.add_argument("name")
-    a_tok.add_argument("--label", default="")
-    a_rev = acc_sub.add_parser("revoke", help="revoke a token by its id (fe_<id>_...)")
-    db_args(a_rev)
-    a_rev.add_argument("token_id", type=int)
-    a_pw = acc_sub.add_parser("password", help="set the console login password")
-    db_args(a_pw)
-    a_pw.add_argument("name")
-    a_pw.add_argument(
-        "--password-file", type=Path, help="read it from this file (mode 600); default: ask"
-    )
-    a_lst = acc_sub.add_parser("list", help="accounts, roles, enterprises, active tokens")
-    db_args(a_lst)
 
-    api = sub.add_parser("api", help="serve the HTTP API (OpenAPI at /docs)")
-    db_args(api)
-    api.add_argument(
-        "--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)"
-    )
-    api.add_argument("--signing-key", type=Path)
-    api.add_argument(
-        "--trusted-proxy",
-        type=_trusted_proxy,
-        action="append",
-        default=[],
-        metavar="IP",
-        help="a reverse proxy (address or network, e.g. 127.0.0.1 or 10.0.0.0/24) whose "
-        "X-Forwarded-For/-Proto headers are believed; repeat per proxy. Default none: the "
-        "client address is the connection's, whatever the headers say",
-    )
-
-    gateway_parsers(sub, db_args)
-
-
-def dispatch(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
-    if args.command == "report":
-        return cmd_report(args, resolve_dsn)
-    if args.command == "verify":
-        return cmd_verify(args, resolve_dsn)
-    if args.command == "render":
-        doc = _read_report(args.report)
-        _render(doc, args.html, args.xlsx)
-        return 0
-    if args.command == "keys":
-        if args.keys_command == "export":
-            return cmd_keys_export(args)
-        return cmd_keys(args, resolve_dsn)
-    if args.command == "production":
-        return cmd_production(args, resolve_dsn)
-    if args.command == "api":
-        return cmd_api(args, resolve_dsn)
-    if args.command == "accounts":
-        return cmd_accounts(args, resolve_dsn)
-    if args.command == "gateway":
-        return cmd_gateway(args, resolve_dsn)
-    return cmd_factors()
-
-
-def cmd_accounts(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
-
-    with migrated_connection(args, resolve_dsn) as conn:
-        if args.accounts_command == "add":
-            accounts.add_account(conn, args.name, args.role, args.enterprise)
-            print(f"account {args.name} ({args.role}) added")
-        elif args.accounts_command == "token":
-            token = accounts.new_token(conn, args.name, args.label)
-            print(token)
-            print("this token is shown once: keep it in a secret store", file=sys.stderr)
-        elif args.accounts_command == "password":
-            accounts.set_password(conn, args.name, _password(args))
-            print(f"password of {args.name} set")
-        elif args.accounts_command == "revoke":
-            accounts.revoke_token(conn, args.token_id)
-            print(f"token {args.token_id} revoked")
-        else:
-            for name, role, ents, tokens, disabled in accounts.list_accounts(conn):
-                off = "  (disabled)" if disabled else ""
-                print(f"{name!s:<24} {role!s:<10} {tokens} token(s)  {ents or '*'}{off}")
-    return 0
-
-
-def _password(args: argparse.Namespace) -> str:
-    if args.password_file is not None:
-        return read_secret(args.password_file, "password").decode()
-    first = getpass.getpass(f"password for {args.name}: ")
-    if getpass.getpass("again: ") != first:
-        raise ValueError("the two passwords differ")
-    return first
-
-
-def _trusted_proxy(text: str) -> str:
-
-    text = text.strip()
-    try:
-        if "/" in text:
-            return str(ipaddress.ip_network(text, strict=False))
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an IP address or network: give the proxy's address as the "
-            "API sees it, e.g. 127.0.0.1 (nginx on this machine) or 10.0.0.0/24"
-        ) from None
-
-
-def cmd_api(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
-    """Serve until SIGTERM or SIGINT: uvicorn shuts down, then raises the signal again,
-    which ingest_server.cli.main turns into an exception, so the `finally` here stops the
-    embedded server (by default SIGTERM would end the process before it)."""
-    # the web stack is loaded by `api` alone: `run` and its workers need none of it (about
-    # 20 MB and 0.3 s each)
-    import uvicorn  # noqa: PLC0415
-
-    from ingest_server.api.app import create_app  # noqa: PLC0415
-
-    host, sep, port = args.listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8080")
-    dsn, pg = resolve_dsn(args, wait_s=60)
-    try:
-        migrate(dsn)
-        app = create_app(dsn, signing_key=_key_path(args))
-        # forwarded headers only from the proxies named: uvicorn would otherwise believe
-        # them from 127.0.0.1, and a local client could pose as any address and slip
-        # past the per-address login limit
-        uvicorn.run(
-            app,
-            host=host,
-            port=int(port),
-            log_level="info",
-            proxy_headers=bool(args.trusted_proxy),
-            forwarded_allow_ips=list(args.trusted_proxy),
-        )
-    finally:
-        if pg is not None:
-            pg.release()
+def cmd_render(args: argparse.Namespace) -> int:
+    doc = _read_report(args.report)
+    _render(doc, args.html, args.xlsx)
     return 0
 
 
@@ -328,13 +176,7 @@ def _render(doc: dict[str, Any], html: Path | None, xlsx: Path | None) -> None:
         print(f"wrote {xlsx}", file=sys.stderr)
 
 
-def _key_path(args: argparse.Namespace) -> Path:
-    if args.signing_key is not None:
-        return Path(args.signing_key)
-    return default_key_path(getattr(args, "data_dir", None) or default_data_dir())
-
-
-def cmd_report(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
 
     if (args.baseline_from is None) != (args.baseline_to is None):
         raise ValueError("give both --baseline-from and --baseline-to, or neither")
@@ -350,14 +192,14 @@ def cmd_report(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, A
         emission_version=args.emission_factors,
         params=Parameters(coverage_threshold=args.coverage_threshold, heartbeat_s=args.heartbeat),
     )
-    key = None if args.unsigned else load_or_create_key(_key_path(args))
+    key = None if args.unsigned else load_or_create_key(signing_key_path(args))
     dsn, pg = resolve_dsn(args)
     try:
         migrate(dsn)
         with psycopg.connect(dsn) as conn:
             doc = make_report(conn, req, key=key, as_of=args.as_of)
             if key is not None:
-                store_report(conn, doc, f"cli:{getpass.getuser()}")
+                reports.store_report(conn, doc, created_by=f"cli:{getpass.getuser()}")
     finally:
         if pg is not None:
             pg.release()
@@ -383,7 +225,7 @@ def _read_report(path: Path) -> dict[str, Any]:
     return parse_report(data, str(path))  # the file's bytes as they are
 
 
-def cmd_verify(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
 
     doc = _read_report(args.report)
     trusted = load_public_key(args.public_key) if args.public_key else None
@@ -431,7 +273,7 @@ def _fmt(x: Any) -> str:
 
 def cmd_keys_export(args: argparse.Namespace) -> int:
 
-    key = load_or_create_key(_key_path(args))
+    key = load_or_create_key(signing_key_path(args))
     pem = public_pem(key.public_key())
     if args.out:
         args.out.write_text(pem, encoding="utf-8")
@@ -442,11 +284,13 @@ def cmd_keys_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_keys(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+def cmd_keys(args: argparse.Namespace) -> int:
 
-    with migrated_connection(args, resolve_dsn) as conn:
+    if args.keys_command == "export":
+        return cmd_keys_export(args)
+    with migrated_connection(args) as conn:
         if args.keys_command == "rotate":
-            path = _key_path(args)
+            path = signing_key_path(args)
             if not path.exists():
                 raise ValueError(f"no signing key {path} to rotate; check --signing-key")
             old, new = rotate_key(conn, path, compromised=args.compromised)
@@ -456,17 +300,15 @@ def cmd_keys(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any
             print("running API servers use the new key from their next report; export "
                   "it for verifiers: ingest-server keys export", file=sys.stderr)  # fmt: skip
         else:
-            for kid, created, retired, revoked in conn.execute(
-                "SELECT key_id, created_at, retired_at, revoked_at FROM signing_keys "
-                "ORDER BY created_at"
-            ).fetchall():
+            for k in reports.list_keys(conn):
+                retired, revoked = k.retired_at, k.revoked_at
                 state = (f"revoked {revoked:%Y-%m-%d}" if revoked else
                          f"retired {retired:%Y-%m-%d}" if retired else "in use")  # fmt: skip
-                print(f"{kid}  created {created:%Y-%m-%d %H:%M}  {state}")
+                print(f"{k.key_id}  created {k.created_at:%Y-%m-%d %H:%M}  {state}")
     return 0
 
 
-def cmd_production(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[str, Any]]) -> int:
+def cmd_production(args: argparse.Namespace) -> int:
 
     if args.production_command == "add":
         if args.output is None and args.value_added is None:
@@ -483,51 +325,35 @@ def cmd_production(args: argparse.Namespace, resolve_dsn: Callable[..., tuple[st
         with psycopg.connect(dsn) as conn:
             if args.production_command == "add":
                 return _production_add(conn, args)
-            rows = conn.execute(
-                "SELECT id, site_id, period_from, period_to, output, output_unit, "
-                "value_added_10k_cny, note, entered_at, entered_by FROM production_entries "
-                "WHERE enterprise_id = %s ORDER BY period_from, id",
-                (args.enterprise,),
-            ).fetchall()
+            rows = production.list_entries(conn, enterprise=args.enterprise)
     finally:
         if pg is not None:
             pg.release()
     print(f"{'id':>5} {'site':<10} {'from':<10} {'to':<10} {'output':>12} {'value added 万元':>16}")
     for r in rows:
-        out = "" if r[4] is None else f"{r[4]:g} {r[5]}"
-        va = "" if r[6] is None else f"{r[6]:g}"
+        out = "" if r["output"] is None else f"{r['output']:g} {r['output_unit']}"
+        va = "" if r["value_added_10k_cny"] is None else f"{r['value_added_10k_cny']:g}"
         print(
-            f"{r[0]:>5} {r[1] or '(all)':<10} {r[2]!s:<10} {r[3]!s:<10} {out:>12} {va:>16}  {r[7]}"
+            f"{r['id']:>5} {r['site_id'] or '(all)':<10} {r['period_from']!s:<10} "
+            f"{r['period_to']!s:<10} {out:>12} {va:>16}  {r['note']}"
         )
     return 0
 
 
 def _production_add(conn: psycopg.Connection, args: argparse.Namespace) -> int:
-    ent = conn.execute("SELECT 1 FROM enterprises WHERE id = %s", (args.enterprise,)).fetchone()
-    if ent is None:
-        raise ValueError(f"no enterprise {args.enterprise!r}: import the registry first")
-    if args.site is not None:
-        site = conn.execute(
-            "SELECT 1 FROM sites WHERE enterprise_id = %s AND id = %s", (args.enterprise, args.site)
-        ).fetchone()
-        if site is None:
-            raise ValueError(f"enterprise {args.enterprise} has no site {args.site!r}")
-    row = conn.execute(
-        "INSERT INTO production_entries (enterprise_id, site_id, period_from, period_to, output, "
-        "output_unit, value_added_10k_cny, note, entered_by) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (
+    entry_id = production.add_entry(
+        conn,
+        production.NewEntry(
             args.enterprise, args.site, args.date_from, args.date_to, args.output, args.unit,
             args.value_added, args.note, args.by,
         ),
-    ).fetchone()  # fmt: skip
+    )  # fmt: skip
     conn.commit()
-    assert row is not None
-    print(f"entry {row[0]}: {args.enterprise} {args.date_from}..{args.date_to}")
+    print(f"entry {entry_id}: {args.enterprise} {args.date_from}..{args.date_to}")
     return 0
 
 
-def cmd_factors() -> int:
+def cmd_factors(_args: argparse.Namespace) -> int:
 
     for t in ENERGY_TABLES.values():
         print(f"energy coefficients {t.version}: {t.title}")

@@ -1,0 +1,257 @@
+"""The API's request and response bodies (pydantic): `...In` is what a route takes,
+`...Public` what it answers, so the OpenAPI schema (/docs) documents both.
+
+A response model lists its keys in the order the answer has them. Times are ISO 8601 as
+pydantic writes them (UTC as `Z`), but for the keys' `created_at`/`retired_at`, strings
+written by `isoformat()` (`+00:00`). Signed documents (reports, their KPIs, verdicts) and
+the KPI views stay dicts: their shape is the report format's (kpi/results.py, docs/kpi.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingest_server.api.params import Day
+
+# -- sessions ---------------------------------------------------------------------------
+
+
+class LoginIn(BaseModel):
+    name: str
+    password: str = Field(repr=False)
+
+
+class SessionPublic(BaseModel):
+    token: str
+    expires_at: dt.datetime
+    name: str
+    role: str
+    enterprises: list[str]
+
+
+# -- the registry -----------------------------------------------------------------------
+
+
+class EnterprisePublic(BaseModel):
+    id: str
+    name: str
+    name_en: str | None
+    credit_code: str | None
+    industry: str
+
+
+class SitePublic(BaseModel):
+    id: str
+    name: str
+    name_en: str | None
+    timezone: str
+    grid_region: str
+    calendar: dict[str, Any] | None = Field(description="the shift calendar's definition")
+
+
+class ProcessPublic(BaseModel):
+    id: str
+    name: str
+    name_en: str | None
+    key_process: bool
+
+
+class EnterpriseDetailPublic(EnterprisePublic):
+    sites: list[SitePublic]
+    processes: list[ProcessPublic]
+
+
+class EquipmentPublic(BaseModel):
+    """Declared attributes beside the live state."""
+
+    id: str
+    name: str
+    name_en: str | None
+    site: str
+    process: str | None
+    key_process: bool
+    nc: bool
+    production: bool
+    interface: str | None
+    ideal_cycle_time_s: float | None
+    product: str | None
+    vendor: str | None
+    model: str | None
+    serial: str | None
+    year: int | None
+    gateway: str | None
+    device: str | None
+    gateway_online: bool | None
+    state: str | None = Field(description="of the latest state interval; None: no data")
+    state_since: dt.datetime | None
+
+
+class EquipmentRecordPublic(BaseModel):
+    """A machine's declared attributes, as stored (column names)."""
+
+    model_config = ConfigDict(protected_namespaces=())  # a column is called `model`
+
+    enterprise_id: str
+    id: str
+    site_id: str
+    name: str
+    name_en: str | None
+    process_id: str | None
+    nc: bool
+    production: bool
+    interface: str | None
+    ideal_cycle_time_s: float | None
+    product: str | None
+    vendor: str | None
+    model: str | None
+    serial: str | None
+    year: int | None
+    gateway_id: str | None
+    device: str | None
+
+
+class EquipmentPatchIn(BaseModel):
+    """Declared attributes an enterprise may correct; omitted fields stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1)
+    name_en: str | None = None
+    process: str | None = None
+    nc: bool | None = None
+    production: bool | None = None
+    ideal_cycle_time_s: float | None = Field(default=None, gt=0)
+    product: str | None = None
+    note: str = Field(default="", description="why: kept in the audit trail")
+
+
+class AuditEntryPublic(BaseModel):
+    at: dt.datetime
+    account: str
+    field: str
+    old: Any
+    new: Any
+    note: str
+
+
+# -- what was measured and received -----------------------------------------------------
+
+
+class IntervalPublic(BaseModel):
+    start: dt.datetime
+    end: dt.datetime
+    state: str
+
+
+class TimelinePublic(BaseModel):
+    equipment: str
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+    intervals: list[IntervalPublic]
+
+
+class BucketPublic(BaseModel):
+    t: dt.datetime
+    avg: float | None
+    min: float | None
+    max: float | None
+    samples: int
+
+
+class SeriesPublic(BaseModel):
+    device: str
+    tag: str
+    role: str | None
+    unit: str | None
+    step_s: float
+    points: list[BucketPublic]
+
+
+class GatewayPublic(BaseModel):
+    site: str
+    id: str
+    online: bool | None
+    status_at: dt.datetime | None
+    boot: int | None
+    agent: Any
+    birth_at: dt.datetime | None
+    has_key: bool
+
+
+class DeadLetterPublic(BaseModel):
+    id: int
+    received_at: dt.datetime
+    site: str
+    gateway: str
+    topic: str
+    reason: str
+    payload_bytes: int
+
+
+# -- production figures -----------------------------------------------------------------
+
+
+class ProductionIn(BaseModel):
+    site: str | None = None
+    period_from: Day = Field(alias="from")
+    period_to: Day = Field(alias="to")
+    output: float | None = Field(default=None, ge=0)
+    output_unit: str = "件"
+    value_added_10k_cny: float | None = Field(default=None, gt=0)
+    note: str = ""
+    entered_by: str = ""
+
+
+class ProductionEntryPublic(BaseModel):
+    id: int
+    site_id: str | None
+    period_from: dt.date
+    period_to: dt.date
+    output: float | None
+    output_unit: str
+    value_added_10k_cny: float | None
+    note: str
+    entered_at: dt.datetime
+    entered_by: str
+
+
+class CreatedPublic(BaseModel):
+    id: int
+
+
+# -- reports and keys -------------------------------------------------------------------
+
+
+class ReportIn(BaseModel):
+    period_from: Day = Field(alias="from")
+    period_to: Day = Field(alias="to")
+    baseline_from: Day | None = None
+    baseline_to: Day | None = None
+    coverage_threshold: float = Field(default=0.8, gt=0, le=1)
+
+
+class ReportIssuedPublic(BaseModel):
+    id: str
+    period: dict[str, Any] = Field(description="the report's `period`")
+    kpis: list[dict[str, Any]] = Field(description="the report's `kpis`")
+
+
+class ReportSummaryPublic(BaseModel):
+    id: str
+    period_from: dt.date
+    period_to: dt.date
+    partial: bool
+    created_at: dt.datetime
+    created_by: str
+    key_id: str | None
+
+
+class SigningKeyPublic(BaseModel):
+    key_id: str
+    public_key: str = Field(description="raw Ed25519 public key, base64")
+    created_at: str = Field(description="ISO 8601, with its offset")
+    retired_at: str | None

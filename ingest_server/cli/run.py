@@ -1,0 +1,314 @@
+"""`ingest-server run`: consume MQTT and store, in this process or in N worker processes.
+
+The command's options; its start (migrations, TimescaleDB policies, the report signing
+key); the consumer loop with its periodic summary and upkeep (rollups for late data,
+retention); and the supervisor of `--workers N`, which starts each worker as
+`ingest-server run` again and restarts it when it exits. SIGTERM and SIGINT, once
+consuming, finish the group in hand and stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from edge_agent.contract.secrets import read_secret
+from ingest_server.cli.common import (
+    DatabaseUnavailableError,
+    db_args,
+    default_key_path,
+    resolve_dsn,
+)
+from ingest_server.db.schema import apply_policies, delete_expired, migrate, refresh_rollups
+from ingest_server.evidence.keys import key_id, load_or_create_key, register_key
+from ingest_server.files import write_atomic
+from ingest_server.ingest.consumer import Consumer, ConsumerConfig
+
+log = logging.getLogger("ingest_server")
+
+
+def _duration(text: str) -> timedelta | None:
+    """'7d', '12h', '30m', '0' or 'off' (none)."""
+    text = text.strip().lower()
+    if text in ("0", "off", "none"):
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: write e.g. 7d, 12h, 30m, or off"
+        ) from None
+
+
+def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
+    run = sub.add_parser("run", help="consume MQTT and store")
+    db_args(run)
+    run.add_argument("--mqtt", default=os.environ.get("FE_MQTT_URL", "mqtt://127.0.0.1:1883"))
+    run.add_argument("--client-id", default=f"ingest-{socket.gethostname()}")
+    run.add_argument("--share-group", default="ingest")
+    run.add_argument("--mqtt-username")
+    run.add_argument("--mqtt-password-file", type=Path)
+    run.add_argument("--mqtt-ca", type=Path, help="CA bundle for mqtts://")
+    run.add_argument("--max-past", type=_duration, default=timedelta(days=400))
+    run.add_argument("--max-future", type=_duration, default=timedelta(minutes=5))
+    run.add_argument("--compress-after", type=_duration, default=timedelta(days=7))
+    run.add_argument("--retention", type=_duration, default=None, help="e.g. 1095d; default keep")
+    run.add_argument("--summary-every", type=float, default=10.0, help="seconds; 0: quiet")
+    run.add_argument(
+        "--upkeep-every", type=float, default=60.0, help="seconds between retention/rollup runs"
+    )
+    run.add_argument("--ready-file", type=Path, help="write the DSN and mode here once consuming")
+    run.add_argument(
+        "--retire",
+        action="store_true",
+        help="take this --client-id out of service: leave the share group, write what the "
+        "broker queued for it, then end its session and exit",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="consumer processes on this machine (client ids CLIENT-ID-0..N-1); one Python "
+        "process is bound by its GIL, two take about twice the samples on two cores",
+    )
+    run.add_argument(
+        "--signing-key",
+        type=Path,
+        help="report signing key, created on first start (default DATA_DIR/keys/"
+        "report-signing.pem)",
+    )
+
+
+def _write_ready(path: Path, doc: dict[str, Any]) -> None:
+    """Written whole, then renamed into place: whoever waits for the file never reads it
+    half-written (a test did, and failed on an empty file)."""
+    write_atomic(path, json.dumps(doc).encode(), 0o644)
+
+
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
+
+    if args.retire and args.workers > 1:
+        raise ValueError(
+            "--retire takes one client id: run it without --workers, once for each worker "
+            "id to retire (CLIENT-ID-0, CLIENT-ID-1, ...)"
+        )
+    password = None
+    if args.mqtt_password_file is not None:
+        password = read_secret(args.mqtt_password_file, "MQTT password").decode()
+    dsn, pg = resolve_dsn(args, wait_s=float("inf"))
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal %d: finishing the group in hand and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        info = migrate(dsn)
+        log.info(
+            "storage mode: %s%s, schema version %d",
+            info.mode,
+            f" (TimescaleDB {info.timescale_version})"
+            if info.timescale_version
+            else " (TimescaleDB not available: plain PostgreSQL, rollups kept by the server)",
+            info.version,
+        )
+        for done in apply_policies(
+            dsn, compress_after=args.compress_after, retention=args.retention
+        ):
+            log.info("TimescaleDB policy: %s", done)
+        _signing_key(args, dsn)
+        if args.workers > 1:
+            return _supervise(args, argv, dsn, info.mode, stop)
+        return _consume(args, dsn, info.mode, password, stop)
+    finally:
+        if pg is not None:
+            pg.release()
+
+
+def _signing_key(args: argparse.Namespace, dsn: str) -> None:
+    """The report signing key exists from the first start on; its public half is in the
+    database, where verifiers find it by id."""
+
+    path = args.signing_key or default_key_path(args.data_dir)
+    key = load_or_create_key(path)
+    with psycopg.connect(dsn) as conn:
+        register_key(conn, key.public_key())
+    log.info("report signing key %s (%s)", key_id(key.public_key()), path)
+
+
+def _consume(
+    args: argparse.Namespace, dsn: str, mode: str, password: str | None, stop: threading.Event
+) -> int:
+
+    cfg = ConsumerConfig(
+        mqtt_url=args.mqtt,
+        dsn=dsn,
+        client_id=args.client_id,
+        share_group=args.share_group,
+        username=args.mqtt_username,
+        password=password,
+        ca_file=args.mqtt_ca,
+        max_past_ms=int(args.max_past.total_seconds() * 1000) if args.max_past else 2**62,
+        max_future_ms=int(args.max_future.total_seconds() * 1000) if args.max_future else 2**62,
+        mode=mode,
+        retire=args.retire,
+    )
+    consumer = Consumer(cfg)
+    consumer.start()
+    try:
+        if args.ready_file:
+            # "once consuming": subscribed, not merely connecting; a message published
+            # before a new session's SUBACK reaches no one
+            while not consumer.subscribed.wait(0.2) and not stop.is_set():
+                pass
+            if consumer.subscribed.is_set():
+                _write_ready(args.ready_file, {"dsn": dsn, "mode": mode, "pid": os.getpid()})
+        last, last_samples = time.monotonic(), 0
+        last_upkeep = time.monotonic()
+        while not stop.wait(0.5):
+            now = time.monotonic()
+            if args.retire and consumer.drained(idle_s=5.0):
+                log.info(
+                    "retired %s: drained %d samples; its broker session ends now",
+                    args.client_id,
+                    consumer.counters.samples_new,
+                )
+                break
+            if args.upkeep_every and now - last_upkeep >= args.upkeep_every:
+                last_upkeep = now
+                upkeep(dsn, mode, consumer.counters.take_written_span(), args.retention)
+            if args.summary_every and now - last >= args.summary_every:
+                c = consumer.counters
+                rate = (c.samples_new - last_samples) / (now - last)
+                log.info(
+                    "%.0f samples/s; stored %d samples in %d batches (%d repeated), "
+                    "%d dead letters, %d db errors%s",
+                    rate,
+                    c.samples_new,
+                    c.batches_new,
+                    c.batches_repeated,
+                    c.dead_letters,
+                    c.db_errors,
+                    "" if consumer.connected.is_set() else "; broker not connected",
+                )
+                last, last_samples = now, c.samples_new
+    finally:
+        consumer.stop()
+    return 0
+
+
+# options a worker gets from its supervisor, not from the command line
+_OWN = {"--workers": 1, "--client-id": 1, "--dsn": 1, "--data-dir": 1, "--ready-file": 1}
+
+
+def _worker_argv(argv: list[str], dsn: str, client_id: str, ready: Path) -> list[str]:
+    out: list[str] = []
+    skip = 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _OWN:
+            skip = 0 if "=" in arg else _OWN[name]
+            continue
+        out.append(arg)
+    own = ["--workers", "1", "--client-id", client_id, "--dsn", dsn, "--ready-file", str(ready)]
+    return [*out, *own]
+
+
+def _supervise(
+    args: argparse.Namespace, argv: list[str], dsn: str, mode: str, stop: threading.Event
+) -> int:
+    """N consumer processes on the shared subscription (one Python process is bounded by
+    its GIL); each keeps its client id, and so its broker session, across restarts, and
+    does its own upkeep."""
+
+    run_dir = Path(tempfile.mkdtemp(prefix="ingest-workers-"))
+    cmd = [sys.executable, "-m", "ingest_server.cli.main", "run"]
+    workers: dict[int, subprocess.Popen[bytes]] = {}
+
+    def spawn(i: int) -> None:
+        ready = run_dir / f"worker-{i}.ready"
+        ready.unlink(missing_ok=True)
+        worker_args = _worker_argv(argv, dsn, f"{args.client_id}-{i}", ready)
+        workers[i] = subprocess.Popen([*cmd, *worker_args])
+
+    for i in range(args.workers):
+        spawn(i)
+    try:
+        deadline = time.monotonic() + 120
+        while not all((run_dir / f"worker-{i}.ready").exists() for i in workers):
+            if stop.wait(0.1) or time.monotonic() > deadline:
+                break
+            for i, proc in workers.items():
+                if proc.poll() is not None:
+                    raise DatabaseUnavailableError(
+                        f"worker {i} stopped at start ({proc.returncode})"
+                    )
+        log.info("%d workers consuming as %s-0..%d", len(workers), args.client_id, len(workers) - 1)
+        if args.ready_file:
+            pids = [p.pid for p in workers.values()]
+            _write_ready(
+                args.ready_file, {"dsn": dsn, "mode": mode, "pid": os.getpid(), "workers": pids}
+            )
+        while not stop.wait(0.5):
+            for i, proc in list(workers.items()):
+                if proc.poll() is not None:
+                    log.error("worker %d exited (%s); restarting it", i, proc.returncode)
+                    spawn(i)
+    finally:
+        _stop_workers(workers)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return 0
+
+
+def _stop_workers(workers: dict[int, Any]) -> None:
+
+    for proc in workers.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in workers.values():
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def upkeep(
+    dsn: str, mode: str, span: tuple[datetime, datetime] | None, retention: timedelta | None
+) -> None:
+    """Periodic work beside the consumer: rollups for late data (TimescaleDB) and
+    retention (plain PostgreSQL; TimescaleDB has its own policy). Failures are logged
+    and retried at the next round: the consumer goes on."""
+
+    try:
+        # the policy refreshes the last 3 days; older late data is refreshed here
+        horizon = datetime.now(UTC) - timedelta(days=2)
+        if mode == "timescale" and span is not None and span[0] < horizon:
+            refresh_rollups(dsn, span[0], min(span[1], horizon))
+        if mode == "plain" and retention is not None:
+            with psycopg.connect(dsn) as conn:
+                n = delete_expired(conn, retention)
+            if n:
+                log.info("retention: deleted %d samples older than %s", n, retention)
+    except psycopg.Error as exc:
+        log.warning("upkeep failed (%s); retrying at the next round", str(exc).strip())

@@ -1,0 +1,274 @@
+"""The report document as both renderings read it (evidence/render_html.py,
+evidence/render_xlsx.py): the format check, the KPI entries parsed into `Kpi`, one column
+table per list of the report, and how a figure or an instant is shown as text.
+
+    report (dict, format "factory-evidence.report" v1: the signed JSON)
+        │   column tables (EQUIPMENT, METERS, …): JSON key, bilingual header, kind
+        ├── render_html → one self-contained page (inline CSS, A4) → browser → PDF
+        └── render_xlsx → 概览 Summary, 设备 Equipment, 计量 Meters, 产量 Production,
+                          基准 Baseline, 数据质量 Data quality, 系数 Factors, 签名 Signature
+
+Both are views of the JSON, which is the evidence the signature covers. They compute
+nothing: every figure shown is one of the report's own, at most converted in its unit
+(seconds to hours, a fraction to a percent). A KPI in "%" carries percent (83.3, as
+programmes state their targets); per-equipment ratios and coverages are fractions.
+One column table per list drives both renderings, so the page and the workbook cannot
+disagree on what a column is or how it is shown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import ValidationError
+
+from ingest_server.errors import InvalidInputError
+from ingest_server.kpi.results import FORMAT, FORMAT_VERSION, Kpi
+
+TITLE = "智能工厂/绿色工厂关键指标测量证明"
+TITLE_EN = "Measured KPI evidence"
+MAX_HTML_ROWS = 200  # per data-quality list; the JSON and the workbook hold them all
+DASH = "—"
+LABELS = {  # Chinese for the format's enumerated values
+    "electricity": "电力", "gas": "天然气", "water": "水", "diesel": "柴油", "heat": "热力",
+    "steam": "蒸汽", "compressed_air": "压缩空气", "offline": "离线", "unknown": "状态未知",
+    "no_data": "无数据", "rollover": "翻转", "reset": "复位", "discrete": "离散型",
+    "process": "流程型",
+}  # fmt: skip
+
+Json = Mapping[str, Any]
+
+
+class ReportFormatError(InvalidInputError, ValueError):
+    """The document is not a report of the format and version rendered here."""
+
+
+def check_format(report: Json) -> None:
+    if report.get("format") != FORMAT or report.get("format_version") != FORMAT_VERSION:
+        raise ReportFormatError(
+            f"expected format {FORMAT!r} version {FORMAT_VERSION}, got "
+            f"{report.get('format')!r} version {report.get('format_version')!r}"
+        )
+
+
+def kpis_of(entries: Sequence[object], where: str = "kpis") -> list[Kpi]:
+    """A report's KPI entries (its `kpis`, its baseline's) as `Kpi`s; what an older
+    version did not write takes the model's default. An entry that is no KPI of this
+    format (not an object, a figure that is not a number) is refused, naming it."""
+    out = []
+    for i, entry in enumerate(entries):
+        try:
+            out.append(Kpi.model_validate(entry))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            # the field only: a number's error names the union's branch too (value.int)
+            at = f"{where}[{i}]" + (f".{first['loc'][0]}" if first["loc"] else "")
+            raise ReportFormatError(
+                f"{at} does not fit format {FORMAT!r} version {FORMAT_VERSION}: {first['msg']}"
+            ) from None
+    return out
+
+
+# --- columns: one table per list of the report, for both renderings --------------------
+
+
+class Column(NamedTuple):
+    zh: str
+    en: str
+    key: str  # "parent.key" reaches one object down
+    # text, entity (id with its names), enum, bool, pct, coverage, tce, seconds (shown in
+    # hours), count, number, exact (shown as stored), instant (ISO UTC), kpi (by its unit),
+    # scope (null: all sites)
+    kind: str = "text"
+
+
+TIME_BUCKETS = ("pot_s", "planned_downtime_s", "pbt_s", "apt_s", "setup_s", "idle_s",
+                "down_s", "off_in_plan_s", "unknown_s", "running_outside_s")  # fmt: skip
+
+# fmt: off
+KPIS = (
+    Column("编号", "ID", "id"), Column("指标", "KPI", "name"),
+    Column("指标(英文)", "KPI (English)", "name_en"), Column("数值", "Value", "value", "kpi"),
+    Column("单位", "Unit", "unit"), Column("公式", "Formula", "formula"),
+    Column("分子", "Numerator", "numerator", "exact"),
+    Column("分母", "Denominator", "denominator", "exact"),
+    Column("数据覆盖率", "Coverage", "coverage", "coverage"), Column("说明", "Note", "note"),
+    Column("输入", "Inputs", "inputs"),
+)
+EQUIPMENT = (
+    Column("设备", "Equipment", "id", "entity"), Column("名称", "Name", "name"),
+    Column("名称(英文)", "Name (English)", "name_en"), Column("厂区", "Site", "site"),
+    Column("工序", "Process", "process"), Column("工序名称", "Process name", "process_name"),
+    Column("关键", "Key process", "key_process", "bool"),
+    Column("数控", "NC declared", "nc", "bool"),
+    Column("计入实测", "NC measured", "nc_measured", "bool"),
+    Column("生产设备", "Production", "production", "bool"),
+    Column("接口", "Interface", "interface"),
+    Column("理想节拍", "Ideal cycle s", "ideal_cycle_time_s", "exact"),
+    Column("覆盖率", "Coverage", "coverage", "coverage"),
+    Column("有数据", "Data", "delivered_data", "bool"),
+    Column("日历时间", "Calendar", "time.calendar_s", "seconds"),
+    Column("计划运行", "POT", "time.pot_s", "seconds"),
+    Column("计划停机", "Planned down", "time.planned_downtime_s", "seconds"),
+    Column("计划占用", "PBT", "time.pbt_s", "seconds"),
+    Column("实际生产", "APT", "time.apt_s", "seconds"),
+    Column("调整", "Setup", "time.setup_s", "seconds"),
+    Column("空闲", "Idle", "time.idle_s", "seconds"),
+    Column("故障", "Down", "time.down_s", "seconds"),
+    Column("计划内关机", "Off in plan", "time.off_in_plan_s", "seconds"),
+    Column("未知", "Unknown", "time.unknown_s", "seconds"),
+    Column("计划外运行", "Running outside", "time.running_outside_s", "seconds"),
+    Column("产量", "Produced", "parts.produced", "count"),
+    Column("合格", "Good", "parts.good", "count"), Column("废品", "Scrap", "parts.scrap", "count"),
+    Column("可用率", "Availability", "availability", "pct"),
+    Column("性能率", "Effectiveness", "effectiveness", "pct"),
+    Column("质量率", "Quality", "quality_ratio", "pct"), Column("综合效率", "OEE", "oee", "pct"),
+    Column("利用率", "Utilisation", "utilisation", "pct"),
+    Column("平均故障间隔", "MTBF", "mtbf_s", "seconds"),
+    Column("平均修复", "MTTR", "mttr_s", "seconds"),
+    Column("故障次数", "Down events", "down_events", "count"),
+)
+METERS = (
+    Column("计量表", "Meter", "id", "entity"), Column("名称", "Name", "name"),
+    Column("名称(英文)", "Name (English)", "name_en"), Column("厂区", "Site", "site"),
+    Column("上级表", "Parent", "parent"), Column("介质", "Carrier", "carrier", "enum"),
+    Column("用量", "Quantity", "quantity", "number"), Column("单位", "Unit", "unit"),
+    Column("覆盖率", "Coverage", "coverage", "coverage"),
+    Column("翻转", "Rollovers", "rollovers", "count"), Column("复位", "Resets", "resets", "count"),
+    Column("折标煤", "tce", "tce", "tce"), Column("二氧化碳", "tCO2", "tco2", "tce"),
+    Column("计入总量", "Top level", "top_level", "bool"),
+)
+PRODUCTION = (
+    Column("厂区", "Site", "site", "scope"), Column("起", "From", "from"),
+    Column("止", "To", "to"), Column("产量", "Output", "output", "number"),
+    Column("单位", "Unit", "output_unit"),
+    Column("工业增加值 万元", "Value added, 10k CNY", "value_added_10k_cny", "number"),
+    Column("计入比例", "Share in period", "share", "pct"), Column("说明", "Note", "note"),
+)
+TAGS = (
+    Column("设备", "Device", "device"), Column("标签", "Tag", "tag"),
+    Column("用途", "Role", "role"), Column("收到", "Received", "received", "count"),
+    Column("应收", "Expected", "expected", "count"),
+    Column("覆盖率", "Coverage", "coverage", "coverage"),
+)
+GAPS = (
+    Column("设备", "Device", "device"), Column("开始", "Start", "start", "instant"),
+    Column("结束", "End", "end", "instant"), Column("时长", "Duration", "seconds", "seconds"),
+    Column("类型", "Kind", "kind", "enum"),
+)
+ANOMALIES = (
+    Column("设备", "Device", "device"), Column("标签", "Tag", "tag"),
+    Column("时间", "Time", "ts", "instant"), Column("类型", "Flag", "flag", "enum"),
+    Column("前值", "Previous", "prev_value", "exact"), Column("值", "Value", "value", "exact"),
+    Column("计入增量", "Delta", "delta", "exact"),
+)
+ENERGY = (
+    Column("介质", "Carrier", "carrier", "enum"), Column("单位", "Unit", "unit"),
+    Column("系数", "Coefficient", "coefficient", "exact"),
+    Column("系数单位", "Coefficient unit", "coefficient_unit"),
+    Column("依据", "Basis", "basis"), Column("来源", "Source", "source"),
+)
+EMISSION = (
+    Column("介质", "Carrier", "carrier", "enum"), Column("区域", "Region", "region"),
+    Column("年份", "Year", "year"), Column("单位", "Unit", "unit"),
+    Column("因子", "Factor", "factor", "exact"), Column("因子单位", "Factor unit", "factor_unit"),
+    Column("来源", "Source", "source"),
+)
+# fmt: on
+
+
+def pick(columns: Sequence[Column], *keys: str) -> list[Column]:
+    by_key = {c.key: c for c in columns}
+    return [by_key[k] for k in keys]
+
+
+def value_at(item: Json, key: str) -> Any:
+    head, _, tail = key.partition(".")
+    value = item.get(head)
+    if tail:
+        return value.get(tail) if isinstance(value, Mapping) else None
+    return value
+
+
+# --- numbers and times, as shown -------------------------------------------------------
+
+
+def fixed(v: float | None, digits: int) -> str:
+    return DASH if v is None else f"{v:,.{digits}f}"
+
+
+def percent(v: float | None) -> str:
+    return DASH if v is None else f"{v * 100:.1f}%"
+
+
+def hours(seconds: float | None) -> str:
+    return fixed(None if seconds is None else seconds / 3600, 1)
+
+
+def number(v: float | None) -> str:
+    """Counts as integers; other numbers with four significant digits, 1 to 6 decimals."""
+    if v is None:
+        return DASH
+    if isinstance(v, int) or (math.isfinite(v) and v.is_integer()):
+        return f"{int(v):,}"
+    if not math.isfinite(v):
+        return str(v)
+    return fixed(v, min(6, max(1, 3 - math.floor(math.log10(abs(v))))))
+
+
+def exact(v: object) -> str:
+    return DASH if v is None else str(v)
+
+
+def kpi_value(value: float | None, unit: str | None) -> str:
+    if value is None:
+        return DASH
+    if unit == "%":  # a KPI in "%" carries percent already (83.3)
+        return f"{value:.1f}%"
+    if unit in ("tce", "tCO2"):
+        return f"{fixed(value, 3)} {unit}"
+    if unit == "h":
+        return f"{fixed(value, 1)} h"
+    return f"{number(value)} {unit or ''}".rstrip()
+
+
+def zone(name: object) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(str(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def local_time(ts: object, tz: ZoneInfo | None) -> str:
+    """An ISO instant in the report's local time, to the second; unparsable: as given."""
+    if not isinstance(ts, str):
+        return DASH
+    try:
+        t = dt.datetime.fromisoformat(ts)
+    except ValueError:
+        return ts
+    if tz is not None and t.tzinfo is not None:
+        t = t.astimezone(tz)
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+LEGACY_PARTIAL = (
+    "partial_period",
+    "统计期在报告生成时尚未结束。数值只含截至生成时刻的数据, 之后到达的数据会改变数值, "
+    "本报告届时将不能通过验证。",
+    "The period had not ended when this report was made: the figures cover the data up to "
+    "then. Data arriving later will change the figures, and this report will then fail "
+    "verification.",
+)
+
+
+def notices_of(r: Json) -> list[tuple[str, str, str]]:
+    """(code, Chinese, English) of each notice the report carries."""
+    notices = r.get("notices")
+    if isinstance(notices, list):
+        return [(str(n.get("code")), str(n.get("text")), str(n.get("text_en"))) for n in notices]
+    return [LEGACY_PARTIAL] if (r.get("period") or {}).get("partial") else []

@@ -1,0 +1,398 @@
+"""An evidence report as a printable HTML page: one self-contained page (inline CSS, A4,
+no scripts, no external resources) that a browser prints to PDF.
+
+The page's sections in order: title and notices, headline KPIs, the NC rates declared and
+measured, the baseline, output, meters, equipment, groups, data quality, factors and the
+signature. Every figure is the report's own (evidence/columns.py); names and notes are
+typed in by the enterprise and escaped (evidence/markup.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from ingest_server.evidence.columns import (
+    ANOMALIES,
+    EMISSION,
+    ENERGY,
+    EQUIPMENT,
+    GAPS,
+    LABELS,
+    METERS,
+    PRODUCTION,
+    TAGS,
+    TIME_BUCKETS,
+    TITLE,
+    TITLE_EN,
+    Json,
+    check_format,
+    kpi_value,
+    kpis_of,
+    local_time,
+    notices_of,
+    number,
+    percent,
+    pick,
+    zone,
+)
+from ingest_server.evidence.markup import (
+    Ctx,
+    Raw,
+    Td,
+    bi,
+    cover_cell,
+    esc,
+    grid,
+    h3,
+    rows_table,
+    section,
+)
+from ingest_server.kpi.labels import KPI_LABELS
+from ingest_server.kpi.results import Kpi
+
+MAX_HTML_ROWS = 200  # per data-quality list; the JSON and the workbook hold them all
+
+
+PARTIAL = '<span class="mark partial">未完结 / partial</span>'
+
+
+def _period(p: Json) -> Raw:
+    partial = f" {PARTIAL}" if p.get("partial") else ""
+    return Raw(
+        f"{esc(p.get('from'))} 至 {esc(p.get('to'))} ({esc(p.get('timezone'))}){partial}"
+        f'<span class="en">UTC [{esc(p.get("start"))}, {esc(p.get("end"))})</span>'
+    )
+
+
+# reports made before the report carried its own "notices" say the same on their face
+
+
+def _title_html(r: Json, ctx: Ctx) -> str:
+    ent, period = r.get("enterprise") or {}, r.get("period") or {}
+    software, params = r.get("software") or {}, r.get("parameters") or {}
+    marks = PARTIAL if period.get("partial") else ""
+    if not r.get("signature"):
+        marks += '<span class="mark draft">未签名草稿 / unsigned draft</span>'
+    partial_note = "".join(
+        f'<p class="warn" data-notice="{esc(zh_en[0])}">{esc(zh_en[1])}'
+        f'<span class="en">{esc(zh_en[2])}</span></p>'
+        for zh_en in notices_of(r)
+    )
+    sites = "; ".join(
+        f"{s.get('name') or ''} {s.get('name_en') or ''} "
+        f"({s.get('timezone')}, 电网 grid {s.get('grid_region')})"
+        for s in r.get("sites") or []
+    )
+    industry = str(params.get("industry"))
+    generated = r.get("generated_at")
+    made = local_time(generated, ctx.tz)
+    meta = [
+        ("企业名称", "Enterprise", bi(ent.get("name"), ent.get("name_en"))),
+        ("统一社会信用代码", "Unified social credit code", ent.get("credit_code")),
+        ("统计期", "Period", _period(period)),
+        ("生成时间", "Generated", bi(f"{made} ({ctx.tz_name})", generated)),
+        ("软件版本", "Software", f"{software.get('name')} {software.get('version')}"),
+        ("报告编号", "Report ID", Raw(f"<code>{esc(r.get('report_id'))}</code>")),
+        ("厂区", "Sites", sites or None),
+        ("计算参数", "Parameters",
+         f"覆盖率阈值 coverage threshold {percent(params.get('coverage_threshold'))}; "
+         f"断线判定 gap after {params.get('gap_after_s')} s; "
+         f"心跳 heartbeat {params.get('heartbeat_s')} s; "
+         f"行业 industry {LABELS.get(industry, '')} {industry}"),
+    ]  # fmt: skip
+    rows = "".join(f"<tr><th>{bi(zh, en)}</th><td>{esc(v)}</td></tr>" for zh, en, v in meta)
+    return (
+        f'<header class="title keep"><div class="marks">{marks}</div><h1>{esc(TITLE)}</h1>'
+        f'<p class="subtitle">{esc(TITLE_EN)}</p>{partial_note}'
+        f'<table class="meta">{rows}</table></header>'
+    )
+
+
+def _kpis_html(kpis: Sequence[Kpi], ctx: Ctx) -> str:
+    rows = []
+    for k in kpis:
+        value = k.value
+        formula = esc(k.formula)
+        if k.numerator is not None or k.denominator is not None:
+            ratio = f"= {number(k.numerator)} / {number(k.denominator)}"
+            formula += f'<span class="en">{esc(ratio)}</span>'
+        note = esc(k.note or ("无法计算 / not computable" if value is None else ""))
+        inputs = k.inputs
+        if inputs:
+            more = f" … (+{len(inputs) - 10})" if len(inputs) > 10 else ""
+            note += f'<span class="en">输入 inputs: {esc(", ".join(inputs[:10]) + more)}</span>'
+        rows.append([
+            Td(bi(k.name or k.id, k.name_en)),
+            Td(kpi_value(value, k.unit), "num value" if value is not None else "num null"),
+            Td(Raw(formula)),
+            cover_cell(k.coverage, ctx.threshold),
+            Td(Raw(note)),
+        ])  # fmt: skip
+    heads = [bi("指标", "KPI"), bi("数值", "Value"), bi("公式", "Formula"),
+             bi("数据覆盖率", "Coverage"), bi("说明", "Note")]  # fmt: skip
+    return section("关键指标", "Headline KPIs", grid(heads, rows))
+
+
+def _nc_html(r: Json, kpis: Mapping[str, Kpi], ctx: Ctx) -> str:
+    equipment = r.get("equipment") or []
+    key = [e for e in equipment if e.get("key_process")]
+    sides = (
+        ("申报", "Declared", "nc_rate_declared", [e for e in key if e.get("nc")],
+         ("id", "process_name", "coverage", "delivered_data", "nc_measured")),
+        ("实测", "Measured", "nc_rate_measured", [e for e in equipment if e.get("nc_measured")],
+         ("id", "process_name", "coverage", "interface", "nc")),
+    )  # fmt: skip
+    body = []
+    for zh, en, kpi_id, members, keys in sides:
+        k = kpis.get(kpi_id) or Kpi(id=kpi_id)
+        ratio = f"{number(k.numerator)} / {number(k.denominator)}"
+        ratio = f"{k.formula} = {ratio}"
+        figure = kpi_value(k.value, k.unit or KPI_LABELS[kpi_id].unit)
+        body.append(
+            f'<div class="side"><h3>{bi(zh, en)} <span class="figure">{esc(figure)}</span>'
+            f'</h3><p class="en">{esc(ratio)}</p>'
+            f"{rows_table(pick(EQUIPMENT, *keys), members, ctx)}</div>"
+        )
+    intro = (
+        f"<p>关键工序设备 {len(key)} 台。申报为台账中标为数控的关键工序设备, 实测为其中数据证实的"
+        f'设备。<span class="en">{len(key)} machines in key processes. Declared: those '
+        "registered as NC; measured: those the data bears out.</span></p>"
+    )
+    return section(
+        "关键工序数控化率 申报与实测",
+        "Key-process NC rate, declared and measured",
+        intro + f'<div class="pair">{"".join(body)}</div>',
+        "keep",
+    )
+
+
+def _meters_html(r: Json, ctx: Ctx) -> str:
+    columns = pick(METERS, "id", "parent", "carrier", "quantity", "unit", "coverage",
+                    "rollovers", "resets", "tce", "tco2", "top_level")  # fmt: skip
+    note = bi(
+        "只有计入总量的表进入综合能耗与排放, 下级表用于分项。",
+        "Only top-level meters count in the totals; sub-meters break them down.",
+    )
+    return section(
+        "计量", "Meters", rows_table(columns, r.get("meters") or [], ctx) + f"<p>{note}</p>"
+    )
+
+
+def _equipment_html(r: Json, ctx: Ctx) -> str:
+    equipment = r.get("equipment") or []
+    times = pick(EQUIPMENT, "id", "process_name", "key_process", "nc", "coverage",
+                  *(f"time.{b}" for b in TIME_BUCKETS))  # fmt: skip
+    ratios = pick(EQUIPMENT, "id", "parts.produced", "parts.good", "parts.scrap",
+                   "availability", "effectiveness", "quality_ratio", "oee", "utilisation",
+                   "mtbf_s", "mttr_s", "down_events", "ideal_cycle_time_s")  # fmt: skip
+    return section(
+        "设备",
+        "Equipment",
+        h3("时间模型 (小时)", "Time model (hours), ISO 22400-2")
+        + rows_table(times, equipment, ctx)
+        + h3("产量与效率", "Output and ratios")
+        + rows_table(ratios, equipment, ctx),
+        "landscape",
+    )
+
+
+def _baseline_html(r: Json, current: Mapping[str, Kpi], ctx: Ctx) -> str:
+    base = r.get("baseline")
+    if not base:
+        return section(
+            "基准期对比", "Baseline comparison", f"<p>{bi('无基准期', 'No baseline')}</p>"
+        )
+    rows = []
+    for k in kpis_of(base.get("kpis") or [], "baseline.kpis"):
+        now = current.get(k.id) or Kpi(id=k.id)
+        change = current.get(f"{k.id}_change") or Kpi(id=f"{k.id}_change")
+        rows.append([
+            Td(bi(k.name or k.id, k.name_en)),
+            Td(kpi_value(k.value, k.unit), "num"),
+            Td(kpi_value(now.value, now.unit), "num"),
+            Td(kpi_value(change.value, change.unit), "num"),
+            cover_cell(k.coverage, ctx.threshold),
+        ])  # fmt: skip
+    heads = [bi("指标", "KPI"), bi("基准期", "Baseline"), bi("本期", "This period"),
+             bi("变化", "Change"), bi("基准覆盖率", "Baseline coverage")]  # fmt: skip
+    return section(
+        "基准期对比",
+        "Baseline comparison",
+        f"<p>{bi('基准期', 'Baseline period')} {esc(_period(base))}</p>{grid(heads, rows)}",
+    )
+
+
+def _groups_html(r: Json, kpis: Mapping[str, Kpi]) -> str:
+    groups, sites = r.get("groups") or {}, {s.get("id"): s for s in r.get("sites") or []}
+    tables = []
+    for kind, zh, en in (("site", "厂区", "Site"), ("process", "工序", "Process")):
+        members: Mapping[str, Json] = groups.get(kind) or {}
+        labels = ("name", "name_en", "key_process")
+        ids = list(dict.fromkeys(k for g in members.values() for k in g if k not in labels))
+        heads = [bi(zh, en)]
+        named_kpis = [kpis.get(i) or Kpi(id=i) for i in ids]
+        heads += [bi(k.name or k.id, k.name_en or k.id) for k in named_kpis]
+        rows = []
+        for gid, g in members.items():
+            named = g if "name" in g else sites.get(gid) or {}
+            key = " ★关键 key" if g.get("key_process") else ""
+            label = f"<b>{esc(gid)}</b> {esc(named.get('name', ''))}{esc(key)}"
+            label += f'<span class="en">{esc(named.get("name_en", ""))}</span>'
+            rows.append([Td(Raw(label))] + [
+                Td(kpi_value(g.get(k.id), k.unit), "num") for k in named_kpis
+            ])  # fmt: skip
+        tables.append(grid(heads, rows))
+    return section("分厂区与分工序", "By site and by process", "".join(tables))
+
+
+def _quality_html(r: Json, ctx: Ctx) -> str:
+    q = r.get("quality") or {}
+    # lowest coverage first: a verifier looks for the holes; unknown coverage before all
+    tags = sorted(
+        q.get("tags") or [],
+        key=lambda t: (t.get("coverage") is not None, t.get("coverage") or 0.0),
+    )
+    return section(
+        "数据质量",
+        "Data quality",
+        h3("标签覆盖率", "Tag coverage, lowest first")
+        + rows_table(TAGS, tags, ctx, MAX_HTML_ROWS)
+        + h3("数据缺口", "Gaps")
+        + rows_table(GAPS, q.get("gaps") or [], ctx, MAX_HTML_ROWS)
+        + h3("计数器异常", "Counter anomalies")
+        + rows_table(ANOMALIES, q.get("counter_anomalies") or [], ctx, MAX_HTML_ROWS),
+        "quality",
+    )
+
+
+def _factors_html(r: Json, ctx: Ctx) -> str:
+    f = r.get("factors") or {}
+    body = ""
+    for key, zh, en, columns in (
+        ("energy", "能耗折标系数", "Energy conversion coefficients", ENERGY),
+        ("emission", "二氧化碳排放因子", "CO2 emission factors", EMISSION),
+    ):
+        table = f.get(key) or {}
+        body += (
+            f"<h3>{bi(zh, en)} <code>{esc(table.get('version'))}</code></h3>"
+            f"<p>{esc(table.get('title'))}</p>{rows_table(columns, table.get('rows') or [], ctx)}"
+        )
+    return section("折标系数与排放因子", "Coefficients and emission factors", body)
+
+
+def _signature_html(r: Json) -> str:
+    sig, digest = r.get("signature") or {}, r.get("digest") or {}
+    draft = bi("未签名草稿。不能作为证明。", "Unsigned draft: not evidence until signed.")
+    status = "" if sig else f'<p class="warn">{draft}</p>'
+    items = [
+        ("签名算法", "Algorithm", sig.get("algorithm")),
+        ("密钥编号", "Key ID", sig.get("key_id")),
+        ("公钥", "Public key (base64)", sig.get("public_key")),
+        ("签名值", "Signature (base64)", sig.get("value")),
+        ("摘要算法", "Digest algorithm", digest.get("algorithm")),
+        ("摘要行数", "Digest rows", number(digest.get("rows"))),
+        ("摘要值", "Digest", digest.get("value")),
+    ]
+    rows = "".join(
+        f"<tr><th>{bi(zh, en)}</th><td><code>{esc(v)}</code></td></tr>" for zh, en, v in items
+    )
+    verify = (
+        "<p>用 <code>ingest-server verify report.json</code> 校验此签名, 并核对密钥编号与企业"
+        '登记的公钥一致。<span class="en"><code>ingest-server verify report.json</code> '
+        "checks this signature. Compare the key ID with the one the enterprise registered."
+        "</span></p>"
+    )
+    return section(
+        "签名", "Signature", f'{status}<table class="meta">{rows}</table>{verify}', "keep"
+    )
+
+
+CSS = """
+@page { size: A4; margin: 15mm 12mm 16mm; }
+@page landscape { size: A4 landscape; margin: 12mm; }
+body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC",
+  "Microsoft YaHei", "SimSun", sans-serif; font-size: 10pt; color: #111; line-height: 1.35; }
+h1 { font-size: 18pt; margin: 4pt 0 0; }
+h2 { font-size: 13pt; border-bottom: 1.5pt solid #1f3b63; margin: 16pt 0 6pt;
+  padding-bottom: 2pt; color: #1f3b63; }
+h3 { font-size: 10.5pt; margin: 10pt 0 4pt; }
+h2, h3 { break-after: avoid; page-break-after: avoid; }
+.subtitle { font-size: 12pt; color: #444; margin: 0 0 8pt; }
+.en { color: #555; font-size: 85%; }
+td .en, th .en, p .en { display: block; }
+h2 .en, h3 .en { display: inline; }
+table { border-collapse: collapse; width: 100%; margin: 2pt 0 6pt; }
+th, td { border: 0.5pt solid #9aa3ad; padding: 2pt 4pt; vertical-align: top; text-align: left; }
+thead th { background: #e8edf3; }
+thead { display: table-header-group; }
+tr { break-inside: avoid; page-break-inside: avoid; }
+table.meta th { width: 28%; background: #f3f5f8; }
+section.landscape table { font-size: 8pt; }
+.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+.nowrap { white-space: nowrap; }
+.c { text-align: center; }
+.value { font-weight: bold; }
+.low { background: #fde2e2; }
+.null, .none, .more { color: #666; font-style: italic; }
+.mark { display: inline-block; border: 1.5pt solid; padding: 1pt 6pt; margin-right: 6pt;
+  font-weight: bold; }
+.partial { color: #b00020; }
+.draft { color: #8a5a00; }
+.warn { border-left: 3pt solid #b00020; padding-left: 6pt; }
+.pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10pt; }
+.figure { font-size: 13pt; }
+code { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 8.5pt;
+  word-break: break-all; }
+section.landscape { page: landscape; }
+@media screen { body { max-width: 1180px; margin: 16px auto; padding: 0 12px; } }
+@media print {
+  body { font-size: 9pt; }
+  .keep { break-inside: avoid; page-break-inside: avoid; }
+  section.landscape, section.quality { break-before: page; page-break-before: always; }
+  thead th, .low { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
+}
+"""
+
+
+def render_html(report: Json) -> str:
+    """The report as one self-contained HTML page (no scripts, no external resources)."""
+    check_format(report)
+    period = report.get("period") or {}
+    ctx = Ctx(
+        zone(period.get("timezone")),
+        str(period.get("timezone") or "UTC"),
+        (report.get("parameters") or {}).get("coverage_threshold"),
+    )
+    kpis = kpis_of(report.get("kpis") or [])
+    by_id = {k.id: k for k in kpis}
+    # the report id in every page's footer: a CSS string, so only characters safe in one
+    ref = re.sub(r"[^0-9A-Za-z-]", "", str(report.get("report_id") or ""))
+    footer = (
+        f'@page {{ @bottom-left {{ content: "{ref}"; font-size: 7pt; color: #666; }}'
+        ' @bottom-right { content: counter(page) " / " counter(pages); font-size: 7pt; } }'
+    )
+    body = (
+        _title_html(report, ctx)
+        + _kpis_html(kpis, ctx)
+        + _nc_html(report, by_id, ctx)
+        + _baseline_html(report, by_id, ctx)
+        + section(
+            "产量与工业增加值",
+            "Output and value added",
+            rows_table(PRODUCTION, report.get("production") or [], ctx),
+        )
+        + _meters_html(report, ctx)
+        + _equipment_html(report, ctx)
+        + _groups_html(report, by_id)
+        + _quality_html(report, ctx)
+        + _factors_html(report, ctx)
+        + _signature_html(report)
+    )
+    ent = report.get("enterprise") or {}
+    return (
+        '<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">'
+        f"<title>{esc(TITLE)} · {esc(ent.get('name'))} · {esc(period.get('from'))} 至 "
+        f"{esc(period.get('to'))}</title><style>{CSS}{footer}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )

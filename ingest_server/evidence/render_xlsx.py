@@ -1,0 +1,210 @@
+"""An evidence report as an XLSX workbook whose cells hold the JSON's own values.
+
+Sheets: 概览 Summary, 设备 Equipment, 计量 Meters, 产量 Production, 基准 Baseline,
+数据质量 Data quality, 系数 Factors, 签名 Signature. The workbook keeps the JSON's numbers
+as numbers, unrounded, so a verifier can recompute from the sheets; only the number
+formats round what is displayed. (openpyxl writes a double with 16 significant digits,
+Excel works with 15: a value may come back one unit in its last place off; the JSON is
+exact.) The column tables of evidence/columns.py read each list's entries by their JSON
+key, the KPIs too, so a cell holds exactly what the document holds. Names and notes are
+typed in by the enterprise: every string stays a string (a name starting with "=" is not
+a formula).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+# openpyxl ships no type information; the ignores stay quiet should stubs be installed
+from openpyxl import Workbook  # type: ignore[import-untyped,unused-ignore]
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped,unused-ignore]
+from openpyxl.styles import Font, PatternFill  # type: ignore[import-untyped,unused-ignore]
+from openpyxl.utils import get_column_letter  # type: ignore[import-untyped,unused-ignore]
+
+from ingest_server.evidence.columns import (
+    ANOMALIES,
+    EMISSION,
+    ENERGY,
+    EQUIPMENT,
+    GAPS,
+    KPIS,
+    METERS,
+    PRODUCTION,
+    TAGS,
+    TITLE,
+    TITLE_EN,
+    Column,
+    Json,
+    check_format,
+    notices_of,
+    value_at,
+)
+
+XLSX_FORMATS = {
+    "pct": "0.0%",
+    "coverage": "0.0%",
+    "tce": "0.000",
+    "seconds": "#,##0",
+    "count": "#,##0",
+}
+# a KPI in "%" carries percent (83.3): shown with a literal % sign, not multiplied
+KPI_FORMATS = {"%": '0.0"%"', "tce": "0.000", "tCO2": "0.000", "h": "0.0"}
+_BOLD = Font(bold=True)
+_HEAD_FILL = PatternFill("solid", fgColor="E8EDF3")
+
+
+def _put(ws: Any, row: int, col: int, value: object, fmt: str | None = None) -> Any:
+    """One cell with the JSON's value: numbers as numbers, text never a formula."""
+    if isinstance(value, list | tuple):
+        value = ", ".join(str(v) for v in value)
+    elif isinstance(value, Mapping):
+        value = str(dict(value))
+    if isinstance(value, str):
+        value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
+    cell = ws.cell(row=row, column=col, value=value)
+    if isinstance(value, str) and cell.data_type == "f":
+        cell.data_type = "s"  # a name starting with "=" stays a name
+    if fmt and isinstance(value, int | float) and not isinstance(value, bool):
+        cell.number_format = fmt
+    return cell
+
+
+def _bold(ws: Any, row: int, col: int, text: str, fill: bool = False) -> None:
+    cell = _put(ws, row, col, text)
+    cell.font = _BOLD
+    if fill:
+        cell.fill = _HEAD_FILL
+
+
+def _records(ws: Any, row: int, col: int, columns: Sequence[Column], items: Sequence[Json]) -> None:
+    """A bold header row at `row`, then one row per JSON object."""
+    for i, c in enumerate(columns):
+        suffix = {"seconds": " s", "instant": " (UTC)"}.get(c.kind, "")
+        _bold(ws, row, col + i, f"{c.zh} {c.en}{suffix}", fill=True)
+    for n, item in enumerate(items, start=row + 1):
+        for i, c in enumerate(columns):
+            fmt = KPI_FORMATS.get(str(item.get("unit"))) if c.kind == "kpi" else None
+            _put(ws, n, col + i, value_at(item, c.key), fmt or XLSX_FORMATS.get(c.kind))
+
+
+def _pairs(ws: Any, row: int, items: Sequence[tuple[str, Sequence[object]]]) -> int:
+    """Label and values, a row each; the next free row."""
+    for label, values in items:
+        _bold(ws, row, 1, label)
+        for i, v in enumerate(values, start=2):
+            _put(ws, row, i, v, "0.0%" if label.startswith("覆盖率阈值") else None)
+        row += 1
+    return row
+
+
+def _period_pairs(p: Json) -> list[tuple[str, Sequence[object]]]:
+    return [
+        ("统计期 Period", [p.get("from"), p.get("to"), p.get("timezone")]),
+        ("区间 Interval [start, end) UTC", [p.get("start"), p.get("end")]),
+        ("未完结 Partial", [p.get("partial"), "未完结 / partial" if p.get("partial") else None]),
+    ]
+
+
+def _summary(ws: Any, r: Json) -> None:
+    ent, software = r.get("enterprise") or {}, r.get("software") or {}
+    params = r.get("parameters") or {}
+    _put(ws, 1, 1, f"{TITLE} {TITLE_EN}").font = Font(bold=True, size=14)
+    row = _pairs(ws, 2, [
+        ("企业 Enterprise", [ent.get("name"), ent.get("name_en"), ent.get("id")]),
+        ("统一社会信用代码 Credit code", [ent.get("credit_code")]),
+        *_period_pairs(r.get("period") or {}),
+        *(("注意 Notice", [zh, en]) for _code, zh, en in notices_of(r)),
+        ("生成时间 Generated (UTC)", [r.get("generated_at")]),
+        ("软件 Software", [software.get("name"), software.get("version")]),
+        ("报告编号 Report ID", [r.get("report_id")]),
+        ("覆盖率阈值 Coverage threshold", [params.get("coverage_threshold")]),
+        ("参数 gap_after_s, heartbeat_s, industry",
+         [params.get("gap_after_s"), params.get("heartbeat_s"), params.get("industry")]),
+    ])  # fmt: skip
+    _records(ws, row + 1, 1, KPIS, r.get("kpis") or [])
+    ws.freeze_panes = ws.cell(row=row + 2, column=1)
+
+
+def _side_by_side(ws: Any, tables: Sequence[tuple[str, Sequence[Column], Sequence[Json]]]) -> None:
+    """Tables next to each other: titles in row 1, headers in row 2, frozen below."""
+    col = 1
+    for title, columns, items in tables:
+        _bold(ws, 1, col, title)
+        _records(ws, 2, col, columns, items)
+        col += len(columns) + 1
+    ws.freeze_panes = "A3"
+
+
+def _signature(ws: Any, r: Json) -> None:
+    sig, digest = r.get("signature") or {}, r.get("digest") or {}
+    _bold(ws, 1, 1, "项目 Item", fill=True)
+    _bold(ws, 1, 2, "值 Value", fill=True)
+    _pairs(ws, 2, [
+        ("状态 Status", ["已签名 signed" if sig else "未签名草稿 unsigned draft"]),
+        ("签名算法 Algorithm", [sig.get("algorithm")]),
+        ("密钥编号 Key ID", [sig.get("key_id")]),
+        ("公钥 Public key (base64)", [sig.get("public_key")]),
+        ("签名值 Signature (base64)", [sig.get("value")]),
+        ("摘要算法 Digest algorithm", [digest.get("algorithm")]),
+        ("摘要行数 Digest rows", [digest.get("rows")]),
+        ("摘要值 Digest", [digest.get("value")]),
+        ("校验 Verify", ["ingest-server verify report.json"]),
+    ])  # fmt: skip
+    ws.freeze_panes = "A2"
+
+
+def _fit(ws: Any) -> None:
+    """Column widths from the longest entry (CJK characters are two wide), 8 to 60."""
+    widths: dict[int, int] = {}
+    for row in ws.iter_rows():
+        for cell in row:
+            if cell.value is not None:
+                text = str(cell.value)[:60]
+                wide = sum(2 if ord(ch) > 0x2E7F else 1 for ch in text)
+                widths[cell.column] = max(widths.get(cell.column, 0), wide)
+    for col, width in widths.items():
+        ws.column_dimensions[get_column_letter(col)].width = min(60, max(8, width + 2))
+
+
+def render_xlsx(report: Json, out: Path | BinaryIO) -> None:
+    """The report as a workbook whose cells hold the JSON's own values."""
+    check_format(report)
+    wb = Workbook()
+    wb.active.title = "概览 Summary"
+    _summary(wb.active, report)
+    for title, columns, key, freeze in (
+        ("设备 Equipment", EQUIPMENT, "equipment", "B2"),
+        ("计量 Meters", METERS, "meters", "B2"),
+        ("产量 Production", PRODUCTION, "production", "A2"),
+    ):
+        ws = wb.create_sheet(title)
+        _records(ws, 1, 1, columns, report.get(key) or [])
+        ws.freeze_panes = freeze
+
+    ws, base = wb.create_sheet("基准 Baseline"), report.get("baseline")
+    if base:
+        row = _pairs(ws, 1, _period_pairs(base)) + 1
+        _records(ws, row, 1, KPIS, base.get("kpis") or [])
+        ws.freeze_panes = ws.cell(row=row + 1, column=1)
+    else:
+        _bold(ws, 1, 1, "无基准期 No baseline")
+
+    q, f = report.get("quality") or {}, report.get("factors") or {}
+    energy, emission = f.get("energy") or {}, f.get("emission") or {}
+    _side_by_side(wb.create_sheet("数据质量 Data quality"), [
+        ("标签覆盖率 Tag coverage", TAGS, q.get("tags") or []),
+        ("数据缺口 Gaps", GAPS, q.get("gaps") or []),
+        ("计数器异常 Counter anomalies", ANOMALIES, q.get("counter_anomalies") or []),
+    ])  # fmt: skip
+    _side_by_side(wb.create_sheet("系数 Factors"), [
+        (f"能耗折标系数 Energy coefficients {energy.get('version')}: {energy.get('title')}",
+         ENERGY, energy.get("rows") or []),
+        (f"排放因子 Emission factors {emission.get('version')}: {emission.get('title')}",
+         EMISSION, emission.get("rows") or []),
+    ])  # fmt: skip
+    _signature(wb.create_sheet("签名 Signature"), report)
+    for sheet in wb.worksheets:
+        _fit(sheet)
+    wb.save(out)

@@ -1,0 +1,402 @@
+"""Verifying a report, and comparing it with one recomputed from the raw samples.
+
+(1) the signature, against a trusted key (`--public-key`, or the database's
+`signing_keys`; else it says the key is only self-consistent and prints its fingerprint);
+(2) with database access, every KPI recomputed from the raw samples
+(`fetch_inputs(raw=True)`) with the factor tables the report names, compared figure by figure;
+(3) the digest of the input rows as the server fetches them now, which shows whether
+derived rows changed since the report; (4) the raw-sample tally, which tells samples that
+arrived after the report was issued (late data) from samples present then that changed.
+Every failed verdict carries machine-readable reasons (`Reason.code`), root causes first.
+
+    verify: signature -> key trusted? -> recompute from raw -> digest -> tally -> reasons
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ingest_server.evidence.canonical import CanonicalFormError, canonical
+from ingest_server.evidence.keys import key_id
+from ingest_server.evidence.received import Arrivals, compare_received
+from ingest_server.evidence.report import (
+    Request,
+    compute_report,
+    digest,
+    fetch_baseline,
+    snapshot,
+)
+from ingest_server.kpi.engine import Parameters
+from ingest_server.kpi.fetch import fetch_inputs
+from ingest_server.kpi.results import FORMAT
+from ingest_server.reference.factors import (
+    EMISSION_TABLES,
+    ENERGY_TABLES,
+    emission_from_json,
+    energy_from_json,
+)
+from ingest_server.repo import reports
+
+
+@dataclass(slots=True)
+class Check:
+    item: str
+    claimed: Any
+    recomputed: Any
+    ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a verdict is not VERIFIED, for programs (`code`) and people (`message`).
+
+    Codes: not_a_report, signature_invalid, key_untrusted, late_data (samples of the
+    period arrived after the report was issued), samples_changed (samples present at
+    issue changed or are gone), derived_changed (the derived rows differ while the raw
+    samples do not), rows_changed (rows differ, cause unknown: a report made before the
+    raw tally), figures_differ, factors_differ. `count`: samples or figures concerned."""
+
+    code: str
+    message: str
+    count: int | None = None
+
+
+@dataclass(slots=True)
+class Verdict:
+    signature: str  # "valid (trusted key …)", "valid (key not trusted …)", "INVALID: …"
+    signature_ok: bool
+    trusted: bool
+    checks: list[Check] = field(default_factory=list)
+    digest: str = ""
+    digest_ok: bool | None = None
+    problems: list[str] = field(default_factory=list)
+    reasons: list[Reason] = field(default_factory=list)
+    arrivals: Arrivals | None = None
+    self_consistent: bool = False  # the signature is valid for the key in the report
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.signature_ok
+            and all(c.ok for c in self.checks)
+            and self.digest_ok is not False
+            and not self.problems
+        )
+
+
+def verdict_json(v: Verdict) -> dict[str, Any]:
+    """The verdict as the API and `verify --json` give it."""
+    return {
+        "ok": v.ok and v.trusted,
+        "signature": v.signature,
+        "signature_ok": v.signature_ok,
+        "trusted": v.trusted,
+        "digest": v.digest,
+        "digest_ok": v.digest_ok,
+        "problems": v.problems,
+        "reasons": [{"code": r.code, "message": r.message, "count": r.count} for r in v.reasons],
+        "checks": [
+            {"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed, "ok": c.ok}
+            for c in v.checks
+        ],
+    }
+
+
+def parse_report(data: bytes | str, where: str = "the report") -> dict[str, Any]:
+    """A report file's JSON, refused with a message that says what is wrong: not UTF-8,
+    not JSON, not an object, NaN or Infinity (not JSON), a key given twice (which of the
+    two did the signer mean?)."""
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{where} holds {name}, which is not JSON: it cannot be a report")
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise ValueError(f"{where} gives the key {k!r} twice: it cannot be a report")
+            out[k] = v
+        return out
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        doc = json.loads(text, parse_constant=no_constant, object_pairs_hook=unique)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where} is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where} is not a report: a JSON object was expected")
+    return doc
+
+
+def _generated_at(doc: dict[str, Any]) -> dt.datetime | None:
+    try:
+        made = dt.datetime.fromisoformat(str(doc.get("generated_at")))
+    except ValueError:
+        return None
+    return made if made.tzinfo is not None else None
+
+
+def check_signature(
+    doc: dict[str, Any],
+    *,
+    trusted: Ed25519PublicKey | None = None,
+    conn: psycopg.Connection | None = None,
+) -> tuple[bool, bool, str]:
+    """(valid, trusted, what to say)."""
+    sig = doc.get("signature")
+    if not isinstance(sig, dict) or sig.get("algorithm") != "Ed25519":
+        return False, False, "INVALID: the report has no Ed25519 signature"
+    try:
+        body = canonical(doc, sig.get("canonicalization"))
+    except CanonicalFormError as exc:
+        return False, False, f"INVALID: the signed content cannot be reproduced: {exc}"
+    try:
+        raw = base64.b64decode(sig["public_key"], validate=True)
+        public = Ed25519PublicKey.from_public_bytes(raw)
+        public.verify(base64.b64decode(sig["value"], validate=True), body)
+    except (InvalidSignature, ValueError, KeyError, TypeError):
+        return False, False, "INVALID: the signature does not match the report's content"
+    kid = key_id(public)
+    if kid != sig.get("key_id"):
+        return False, False, f"INVALID: key_id {sig.get('key_id')} is not the key's id {kid}"
+    if trusted is not None:
+        if key_id(trusted) != kid:
+            return (
+                False,
+                False,
+                (f"INVALID: signed by key {kid}, not by the trusted key {key_id(trusted)}"),
+            )
+        return True, True, f"valid, by the trusted key {kid}"
+    if conn is not None:
+        known = reports.get_key(conn, key_id=kid)
+        if known is None or known.public_key != raw:
+            return False, False, f"INVALID: key {kid} is not among this server's signing keys"
+        retired, revoked = known.retired_at, known.revoked_at
+        if revoked is not None:
+            return True, False, (
+                f"signature valid, but key {kid} was revoked on {revoked.isoformat()} "
+                "(compromised): the report is not trusted; issue it again with the new key"
+            )  # fmt: skip
+        if retired is not None:
+            made = _generated_at(doc)
+            if made is None or made >= retired:
+                return True, False, (
+                    f"signature valid, but key {kid} was retired on {retired.isoformat()} "
+                    f"and the report says it was made {doc.get('generated_at')}: not trusted"
+                )  # fmt: skip
+            return True, True, (
+                f"valid, by server key {kid} (signing_keys; retired on "
+                f"{retired.date().isoformat()}, after this report was made)"
+            )  # fmt: skip
+        return True, True, f"valid, by server key {kid} (signing_keys)"
+    return (
+        True,
+        False,
+        (
+            f"valid for the key in the report ({kid}), which is not checked against a trusted "
+            "key: pass --public-key (the server's exported key) or --dsn"
+        ),
+    )
+
+
+def _request_of(doc: dict[str, Any]) -> tuple[Request, dt.datetime]:
+    p = doc["parameters"]
+    base = doc.get("baseline")
+    req = Request(
+        enterprise=doc["enterprise"]["id"],
+        date_from=dt.date.fromisoformat(doc["period"]["from"]),
+        date_to=dt.date.fromisoformat(doc["period"]["to"]),
+        baseline_from=dt.date.fromisoformat(base["from"]) if base else None,
+        baseline_to=dt.date.fromisoformat(base["to"]) if base else None,
+        energy_version=doc["factors"]["energy"]["version"],
+        emission_version=doc["factors"]["emission"]["version"],
+        params=Parameters(
+            coverage_threshold=p["coverage_threshold"],
+            heartbeat_s=p["heartbeat_s"],
+            gap_after_s=p["gap_after_s"],
+        ),
+    )
+    as_of = dt.datetime.fromisoformat(doc["period"]["as_of"].replace("Z", "+00:00"))
+    return req, as_of
+
+
+def close(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return bool(a == b)
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-6)
+    return bool(a == b)
+
+
+def verify(
+    doc: dict[str, Any],
+    *,
+    conn: psycopg.Connection | None = None,
+    trusted: Ed25519PublicKey | None = None,
+) -> Verdict:
+    if doc.get("format") != FORMAT:
+        text = f"INVALID: not a {FORMAT} document"
+        return Verdict(text, False, False, reasons=[Reason("not_a_report", text)])
+    ok, is_trusted, text = check_signature(doc, trusted=trusted, conn=conn)
+    verdict = Verdict(text, ok, is_trusted)
+    # valid for the key it names, which is not the trusted one: an untrusted key, not a
+    # broken signature
+    verdict.self_consistent = ok or (
+        (trusted is not None or conn is not None) and check_signature(doc)[0]
+    )
+    if conn is None:
+        verdict.reasons = reasons(doc, verdict)
+        return verdict
+    req, as_of = _request_of(doc)
+    energy = energy_from_json(doc["factors"]["energy"])
+    emission = emission_from_json(doc["factors"]["emission"])
+    for name, table, known in (
+        ("energy", energy, ENERGY_TABLES),
+        ("emission", emission, EMISSION_TABLES),
+    ):
+        if table.version in known and known[table.version] != table:
+            verdict.problems.append(
+                f"the {name} table {table.version} in the report differs from the published one"
+            )
+    with snapshot(conn):  # raw and derived rows as of one moment
+        raw = fetch_inputs(
+            conn, req.enterprise, req.date_from, req.date_to, as_of,
+            heartbeat_s=req.params.heartbeat_s, raw=True,
+        )  # fmt: skip
+        base = fetch_baseline(conn, req, as_of, raw=True)
+        fast = fetch_inputs(
+            conn, req.enterprise, req.date_from, req.date_to, as_of,
+            heartbeat_s=req.params.heartbeat_s,
+        )  # fmt: skip
+        fast_base = fetch_baseline(conn, req, as_of, raw=False)
+        if isinstance(doc.get("received"), dict):
+            verdict.arrivals = compare_received(conn, fast, doc["received"])
+    again = compute_report(
+        raw, base, req, as_of, report_id=doc["report_id"], energy=energy, emission=emission
+    )
+    verdict.checks = list(compare(doc, again))
+    n, value = digest(fast, fast_base)
+    claimed = doc.get("digest", {})
+    verdict.digest_ok = claimed.get("value") == value and claimed.get("rows") == n
+    verdict.digest = (
+        f"input rows unchanged ({n} rows, sha256 {value[:16]}…)"
+        if verdict.digest_ok
+        else f"input rows differ from the report's: {claimed.get('rows')} rows "
+        f"{str(claimed.get('value'))[:16]}… then, {n} rows {value[:16]}… now "
+        "(late data for the period, or rows changed)"
+    )
+    verdict.reasons = reasons(doc, verdict)
+    return verdict
+
+
+def reasons(doc: dict[str, Any], v: Verdict) -> list[Reason]:
+    """Why `v` is not VERIFIED, root causes first; empty when it is."""
+    out: list[Reason] = []
+    if not v.self_consistent:
+        out.append(Reason("signature_invalid", v.signature))
+    elif not (v.signature_ok and v.trusted):
+        out.append(Reason("key_untrusted", v.signature))
+    bad = sum(not c.ok for c in v.checks)
+    rows_differ = bad > 0 or v.digest_ok is False
+    received = doc.get("received") if isinstance(doc.get("received"), dict) else None
+    a = v.arrivals
+    if rows_differ and a is not None and received is not None:
+        issued = doc.get("generated_at")
+        changed = a.kept != received.get("samples") or a.kept_checksum != received.get("checksum")
+        if a.late:
+            partial = " (the report was made before its period ended)" if (
+                doc.get("period") or {}).get("partial") else ""  # fmt: skip
+            out.append(Reason(
+                "late_data",
+                f"{a.late} sample(s) of the period arrived after the report was issued at "
+                f"{issued}{partial}: issue the report again to include them",
+                a.late,
+            ))  # fmt: skip
+        if changed:
+            gone = int(received.get("samples") or 0) - a.kept
+            what = f"{gone} of them are gone" if gone > 0 else "some changed"
+            out.append(Reason(
+                "samples_changed",
+                f"samples the server held when the report was issued differ now: "
+                f"{received.get('samples')} then, {a.kept} of the same series and times now; "
+                f"{what}",
+                abs(gone) if gone else None,
+            ))  # fmt: skip
+        if not a.late and not changed and v.digest_ok is False:
+            out.append(Reason(
+                "derived_changed",
+                "the raw samples are as they were at issue, but the derived rows (state "
+                "intervals, counter sums, sample counts) or the registry differ: "
+                + v.digest,
+            ))  # fmt: skip
+    elif rows_differ and v.digest_ok is False:
+        was_partial = bool((doc.get("period") or {}).get("partial"))
+        out.append(Reason(
+            "rows_changed",
+            "input rows differ from the report's; the report has no raw-sample tally "
+            "(made by an older version), so late data cannot be told from changed samples"
+            + ("; it was made before its period ended, so late data is likely" if was_partial
+               else ""),
+        ))  # fmt: skip
+    if bad:
+        out.append(Reason(
+            "figures_differ",
+            f"{bad} figure(s) recomputed from the raw samples differ from the report's",
+            bad,
+        ))  # fmt: skip
+    out.extend(Reason("factors_differ", p) for p in v.problems)
+    return out
+
+
+_EQUIPMENT_FIELDS = (
+    "coverage", "delivered_data", "nc_measured", "availability", "effectiveness",
+    "quality_ratio", "oee", "utilisation", "mtbf_s", "mttr_s", "down_events",
+)  # fmt: skip
+_METER_FIELDS = ("quantity", "coverage", "rollovers", "resets", "tce", "tco2")
+
+
+def compare(claimed: dict[str, Any], again: dict[str, Any]) -> Iterator[Check]:
+    """Every KPI, equipment figure and meter figure: claimed vs recomputed.
+
+    The claimed document is read as it is, entry by entry, not parsed into `Kpi`: a
+    figure that is not a number (tampered, or written by another program) is a mismatch
+    to report with the value it holds, not a document to refuse or a value to convert."""
+    got = {k["id"]: k for k in again["kpis"]}
+    for k in claimed["kpis"]:
+        r = got.pop(k["id"], None)
+        value = None if r is None else r["value"]
+        yield Check(f"kpi {k['id']}", k["value"], value, r is not None and close(k["value"], value))
+    for kid in got:
+        yield Check(f"kpi {kid}", None, got[kid]["value"], False)
+    for section, fields, extra in (
+        ("equipment", _EQUIPMENT_FIELDS, ("parts", "time")),
+        ("meters", _METER_FIELDS, ()),
+    ):
+        mine = {x["id"]: x for x in again[section]}
+        for x in claimed[section]:
+            y = mine.pop(x["id"], None)
+            if y is None:
+                yield Check(f"{section} {x['id']}", "present", "absent", False)
+                continue
+            for f in fields:
+                if not close(x.get(f), y.get(f)):
+                    yield Check(f"{section} {x['id']} {f}", x.get(f), y.get(f), False)
+            for sub in extra:
+                a, b = x.get(sub) or {}, y.get(sub) or {}
+                for f in sorted(set(a) | set(b)):
+                    if not close(a.get(f), b.get(f)):
+                        yield Check(f"{section} {x['id']} {sub}.{f}", a.get(f), b.get(f), False)
+        for extra_id in mine:
+            yield Check(f"{section} {extra_id}", "absent", "present", False)

@@ -1,0 +1,117 @@
+"""The independent way to a report's inputs: state intervals and counter quantities
+rebuilt from the raw samples alone, what `ingest-server verify` recomputes a report from
+(`fetch_inputs(raw=True)`, kpi/fetch.py).
+
+Intervals go through the same run rules as at ingest (derive.intervals.runs and its
+NO_DATA rule, hold_until); counter deltas through the same wrap rule (`counter_delta`,
+the rule of derive.COUNTER_DELTAS_SQL). No derived table is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from itertools import pairwise
+
+import psycopg
+
+from ingest_server.derive.intervals import Event, hold_until, runs
+from ingest_server.kpi.records import Anomaly, CounterSum, Inputs
+from ingest_server.kpi.window import (
+    PRORATED_ROLES,
+    SeriesRef,
+    clip_intervals,
+    is_counter,
+    spans,
+    state_devices,
+)
+from ingest_server.repo import measurements
+
+
+def raw_intervals(
+    conn: psycopg.Connection,
+    inputs: Inputs,
+    group: Sequence[SeriesRef],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> None:
+    """The state intervals of the group's devices in [start, end), from their samples."""
+    for dev, sids in sorted(state_devices(group).items()):
+        kinds = {r.series_id: r.role for r in group if r.series_id in sids}
+        rows = measurements.state_samples_around(conn, series_ids=sids, start=start, end=end)
+        after = [r for r in rows if r[1] >= end]
+        events = sorted(
+            (
+                Event(ts, "state" if kinds[sid] == "machine_state" else "status", v)
+                for sid, ts, v in rows
+                if ts < end
+            ),
+            key=lambda e: (e.ts, e.kind),
+        )
+        # the earlier of the two "last before start" samples only sets a value: the
+        # silence before the later one says nothing about the period
+        pre = [e for e in events if e.ts < start]
+        if len(pre) == 2:
+            pre[0] = Event(pre[1].ts, pre[0].kind, pre[0].value)
+            events = sorted([*pre, *(e for e in events if e.ts >= start)], key=lambda e: e.ts)
+        result = [(t.timestamp(), state) for t, state in runs(events)]
+        nxt = after[0][1].timestamp() if after else None
+        rows_iv: list[tuple[float, float | None, str]] = []
+        for i, (a, state) in enumerate(result):
+            b = result[i + 1][0] if i + 1 < len(result) else None
+            rows_iv.append((a, b, state))
+        if rows_iv and nxt is not None:
+            # the last run lasts until the first sample after the period, as the silence
+            # before that leaves it
+            a, _, state = rows_iv.pop()
+            rows_iv += spans(hold_until(a, state, events[-1].ts.timestamp(), nxt), nxt)
+        last_seen = events[-1].ts.timestamp() if events and nxt is None else None
+        inputs.intervals[dev] = clip_intervals(
+            rows_iv, start.timestamp(), end.timestamp(), last_seen
+        )
+
+
+def raw_counters(
+    conn: psycopg.Connection,
+    inputs: Inputs,
+    group: Sequence[SeriesRef],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> None:
+    """The counter sums and anomalies of the group's counters in [start, end), from
+    their readings."""
+    for r in group:
+        if not is_counter(r):
+            continue
+        c = inputs.counters.setdefault((r.device, r.role), CounterSum())
+        if end <= start:
+            continue
+        rows = measurements.counter_readings_around(
+            conn, series_id=r.series_id, start=start, end=end
+        )
+        for (t0, v0), (t1, v1) in pairwise(rows):
+            delta, flag = counter_delta(v0, v1, r.wrap)
+            if r.role in PRORATED_ROLES:
+                length = (t1 - t0).total_seconds()
+                inside = (min(t1, end) - max(t0, start)).total_seconds()
+                if inside > 0 and length > 0:
+                    c.quantity += delta * inside / length
+            elif start <= t1 < end:
+                c.quantity += delta
+            if start <= t1 < end:
+                c.deltas += 1
+                if flag == "rollover":
+                    c.rollovers += 1
+                elif flag == "reset":
+                    c.resets += 1
+                if flag is not None:
+                    inputs.anomalies.append(Anomaly(r.device, r.tag, t1, flag, v0, v1, delta))
+
+
+def counter_delta(prev: float, value: float, wrap: float | None) -> tuple[float, str | None]:
+    """The increase from prev to value; the rule of derive.COUNTER_DELTAS_SQL."""
+    if value >= prev:
+        return value - prev, None
+    if wrap is not None and prev - value > wrap / 2:
+        return value + wrap - prev, "rollover"
+    return value, "reset"

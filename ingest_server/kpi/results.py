@@ -1,0 +1,98 @@
+"""A KPI as the engine computes it and a report document holds it: `Kpi`, a pydantic
+model, and the report format's name and version (docs/kpi.md, "Report format").
+
+The engine builds each `Kpi` by keyword, its labels from kpi/labels.py (`Kpi.of`), and
+writes `Kpi.dump()` into the report document, which stays a plain dict: it is signed over
+its RFC 8785 form, so the dump is exactly the entry the engine always wrote (every key,
+None included, in this order; a count stays an int, a ratio a float). The renderers
+parse the entries of a document back into the model (`Kpi.model_validate`); documents
+of older versions fill in what they lack from the defaults. `ratio`, `percent` and `mean`
+are the arithmetic every KPI's figure shares: None where there is nothing to divide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ingest_server.kpi.labels import KPI_LABELS, KpiDef
+
+FORMAT = "factory-evidence.report"
+FORMAT_VERSION = 1
+
+# int | float, not float: pydantic would make a count of 5 the float 5.0, and the report
+# writes the number as the engine computed it
+Number = int | float
+
+
+class Kpi(BaseModel):
+    """One KPI: the figure, its labels, the ratio behind it and how much data it rests on.
+
+    Strict: a document's figure that is not a JSON number (a string, true) is no KPI of
+    this format, rather than one silently converted."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    id: str
+    name: str | None = None
+    name_en: str | None = None
+    value: Number | None = None
+    unit: str | None = None
+    formula: str | None = None
+    numerator: Number | None = None
+    denominator: Number | None = None
+    coverage: Number | None = None  # share of the planned time with data, 0..1
+    note: str | None = ""
+    inputs: list[str] = []  # the ids of the equipment, processes or meters counted
+
+    @classmethod
+    def of(
+        cls,
+        key: str,
+        *,
+        value: Number | None,
+        numerator: Number | None = None,
+        denominator: Number | None = None,
+        coverage: Number | None = None,
+        note: str = "",
+        inputs: Iterable[str] = (),
+        labels: dict[str, KpiDef] = KPI_LABELS,
+        **fill: object,
+    ) -> Kpi:
+        """The KPI `key` of `labels` (a family's key filled in with `fill`), labelled."""
+        d = labels[key].filled(**fill)
+        return cls(
+            id=key.format(**fill),
+            name=d.name,
+            name_en=d.name_en,
+            value=value,
+            unit=d.unit,
+            formula=d.formula,
+            numerator=numerator,
+            denominator=denominator,
+            coverage=coverage,
+            note=note,
+            inputs=sorted(inputs),
+        )
+
+    def dump(self) -> dict[str, Any]:
+        """The KPI's entry in a report document."""
+        return self.model_dump()
+
+
+# -- the arithmetic of a figure ----------------------------------------------------------
+
+
+def ratio(num: float, den: float) -> float | None:
+    return num / den if den > 0 else None
+
+
+def percent(x: float | None) -> float | None:
+    return None if x is None else x * 100.0
+
+
+def mean(xs: Iterable[float]) -> float | None:
+    v = list(xs)
+    return sum(v) / len(v) if v else None

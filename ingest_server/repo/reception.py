@@ -1,0 +1,36 @@
+"""How the gateways' messages are received, as the console shows it: each gateway's
+status (online, boot, agent, whether it has a key) and the messages refused from them
+(dead letters, without their payload) (the one home of these reads; the ingest writer,
+ingest/, writes them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+
+def list_gateways(conn: psycopg.Connection, *, enterprise: str) -> list[dict[str, Any]]:
+    """The enterprise's gateways by site and id ({site, id, online, status_at, boot, agent,
+    birth_at, has_key}); never the key itself."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT site_id AS site, id, online, status_at, boot, agent, birth_at, "
+            "hmac_key IS NOT NULL AS has_key FROM gateways WHERE enterprise_id = %s "
+            "ORDER BY site_id, id",
+            (enterprise,),
+        ).fetchall()
+
+
+def dead_letters(conn: psycopg.Connection, *, enterprise: str, limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` messages refused from the enterprise's gateways ({id,
+    received_at, site, gateway, topic, reason, payload_bytes}), newest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT d.id, d.received_at, g.site_id AS site, g.id AS gateway, d.topic, "
+            "d.reason, d.payload_bytes FROM dead_letters d JOIN gateways g USING (gid) "
+            "WHERE g.enterprise_id = %s ORDER BY d.received_at DESC, d.id DESC LIMIT %s",
+            (enterprise, limit),
+        ).fetchall()
