@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import logging
 import queue
 import random
@@ -49,25 +48,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent.contract import topics
 from edge_agent.contract.backoff import Backoff
-from edge_agent.contract.topics import Origin
-from ingest_server.ingest.payload import (
-    Birth,
-    DataBatch,
-    RejectedError,
-    SignatureMismatchError,
-    Status,
-    parse_message,
-    parse_topic,
-    split_by_clock,
-)
-from ingest_server.ingest.store import (
-    DataItem,
-    DeadLetter,
-    GatewayDirectory,
-    Group,
-    Store,
-    WriteResult,
-)
+from ingest_server.ingest.check import DeadLetter, Group, Limits, check
+from ingest_server.ingest.gateway_keys import GatewayDirectory
+from ingest_server.ingest.store import Store, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -144,12 +127,8 @@ class Counters:
         return None if first is None or last is None else (first, last)
 
 
-def _constant(key: bytes | None) -> Callable[[Origin], bytes | None]:
-    return lambda _origin: key
-
-
 @dataclass
-class _Inbound:
+class _Inbound:  # what check() reads: topic, payload
     generation: int
     topic: str
     payload: bytes
@@ -184,6 +163,8 @@ class Consumer:
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self._store: Store | None = None
         self._directory = GatewayDirectory(self._connect)
+        cfg = self.config
+        self._limits = Limits(cfg.max_payload_bytes, cfg.max_past_ms, cfg.max_future_ms)
 
     # --- MQTT --------------------------------------------------------------------------
 
@@ -363,11 +344,17 @@ class Consumer:
                 continue
             while True:
                 try:
-                    group = self._validate(taken)
+                    group = check(
+                        taken, directory=self._directory, limits=self._limits,
+                        now_ms=round(time.time() * 1000),
+                    )  # fmt: skip
                     break
                 except psycopg.OperationalError as exc:  # looking up a gateway's key
                     self._db_lost(exc, backoff.next())
             backoff.reset()
+            self.counters.messages += len(taken)
+            self.counters.births += len(group.births)
+            self.counters.statuses += len(group.statuses)
             self._validated.put((taken, group))
         self._validated.put(None)
 
@@ -466,71 +453,3 @@ class Consumer:
                 self._client.ack(item.mid, item.qos)
         with self._lock:
             self._acked += len(taken)
-
-    def _validate(self, taken: list[_Inbound]) -> Group:
-        group = Group()
-
-        now_ms = round(time.time() * 1000)
-        cfg = self.config
-        for item in taken:
-            self.counters.messages += 1
-            gid: int | None = None
-            try:
-                if len(item.payload) > cfg.max_payload_bytes:
-                    raise RejectedError(
-                        f"payload of {len(item.payload)} bytes is over the limit of "
-                        f"{cfg.max_payload_bytes}: lower the agent's batch_max_samples"
-                    )
-                origin: Origin = parse_topic(item.topic)
-                gw = self._directory.lookup(origin)
-                gid = None if gw is None else gw.gid
-                if gw is not None and gw.key is None:
-                    raise RejectedError(
-                        f"gateway {origin.enterprise}/{origin.site}/{origin.gateway} has no HMAC "
-                        f"key: ingest-server registry import FILE --key {origin.gateway}=KEYFILE"
-                    )
-                try:
-                    origin, message = parse_message(
-                        item.topic, item.payload, key_of=_constant(None if gw is None else gw.key)
-                    )
-                except SignatureMismatchError:
-                    # the key may have been rotated since it was cached: ask once more
-                    fresh = self._directory.lookup(origin, stale_ok=False)
-                    if fresh is None or fresh == gw:
-                        raise
-                    origin, message = parse_message(
-                        item.topic, item.payload, key_of=_constant(fresh.key)
-                    )
-            except RejectedError as exc:
-                group.dead.append(DeadLetter(item.topic, item.payload, exc.reason, gid))
-                continue
-            group.raw[id(message)] = (item.topic, item.payload)
-            if isinstance(message, DataBatch):
-                good, bad = split_by_clock(
-                    message,
-                    now_ms=now_ms,
-                    max_past_ms=cfg.max_past_ms,
-                    max_future_ms=cfg.max_future_ms,
-                )
-                data = DataItem(origin, message, good, len(bad))
-                group.data.append(data)
-                if bad:
-                    body = json.dumps(
-                        {
-                            "gw": message.gw,
-                            "boot": message.boot,
-                            "seq": message.seq,
-                            "samples": [s.model_dump(exclude_none=True) for s, _ in bad],
-                        }
-                    ).encode()
-                    reason = (
-                        f"{len(bad)} sample(s) of batch {message.boot}/{message.seq}: {bad[0][1]}"
-                    )
-                    data.set_aside = DeadLetter(item.topic, body, reason, gid)
-            elif isinstance(message, Birth):
-                group.births.append((origin, message))
-                self.counters.births += 1
-            elif isinstance(message, Status):
-                group.statuses.append((origin, message))
-                self.counters.statuses += 1
-        return group

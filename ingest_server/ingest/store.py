@@ -16,13 +16,11 @@ import contextlib
 import functools
 import json
 import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from psycopg import sql
 
 from edge_agent.contract.topics import Origin
 from ingest_server.derive.intervals import (
@@ -31,8 +29,10 @@ from ingest_server.derive.intervals import (
     device_series,
     refresh_intervals,
 )
+from ingest_server.ingest.check import DataItem, DeadLetter, Group
 from ingest_server.ingest.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode
-from ingest_server.ingest.payload import Birth, DataBatch, Status, WireSample
+from ingest_server.ingest.gateway_keys import Gateway, lookup_gateway
+from ingest_server.ingest.payload import Birth, Status, WireSample
 
 log = logging.getLogger(__name__)
 
@@ -102,105 +102,6 @@ _ROLLUP_INSERT = "INSERT INTO samples_hourly AS h "
 
 def _from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
-
-
-@dataclass(frozen=True)
-class Gateway:
-    gid: int
-    key: bytes | None
-
-
-def lookup_gateway(conn: psycopg.Connection, origin: Origin) -> Gateway | None:
-    idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    row = conn.execute(
-        "SELECT gid, hmac_key FROM gateways WHERE enterprise_id = %s AND site_id = %s AND id = %s",
-        (origin.enterprise, origin.site, origin.gateway),
-    ).fetchone()
-    if idle:  # a lookup between transactions must not hold one open
-        conn.rollback()
-    if row is None:
-        return None
-    return Gateway(row[0], None if row[1] is None else bytes(row[1]))
-
-
-class GatewayDirectory:
-    """Gateway ids and keys for the consumer's checks, cached, with a connection of its own.
-
-    A key is re-read when a signature fails and the cached entry is older than
-    `refresh_s` (a key rotated by a registry import while the server runs); an unknown
-    gateway is asked about again after `refresh_s`, not at every message; and every
-    entry is re-read once it is `max_age_s` old, so a revoked gateway (`ingest-server
-    gateway revoke`: no key) is refused within that time even if it keeps signing with
-    its old key.
-    """
-
-    def __init__(
-        self,
-        connect: Callable[[], psycopg.Connection],
-        refresh_s: float = 5.0,
-        max_age_s: float = 60.0,
-    ) -> None:
-        self._connect = connect
-        self._conn: psycopg.Connection | None = None
-        self._cache: dict[tuple[str, str, str], tuple[float, Gateway | None]] = {}
-        self.refresh_s = refresh_s
-        self.max_age_s = max_age_s
-
-    def lookup(self, origin: Origin, *, stale_ok: bool = True) -> Gateway | None:
-        key = (origin.enterprise, origin.site, origin.gateway)
-        hit = self._cache.get(key)
-        now = time.monotonic()
-        if hit is not None and (
-            (stale_ok and hit[1] is not None and now - hit[0] < self.max_age_s)
-            or now - hit[0] < self.refresh_s
-        ):
-            return hit[1]
-        try:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-            found = lookup_gateway(self._conn, origin)
-        except psycopg.OperationalError:
-            self.close()
-            raise
-        self._cache[key] = (now, found)
-        return found
-
-    def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                self._conn.close()
-            self._conn = None
-
-
-@dataclass
-class DataItem:
-    origin: Origin
-    batch: DataBatch
-    good: list[WireSample]
-    rejected: int
-    # the samples set aside (implausible times), written with the batch and only when the
-    # batch is new: a redelivery or a batch the database refuses adds no second letter
-    set_aside: DeadLetter | None = None
-
-
-@dataclass
-class DeadLetter:
-    topic: str
-    payload: bytes
-    reason: str
-    gid: int | None = None
-
-
-@dataclass
-class Group:
-    """What one transaction writes."""
-
-    births: list[tuple[Origin, Birth]] = field(default_factory=list)
-    statuses: list[tuple[Origin, Status]] = field(default_factory=list)
-    data: list[DataItem] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    # id(parsed message) -> (topic, payload) as it arrived, to dead-letter what fails
-    raw: dict[int, tuple[str, bytes]] = field(default_factory=dict)
 
 
 @dataclass
@@ -532,8 +433,3 @@ class Store:
                     for d in dead
                 ],
             )
-
-
-def count_rows(conn: psycopg.Connection, table: str) -> int:
-    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
-    return 0 if row is None else int(row[0])

@@ -11,8 +11,9 @@ import psycopg
 from edge_agent.contract.sample import Quality, Sample
 from edge_agent.contract.wire import encode_batch, encode_message
 from ingest_server.db.schema import migrate
+from ingest_server.ingest.check import DataItem, Group
 from ingest_server.ingest.payload import parse_message
-from ingest_server.ingest.store import DataItem, Group, Store
+from ingest_server.ingest.store import Store
 from ingest_server.repo.registry import Registry, import_registry
 
 KEY = b"0123456789abcdef" * 4

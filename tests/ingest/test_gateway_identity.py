@@ -245,7 +245,7 @@ def test_a_running_server_stops_accepting_a_revoked_gateway(db: str) -> None:
     """The consumer's gateway directory re-reads every entry after max_age_s: the key of
     a revoked gateway is gone from it then, whatever it cached."""
     from edge_agent.contract.topics import Origin  # noqa: PLC0415
-    from ingest_server.ingest.store import GatewayDirectory  # noqa: PLC0415
+    from ingest_server.ingest.gateway_keys import GatewayDirectory  # noqa: PLC0415
 
     prepare_kpi(db)
     directory = GatewayDirectory(lambda: psycopg.connect(db), refresh_s=0.05, max_age_s=0.3)
