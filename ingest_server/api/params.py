@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from ingest_server.api.auth import ApiError
+from ingest_server.kpi import period
+from ingest_server.kpi.period import MAX_PERIOD_DAYS
 
 MAX_RANGE = dt.timedelta(days=92)
 
@@ -52,9 +54,6 @@ Instant = Annotated[dt.datetime, AfterValidator(_instant), Field(description=INS
 # A report's period (and its baseline): a five-year plan is the longest period a claim
 # covers, and the KPI engine's cost grows faster than the period (on the test plant 0.2 s
 # for a year, 6 s for ten, hours for a thousand): longer is refused, not computed.
-MAX_PERIOD_DAYS = 1827
-
-
 def check_period(
     date_from: dt.date,
     date_to: dt.date,
@@ -63,34 +62,12 @@ def check_period(
     *,
     longest: int | None = MAX_PERIOD_DAYS,
 ) -> None:
-    """A period and its baseline in order and, for a report, at most `longest` days each
-    (the dates are `Day`s already)."""
-    if date_to < date_from:
-        raise ApiError(
-            422, "invalid_parameter",
-            f"to: {date_to} is before from ({date_from}): the period ends before it starts",
-        )  # fmt: skip
-    for name, a, b in (("to", date_from, date_to), ("baseline_to", baseline_from, baseline_to)):
-        if longest is not None and a is not None and b is not None and (b - a).days >= longest:
-            raise ApiError(
-                422, "invalid_parameter",
-                f"{name}: the period is {(b - a).days + 1} days; at most {longest} (five "
-                "years): ask for a shorter period, or several",
-            )  # fmt: skip
-    if (baseline_from is None) != (baseline_to is None):
-        raise ApiError(422, "invalid_parameter", "baseline_to: give both or neither")
-    if baseline_from is not None and baseline_to is not None:
-        if baseline_to < baseline_from:
-            raise ApiError(
-                422, "invalid_parameter",
-                f"baseline_to: {baseline_to} is before baseline_from ({baseline_from})",
-            )  # fmt: skip
-        if baseline_from > date_from:
-            raise ApiError(
-                422, "invalid_parameter",
-                f"baseline_from: {baseline_from} is after from ({date_from}): the baseline "
-                "period must start before the reported period",
-            )  # fmt: skip
+    """A period and its baseline as kpi/period.py's rules want them, as a 422 naming the
+    parameter (the dates are `Day`s already)."""
+    try:
+        period.check_period(date_from, date_to, baseline_from, baseline_to, longest=longest)
+    except period.PeriodError as exc:
+        raise ApiError(422, "invalid_parameter", str(exc)) from None
 
 
 def time_window(

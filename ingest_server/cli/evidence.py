@@ -40,6 +40,7 @@ from ingest_server.evidence.render_xlsx import render_xlsx
 from ingest_server.evidence.report import Request, make_report
 from ingest_server.evidence.verify import parse_report, verdict_json, verify
 from ingest_server.kpi.engine import Parameters
+from ingest_server.kpi.period import check_period
 from ingest_server.reference.factors import (
     EMISSION_TABLES,
     ENERGY_TABLES,
@@ -178,8 +179,7 @@ def _render(doc: dict[str, Any], html: Path | None, xlsx: Path | None) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
 
-    if (args.baseline_from is None) != (args.baseline_to is None):
-        raise ValueError("give both --baseline-from and --baseline-to, or neither")
+    check_period(args.date_from, args.date_to, args.baseline_from, args.baseline_to)
     energy_table(args.energy_factors)  # fail early on an unknown version
     emission_table(args.emission_factors)
     req = Request(

@@ -27,6 +27,7 @@ from ingest_server.evidence.keys import register_key
 from ingest_server.evidence.received import received_tally
 from ingest_server.kpi.engine import Parameters, compute
 from ingest_server.kpi.fetch import fetch_inputs
+from ingest_server.kpi.period import check_period
 from ingest_server.kpi.plant import local_period
 from ingest_server.kpi.records import Inputs, ReportError
 from ingest_server.reference.factors import EmissionTable, EnergyTable, emission_table, energy_table
@@ -123,8 +124,7 @@ def fetch_baseline(
 ) -> Inputs | None:
     if req.baseline_from is None or req.baseline_to is None:
         return None
-    if req.baseline_from > req.date_from:
-        raise ReportError("the baseline period must start before the reported period")
+    check_period(req.date_from, req.date_to, req.baseline_from, req.baseline_to)
     return fetch_inputs(
         conn, req.enterprise, req.baseline_from, req.baseline_to, as_of,
         heartbeat_s=req.params.heartbeat_s, raw=raw,

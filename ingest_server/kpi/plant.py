@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from ingest_server.kpi.period import check_period
 from ingest_server.kpi.records import (
     DeviceKey,
     Equipment,
     Inputs,
     Meter,
     ProductionEntry,
-    ReportError,
     Site,
     UnknownEnterpriseError,
 )
@@ -49,8 +49,7 @@ def load_registry(
     """The report's inputs as the registry declares them, without measurements: each
     site with its period (cut at `as_of`), equipment, meters, the production entries the
     period overlaps, and the devices' names."""
-    if date_to < date_from:
-        raise ReportError(f"the period ends ({date_to}) before it starts ({date_from})")
+    check_period(date_from, date_to)
     row = enterprises.get_enterprise(conn, enterprise=enterprise)
     if row is None:
         known = [e["id"] for e in enterprises.list_enterprises(conn)]
