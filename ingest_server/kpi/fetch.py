@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
 
 import psycopg
 
@@ -23,7 +22,7 @@ from ingest_server.kpi.raw import raw_counters, raw_intervals
 from ingest_server.kpi.records import HEARTBEAT_S, Anomaly, CounterSum, Inputs, TagCoverage
 from ingest_server.kpi.window import (
     PRORATED_ROLES,
-    SeriesRef,
+    Slice,
     by_window,
     clip_intervals,
     hour_ceil,
@@ -53,24 +52,20 @@ def fetch_inputs(
     refs = series_refs(conn, devices_of(inputs))
     sites = site_of(inputs)
     for (start, end), group in by_window(refs, sites).items():
+        s = Slice(conn, inputs, group, start, end)
         if raw:
-            raw_intervals(conn, inputs, group, start, end)
-            raw_counters(conn, inputs, group, start, end)
+            raw_intervals(s)
+            raw_counters(s)
         else:
-            _fetch_intervals(conn, inputs, group, start, end)
-            _fetch_counters(conn, inputs, group, start, end)
-            _fetch_anomalies(conn, inputs, group, start, end)
-        _fetch_tags(conn, inputs, group, start, end, heartbeat_s, raw=raw)
+            _fetch_intervals(s)
+            _fetch_counters(s)
+            _fetch_anomalies(s)
+        _fetch_tags(s, heartbeat_s, raw=raw)
     return inputs
 
 
-def _fetch_intervals(
-    conn: psycopg.Connection,
-    inputs: Inputs,
-    group: Sequence[SeriesRef],
-    start: dt.datetime,
-    end: dt.datetime,
-) -> None:
+def _fetch_intervals(s: Slice) -> None:
+    conn, inputs, group, start, end = s
     devices = state_devices(group)
     if not devices or end <= start:
         for dev in devices:
@@ -88,13 +83,8 @@ def _fetch_intervals(
         inputs.intervals[dev] = clip_intervals(rows.get(dev, []), a, b, last)
 
 
-def _fetch_counters(
-    conn: psycopg.Connection,
-    inputs: Inputs,
-    group: Sequence[SeriesRef],
-    start: dt.datetime,
-    end: dt.datetime,
-) -> None:
+def _fetch_counters(s: Slice) -> None:
+    conn, inputs, group, start, end = s
     counters = [r for r in group if is_counter(r)]
     for r in counters:
         inputs.counters.setdefault((r.device, r.role), CounterSum())
@@ -124,9 +114,9 @@ def _fetch_counters(
         straddling = measurements.deltas_across(conn, series_ids=prorated, start=start, end=end)
         for sid, ts, prev_ts, delta in straddling:
             sums[sid].quantity += _straddle(ts, prev_ts, delta, start, end)
-    for sid, s in sums.items():
+    for sid, total in sums.items():
         c = inputs.counters[(by_sid[sid].device, by_sid[sid].role)]
-        _add(c, s.quantity, s.deltas, s.rollovers, s.resets)
+        _add(c, total.quantity, total.deltas, total.rollovers, total.resets)
 
 
 def _add(c: CounterSum, q: float | None, n: int, ro: int, rs: int) -> None:
@@ -148,16 +138,7 @@ def _straddle(
     return share - counted
 
 
-def _fetch_tags(  # noqa: PLR0917
-    conn: psycopg.Connection,
-    inputs: Inputs,
-    group: Sequence[SeriesRef],
-    start: dt.datetime,
-    end: dt.datetime,
-    heartbeat_s: float,
-    *,
-    raw: bool = False,
-) -> None:
+def _fetch_tags(s: Slice, heartbeat_s: float, *, raw: bool = False) -> None:
     """Samples received per tag in [start, end), and the heartbeats they cover against
     one per heartbeat expected (docs/kpi.md, "Data coverage"). A whole hour credits up to
     the heartbeats it holds, from its sample count (the hourly rollups, or with `raw`
@@ -166,6 +147,7 @@ def _fetch_tags(  # noqa: PLR0917
     time until the next one, at most one heartbeat; the last one before the piece, from
     the period's own samples only, for what of that reaches into it), so the hour
     holding `as_of` is never credited heartbeats it has not yet had."""
+    conn, inputs, group, start, end = s
     refs = [r for r in group if r.role != "device_status"]
     if not refs:
         return
@@ -194,13 +176,8 @@ def _fetch_tags(  # noqa: PLR0917
         )
 
 
-def _fetch_anomalies(
-    conn: psycopg.Connection,
-    inputs: Inputs,
-    group: Sequence[SeriesRef],
-    start: dt.datetime,
-    end: dt.datetime,
-) -> None:
+def _fetch_anomalies(s: Slice) -> None:
+    conn, inputs, group, start, end = s
     counters = {r.series_id: r for r in group if is_counter(r)}
     if not counters:
         return

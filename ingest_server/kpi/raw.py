@@ -9,17 +9,13 @@ the rule of derive.COUNTER_DELTAS_SQL). No derived table is read.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Sequence
 from itertools import pairwise
 
-import psycopg
-
 from ingest_server.derive.intervals import Event, hold_until, runs
-from ingest_server.kpi.records import Anomaly, CounterSum, Inputs
+from ingest_server.kpi.records import Anomaly, CounterSum
 from ingest_server.kpi.window import (
     PRORATED_ROLES,
-    SeriesRef,
+    Slice,
     clip_intervals,
     is_counter,
     spans,
@@ -28,14 +24,9 @@ from ingest_server.kpi.window import (
 from ingest_server.repo import measurements
 
 
-def raw_intervals(
-    conn: psycopg.Connection,
-    inputs: Inputs,
-    group: Sequence[SeriesRef],
-    start: dt.datetime,
-    end: dt.datetime,
-) -> None:
+def raw_intervals(s: Slice) -> None:
     """The state intervals of the group's devices in [start, end), from their samples."""
+    conn, inputs, group, start, end = s
     for dev, sids in sorted(state_devices(group).items()):
         kinds = {r.series_id: r.role for r in group if r.series_id in sids}
         rows = measurements.state_samples_around(conn, series_ids=sids, start=start, end=end)
@@ -71,15 +62,10 @@ def raw_intervals(
         )
 
 
-def raw_counters(
-    conn: psycopg.Connection,
-    inputs: Inputs,
-    group: Sequence[SeriesRef],
-    start: dt.datetime,
-    end: dt.datetime,
-) -> None:
+def raw_counters(s: Slice) -> None:
     """The counter sums and anomalies of the group's counters in [start, end), from
     their readings."""
+    conn, inputs, group, start, end = s
     for r in group:
         if not is_counter(r):
             continue

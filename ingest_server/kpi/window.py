@@ -14,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import NamedTuple
 
 import psycopg
 
@@ -35,6 +36,17 @@ class SeriesRef:
     tag: str
     role: str
     wrap: float | None
+
+
+class Slice(NamedTuple):
+    """One group of series over one window of a site: what each fetch step reads
+    (`conn`, `group`, [`start`, `end`)) and fills (`inputs`)."""
+
+    conn: psycopg.Connection
+    inputs: Inputs
+    group: Sequence[SeriesRef]
+    start: dt.datetime
+    end: dt.datetime
 
 
 def series_refs(conn: psycopg.Connection, devices: Sequence[DeviceKey]) -> list[SeriesRef]:
