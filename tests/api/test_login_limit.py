@@ -85,7 +85,7 @@ def test_five_failures_lock_the_account_even_for_the_right_password(
     assert_locked(c.post(URL, json={"name": " AMY", "password": PASSWORDS["amy"]}), 300)
     assert_locked(attempt(from_(app, "10.9.8.7"), "amy", right=True), 300)
     locks = [r for r in caplog.records if "locked" in r.getMessage()]
-    assert [(r.name, r.levelno) for r in locks] == [("ingest_server.api.app", logging.WARNING)]
+    assert [(r.name, r.levelno) for r in locks] == [("ingest_server.api.routes.auth", logging.WARNING)]
     assert "'amy'" in locks[0].getMessage()
     assert "testclient" in locks[0].getMessage()
     secrets = [*PASSWORDS.values(), "a wrong password"]
@@ -154,7 +154,7 @@ def test_an_address_guessing_many_names_is_locked(
     site: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     c, clock, app, _db = site
-    caplog.set_level(logging.WARNING, logger="ingest_server.api.app")
+    caplog.set_level(logging.WARNING, logger="ingest_server.api.routes.auth")
     # 20 failures from one address, never 5 for one name
     for i in range(20):
         assert attempt(c, f"guess{i % 10}").status_code == 401, i

@@ -15,8 +15,7 @@ from ingest_server.api.deps import Conn, Limiter, Pool
 from ingest_server.api.models import LoginIn, SessionPublic
 from ingest_server.repo.accounts import authenticate, login, revoke_token
 
-# the logger the API's lockouts were always logged under (operators filter on it)
-log = logging.getLogger("ingest_server.api.app")
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["sessions"])
 
