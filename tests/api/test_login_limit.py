@@ -85,7 +85,9 @@ def test_five_failures_lock_the_account_even_for_the_right_password(
     assert_locked(c.post(URL, json={"name": " AMY", "password": PASSWORDS["amy"]}), 300)
     assert_locked(attempt(from_(app, "10.9.8.7"), "amy", right=True), 300)
     locks = [r for r in caplog.records if "locked" in r.getMessage()]
-    assert [(r.name, r.levelno) for r in locks] == [("ingest_server.api.routes.auth", logging.WARNING)]
+    assert [(r.name, r.levelno) for r in locks] == [
+        ("ingest_server.api.routes.auth", logging.WARNING)
+    ]
     assert "'amy'" in locks[0].getMessage()
     assert "testclient" in locks[0].getMessage()
     secrets = [*PASSWORDS.values(), "a wrong password"]
