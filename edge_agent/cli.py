@@ -6,6 +6,11 @@ edge-agent backfill --config CONFIG HISTORY.jsonl[.gz]
                                   publish past samples through the outbox, then exit
 edge-agent discover opc.tcp://HOST:PORT
 edge-agent discover modbus://HOST:PORT --unit N --range A-B
+edge-agent keys init [--key PATH] [--config CONFIG]
+                                  make the gateway's own key pair (contract v2), print
+                                  its public key and fingerprint; exit 2 if it exists
+edge-agent keys show [--key PATH] [--config CONFIG]
+                                  print the public key and fingerprint of that key
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from edge_agent.modbus_plan import describe_plan, plan_device
 from edge_agent.outbox import OutboxError
 
 EXIT_BAD_CONFIG = 2
+# beside the HMAC key and the broker password that `ingest-server gateway add` issues
+# (docs/deploy.md: --secrets-dir, default /etc/factory-evidence/)
+DEFAULT_KEY_FILE = Path("/etc/factory-evidence/gateway.ed25519")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     disc.add_argument("--unit", type=int, default=1, help="Modbus unit id (default 1)")
     disc.add_argument("--range", default="0-99", help="Modbus addresses to probe, A-B")
     disc.add_argument("--device", default=None, help="device id for the config fragment")
+    keys = sub.add_parser("keys", help="the gateway's own Ed25519 key pair (contract v2)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    for name, what in (
+        ("init", "make the key pair; print the public key and fingerprint to enrol"),
+        ("show", "print the public key and fingerprint of the gateway's key"),
+    ):
+        k = keys_sub.add_parser(name, help=what)
+        k.add_argument(
+            "--key",
+            type=Path,
+            default=None,
+            help=f"the private key file (default: the config's gateway.key_file, else "
+            f"{DEFAULT_KEY_FILE})",
+        )
+        k.add_argument("--config", type=Path, default=None, help="the agent config")
     return p
 
 
@@ -116,6 +139,65 @@ def cmd_check(path: Path) -> int:
     )
     for line in lines:
         print(f"  {line}")
+    if g.key_file is not None:
+        _check_gateway_key(path, g.key_file)
+    return 0
+
+
+def _check_gateway_key(path: Path, key_file: Path) -> None:
+    """A warning, not a failure: contract v1 signs with the HMAC key, not this one."""
+    from edge_agent.contract import identity  # noqa: PLC0415 - keep `check` light
+
+    try:
+        signer = identity.FileSigner.load(key_file)
+    except identity.KeyFileError as exc:
+        print(
+            f"{path}: warning: gateway.key_file cannot be used (contract v1 does not need it "
+            f"yet): {exc}",
+            file=sys.stderr,
+        )
+        return
+    print(
+        f"  gateway key {key_file}: fingerprint {identity.fingerprint(signer.public_key())} "
+        "(for contract v2; batches are signed with mqtt.hmac_key_file)"
+    )
+
+
+def cmd_keys(command: str, key: Path | None, config_path: Path | None) -> int:
+    """`keys init` / `keys show`: what an installer enrols and an integrator compares."""
+    from edge_agent.contract import identity  # noqa: PLC0415 - keep `check` light
+
+    config = None
+    if config_path is not None:
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EXIT_BAD_CONFIG
+    if key is None and config is not None:
+        key = config.gateway.key_file
+    path = key if key is not None else DEFAULT_KEY_FILE
+    try:
+        if command == "init":
+            signer = identity.FileSigner.create(path)
+        else:
+            signer = identity.FileSigner.load(path)
+    except identity.KeyFileError as exc:
+        print(f"edge-agent keys {command}: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    public = identity.public_key_text(signer.public_key())
+    fp = identity.fingerprint(signer.public_key())
+    print(f"public key:  {public}")
+    print(f"fingerprint: {fp}")
+    if command == "init":
+        g = config.gateway if config is not None else None
+        who = f"{g.enterprise} {g.site} {g.id}" if g else "ENTERPRISE SITE GATEWAY"
+        print(f"next: enrol the public key on the server and check it prints fingerprint {fp}:")
+        print(f"  ingest-server gateway enroll {who} --public-key {public}")
+        print(
+            f"edge-agent keys init: wrote {path} (mode 600; keep it on this gateway)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -210,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args.config)
     if args.command == "backfill":
         return cmd_backfill(args.config, args.history)
+    if args.command == "keys":
+        return cmd_keys(args.keys_command, args.key, args.config)
     return cmd_discover(args)
 
 

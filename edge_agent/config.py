@@ -6,8 +6,8 @@ Errors name the file, the path inside it (``devices[2].tags[0].order``) and the 
 integrator can repair a file on a gateway without reading this code. The layout of a
 Modbus value (how many registers it takes, which word orders make sense) is settled here,
 at validation time, so the read planner and the codec never see an impossible tag.
-Secrets (MQTT password, HMAC key) are read from files (edge_agent.contract.secrets), never
-written inline.
+Secrets (MQTT password, HMAC key, the gateway's own key) are read from files
+(edge_agent.contract.secrets, edge_agent.contract.identity), never written inline.
 """
 
 from __future__ import annotations
@@ -57,6 +57,11 @@ class GatewayConfig(_Strict):
     enterprise: TopicId
     site: TopicId
     id: TopicId = Field(description="gateway id, unique in the site; the MQTT topic level")
+    key_file: Path | None = Field(
+        default=None,
+        description="the gateway's own Ed25519 private key (`edge-agent keys init`) for "
+        "contract v2; not used for publishing yet: contract v1 signs with mqtt.hmac_key_file",
+    )
 
 
 class TlsConfig(_Strict):

@@ -5,6 +5,9 @@
     yaml12    YAML 1.2 files and their validation errors, one line per problem
     secrets   keys and passwords read from files (read_secret)
     backoff   capped exponential backoff with full jitter, for every reconnect and retry loop
+    topics    the MQTT topics, built and parsed
+    identity  contract v2: the gateway's own Ed25519 key, its fingerprint, the Signer seam
+    digest    contract v2: a batch's canonical digest and its signature (docs/mqtt.md)
 
 The gateway (which installs only the `agent` extra) and the server both import this
 package; the server imports nothing else of the agent.
