@@ -1,4 +1,5 @@
-"""`ingest-server gateway add|revoke|broker-files|list` (ingest_server/repo/gateways.py)."""
+"""`ingest-server gateway add|enroll|revoke|broker-files|list`
+(ingest_server/repo/gateways.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge_agent.contract import identity
 from edge_agent.contract.secrets import read_secret
 from ingest_server.cli.common import db_args, migrated_connection
 from ingest_server.files import write_atomic
@@ -14,7 +16,7 @@ from ingest_server.repo import gateways
 
 
 def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
-    gw = sub.add_parser("gateway", help="gateway identities: HMAC key, broker login, ACL")
+    gw = sub.add_parser("gateway", help="gateway identities: keys, broker login, ACL")
     gw_sub = gw.add_subparsers(dest="gateway_command", required=True)
     add = gw_sub.add_parser("add", help="issue a gateway's key and broker login, write its bundle")
     db_args(add)
@@ -29,6 +31,14 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
                      help="where the key and password files will live on the gateway")  # fmt: skip
     add.add_argument("--rotate", action="store_true",
                      help="replace the secrets of a gateway that has them")  # fmt: skip
+    _public_key_args(add, required=False)
+    enroll = gw_sub.add_parser(
+        "enroll", help="enrol a gateway's own public key (contract v2, edge-agent keys init)"
+    )
+    db_args(enroll)
+    for name in ("enterprise", "site", "gateway"):
+        enroll.add_argument(name)
+    _public_key_args(enroll, required=True)
     rev = gw_sub.add_parser("revoke", help="remove a gateway's key and broker login")
     db_args(rev)
     for name in ("enterprise", "site", "gateway"):
@@ -45,18 +55,83 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
     db_args(lst)
 
 
+def _public_key_args(sp: argparse.ArgumentParser, *, required: bool) -> None:
+    sp.add_argument(
+        "--public-key", required=required, metavar="KEY",
+        help="the gateway's public key as `edge-agent keys init` printed it (44 characters "
+        "of base64), or @FILE holding it or a PEM public key (contract v2)",
+    )  # fmt: skip
+    sp.add_argument("--replace", action="store_true",
+                    help="replace an enrolled public key (compare the new fingerprint with "
+                    "the gateway's first)")  # fmt: skip
+
+
+def _public_key(text: str) -> bytes:
+    """--public-key: the base64 text, or @FILE holding it or a PEM public key."""
+    where = "--public-key"
+    if text.startswith("@"):
+        path = Path(text[1:])
+        where = f"--public-key {text}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not text"
+            raise ValueError(f"{where}: cannot read {path} ({reason})") from None
+    if "PRIVATE KEY" in text:
+        raise ValueError(
+            f"{where}: this is a private key, which never leaves the gateway: give its public "
+            "key (`edge-agent keys init` printed it)"
+        )
+    try:
+        return identity.parse_public_key(text)
+    except identity.KeyFileError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _enrolment_lines(name: str, e: gateways.Enrolment) -> list[str]:
+    if e.outcome == "unchanged":
+        return [
+            f"gateway {name}: this public key is already enrolled (contract 2); nothing changed",
+            f"  fingerprint: {e.fingerprint}",
+        ]
+    was = f" (it replaces {e.previous})" if e.previous else ""
+    return [
+        f"gateway {name}: public key enrolled{was}: contract 2",
+        f"  fingerprint: {e.fingerprint}",
+        "compare it with the fingerprint `edge-agent keys init` printed on the gateway",
+        "(read aloud, or on the site-visit form) before trusting it; if they differ, this",
+        "is not the gateway's key: enrol the one it printed, with --replace",
+        "until the server accepts contract v2 batches (a later step), the gateway keeps",
+        "publishing with its HMAC key",
+    ]
+
+
 def _write_secret(path: Path, text: str, mode: int = 0o600) -> None:
     write_atomic(path, text.encode(), mode)
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
 
+    # a bad key is refused before the database is touched
+    text = getattr(args, "public_key", None)
+    public_key = None if text is None else _public_key(text)
+    if getattr(args, "replace", False) and public_key is None:
+        raise ValueError("--replace replaces an enrolled public key: give --public-key too")
     with migrated_connection(args) as conn:
         if args.gateway_command == "add":
             ident = gateways.add_gateway(
-                conn, args.enterprise, args.site, args.gateway, rotate=args.rotate
-            )
+                conn, args.enterprise, args.site, args.gateway, rotate=args.rotate,
+                public_key=public_key, replace=args.replace,
+            )  # fmt: skip
             _bundle(args, ident)
+        elif args.gateway_command == "enroll":
+            assert public_key is not None  # required by the parser
+            enrolment = gateways.enroll_public_key(
+                conn, enterprise=args.enterprise, site=args.site, gateway=args.gateway,
+                public_key=public_key, replace=args.replace,
+            )  # fmt: skip
+            name = f"{args.enterprise}/{args.site}/{args.gateway}"
+            print("\n".join(_enrolment_lines(name, enrolment)))
         elif args.gateway_command == "revoke":
             gateways.revoke_gateway(conn, args.enterprise, args.site, args.gateway)
             print(f"gateway {args.enterprise}/{args.site}/{args.gateway} revoked: running "
@@ -82,7 +157,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                     "ready" if g["has_key"] and g["has_login"] else
                     "key only" if g["has_key"] else "no secrets")  # fmt: skip
                 online = {True: "online", False: "offline", None: "never seen"}[g["online"]]
-                print(f"{g['enterprise_id']}/{g['site_id']}/{g['id']:<16} {state:<10} {online}")
+                print(f"{g['enterprise_id']}/{g['site_id']}/{g['id']:<16} {state:<10} "
+                      f"{online:<10}  contract {g['contract']}  "
+                      f"{g['fingerprint'] or '-'}")  # fmt: skip
     return 0
 
 
@@ -101,6 +178,10 @@ def _bundle(args: argparse.Namespace, ident: gateways.Identity) -> None:
     print(f"  {key_name}       HMAC key (signs every batch), mode 600")
     print(f"  {pw_name}    broker password of user {ident.username}, mode 600")
     print("  agent.yaml       agent config skeleton: add the devices, then edge-agent check")
+    if ident.enrolment is not None:
+        name = f"{ident.enterprise}/{ident.site}/{ident.gateway}"
+        print("\n".join(_enrolment_lines(name, ident.enrolment)))
+        print("the bundle holds no contract v2 key: the gateway's private key stays on it")
     print(f"copy them to {args.secrets_dir}/ on the gateway (see docs/deploy.md), and "
           "rewrite the broker files:")  # fmt: skip
     print(

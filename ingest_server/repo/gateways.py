@@ -2,6 +2,8 @@
 it publish only as itself.
 
     ingest-server gateway add ENTERPRISE SITE GATEWAY [--out DIR] [--mqtt-url URL] [--rotate]
+                                                      [--public-key KEY]
+    ingest-server gateway enroll ENTERPRISE SITE GATEWAY --public-key KEY [--replace]
     ingest-server gateway revoke ENTERPRISE SITE GATEWAY
     ingest-server gateway broker-files --passwd FILE --acl FILE [--server-user NAME ...]
     ingest-server gateway list
@@ -15,6 +17,12 @@ under `fe/v1/<enterprise>/<site>/<gateway>/` and read nothing; the server's own 
 reads `fe/v1/#`. Mosquitto reloads both on SIGHUP. `revoke` removes the key and the
 login: the broker refuses the gateway once the files are rewritten and reloaded, and
 running servers dead-letter its batches within a minute (their key cache's max age).
+
+Contract v2 (being built): the gateway makes its own Ed25519 key pair (`edge-agent keys
+init`) and the server keeps only the public key (`enroll_public_key`, or `add_gateway`
+with `public_key`): `gateways.contract` becomes 2. Until the server accepts v2 batches, a
+gateway enrolled for v2 keeps publishing with its HMAC key. `revoke` clears the public
+key too.
 """
 
 from __future__ import annotations
@@ -25,11 +33,11 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
-from edge_agent.contract import topics
+from edge_agent.contract import identity, topics
 from ingest_server.errors import InvalidInputError
 
 # Mosquitto 2's password file: $7$ = PBKDF2-HMAC-SHA512, its default 101 iterations
@@ -41,6 +49,16 @@ class GatewayError(InvalidInputError, ValueError):
 
 
 @dataclass(frozen=True)
+class Enrolment:
+    """What enrolling a public key did: `enrolled` (the gateway had none), `unchanged` (it
+    had this one: nothing done) or `replaced` (it had `previous`, another one)."""
+
+    fingerprint: str
+    outcome: Literal["enrolled", "unchanged", "replaced"]
+    previous: str | None = None  # the fingerprint of the key replaced
+
+
+@dataclass(frozen=True)
 class Identity:
     enterprise: str
     site: str
@@ -48,6 +66,7 @@ class Identity:
     username: str
     password: str  # shown once
     hmac_key: bytes  # shown once: the key file's text (64 hex digits)
+    enrolment: Enrolment | None = None  # the public key enrolled with it (contract v2)
 
     @property
     def prefix(self) -> str:
@@ -68,11 +87,20 @@ def mosquitto_hash(password: str, salt: bytes | None = None) -> str:
 
 
 def add_gateway(
-    conn: psycopg.Connection, enterprise: str, site: str, gateway: str, *, rotate: bool = False
+    conn: psycopg.Connection,
+    enterprise: str,
+    site: str,
+    gateway: str,
+    *,
+    rotate: bool = False,
+    public_key: bytes | None = None,
+    replace: bool = False,
 ) -> Identity:
     """New secrets for a gateway of a registered site (the gateway row is created if the
     registry does not have it yet). A gateway that already has secrets keeps them unless
-    `rotate`: then the old key and password stop working."""
+    `rotate`: then the old key and password stop working. With `public_key` the gateway's
+    own key is enrolled in the same transaction (contract 2, `enroll_public_key`, which
+    replaces an enrolled key only with `replace`); the HMAC key is issued all the same."""
     if (
         conn.execute(
             "SELECT 1 FROM sites WHERE enterprise_id = %s AND id = %s", (enterprise, site)
@@ -89,15 +117,24 @@ def add_gateway(
         (enterprise, site, gateway),
     ).fetchone()
     if row is not None and row[0] and row[1] is None and not rotate:
+        alone = (
+            "; to enrol its public key alone: ingest-server gateway enroll "
+            f"{enterprise} {site} {gateway} --public-key KEY"
+            if public_key is not None
+            else ""
+        )
         raise GatewayError(
             f"gateway {enterprise}/{site}/{gateway} already has a key and a broker login: "
-            "give --rotate to issue new ones (the old ones stop working)"
+            f"give --rotate to issue new ones (the old ones stop working){alone}"
         )
     # the agent signs with the key file's text (edge_agent.contract.secrets.read_secret): 64 hex
     # digits, 32 random bytes; the server checks with the same bytes
     key = secrets.token_hex(32).encode()
     password = secrets.token_urlsafe(24)
+    enrolment = None
     with conn.transaction():
+        # a gateway revoked (its public key cleared) starts again at contract 1, until a
+        # public key is enrolled
         conn.execute(
             """
             INSERT INTO gateways (enterprise_id, site_id, id, hmac_key, broker_password_hash,
@@ -106,19 +143,95 @@ def add_gateway(
             ON CONFLICT (enterprise_id, site_id, id) DO UPDATE SET
                 hmac_key = excluded.hmac_key,
                 broker_password_hash = excluded.broker_password_hash,
-                issued_at = now(), revoked_at = NULL
+                issued_at = now(), revoked_at = NULL,
+                contract = CASE WHEN gateways.public_key IS NULL THEN 1
+                                ELSE gateways.contract END,
+                enrolled_at = CASE WHEN gateways.public_key IS NULL THEN NULL
+                                   ELSE gateways.enrolled_at END
             """,
             (enterprise, site, gateway, key, mosquitto_hash(password)),
         )
+        if public_key is not None:
+            enrolment = enroll_public_key(
+                conn, enterprise=enterprise, site=site, gateway=gateway,
+                public_key=public_key, replace=replace,
+            )  # fmt: skip
     return Identity(
-        enterprise, site, gateway, broker_username(enterprise, site, gateway), password, key
-    )
+        enterprise, site, gateway, broker_username(enterprise, site, gateway), password, key,
+        enrolment,
+    )  # fmt: skip
+
+
+def enroll_public_key(
+    conn: psycopg.Connection,
+    *,
+    enterprise: str,
+    site: str,
+    gateway: str,
+    public_key: bytes,
+    replace: bool = False,
+) -> Enrolment:
+    """Enrol the gateway's own Ed25519 public key (the raw 32 bytes): the gateway then
+    speaks contract 2. The gateway must exist and not be revoked. Enrolling the key it
+    already has changes nothing (`unchanged`); another key replaces it only with
+    `replace`, after the operator has compared its fingerprint with the gateway's."""
+    name = f"{enterprise}/{site}/{gateway}"
+    try:
+        new = identity.fingerprint(public_key)
+    except ValueError as exc:
+        raise GatewayError(f"gateway {name}: {exc}") from None
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT gid, public_key, contract, revoked_at FROM gateways "
+            "WHERE enterprise_id = %s AND site_id = %s AND id = %s FOR UPDATE",
+            (enterprise, site, gateway),
+        ).fetchone()
+        if row is None:
+            raise GatewayError(
+                f"no gateway {name}: add it first (ingest-server gateway add {enterprise} "
+                f"{site} {gateway} --public-key KEY)"
+            )
+        gid, current, contract, revoked_at = row
+        if revoked_at is not None:
+            raise GatewayError(
+                f"gateway {name} is revoked: give it new secrets and enrol its key in one "
+                f"step (ingest-server gateway add {enterprise} {site} {gateway} "
+                "--public-key KEY)"
+            )
+        current = None if current is None else bytes(current)
+        if current == public_key and contract == 2:
+            return Enrolment(new, "unchanged")
+        if current is not None and current != public_key and not replace:
+            raise GatewayError(
+                f"gateway {name} already has public key {identity.fingerprint(current)} "
+                f"enrolled; this key is {new}. Check {new} against the fingerprint the "
+                "gateway printed (edge-agent keys init), then pass --replace"
+            )
+        other = conn.execute(
+            "SELECT enterprise_id, site_id, id FROM gateways WHERE public_key = %s AND gid <> %s",
+            (public_key, gid),
+        ).fetchone()
+        if other is not None:
+            raise GatewayError(
+                f"public key {new} is already enrolled for gateway {'/'.join(other)}: each "
+                "gateway makes its own (edge-agent keys init on that gateway), a key file "
+                "is never copied"
+            )
+        conn.execute(
+            "UPDATE gateways SET public_key = %s, contract = 2, enrolled_at = now() WHERE gid = %s",
+            (public_key, gid),
+        )
+    if current is None or current == public_key:
+        return Enrolment(new, "enrolled")
+    return Enrolment(new, "replaced", identity.fingerprint(current))
 
 
 def revoke_gateway(conn: psycopg.Connection, enterprise: str, site: str, gateway: str) -> None:
+    """End a gateway's identity: its HMAC key, broker login and public key are cleared."""
     with conn.transaction():
         cur = conn.execute(
-            "UPDATE gateways SET hmac_key = NULL, broker_password_hash = NULL, revoked_at = now() "
+            "UPDATE gateways SET hmac_key = NULL, broker_password_hash = NULL, "
+            "public_key = NULL, revoked_at = now() "
             "WHERE enterprise_id = %s AND site_id = %s AND id = %s AND revoked_at IS NULL",
             (enterprise, site, gateway),
         )
@@ -127,13 +240,22 @@ def revoke_gateway(conn: psycopg.Connection, enterprise: str, site: str, gateway
 
 
 def list_gateways(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every gateway: its ids, which secrets it has, when issued and revoked, whether it is
+    online, the contract it speaks and its public key's fingerprint (None without one)."""
     cur = conn.execute(
         "SELECT enterprise_id, site_id, id, hmac_key IS NOT NULL AS has_key, "
-        "broker_password_hash IS NOT NULL AS has_login, issued_at, revoked_at, online "
+        "broker_password_hash IS NOT NULL AS has_login, issued_at, revoked_at, online, "
+        "contract, public_key, enrolled_at "
         "FROM gateways ORDER BY 1, 2, 3"
     )
     names = [d.name for d in cur.description or ()]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    found = []
+    for r in cur.fetchall():
+        g = dict(zip(names, r, strict=True))
+        key = g.pop("public_key")
+        g["fingerprint"] = None if key is None else identity.fingerprint(bytes(key))
+        found.append(g)
+    return found
 
 
 def broker_files(conn: psycopg.Connection, server_users: dict[str, str]) -> tuple[str, str]:
