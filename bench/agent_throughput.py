@@ -205,13 +205,20 @@ class Metrics:
         self.rows: list[tuple[dict[str, Any], float]] = []
         self.lock = threading.Lock()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{secrets.token_hex(3)}")
-        c.on_connect = lambda cl, *_: cl.subscribe("fe/v1/+/+/+/metrics")
+        c.on_connect = lambda cl, *_: cl.subscribe(
+            [("fe/v1/+/+/+/metrics", 0), ("fe/v1/+/+/+/data", 0)]
+        )
         c.on_message = self._on
+        self.data: list[bytes] = []  # the agent's v1 data payloads, for the byte figures
         c.connect(broker.host, broker.port)
         c.loop_start()
         self.client = c
 
     def _on(self, _c: Any, _u: Any, msg: Any) -> None:
+        if msg.topic.endswith("/data"):
+            if self.pid and len(self.data) < 40:
+                self.data.append(bytes(msg.payload))
+            return
         if self.pid:
             with contextlib.suppress(OSError):
                 cpu = cpu_s(self.pid)
@@ -222,6 +229,7 @@ class Metrics:
         with self.lock:
             self.pid = pid
             self.rows = []
+            self.data = []
 
     def window(self, warmup_s: float, measure_s: float) -> tuple[float, float, float]:
         """(values read, values acknowledged, agent CPU s) between two metrics messages."""
@@ -289,7 +297,8 @@ def run_agent(
         metrics.reset(agent.pid)
         read, acked, cpu = metrics.window(warmup_s, measure_s)
         rss = peak_rss_mb(agent.pid)
-    return {"read": read, "acked": acked, "cpu": cpu, "rss_mb": rss}
+        data = list(metrics.data[-20:])  # the last ones: full batches, after start-up
+    return {"read": read, "acked": acked, "cpu": cpu, "rss_mb": rss, "data": data}
 
 
 def run_naive(modbus_port: int, broker: Broker, units: int, regs: int, seconds: float) -> float:
@@ -305,6 +314,129 @@ def run_naive(modbus_port: int, broker: Broker, units: int, regs: int, seconds: 
                 break
     a, b = rows[1], rows[-1]  # the first second includes start-up
     return (b["values"] - a["values"]) / (b["cpu"] - a["cpu"])
+
+
+# --- contract v2: bytes on the wire and the cost of encoding (issue 16) ----------------
+
+
+def _v2_sizes(batches: list[list[dict[str, Any]]]) -> tuple[float, float]:
+    """v2 bytes per value (uncompressed, zlib 6) for the same batches, signed."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
+    from edge_agent.contract.digest import ZERO  # noqa: PLC0415
+    from edge_agent.contract.identity import FileSigner  # noqa: PLC0415
+    from edge_agent.contract.wire_v2_encode import seal_batch_v2  # noqa: PLC0415
+
+    signer = FileSigner(Ed25519PrivateKey.generate())
+    n = sum(map(len, batches))
+    sizes = []
+    for level in (0, 6):
+        total, prev = 0, ZERO
+        for seq, samples in enumerate(batches, 1):
+            sent = max((s["ts"] for s in samples), default=0) + 30
+            payload, prev = seal_batch_v2(signer, gw="gw-01", boot=1, seq=seq, sent=sent,
+                                          prev=prev, samples=samples, level=level)  # fmt: skip
+            total += len(payload)
+        sizes.append(total / n)
+    return sizes[0], sizes[1]
+
+
+def demo_plant_batches(polls: int, per_batch: int = 2000) -> tuple[float, list[list[Any]]]:
+    """The demo plant (simulators' demo scenario) read every second as history mode reads
+    it: every value of every networked device at each poll, in batches of `per_batch`;
+    returns (v1 bytes per value, the batches as wire sample dicts)."""
+    from edge_agent.contract.sample import Sample  # noqa: PLC0415
+    from edge_agent.contract.wire import _sample_dicts, encode_batch  # noqa: PLC0415
+    from simulators.history import HistorySampler  # noqa: PLC0415
+    from simulators.plant import Plant  # noqa: PLC0415
+    from simulators.scenario import default_scenario_path, load_scenario  # noqa: PLC0415
+
+    scenario = load_scenario(default_scenario_path())
+    t = 1767225600.0 + 9 * 3600  # a working morning
+    plant = Plant(scenario, t)
+    sampler = HistorySampler(scenario, plant)
+    samples: list[Sample] = []
+    for _ in range(polls):
+        plant.advance_to(t)
+        samples += [Sample(d, tag, ts, v, gw_ts=ts + 0.012)
+                    for ts, d, tag, v in sampler.read(t, plant.drain_truth())]  # fmt: skip
+        t += 1.0
+    chunks = [samples[i : i + per_batch] for i in range(0, len(samples), per_batch)]
+    v1 = sum(len(encode_batch(gw="gw-01", boot=1, seq=i + 1, sent=c[-1].ts + 0.03, samples=c,
+                              key=b"k" * 32)) for i, c in enumerate(chunks))  # fmt: skip
+    return v1 / len(samples), [_sample_dicts(c) for c in chunks]
+
+
+def v2_speed(n: int, repeat: int) -> tuple[float, float]:
+    """us per value: encode + digest + sign, and decode + digest + verify, for one
+    `n`-sample batch of Modbus values (u16 x 0.1, one poll's timestamp), zlib level 6."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
+    from edge_agent.contract.digest import ZERO  # noqa: PLC0415
+    from edge_agent.contract.identity import FileSigner  # noqa: PLC0415
+    from edge_agent.contract.wire_v2 import decode_batch_v2  # noqa: PLC0415
+    from edge_agent.contract.wire_v2_encode import seal_batch_v2  # noqa: PLC0415
+
+    signer = FileSigner(Ed25519PrivateKey.generate())
+    ts = 1767225600050
+    samples = [{"d": f"u{i // 125 + 1}", "t": f"r{i % 125}", "ts": ts + 50 * (i // 2000),
+                "v": (i * 7919 % 65536) / 10} for i in range(n)]  # fmt: skip
+    t0 = time.process_time()
+    for _ in range(repeat):
+        payload, _ = seal_batch_v2(signer, gw="gw-01", boot=1, seq=1, sent=ts + 30,
+                                   prev=ZERO, samples=samples)  # fmt: skip
+    t1 = time.process_time()
+    for _ in range(repeat):
+        assert decode_batch_v2(payload).verify(signer.public_key())
+    t2 = time.process_time()
+    return (t1 - t0) / repeat / n * 1e6, (t2 - t1) / repeat / n * 1e6
+
+
+def wire_figures(modbus_payloads: list[bytes], quick: bool) -> dict[str, Any]:
+    """Bytes per value, v1 as the agent sent it vs v2 for the same samples, and v2's
+    encode and decode cost."""
+    mb = [json.loads(p)["samples"] for p in modbus_payloads]
+    mb_n = sum(map(len, mb))
+    demo_v1, demo = demo_plant_batches(120 if quick else 600)
+    out: dict[str, Any] = {"bytes_per_value_v1": {}, "bytes_per_value_v2": {},
+                           "bytes_per_value_v2_uncompressed": {}}  # fmt: skip
+    for name, v1, batches in (
+        ("modbus", sum(map(len, modbus_payloads)) / max(mb_n, 1), mb),
+        ("demo_plant", demo_v1, demo),
+    ):
+        if not batches:
+            continue
+        raw, packed = _v2_sizes(batches)
+        out["bytes_per_value_v1"][name] = round(v1, 2)
+        out["bytes_per_value_v2"][name] = round(packed, 2)
+        out["bytes_per_value_v2_uncompressed"][name] = round(raw, 2)
+    out["wire_batches"] = {
+        "modbus": [len(mb), mb_n],
+        "demo_plant": [len(demo), sum(map(len, demo))],
+    }
+    for n, repeat in ((1000, 20 if quick else 100), (10_000, 3 if quick else 10)):
+        enc, dec = v2_speed(n, repeat)
+        out[f"v2_encode_sign_us_per_value_{n}"] = round(enc, 3)
+        out[f"v2_decode_verify_us_per_value_{n}"] = round(dec, 3)
+    return out
+
+
+def report_wire(w: dict[str, Any]) -> None:
+    print(f"{'':2}Wire bytes per value, v1 (JSON) vs v2 (binary), same samples, signed")
+    for name in w["bytes_per_value_v1"]:
+        n_batches, n_values = w["wire_batches"][name]
+        v1, v2 = w["bytes_per_value_v1"][name], w["bytes_per_value_v2"][name]
+        raw = w["bytes_per_value_v2_uncompressed"][name]
+        print(f"    {name:<11} v1 {v1:>6.2f}   v2 {raw:>5.2f} (zlib 6: {v2:.2f})   "
+              f"ratio {v1 / v2:>5.1f}x   ({n_values:,} values in {n_batches} batches)")  # fmt: skip
+    for n in (1000, 10_000):
+        print(f"    v2, {n:>6,}-sample batch: encode+digest+sign "
+              f"{w[f'v2_encode_sign_us_per_value_{n}']:.2f} us/value, decode+digest+verify "
+              f"{w[f'v2_decode_verify_us_per_value_{n}']:.2f} us/value")  # fmt: skip
 
 
 def report(
@@ -401,7 +533,10 @@ def main() -> None:
         "rss_mb": round(mb["rss_mb"], 1),
         "rss_mb_10k_tags": None if args.quick else round(mb["rss_mb"], 1),
     }
+    wire_v2 = wire_figures(mb["data"], args.quick)
+    results |= wire_v2
     report(results, units=units, regs=regs, nodes=nodes, rss=mb["rss_mb"], profile=profile)
+    report_wire(wire_v2)
     print(json.dumps(results))
 
 

@@ -8,6 +8,8 @@
     topics    the MQTT topics, built and parsed
     identity  contract v2: the gateway's own Ed25519 key, its fingerprint, the Signer seam
     digest    contract v2: a batch's canonical digest and its signature (docs/mqtt.md)
+    wire_v2   contract v2: the compact data payload, its format and decoder
+    wire_v2_encode   ... and its encoder, sealing (digest + signature) and splitting
 
 The gateway (which installs only the `agent` extra) and the server both import this
 package; the server imports nothing else of the agent.
