@@ -155,7 +155,7 @@ def _body(samples: Sequence[Mapping[str, Any]]) -> bytes:  # noqa: PLR0912, PLR0
     sts_d: list[int] = []
     for i, s in enumerate(samples):
         key = (s["d"], s["t"])
-        j = series.get(key)
+        j = series.get(key)  # _refs inlined: a call per sample costs more than the lines
         if j is None:
             series[key] = len(series)
             series_refs.append(0)
