@@ -14,8 +14,8 @@ is chosen by an exception's kind, never by its message.
     │   ├── UnknownSiteError              repo.production
     │   └── UnknownProcessError           repo.equipment
     ├── NotFoundError            no such enterprise, report... (API 404, CLI exit 2)
-    │   ├── UnknownEnterpriseError
-    │   ├── EnterpriseNotFoundError       repo.production
+    │   ├── EnterpriseNotFoundError       repo.enterprises   (an entry, an edit, a report)
+    │   │   └── UnknownEnterpriseError    kpi.records        (a report: also ReportError)
     │   └── UnknownEquipmentError         repo.equipment
     ├── UnavailableError         the database or broker cannot be used (API 503, CLI exit 1)
     │   ├── DatabaseUnavailableError      cli.common

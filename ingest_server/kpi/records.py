@@ -15,8 +15,9 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ingest_server.errors import InvalidInputError, NotFoundError
+from ingest_server.errors import InvalidInputError
 from ingest_server.kpi.timemodel import Interval
+from ingest_server.repo.enterprises import EnterpriseNotFoundError
 from ingest_server.repo.registry import CalendarDef
 
 DeviceKey = tuple[int, str]
@@ -186,5 +187,5 @@ class ReportError(InvalidInputError, ValueError):
     """The report cannot be made as asked; the message says what to change."""
 
 
-class UnknownEnterpriseError(NotFoundError, ReportError):
+class UnknownEnterpriseError(EnterpriseNotFoundError, ReportError):
     """The report is asked for an enterprise the registry does not hold (API: 404)."""

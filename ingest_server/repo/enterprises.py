@@ -10,7 +10,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from ingest_server.errors import NotFoundError
+
 _ENTERPRISE = "SELECT id, name, name_en, credit_code, industry FROM enterprises"
+
+
+class EnterpriseNotFoundError(NotFoundError):
+    """Asked about an enterprise the registry does not hold (API 404, CLI exit 2)."""
 
 
 def list_enterprises(conn: psycopg.Connection) -> list[dict[str, Any]]:

@@ -11,16 +11,13 @@ from typing import Any
 
 import psycopg
 
-from ingest_server.errors import InvalidInputError, NotFoundError
+from ingest_server.errors import InvalidInputError
+from ingest_server.repo.enterprises import EnterpriseNotFoundError, enterprise_exists
 
 _COLUMNS = (
     "id, site_id, period_from, period_to, output, output_unit, value_added_10k_cny, note, "
     "entered_at, entered_by"
 )
-
-
-class EnterpriseNotFoundError(NotFoundError):
-    """An entry for an enterprise the registry does not hold."""
 
 
 class UnknownSiteError(InvalidInputError):
@@ -66,8 +63,7 @@ def entries_overlapping(
 
 def add_entry(conn: psycopg.Connection, entry: NewEntry) -> int:
     """Insert one entry; its id. Refuses an unknown enterprise or site by name."""
-    ent = conn.execute("SELECT 1 FROM enterprises WHERE id = %s", (entry.enterprise,))
-    if ent.fetchone() is None:
+    if not enterprise_exists(conn, enterprise=entry.enterprise):
         raise EnterpriseNotFoundError(
             f"no enterprise {entry.enterprise!r}: import the registry first"
         )
