@@ -62,10 +62,15 @@ def fast_plant() -> Scenario:
 
 
 def truth_changes(truth: Path) -> dict[str, list[tuple[float, str]]]:
+    """Each device's changes of state. The simulator's schedule is made one local day at a
+    time, so a state running across local midnight is two spans of one state: no change a
+    machine could show, and none is expected."""
     out: dict[str, list[tuple[float, str]]] = {}
     for rec in read_truth(truth):
         if rec["type"] == "state":
-            out.setdefault(rec["device"], []).append((parse_iso(rec["start"]), rec["state"]))
+            changes = out.setdefault(rec["device"], [])
+            if not changes or changes[-1][1] != rec["state"]:
+                changes.append((parse_iso(rec["start"]), rec["state"]))
     return out
 
 
