@@ -1,0 +1,47 @@
+-- factory-evidence schema, version 7: the ledger of signed batches (contract v2, issue 16).
+
+-- Each batch a gateway signed (docs/mqtt.md, "Contract v2") keeps what a verifier needs to
+-- check it later without trusting this server: the chain link `prev` (the digest of the
+-- batch the gateway sealed before it), the batch `digest` the gateway signed, and its
+-- Ed25519 `signature`; `n_total` is the number of samples the gateway signed (stored in
+-- `samples` or `samples_aside`, see below). `id` is what a sample refers to. A v1 batch
+-- (HMAC, contract 1) has none of these: the server could have made it.
+ALTER TABLE batches ADD COLUMN id bigint GENERATED ALWAYS AS IDENTITY;
+ALTER TABLE batches ADD CONSTRAINT batches_id_unique UNIQUE (id);
+ALTER TABLE batches ADD COLUMN contract smallint NOT NULL DEFAULT 1
+    CONSTRAINT batches_contract_known CHECK (contract IN (1, 2));
+ALTER TABLE batches ADD COLUMN prev bytea
+    CONSTRAINT batches_prev_digest CHECK (octet_length(prev) = 32);
+ALTER TABLE batches ADD COLUMN digest bytea
+    CONSTRAINT batches_digest_digest CHECK (octet_length(digest) = 32);
+ALTER TABLE batches ADD COLUMN signature bytea
+    CONSTRAINT batches_signature_ed25519 CHECK (octet_length(signature) = 64);
+ALTER TABLE batches ADD COLUMN n_total integer;
+ALTER TABLE batches ADD CONSTRAINT batches_v2_signed CHECK (
+    contract = 1
+    OR (prev IS NOT NULL AND digest IS NOT NULL AND signature IS NOT NULL AND n_total IS NOT NULL)
+);
+-- the chain is followed by digest: which stored batch does `prev` name?
+CREATE INDEX batches_digest ON batches (gid, digest) WHERE digest IS NOT NULL;
+
+-- A sample of a v2 batch names its batch and its 0-based place in it; a v1 sample has
+-- neither (and is "not gateway-attested" in reports).
+ALTER TABLE samples ADD COLUMN batch_id bigint;
+ALTER TABLE samples ADD COLUMN batch_pos integer;
+
+-- Every sample of a v2 batch that is not in `samples` under that batch, so that the batch's
+-- digest can always be recomputed from stored rows: reason 1, its (series, ts) was already
+-- stored (by another batch, or earlier in the same one: `samples` keeps one row per key);
+-- reason 2, set aside for an implausible time (also in `dead_letters`, as for v1).
+CREATE TABLE samples_aside (
+    batch_id  bigint NOT NULL,
+    batch_pos integer NOT NULL,
+    series_id integer NOT NULL,
+    ts        timestamptz NOT NULL,
+    value     double precision,
+    text      text,
+    quality   smallint NOT NULL,
+    status    text,
+    reason    smallint NOT NULL CONSTRAINT samples_aside_reason CHECK (reason IN (1, 2)),
+    PRIMARY KEY (batch_id, batch_pos)
+);
