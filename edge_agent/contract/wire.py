@@ -196,6 +196,18 @@ def _sample_dicts(samples: Iterable[Sample]) -> list[dict[str, Any]]:
     return out
 
 
+def sample_dicts(samples: Iterable[Sample]) -> list[dict[str, Any]]:
+    """The wire sample dicts of a batch, fast (a v2 batch is sealed from these). NaN,
+    infinity and text that is not UTF-8 are left in: sealing refuses them (ValueError),
+    and the caller then runs `fit_late` over the dicts and seals again."""
+    return _sample_dicts(samples)
+
+
+def fit_late(dicts: list[dict[str, Any]]) -> None:
+    """Make the rare samples `sample_dicts` leaves unfitted fit the contract, in place."""
+    _fit_late(dicts)
+
+
 def _fit_late(dicts: list[dict[str, Any]]) -> None:
     """What the fast path leaves to `_dumps` to find, being rare: NaN and infinite values
     as bad-quality samples (JSON has no token for them), text that is not UTF-8 fitted
