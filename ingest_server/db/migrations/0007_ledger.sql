@@ -45,3 +45,18 @@ CREATE TABLE samples_aside (
     reason    smallint NOT NULL CONSTRAINT samples_aside_reason CHECK (reason IN (1, 2)),
     PRIMARY KEY (batch_id, batch_pos)
 );
+
+-- Every public key a gateway has had, so that a batch signed before a key was replaced
+-- (`gateway enroll --replace`) or revoked still verifies under the key that was enrolled
+-- when it arrived. `gateways.public_key` stays the current one.
+CREATE TABLE gateway_public_keys (
+    gid         integer NOT NULL REFERENCES gateways ON DELETE CASCADE,
+    public_key  bytea NOT NULL CONSTRAINT gateway_public_keys_ed25519
+        CHECK (octet_length(public_key) = 32),
+    enrolled_at timestamptz NOT NULL,
+    retired_at  timestamptz,
+    PRIMARY KEY (gid, public_key)
+);
+INSERT INTO gateway_public_keys (gid, public_key, enrolled_at)
+    SELECT gid, public_key, coalesce(enrolled_at, now()) FROM gateways
+    WHERE public_key IS NOT NULL;
