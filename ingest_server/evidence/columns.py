@@ -6,7 +6,8 @@ table per list of the report, and how a figure or an instant is shown as text.
         │   column tables (EQUIPMENT, METERS, …): JSON key, bilingual header, kind
         ├── render_html → one self-contained page (inline CSS, A4) → browser → PDF
         └── render_xlsx → 概览 Summary, 设备 Equipment, 计量 Meters, 产量 Production,
-                          基准 Baseline, 数据质量 Data quality, 系数 Factors, 签名 Signature
+                          基准 Baseline, 数据质量 Data quality (with 数据来源 Data origin),
+                          系数 Factors, 签名 Signature
 
 Both are views of the JSON, which is the evidence the signature covers. They compute
 nothing: every figure shown is one of the report's own, at most converted in its unit
@@ -99,6 +100,11 @@ KPIS = (
     Column("数据覆盖率", "Coverage", "coverage", "coverage"), Column("说明", "Note", "note"),
     Column("输入", "Inputs", "inputs"),
 )
+KPI_ORIGIN = (  # after KPIS, in a report that states them (made since contract v2)
+    Column("网关签名数据占比", "Gateway-signed share", "attested", "pct"),
+    Column("样本数", "Samples", "samples", "count"),
+    Column("网关签名样本数", "Gateway-signed samples", "samples_attested", "count"),
+)
 EQUIPMENT = (
     Column("设备", "Equipment", "id", "entity"), Column("名称", "Name", "name"),
     Column("名称(英文)", "Name (English)", "name_en"), Column("厂区", "Site", "site"),
@@ -165,6 +171,14 @@ ANOMALIES = (
     Column("时间", "Time", "ts", "instant"), Column("类型", "Flag", "flag", "enum"),
     Column("前值", "Previous", "prev_value", "exact"), Column("值", "Value", "value", "exact"),
     Column("计入增量", "Delta", "delta", "exact"),
+)
+ORIGIN = (  # the report's `attestation.gateways`
+    Column("网关", "Gateway", "gateway"), Column("厂区", "Site", "site"),
+    Column("协议版本", "Contract", "contract", "exact"),
+    Column("样本数", "Samples", "samples", "count"),
+    Column("网关签名", "Gateway-signed", "attested", "count"),
+    Column("未经网关签名", "Not gateway-signed", "not_attested", "count"),
+    Column("网关签名数据占比", "Gateway-signed share", "share", "pct"),
 )
 ENERGY = (
     Column("介质", "Carrier", "carrier", "enum"), Column("单位", "Unit", "unit"),
@@ -263,6 +277,22 @@ LEGACY_PARTIAL = (
     "The period had not ended when this report was made: the figures cover the data up to "
     "then. Data arriving later will change the figures, and this report will then fail "
     "verification.",
+)
+
+
+CONTRACTS = {  # a gateway's contract, as the renderings name it
+    1: ("v1 HMAC, 服务器可伪造", "v1 HMAC: the server could have made its data"),
+    2: ("v2 Ed25519, 网关签名", "v2 Ed25519: signed by the gateway"),
+}
+ORIGIN_NOTE = (
+    "网关签名数据占比: 指标所依据的样本中, 由网关以自身私钥签名 (协议 v2) 的比例。签名证明数据"
+    "确由该网关发出且未被改动, 不证明传感器或设备读数真实。协议 v1 (HMAC) 的密钥由服务器签发"
+    "并保存, 此类样本服务器本可自行生成, 故不计为网关签名。",
+    "Gateway-signed share: of the samples a KPI rests on, those its gateway signed with its "
+    "own key (contract v2). The signature proves the gateway sent them unchanged; it does "
+    "not prove that the sensor or the machine told the truth. Contract v1 (HMAC) uses a "
+    "key the server issued and keeps: the server could have made those samples, so they "
+    "are not gateway-signed.",
 )
 
 

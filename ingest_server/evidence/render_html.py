@@ -1,10 +1,11 @@
 """An evidence report as a printable HTML page: one self-contained page (inline CSS, A4,
 no scripts, no external resources) that a browser prints to PDF.
 
-The page's sections in order: title and notices, headline KPIs, the NC rates declared and
-measured, the baseline, output, meters, equipment, groups, data quality, factors and the
-signature. Every figure is the report's own (evidence/columns.py); names and notes are
-typed in by the enterprise and escaped (evidence/markup.py).
+The page's sections in order: title and notices, headline KPIs (with each one's
+gateway-signed share), the data's origin by gateway, the NC rates declared and measured,
+the baseline, output, meters, equipment, groups, data quality, factors and the signature.
+Every figure is the report's own (evidence/columns.py); names and notes are typed in by
+the enterprise and escaped (evidence/markup.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from collections.abc import Mapping, Sequence
 
 from ingest_server.evidence.columns import (
     ANOMALIES,
+    CONTRACTS,
     EMISSION,
     ENERGY,
     EQUIPMENT,
     GAPS,
     LABELS,
     METERS,
+    ORIGIN,
+    ORIGIN_NOTE,
     PRODUCTION,
     TAGS,
     TIME_BUCKETS,
@@ -42,9 +46,11 @@ from ingest_server.evidence.markup import (
     Td,
     bi,
     cover_cell,
+    data_cell,
     esc,
     grid,
     h3,
+    head_cell,
     rows_table,
     section,
 )
@@ -109,7 +115,19 @@ def _title_html(r: Json, ctx: Ctx) -> str:
     )
 
 
-def _kpis_html(kpis: Sequence[Kpi], ctx: Ctx) -> str:
+def _attested_cell(k: Kpi) -> Td:
+    """The KPI's gateway-signed share, with the counts under it."""
+    if k.samples is None:
+        return Td(bi("— 不依据采集数据", "rests on no samples"), "num null")
+    if k.attested is None:
+        return Td(bi("— 无样本", "no samples in the period"), "num null")
+    counts = f"{number(k.samples_attested)} / {number(k.samples)}"
+    return Td(Raw(f'{esc(percent(k.attested))}<span class="en">{esc(counts)}</span>'), "num")
+
+
+def _kpis_html(kpis: Sequence[Kpi], ctx: Ctx, attested: bool) -> str:
+    """`attested`: the report states each KPI's gateway-signed share (reports made before
+    it was recorded do not: no column for them)."""
     rows = []
     for k in kpis:
         value = k.value
@@ -128,10 +146,43 @@ def _kpis_html(kpis: Sequence[Kpi], ctx: Ctx) -> str:
             Td(Raw(formula)),
             cover_cell(k.coverage, ctx.threshold),
             Td(Raw(note)),
+            *([_attested_cell(k)] if attested else []),
         ])  # fmt: skip
     heads = [bi("指标", "KPI"), bi("数值", "Value"), bi("公式", "Formula"),
              bi("数据覆盖率", "Coverage"), bi("说明", "Note")]  # fmt: skip
+    if attested:
+        heads.append(bi("网关签名数据占比", "Gateway-signed share"))
     return section("关键指标", "Headline KPIs", grid(heads, rows))
+
+
+def _origin_html(r: Json, ctx: Ctx) -> str:
+    """The period's samples by gateway and origin, and what the share does and does not
+    prove; nothing for a report made before it was recorded."""
+    a = r.get("attestation")
+    if not isinstance(a, Mapping):
+        return ""
+    rows = []
+    for g in a.get("gateways") or []:
+        zh, en = CONTRACTS.get(g.get("contract"), (str(g.get("contract")), ""))
+        rows.append([
+            Td(Raw(f"<b>{esc(g.get('gateway'))}</b>")), Td(g.get("site")), Td(bi(zh, en)),
+            *(data_cell(g, c, ctx) for c in pick(
+                ORIGIN, "samples", "attested", "not_attested", "share")),
+        ])  # fmt: skip
+    heads = [head_cell(c, ctx) for c in ORIGIN]
+    total = bi(
+        f"合计: {number(a.get('attested'))} / {number(a.get('samples'))} 个样本由网关签名 "
+        f"({percent(a.get('share'))})",
+        f"In all: {number(a.get('attested'))} of {number(a.get('samples'))} samples "
+        f"gateway-signed ({percent(a.get('share'))})",
+    )
+    zh, en = ORIGIN_NOTE
+    return section(
+        "数据来源",
+        "Data origin",
+        f"<p>{bi(zh, en)}</p>{grid(heads, rows)}<p>{total}</p>",
+        "keep",
+    )
 
 
 def _nc_html(r: Json, kpis: Mapping[str, Kpi], ctx: Ctx) -> str:
@@ -374,7 +425,8 @@ def render_html(report: Json) -> str:
     )
     body = (
         _title_html(report, ctx)
-        + _kpis_html(kpis, ctx)
+        + _kpis_html(kpis, ctx, isinstance(report.get("attestation"), Mapping))
+        + _origin_html(report, ctx)
         + _nc_html(report, by_id, ctx)
         + _baseline_html(report, by_id, ctx)
         + section(

@@ -1,9 +1,10 @@
 """An evidence report as an XLSX workbook whose cells hold the JSON's own values.
 
 Sheets: 概览 Summary, 设备 Equipment, 计量 Meters, 产量 Production, 基准 Baseline,
-数据质量 Data quality, 系数 Factors, 签名 Signature. The workbook keeps the JSON's numbers
-as numbers, unrounded, so a verifier can recompute from the sheets; only the number
-formats round what is displayed. (openpyxl writes a double with 16 significant digits,
+数据质量 Data quality (the data's origin by gateway beside it), 系数 Factors,
+签名 Signature. The workbook keeps the JSON's numbers as numbers, unrounded, so a
+verifier can recompute from the sheets; only the number formats round what is
+displayed. (openpyxl writes a double with 16 significant digits,
 Excel works with 15: a value may come back one unit in its last place off; the JSON is
 exact.) The column tables of evidence/columns.py read each list's entries by their JSON
 key, the KPIs too, so a cell holds exactly what the document holds. Names and notes are
@@ -29,8 +30,11 @@ from ingest_server.evidence.columns import (
     ENERGY,
     EQUIPMENT,
     GAPS,
+    KPI_ORIGIN,
     KPIS,
     METERS,
+    ORIGIN,
+    ORIGIN_NOTE,
     PRODUCTION,
     TAGS,
     TITLE,
@@ -51,6 +55,8 @@ XLSX_FORMATS = {
 }
 # a KPI in "%" carries percent (83.3): shown with a literal % sign, not multiplied
 KPI_FORMATS = {"%": '0.0"%"', "tce": "0.000", "tCO2": "0.000", "h": "0.0"}
+# summary rows whose figure is a share 0..1, shown as a percent
+_SHARES = ("覆盖率阈值", "网关签名数据占比")
 _BOLD = Font(bold=True)
 _HEAD_FILL = PatternFill("solid", fgColor="E8EDF3")
 
@@ -93,8 +99,9 @@ def _pairs(ws: Any, row: int, items: Sequence[tuple[str, Sequence[object]]]) -> 
     """Label and values, a row each; the next free row."""
     for label, values in items:
         _bold(ws, row, 1, label)
+        fmt = "0.0%" if label.startswith(_SHARES) else None
         for i, v in enumerate(values, start=2):
-            _put(ws, row, i, v, "0.0%" if label.startswith("覆盖率阈值") else None)
+            _put(ws, row, i, v, fmt)
         row += 1
     return row
 
@@ -104,6 +111,24 @@ def _period_pairs(p: Json) -> list[tuple[str, Sequence[object]]]:
         ("统计期 Period", [p.get("from"), p.get("to"), p.get("timezone")]),
         ("区间 Interval [start, end) UTC", [p.get("start"), p.get("end")]),
         ("未完结 Partial", [p.get("partial"), "未完结 / partial" if p.get("partial") else None]),
+    ]
+
+
+def _kpi_columns(r: Json) -> Sequence[Column]:
+    """The KPI columns, with the gateway-signed share where the report states it."""
+    return (*KPIS, *KPI_ORIGIN) if isinstance(r.get("attestation"), Mapping) else KPIS
+
+
+def _origin_pairs(r: Json) -> list[tuple[str, Sequence[object]]]:
+    """The report's gateway-signed share in all, when it states one (reports made before
+    it was recorded do not)."""
+    a = r.get("attestation")
+    if not isinstance(a, Mapping):
+        return []
+    return [
+        ("网关签名数据占比 Gateway-signed share", [a.get("share")]),
+        ("网关签名样本 / 样本 Gateway-signed / samples", [a.get("attested"), a.get("samples")]),
+        ("说明 About the share", list(ORIGIN_NOTE)),
     ]
 
 
@@ -122,8 +147,9 @@ def _summary(ws: Any, r: Json) -> None:
         ("覆盖率阈值 Coverage threshold", [params.get("coverage_threshold")]),
         ("参数 gap_after_s, heartbeat_s, industry",
          [params.get("gap_after_s"), params.get("heartbeat_s"), params.get("industry")]),
+        *_origin_pairs(r),
     ])  # fmt: skip
-    _records(ws, row + 1, 1, KPIS, r.get("kpis") or [])
+    _records(ws, row + 1, 1, _kpi_columns(r), r.get("kpis") or [])
     ws.freeze_panes = ws.cell(row=row + 2, column=1)
 
 
@@ -186,17 +212,20 @@ def render_xlsx(report: Json, out: Path | BinaryIO) -> None:
     ws, base = wb.create_sheet("基准 Baseline"), report.get("baseline")
     if base:
         row = _pairs(ws, 1, _period_pairs(base)) + 1
-        _records(ws, row, 1, KPIS, base.get("kpis") or [])
+        _records(ws, row, 1, _kpi_columns(report), base.get("kpis") or [])
         ws.freeze_panes = ws.cell(row=row + 1, column=1)
     else:
         _bold(ws, 1, 1, "无基准期 No baseline")
 
     q, f = report.get("quality") or {}, report.get("factors") or {}
     energy, emission = f.get("energy") or {}, f.get("emission") or {}
+    origin = report.get("attestation")
     _side_by_side(wb.create_sheet("数据质量 Data quality"), [
         ("标签覆盖率 Tag coverage", TAGS, q.get("tags") or []),
         ("数据缺口 Gaps", GAPS, q.get("gaps") or []),
         ("计数器异常 Counter anomalies", ANOMALIES, q.get("counter_anomalies") or []),
+        *([("数据来源 Data origin (contract 1: v1 HMAC, 2: v2 Ed25519, gateway-signed)",
+            ORIGIN, origin.get("gateways") or [])] if isinstance(origin, Mapping) else []),
     ])  # fmt: skip
     _side_by_side(wb.create_sheet("系数 Factors"), [
         (f"能耗折标系数 Energy coefficients {energy.get('version')}: {energy.get('title')}",

@@ -3,7 +3,8 @@
 (1) the signature, against a trusted key (`--public-key`, or the database's
 `signing_keys`; else it says the key is only self-consistent and prints its fingerprint);
 (2) with database access, every KPI recomputed from the raw samples
-(`fetch_inputs(raw=True)`) with the factor tables the report names, compared figure by figure;
+(`fetch_inputs(raw=True)`) with the factor tables the report names, compared figure by figure
+(each KPI's gateway-signed share and the samples by gateway and origin too);
 (3) the digest of the input rows as the server fetches them now, which shows whether
 derived rows changed since the report; (4) the raw-sample tally, which tells samples that
 arrived after the report was issued (late data) from samples present then that changed.
@@ -368,18 +369,13 @@ _METER_FIELDS = ("quantity", "coverage", "rollovers", "resets", "tce", "tco2")
 
 
 def compare(claimed: dict[str, Any], again: dict[str, Any]) -> Iterator[Check]:
-    """Every KPI, equipment figure and meter figure: claimed vs recomputed.
+    """Every KPI (with its gateway-signed share), equipment figure, meter figure and the
+    samples by gateway and origin: claimed vs recomputed.
 
     The claimed document is read as it is, entry by entry, not parsed into `Kpi`: a
     figure that is not a number (tampered, or written by another program) is a mismatch
     to report with the value it holds, not a document to refuse or a value to convert."""
-    got = {k["id"]: k for k in again["kpis"]}
-    for k in claimed["kpis"]:
-        r = got.pop(k["id"], None)
-        value = None if r is None else r["value"]
-        yield Check(f"kpi {k['id']}", k["value"], value, r is not None and close(k["value"], value))
-    for kid in got:
-        yield Check(f"kpi {kid}", None, got[kid]["value"], False)
+    yield from _compare_kpis(claimed["kpis"], again["kpis"])
     for section, fields, extra in (
         ("equipment", _EQUIPMENT_FIELDS, ("parts", "time")),
         ("meters", _METER_FIELDS, ()),
@@ -400,3 +396,56 @@ def compare(claimed: dict[str, Any], again: dict[str, Any]) -> Iterator[Check]:
                         yield Check(f"{section} {x['id']} {sub}.{f}", a.get(f), b.get(f), False)
         for extra_id in mine:
             yield Check(f"{section} {extra_id}", "absent", "present", False)
+    if "attestation" in claimed:  # reports made before it have none: nothing claimed
+        yield from _compare_origin(claimed["attestation"], again["attestation"])
+
+
+def _compare_kpis(claimed: list[Any], again: list[dict[str, Any]]) -> Iterator[Check]:
+    """A check per KPI (its value); one more per differing gateway-signed figure."""
+    got = {k["id"]: k for k in again}
+    for k in claimed:
+        r = got.pop(k["id"], None)
+        value = None if r is None else r["value"]
+        yield Check(f"kpi {k['id']}", k["value"], value, r is not None and close(k["value"], value))
+        if r is not None:
+            yield from _differing(f"kpi {k['id']}", k, r, _ATTESTED_FIELDS)
+    for kid in got:
+        yield Check(f"kpi {kid}", None, got[kid]["value"], False)
+
+
+# a KPI's gateway-signed share and its counts, compared where the report states them
+_ATTESTED_FIELDS = ("attested", "samples", "samples_attested")
+_ORIGIN_FIELDS = ("samples", "attested", "not_attested", "share")
+
+
+def _differing(
+    item: str, claimed: Any, again: dict[str, Any], fields: tuple[str, ...]
+) -> Iterator[Check]:
+    """A check for each of `fields` the claim states and the recomputation differs in."""
+    if not isinstance(claimed, dict):
+        yield Check(item, claimed, "an object", False)
+        return
+    for f in fields:
+        if f in claimed and not close(claimed[f], again.get(f)):
+            yield Check(f"{item} {f}", claimed[f], again.get(f), False)
+
+
+def _compare_origin(claimed: Any, again: dict[str, Any]) -> Iterator[Check]:
+    """The report's samples by gateway and origin against the raw samples now. A
+    gateway's `contract` is not compared: it is the registry's at issue, and a gateway
+    enrolled for v2 since then does not make the report's counts wrong."""
+    yield from _differing("attestation", claimed, again, ("samples", "attested", "share"))
+    if not isinstance(claimed, dict):
+        return
+    entries = claimed.get("gateways")
+    mine = {(g["site"], g["gateway"]): g for g in again["gateways"]}
+    for g in entries if isinstance(entries, list) else []:
+        key = (g.get("site"), g.get("gateway")) if isinstance(g, dict) else (None, str(g))
+        name = f"attestation gateway {key[0]}/{key[1]}"
+        y = mine.pop(key, None)
+        if y is None:
+            yield Check(name, "present", "absent", False)
+            continue
+        yield from _differing(name, g, y, _ORIGIN_FIELDS)
+    for site, gw in mine:
+        yield Check(f"attestation gateway {site}/{gw}", "absent", "present", False)

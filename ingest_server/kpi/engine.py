@@ -6,7 +6,8 @@ digest and signature; evidence/report.py adds those. The same function recompute
 recomputed figures come from one definition of each KPI and two independent inputs.
 The formulas are in kpi/equipment.py and kpi/energy.py; each KPI is a `Kpi`
 (kpi/results.py) with its names, unit and formula text from the table in kpi/labels.py.
-Here: the parameters, the report's sections around the KPIs, and the report body.
+Here: the parameters, the report's sections around the KPIs, and the report body; each
+KPI's gateway-signed share and the per-gateway summary come from kpi/attestation.py.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest_server import __version__
+from ingest_server.kpi.attestation import attest, origin_summary
 from ingest_server.kpi.energy import INTENSITIES, change_kpis, energy_section
 from ingest_server.kpi.equipment import (
     equipment_results,
@@ -120,8 +122,13 @@ def compute(
         kpis += change_kpis(e_kpis, b_kpis)
         base_json = {
             **_period_json(baseline, baseline_partial),
-            "kpis": [k.dump() for k in b_kpis if k.id in INTENSITIES or k.id == "energy_tce"],
+            "kpis": [
+                k.dump()
+                for k in attest(b_kpis, baseline)
+                if k.id in INTENSITIES or k.id == "energy_tce"
+            ],
         }
+    kpis = attest(kpis, inputs, baseline)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -149,4 +156,5 @@ def compute(
         "meters": meter_rows,
         "production": prod.rows,
         "quality": _quality(inputs),
+        "attestation": origin_summary(inputs),
     }

@@ -5,8 +5,9 @@ the server derives as samples arrive.
 sums, hourly sample counts): fast, what `ingest-server report` uses. `fetch_inputs(raw=True)`
 rebuilds the same records from the raw samples alone (kpi/raw.py: intervals through the
 same run rules, counter deltas with the same wrap rule): what `ingest-server verify` uses
-to recompute a report independently of the derived tables. Tag coverage is computed here
-for both ways. The reads are repo/measurements.py's; every figure is computed in
+to recompute a report independently of the derived tables. Tag coverage, and how many
+of each series' samples its gateway signed, are computed here for both ways. The reads
+are repo/measurements.py's and repo/attestation.py's; every figure is computed in
 engine.py from these records.
 """
 
@@ -14,14 +15,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Sequence
 
 import psycopg
 
 from ingest_server.kpi.plant import devices_of, load_registry
 from ingest_server.kpi.raw import raw_counters, raw_intervals
-from ingest_server.kpi.records import HEARTBEAT_S, Anomaly, CounterSum, Inputs, TagCoverage
+from ingest_server.kpi.records import (
+    HEARTBEAT_S,
+    Anomaly,
+    CounterSum,
+    DeviceKey,
+    GatewayRef,
+    Inputs,
+    SeriesOrigin,
+    Site,
+    TagCoverage,
+)
 from ingest_server.kpi.window import (
     PRORATED_ROLES,
+    SeriesRef,
     Slice,
     by_window,
     clip_intervals,
@@ -33,7 +46,7 @@ from ingest_server.kpi.window import (
     site_of,
     state_devices,
 )
-from ingest_server.repo import measurements
+from ingest_server.repo import attestation, measurements
 
 
 def fetch_inputs(
@@ -61,7 +74,32 @@ def fetch_inputs(
             _fetch_counters(s)
             _fetch_anomalies(s)
         _fetch_tags(s, heartbeat_s, raw=raw)
+    _fetch_origins(conn, inputs, refs, sites)
     return inputs
+
+
+def _fetch_origins(
+    conn: psycopg.Connection,
+    inputs: Inputs,
+    refs: Sequence[SeriesRef],
+    sites: dict[DeviceKey, Site],
+) -> None:
+    """Each series' samples in its site's period and how many its gateway signed, and
+    the gateways of the report's devices with their contract. The same raw count both
+    ways: no derived table keeps it, so verify recomputes it as the report made it."""
+    rows = attestation.origin_counts(
+        conn,
+        series_ids=[r.series_id for r in refs],
+        starts=[sites[r.device].start for r in refs],
+        ends=[sites[r.device].end for r in refs],
+    )
+    counts = {sid: (n, signed) for sid, n, signed in rows}
+    for r in refs:
+        n, signed = counts.get(r.series_id, (0, 0))
+        inputs.origins.append(SeriesOrigin(r.device, r.tag, r.role, n, signed))
+    gids = sorted({dev[0] for dev in devices_of(inputs)})
+    for gid, site, name, contract in attestation.gateway_contracts(conn, gids=gids):
+        inputs.gateways[gid] = GatewayRef(gid, site, name, int(contract))
 
 
 def _fetch_intervals(s: Slice) -> None:

@@ -2,9 +2,10 @@
 
 `Inputs` holds a report's inputs: the declared plant (sites with their period, equipment,
 meters, production entries) and what was measured over the period (state intervals,
-counter sums, tag coverage, counter anomalies); `Inputs.digest` is the input digest a
-report signs. kpi/plant.py and kpi/fetch.py fill these from the database; engine.py
-computes every figure from them.
+counter sums, tag coverage, counter anomalies, the samples' origin per series and the
+gateways they came through); `Inputs.digest` is the input digest a report signs.
+kpi/plant.py and kpi/fetch.py fill these from the database; engine.py computes every
+figure from them.
 """
 
 from __future__ import annotations
@@ -96,6 +97,26 @@ class Anomaly:
 
 
 @dataclass(frozen=True, slots=True)
+class SeriesOrigin:
+    """A series' samples in the period, and how many of them came in a batch its gateway
+    signed (contract v2; the rest came by v1 HMAC, which the server could have made)."""
+
+    device: DeviceKey
+    tag: str
+    role: str
+    samples: int
+    attested: int
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRef:
+    gid: int
+    site: str
+    id: str
+    contract: int  # what the registry holds when the report is made: 1 HMAC, 2 Ed25519
+
+
+@dataclass(frozen=True, slots=True)
 class ProductionEntry:
     id: int
     site: str | None
@@ -123,6 +144,10 @@ class Inputs:
     anomalies: list[Anomaly] = field(default_factory=list)
     production: list[ProductionEntry] = field(default_factory=list)
     device_names: dict[DeviceKey, str] = field(default_factory=dict)
+    # not input rows (not in `rows()`, so the digest of reports made before they existed
+    # stays theirs): counted from the raw samples both ways, recomputed at verification
+    origins: list[SeriesOrigin] = field(default_factory=list)
+    gateways: dict[int, GatewayRef] = field(default_factory=dict)
 
     def site(self, site_id: str) -> Site:
         return next(s for s in self.sites if s.id == site_id)

@@ -46,6 +46,13 @@ class Kpi(BaseModel):
     coverage: Number | None = None  # share of the planned time with data, 0..1
     note: str | None = ""
     inputs: list[str] = []  # the ids of the equipment, processes or meters counted
+    # how many of the samples behind `inputs` in the period came in batches their gateway
+    # signed (contract v2): the share 0..1 and its two counts (kpi/attestation.py). All
+    # None for a KPI that rests on no samples (the declared NC rate); `attested` None too
+    # when its inputs delivered none. Reports made before these existed lack them.
+    attested: Number | None = None
+    samples: int | None = None
+    samples_attested: int | None = None
 
     @classmethod
     def of(

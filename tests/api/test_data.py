@@ -120,6 +120,11 @@ def test_declared_attributes_are_edited_with_an_audit_trail(api: Any) -> None:
                  headers=h["auditor"]).json()  # fmt: skip
     k = {x["id"]: x for x in kpis["kpis"]}
     assert k["nc_rate_declared"]["inputs"] == ["cnc-01"]
+    # where the data came from: this plant's gateway speaks v1, so none of it is signed
+    origin = kpis["attestation"]
+    assert origin["samples"] > 0, origin
+    assert origin["attested"] == 0, origin
+    assert {g["contract"] for g in origin["gateways"]} == {1}
 
 
 def test_series_downsampled_from_samples_or_rollups(api: Any) -> None:

@@ -82,6 +82,13 @@ def test_a_report_holds_every_kpi_and_verifies_against_the_raw_samples(
     assert doc["production"][0]["share"] == pytest.approx(2 / 30)
     assert k["energy_per_unit"]["denominator"] == pytest.approx(2000)
     assert doc["digest"]["rows"] > 100
+    # one contract-v1 gateway: no sample is gateway-signed, and the report says so
+    assert {x["attested"] for x in doc["kpis"]} == {0.0, None}
+    assert k["oee"]["samples"] > 1000
+    assert k["oee"]["samples_attested"] == 0
+    [gw] = doc["attestation"]["gateways"]
+    assert (gw["gateway"], gw["contract"], gw["attested"], gw["share"]) == ("gw-01", 1, 0, 0.0)
+    assert gw["not_attested"] == gw["samples"] == doc["received"]["samples"]
     assert doc["quality"]["counter_anomalies"]
     assert doc["quality"]["gaps"]
 

@@ -45,7 +45,7 @@ def kpis(  # noqa: PLR0917 (query parameters)
     doc = make_report(e.conn, req, key=None)
     keep = (
         "enterprise", "period", "baseline", "parameters", "sites", "kpis", "groups",
-        "equipment", "meters", "production", "quality",
+        "equipment", "meters", "production", "quality", "attestation",
     )  # fmt: skip
     return {k: doc[k] for k in keep}
 
