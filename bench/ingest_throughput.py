@@ -7,7 +7,9 @@ On 127.0.0.1, each its own process:
   database    the embedded PostgreSQL (or --dsn: a server of yours, e.g. TimescaleDB;
               the benchmark makes and drops its own databases there)
   gateway     publishes pre-signed contract v1 batches (QoS 1, up to 100 in flight), as
-              fast as the broker takes them, or at a fixed rate for the latency run
+              fast as the broker takes them, or at a fixed rate for the latency run; for
+              the v2 run, Ed25519-signed, chained contract v2 batches of --v2-gateways
+              gateways (each its own key, enrolled), from one publishing process
   server      `ingest-server run`: validate (schema, HMAC, clocks), COPY, dedupe, derive,
               commit, then PUBACK
 
@@ -17,6 +19,9 @@ throughput samples committed per second, from the first publish to the last comm
            (read from the `batches` table), with the gateway publishing flat out.
 latency    at 10,000 samples/s: for each batch, publish time to the moment a poller
            (every 5 ms) first sees it in `batches`, i.e. committed and queryable.
+v2         the same throughput run with contract v2 batches (the servers decode, recompute
+           the digest, verify the signature, keep the ledger rows and publish acks), and
+           what the server's checks of one batch cost in this process, v1 against v2.
 
 The samples are a plant's mix: per batch one machine state, one energy counter, the
 rest analog values (power, speeds) of 50 devices, so the derived-data path runs too.
@@ -48,10 +53,20 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 import psycopg  # noqa: E402
 
+from edge_agent.contract import topics  # noqa: E402
+from edge_agent.contract.digest import ZERO  # noqa: E402
+from edge_agent.contract.identity import FileSigner  # noqa: E402
 from edge_agent.contract.sample import Sample  # noqa: E402
-from edge_agent.contract.wire import encode_batch, encode_message  # noqa: E402
+from edge_agent.contract.wire import (  # noqa: E402
+    encode_batch,
+    encode_message,
+    encode_message_v2,
+    sample_dicts,
+)
+from edge_agent.contract.wire_v2_encode import seal_batch_v2  # noqa: E402
 from ingest_server.db.embedded_pg import EmbeddedPostgres  # noqa: E402
 from ingest_server.db.schema import migrate  # noqa: E402
+from ingest_server.repo.gateways import enroll_public_key  # noqa: E402
 from ingest_server.repo.registry import Registry, import_registry  # noqa: E402
 from tests.harness.broker import start_broker  # noqa: E402
 
@@ -59,20 +74,58 @@ ENT, SITE, GW = "bench", "p1", "gw-01"
 PREFIX = f"fe/v1/{ENT}/{SITE}/{GW}/"
 KEY = secrets.token_hex(32).encode()
 DEVICES = 50
+# contract v2 gateways: their ids and keys (made in memory, enrolled in each fresh schema)
+V2_GATEWAYS: dict[str, FileSigner] = {}
 
 
 def registry() -> Registry:
+    gateways = [{"id": g} for g in (GW, *V2_GATEWAYS)]
     return Registry.model_validate(
         {
             "enterprises": [
                 {
                     "id": ENT,
                     "name": "bench",
-                    "sites": [{"id": SITE, "name": "p1", "gateways": [{"id": GW}]}],
+                    "sites": [{"id": SITE, "name": "p1", "gateways": gateways}],
                 }
             ]
         }
     )
+
+
+def v2_gateways(n: int) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
+    for i in range(n):
+        V2_GATEWAYS[f"gw-v2-{i}"] = FileSigner(Ed25519PrivateKey.generate())
+
+
+def birth_body() -> dict[str, Any]:
+    devices = [
+        {
+            "id": f"dev-{d}",
+            "protocol": "modbus",
+            "metadata": {},
+            "tags": [
+                {"t": "state", "role": "machine_state"},
+                {"t": "energy_kwh", "role": "energy_kwh", "unit": "kWh"},
+                *({"t": f"v{j}", "role": "generic"} for j in range(40)),
+            ],
+        }
+        for d in range(DEVICES)
+    ]
+    return {"boot": 1, "agent": {"name": "bench", "version": "0"}, "sent": 0, "devices": devices}
+
+
+def births() -> list[tuple[str, bytes]]:
+    """(topic prefix, birth) of every gateway: v1 signed with the HMAC key, v2 with its own."""
+    out = [(PREFIX, birth())]
+    for gw, signer in V2_GATEWAYS.items():
+        body = {"gw": gw, **birth_body()}
+        out.append((topics.prefix(ENT, SITE, gw) + "/", encode_message_v2(body, signer)))
+    return out
 
 
 def birth() -> bytes:
@@ -108,22 +161,79 @@ def batch_samples(seq: int, per_batch: int, t0: float) -> list[Sample]:
     return out
 
 
-def payloads(n: int, per_batch: int, t0: float, seq0: int = 1) -> list[bytes]:
+def payloads(n: int, per_batch: int, t0: float, seq0: int = 1) -> list[tuple[str, bytes]]:
     return [
-        encode_batch(
-            gw=GW,
-            boot=1,
-            seq=seq,
-            sent=t0,
-            samples=batch_samples(seq, per_batch, t0),
-            key=KEY,
+        (
+            PREFIX + "data",
+            encode_batch(
+                gw=GW,
+                boot=1,
+                seq=seq,
+                sent=t0,
+                samples=batch_samples(seq, per_batch, t0),
+                key=KEY,
+            ),
         )
         for seq in range(seq0, seq0 + n)
     ]
 
 
+def payloads_v2(n: int, per_batch: int, t0: float) -> list[tuple[str, bytes]]:
+    """n v2 batches, round robin over the v2 gateways, each gateway's chained. Seqs are
+    unique over all gateways (gateway i sends i+1, i+1+N, ...) so the poller's count by
+    seq works as for v1; a gateway's seqs need not be consecutive for the server."""
+    names = list(V2_GATEWAYS)
+    prev = dict.fromkeys(names, ZERO)
+    out = []
+    for seq in range(1, n + 1):
+        gw = names[(seq - 1) % len(names)]
+        dicts = sample_dicts(batch_samples(seq, per_batch, t0))
+        payload, prev[gw] = seal_batch_v2(
+            V2_GATEWAYS[gw], gw=gw, boot=1, seq=seq, sent=round(t0 * 1000), prev=prev[gw],
+            samples=dicts,
+        )  # fmt: skip
+        out.append((topics.prefix(ENT, SITE, gw) + "/data", payload))
+    return out
+
+
+def check_cost(v1: list[tuple[str, bytes]], v2: list[tuple[str, bytes]]) -> dict[str, float]:
+    """us per batch of the server's checks of a payload, in this process: v1 (HMAC +
+    JSON schema) and v2 (decode, digest, Ed25519 verify, schema), and of the verify alone."""
+    from edge_agent.contract.digest import verify_batch  # noqa: PLC0415
+    from edge_agent.contract.wire_v2 import decode_batch_v2  # noqa: PLC0415
+    from ingest_server.ingest.payload import (  # noqa: PLC0415
+        parse_batch_v2,
+        parse_message,
+        parse_topic,
+    )
+
+    out: dict[str, float] = {}
+    start = time.perf_counter()
+    for topic, payload in v1:
+        parse_message(topic, payload, key_of=lambda _o: KEY)
+    out["v1_check_us_per_batch"] = (time.perf_counter() - start) / len(v1) * 1e6
+    start = time.perf_counter()
+    for topic, payload in v2:
+        origin = parse_topic(topic)
+        pk = V2_GATEWAYS[origin.gateway].public_key()
+        parse_batch_v2(origin, payload, pk, max_samples=100_000,
+                       max_bytes_decompressed=8 << 20)  # fmt: skip
+    out["v2_check_us_per_batch"] = (time.perf_counter() - start) / len(v2) * 1e6
+    decoded = [(decode_batch_v2(p), parse_topic(t).gateway) for t, p in v2]
+    start = time.perf_counter()
+    for d, _ in decoded:
+        d.digest()
+    out["v2_digest_us_per_batch"] = (time.perf_counter() - start) / len(v2) * 1e6
+    digests = [(d.digest(), d.signature, V2_GATEWAYS[g].public_key()) for d, g in decoded]
+    start = time.perf_counter()
+    for digest, sig, pk in digests:
+        verify_batch(pk, digest, sig)
+    out["v2_verify_us_per_batch"] = (time.perf_counter() - start) / len(v2) * 1e6
+    return out
+
+
 def publisher(  # noqa: PLR0917 - a multiprocessing target takes positional arguments
-    host: str, port: int, items: list[bytes], rate_hz: float, out: Any, ready: Any
+    host: str, port: int, items: list[tuple[str, bytes]], rate_hz: float, out: Any, ready: Any
 ) -> None:
     """A gateway process: publish every payload (QoS 1, 100 in flight); report times."""
     import paho.mqtt.client as mqtt  # noqa: PLC0415
@@ -138,14 +248,14 @@ def publisher(  # noqa: PLR0917 - a multiprocessing target takes positional argu
     times: list[float] = []
     infos = []
     start = time.time()
-    for i, payload in enumerate(items):
+    for i, (topic, payload) in enumerate(items):
         if rate_hz:
             due = start + i / rate_hz
             delay = due - time.time()
             if delay > 0:
                 time.sleep(delay)
         times.append(time.time())
-        infos.append(c.publish(PREFIX + "data", payload, qos=1))
+        infos.append(c.publish(topic, payload, qos=1))
     for info in infos:
         info.wait_for_publish(120)
     c.disconnect()
@@ -186,7 +296,11 @@ def fresh_schema(dsn: str) -> None:
         conn.execute("CREATE SCHEMA public")
     migrate(dsn)
     with psycopg.connect(dsn) as conn:
-        import_registry(conn, registry(), {GW: KEY})
+        import_registry(conn, registry(), {GW: KEY} | dict.fromkeys(V2_GATEWAYS, KEY))
+        for gw, signer in V2_GATEWAYS.items():
+            enroll_public_key(
+                conn, enterprise=ENT, site=SITE, gateway=gw, public_key=signer.public_key()
+            )
 
 
 def ceiling(dsn: str, n_batches: int, per_batch: int, t0: float) -> float:
@@ -296,7 +410,7 @@ def run_ingest(
     dsn: str,
     broker: Any,
     tmp: Path,
-    items: list[bytes],
+    items: list[tuple[str, bytes]],
     *,
     rate_hz: float,
     poll: bool,
@@ -316,7 +430,8 @@ def run_ingest(
         from tests.harness.ingest import GatewayPublisher  # noqa: PLC0415
 
         pub = GatewayPublisher(broker, client_id="bench-birth")
-        pub.publish("birth", birth(), prefix=PREFIX)
+        for prefix, payload in births():
+            pub.publish("birth", payload, prefix=prefix)
         pub.close()
         proc = ctx.Process(
             target=publisher, args=(broker.host, broker.port, items, rate_hz, send, ready)
@@ -347,6 +462,45 @@ def run_ingest(
     return times, seen, float(stored[0]), {k: cpu1[k] - cpu0[k] for k in cpu1}
 
 
+def run_v2(  # noqa: PLR0917
+    dsn: str,
+    broker: Any,
+    tmp: Path,
+    items: list[tuple[str, bytes]],
+    n_servers: int,
+    v1_rate: float,
+    per_batch: int,
+    t0: float,
+) -> tuple[float, dict[str, float], dict[str, float]]:
+    """The throughput run with contract v2 batches: (samples/s, CPU us per sample per
+    process, check costs)."""
+    items_v2 = payloads_v2(len(items), per_batch, t0)
+    cost = check_cost(items[:100], items_v2[:100])
+    print(
+        "checks per batch of 1,000 samples, one process: v1 "
+        f"{cost['v1_check_us_per_batch']:,.0f} us, v2 {cost['v2_check_us_per_batch']:,.0f}"
+        f" us (of which digest {cost['v2_digest_us_per_batch']:,.0f} us, Ed25519 verify "
+        f"{cost['v2_verify_us_per_batch']:,.0f} us)"
+    )
+    times, seen, stored, cpu = run_ingest(
+        dsn, broker, tmp, items_v2, rate_hz=0, poll=False, n_servers=n_servers
+    )
+    elapsed = max(seen.values()) - times[0]
+    rate_v2 = stored / elapsed
+    v2_cpu = {k: v / stored * 1e6 for k, v in cpu.items()}
+    print(
+        f"ingest v2, {n_servers} server process(es), {len(V2_GATEWAYS)} gateways: "
+        f"{stored:,.0f} samples in {elapsed:.2f} s = {rate_v2:,.0f} samples/s "
+        f"({rate_v2 / v1_rate:.0%} of v1's)"
+    )
+    print(
+        "  CPU per sample (us): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in v2_cpu.items())
+        + f"; total {sum(v2_cpu.values()):.2f} on {os.cpu_count()} cores"
+    )
+    return rate_v2, v2_cpu, cost
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller and shorter: under a minute")
@@ -357,7 +511,11 @@ def main() -> None:
         default=2,
         help="ingest server processes sharing the load (one is also measured)",
     )
+    ap.add_argument(
+        "--v2-gateways", type=int, default=4, help="gateways sending the v2 run's batches"
+    )
     args = ap.parse_args()
+    v2_gateways(args.v2_gateways)
     # stopped from outside (timeout, Ctrl-C): unwind, so the servers and databases it
     # started are stopped too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -400,6 +558,11 @@ def main() -> None:
                     + f"; total {sum(per_sample.values()):.2f} on {os.cpu_count()} cores"
                 )
             ingest_rate = rates[args.servers]
+            v1_cpu = per_sample
+
+            rate_v2, v2_cpu, cost = run_v2(
+                dsn, broker, tmp, items, args.servers, ingest_rate, per_batch, t0
+            )
 
             rate_hz = 10_000 / 500
             items = payloads(int(lat_s * rate_hz), 500, t0)
@@ -422,7 +585,15 @@ def main() -> None:
                 "ingest_one_server_samples_per_s": round(rates[1]),
                 "p50_latency_s": round(p50, 4),
                 "p99_latency_s": round(p99, 4),
-                "cpu_us_per_sample": {k: round(v, 2) for k, v in per_sample.items()},
+                "cpu_us_per_sample": {k: round(v, 2) for k, v in v1_cpu.items()},
+                "v2": {
+                    "ingest_samples_per_s": round(rate_v2),
+                    "gateways": len(V2_GATEWAYS),
+                    "cpu_us_per_sample": {k: round(v, 2) for k, v in v2_cpu.items()},
+                    **{k: round(v, 1) for k, v in cost.items()},
+                    "v2_check_us_per_sample": round(cost["v2_check_us_per_batch"] / per_batch, 3),
+                    "v2_verify_us_per_sample": round(cost["v2_verify_us_per_batch"] / per_batch, 3),
+                },
                 "quick": args.quick,
             }
         )

@@ -3,11 +3,17 @@ group one transaction writes, or a dead letter with its reason.
 
     (topic, payload) ... --check()--> Group: births, statuses, batches, dead letters
 
-In order: the payload's size, the topic, the gateway (registered, with a key), then the
-message against the contract (ingest/payload.py: signature, schema, limits). A batch's
-samples whose time is implausible are set aside as a dead letter of their own, written
-with the batch. A signature that fails under a cached key is checked once more under the
-key read afresh (a key rotated while the server runs).
+In order: the topic, the gateway (registered, with a key), the payload's size, then the
+message against the contract the gateway is enrolled for (ingest/payload.py: contract 1,
+JSON + HMAC; contract 2, a v2 batch or JSON signed with the gateway's Ed25519 key; then
+signature, schema, limits). A batch's samples whose time is implausible are set aside as
+a dead letter of their own, written with the batch. A signature that fails under a
+cached key (or a message of the other contract) is checked once more under the entry
+read afresh (a key rotated, or a gateway enrolled, while the server runs).
+
+A dead letter of a batch refused for its content carries the batch's key (`ack`), so the
+gateway is told not to send it again; one of an unknown gateway, or of a gateway the
+server holds no key for, does not: it stays in the gateway's outbox until it is enrolled.
 """
 
 from __future__ import annotations
@@ -18,15 +24,23 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from edge_agent.contract.topics import Origin
-from ingest_server.ingest.gateway_keys import GatewayDirectory
+from edge_agent.contract.wire_v2 import DEFAULT_MAX_BYTES_DECOMPRESSED, DEFAULT_MAX_SAMPLES
+from ingest_server.ingest.gateway_keys import Gateway, GatewayDirectory
 from ingest_server.ingest.payload import (
+    V2_MAGIC,
+    BatchV2,
     Birth,
     DataBatch,
+    Message,
     RejectedError,
     SignatureMismatchError,
     Status,
     WireSample,
+    batch_key_v2,
+    enrolled_for,
+    parse_batch_v2,
     parse_message,
+    parse_message_v2,
     parse_topic,
     split_by_clock,
 )
@@ -35,12 +49,16 @@ from ingest_server.ingest.payload import (
 @dataclass
 class DataItem:
     origin: Origin
-    batch: DataBatch
+    batch: DataBatch | BatchV2
     good: list[WireSample]
     rejected: int
     # the samples set aside (implausible times), written with the batch and only when the
     # batch is new: a redelivery or a batch the database refuses adds no second letter
     set_aside: DeadLetter | None = None
+    # v2: each good sample's and each set-aside sample's 0-based place in the batch
+    # (None: every sample is good, in order)
+    good_pos: list[int] | None = None
+    aside: list[tuple[int, WireSample]] = field(default_factory=list)
 
 
 @dataclass
@@ -49,6 +67,9 @@ class DeadLetter:
     payload: bytes
     reason: str
     gid: int | None = None
+    # (origin, boot, seq) of a batch refused for its content by a gateway the server
+    # holds a key for: acknowledged as dead, so the gateway stops sending it
+    ack: tuple[Origin, int, int] | None = None
 
 
 @dataclass
@@ -78,10 +99,56 @@ class Limits:
     # sample times: a backlog can be old (outbox max age), a future time is a clock error
     max_past_ms: int
     max_future_ms: int
+    # v2 batches: what the decoder takes (a small payload can inflate a lot)
+    max_batch_samples: int = DEFAULT_MAX_SAMPLES
+    max_bytes_decompressed: int = DEFAULT_MAX_BYTES_DECOMPRESSED
 
 
 def _constant(key: bytes | None) -> Callable[[Origin], bytes | None]:
     return lambda _origin: key
+
+
+def _parse(
+    topic: str, payload: bytes, origin: Origin, gw: Gateway | None, limits: Limits
+) -> Message:
+    """The message, checked against the contract `gw` is enrolled for."""
+    v2 = payload[:3] == V2_MAGIC
+    if gw is not None and gw.contract == 2:
+        if gw.public_key is None:
+            raise RejectedError(
+                f"gateway {_name(origin)} has no public key enrolled (revoked?): "
+                f"ingest-server gateway enroll {origin.enterprise} {origin.site} "
+                f"{origin.gateway} --public-key KEY"
+            )
+        if origin.kind == "data":
+            if not v2:
+                raise enrolled_for(origin, 2)
+            return parse_batch_v2(
+                origin, payload, gw.public_key, max_samples=limits.max_batch_samples,
+                max_bytes_decompressed=limits.max_bytes_decompressed,
+            )  # fmt: skip
+        return parse_message_v2(origin, payload, gw.public_key)
+    if v2 and gw is not None:
+        raise enrolled_for(origin, 1)
+    if gw is not None and gw.key is None:
+        raise RejectedError(
+            f"gateway {_name(origin)} has no HMAC key: ingest-server registry import FILE "
+            f"--key {origin.gateway}=KEYFILE"
+        )
+    return parse_message(topic, payload, key_of=_constant(None if gw is None else gw.key))[1]
+
+
+def _name(origin: Origin) -> str:
+    return f"{origin.enterprise}/{origin.site}/{origin.gateway}"
+
+
+def _dead_key(origin: Origin, gw: Gateway | None, payload: bytes) -> tuple[Origin, int, int] | None:
+    """The batch a dead letter acknowledges: a v2 batch of a gateway enrolled for v2 with
+    its key (a v1 agent does not read acks; a gateway without a key gets none)."""
+    if origin.kind != "data" or gw is None or gw.contract != 2 or gw.public_key is None:
+        return None
+    key = batch_key_v2(payload)
+    return None if key is None else (origin, *key)
 
 
 def check(
@@ -92,37 +159,34 @@ def check(
     group = Group()
     for item in taken:
         gid: int | None = None
+        gw: Gateway | None = None
+        origin: Origin | None = None
         try:
+            origin = parse_topic(item.topic)
+            gw = directory.lookup(origin)
+            gid = None if gw is None else gw.gid
             if len(item.payload) > limits.max_payload_bytes:
                 raise RejectedError(
                     f"payload of {len(item.payload)} bytes is over the limit of "
                     f"{limits.max_payload_bytes}: lower the agent's batch_max_samples"
                 )
-            origin: Origin = parse_topic(item.topic)
-            gw = directory.lookup(origin)
-            gid = None if gw is None else gw.gid
-            if gw is not None and gw.key is None:
-                raise RejectedError(
-                    f"gateway {origin.enterprise}/{origin.site}/{origin.gateway} has no HMAC "
-                    f"key: ingest-server registry import FILE --key {origin.gateway}=KEYFILE"
-                )
             try:
-                origin, message = parse_message(
-                    item.topic, item.payload, key_of=_constant(None if gw is None else gw.key)
-                )
+                message = _parse(item.topic, item.payload, origin, gw, limits)
             except SignatureMismatchError:
-                # the key may have been rotated since it was cached: ask once more
+                # the key may have been rotated (or the gateway enrolled) since it was
+                # cached: ask once more
                 fresh = directory.lookup(origin, stale_ok=False)
                 if fresh is None or fresh == gw:
                     raise
-                origin, message = parse_message(
-                    item.topic, item.payload, key_of=_constant(fresh.key)
-                )
+                gw = fresh
+                message = _parse(item.topic, item.payload, origin, gw, limits)
         except RejectedError as exc:
-            group.dead.append(DeadLetter(item.topic, item.payload, exc.reason, gid))
+            ack = None if origin is None else _dead_key(origin, gw, item.payload)
+            group.dead.append(DeadLetter(item.topic, item.payload, exc.reason, gid, ack))
             continue
+        assert origin is not None
         group.raw[id(message)] = (item.topic, item.payload)
-        if isinstance(message, DataBatch):
+        if isinstance(message, DataBatch | BatchV2):
             group.data.append(_data_item(item.topic, origin, message, gid, limits, now_ms))
         elif isinstance(message, Birth):
             group.births.append((origin, message))
@@ -132,12 +196,22 @@ def check(
 
 
 def _data_item(  # noqa: PLR0917
-    topic: str, origin: Origin, message: DataBatch, gid: int | None, limits: Limits, now_ms: int
+    topic: str,
+    origin: Origin,
+    message: DataBatch | BatchV2,
+    gid: int | None,
+    limits: Limits,
+    now_ms: int,
 ) -> DataItem:
     good, bad = split_by_clock(
         message, now_ms=now_ms, max_past_ms=limits.max_past_ms, max_future_ms=limits.max_future_ms
     )
     data = DataItem(origin, message, good, len(bad))
+    if bad and isinstance(message, BatchV2):
+        # rare: find each sample's place by identity (split_by_clock keeps the objects)
+        aside = {id(x) for x, _ in bad}
+        data.good_pos = [i for i, x in enumerate(message.samples) if id(x) not in aside]
+        data.aside = [(i, x) for i, x in enumerate(message.samples) if id(x) in aside]
     if bad:
         body = json.dumps(
             {

@@ -19,6 +19,12 @@ are removed by `(gateway, boot, seq)` and the sample key.
 
 Nothing a gateway sends can stop the writer: every message is either written or
 dead-lettered with the reason, and counted.
+
+After the commit (and the PUBACKs) the server tells each gateway, on its `ack` topic
+(contract v2, edge_agent/contract/ack.py), which of its batches the database now holds
+and which it dead-lettered for their content. Acks are best effort: queued in paho
+without waiting (a bounded queue; one that finds it full is dropped and counted), since a
+lost ack only makes the agent send the batch again, which is stored once.
 """
 
 from __future__ import annotations
@@ -47,9 +53,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge_agent.contract import topics
+from edge_agent.contract.ack import encode_ack
 from edge_agent.contract.backoff import Backoff
+from edge_agent.contract.wire_v2 import DEFAULT_MAX_BYTES_DECOMPRESSED, DEFAULT_MAX_SAMPLES
 from ingest_server.ingest.check import DeadLetter, Group, Limits, check
 from ingest_server.ingest.gateway_keys import GatewayDirectory
+from ingest_server.ingest.payload import BatchV2
 from ingest_server.ingest.store import Store, WriteResult
 
 log = logging.getLogger(__name__)
@@ -78,6 +87,11 @@ class ConsumerConfig:
     group_max_samples: int = 50_000
     group_max_delay_s: float = 0.2
     max_payload_bytes: int = 4 * 1024 * 1024
+    # v2 batches: samples in one, and bytes a compressed body may inflate to
+    max_batch_samples: int = DEFAULT_MAX_SAMPLES
+    max_bytes_decompressed: int = DEFAULT_MAX_BYTES_DECOMPRESSED
+    # acks waiting in paho to be sent; one more is dropped (the agent sends again)
+    max_queued_acks: int = 1000
     # sample times: a backlog can be old (outbox max age), a future time is a clock error
     max_past_ms: int = 400 * DAY_MS
     max_future_ms: int = 5 * 60_000
@@ -93,6 +107,7 @@ class Counters:
     messages: int = 0
     batches_new: int = 0
     batches_repeated: int = 0
+    batches_v2: int = 0  # new batches of contract v2
     samples_new: int = 0
     samples_repeated: int = 0
     dead_letters: int = 0
@@ -105,6 +120,9 @@ class Counters:
     # QoS 0 ones dropped, QoS 1 ones waited for room (held unacknowledged meanwhile)
     inbound_full: int = 0
     inbound_dropped: int = 0
+    # acks published (one per gateway per group), and dropped with paho's queue full
+    acks_published: int = 0
+    acks_dropped: int = 0
     last_error: str | None = None
     # time span of samples written since the last `take_written_span()`
     written_first: datetime | None = None
@@ -116,6 +134,7 @@ class Counters:
             self.written_last = max(r.last, self.written_last or r.last)
         self.batches_new += r.batches_new
         self.batches_repeated += r.batches_repeated
+        self.batches_v2 += r.batches_v2
         self.samples_new += r.samples_new
         self.samples_repeated += r.samples_repeated
         self.dead_letters += r.dead_letters
@@ -164,7 +183,10 @@ class Consumer:
         self._store: Store | None = None
         self._directory = GatewayDirectory(self._connect)
         cfg = self.config
-        self._limits = Limits(cfg.max_payload_bytes, cfg.max_past_ms, cfg.max_future_ms)
+        self._limits = Limits(
+            cfg.max_payload_bytes, cfg.max_past_ms, cfg.max_future_ms,
+            cfg.max_batch_samples, cfg.max_bytes_decompressed,
+        )  # fmt: skip
 
     # --- MQTT --------------------------------------------------------------------------
 
@@ -182,6 +204,8 @@ class Consumer:
             context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
             client.tls_set_context(context)
         client.reconnect_delay_set(1, 30)
+        # acks are the only messages the server publishes: bound what waits in memory
+        client.max_queued_messages_set(cfg.max_queued_acks)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -398,6 +422,7 @@ class Consumer:
             backoff.reset()
             self.counters.add(result)
             self._ack(taken)
+            self._publish_acks(result)
 
     def _write_singly(self, group: Group) -> WriteResult:
         total = WriteResult()
@@ -415,7 +440,10 @@ class Consumer:
                 topic, payload = group.raw.get(id(message), ("?", b""))
                 reason = f"refused by the database: {str(exc).strip().splitlines()[0]}"
                 log.warning("dead-lettering a message: %s", reason)
-                r = self._db().write(Group(dead=[DeadLetter(topic, payload, reason)]))
+                ack = None
+                if isinstance(message, BatchV2):  # a v2 gateway is told not to resend it
+                    ack = (part.data[0].origin, message.boot, message.seq)
+                r = self._db().write(Group(dead=[DeadLetter(topic, payload, reason, ack=ack)]))
             total.merge(r)
         return total
 
@@ -442,6 +470,23 @@ class Consumer:
         # the delays come from a Backoff, jittered already: N servers do not reconnect
         # in step
         time.sleep(seconds)
+
+    def _publish_acks(self, result: WriteResult) -> None:
+        """One ack per gateway: its batches now held, and those dead for their content.
+        Never waits: paho sends it from its own thread (a full queue drops it)."""
+        per: dict[str, tuple[list[tuple[int, int]], list[tuple[int, int, str]]]] = {}
+        for origin, boot, seq in result.stored:
+            p = topics.prefix(origin.enterprise, origin.site, origin.gateway)
+            per.setdefault(p, ([], []))[0].append((boot, seq))
+        for origin, boot, seq, reason in result.dead:
+            p = topics.prefix(origin.enterprise, origin.site, origin.gateway)
+            per.setdefault(p, ([], []))[1].append((boot, seq, reason))
+        for p, (stored, dead) in per.items():
+            info = self._client.publish(topics.ack_topic(p), encode_ack(stored, dead), qos=1)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                self.counters.acks_dropped += 1
+            else:  # sent, or queued until the connection is back
+                self.counters.acks_published += 1
 
     def _ack(self, taken: list[_Inbound]) -> None:
         with self._lock:

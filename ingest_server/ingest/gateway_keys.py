@@ -1,5 +1,9 @@
 """Gateway ids and keys as the consumer's checks need them: read from `gateways`, cached.
 
+A gateway speaks one contract (`gateways.contract`): 1, JSON signed with the HMAC key the
+server issued (`key`); 2, v2 batches and JSON signed with its own Ed25519 key, of which
+the server holds the public half (`public_key`).
+
 A key is re-read when a signature fails and the cached entry is older than `refresh_s`
 (a key rotated by a registry import while the server runs); every entry is re-read once
 it is `max_age_s` old, so a revoked gateway is refused within that time.
@@ -20,20 +24,29 @@ from edge_agent.contract.topics import Origin
 @dataclass(frozen=True)
 class Gateway:
     gid: int
-    key: bytes | None
+    key: bytes | None  # HMAC key (contract 1)
+    contract: int = 1
+    public_key: bytes | None = None  # raw Ed25519 (contract 2); None when revoked
 
 
 def lookup_gateway(conn: psycopg.Connection, origin: Origin) -> Gateway | None:
     idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     row = conn.execute(
-        "SELECT gid, hmac_key FROM gateways WHERE enterprise_id = %s AND site_id = %s AND id = %s",
+        "SELECT gid, hmac_key, contract, public_key FROM gateways "
+        "WHERE enterprise_id = %s AND site_id = %s AND id = %s",
         (origin.enterprise, origin.site, origin.gateway),
     ).fetchone()
     if idle:  # a lookup between transactions must not hold one open
         conn.rollback()
     if row is None:
         return None
-    return Gateway(row[0], None if row[1] is None else bytes(row[1]))
+    gid, key, contract, public_key = row
+    return Gateway(
+        gid,
+        None if key is None else bytes(key),
+        int(contract),
+        None if public_key is None else bytes(public_key),
+    )
 
 
 class GatewayDirectory:

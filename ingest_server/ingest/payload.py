@@ -13,18 +13,28 @@ nothing that passes is refused later by PostgreSQL with a misleading reason. Sep
 each sample's time must lie within the configured skew of the server's clock
 (`split_by_clock`: only the implausible samples are set aside). Pure: the caller gives the
 keys and the time.
+
+Contract v2 (issue 16; `parse_batch_v2`, `parse_message_v2`): a data payload starting
+with b"FEW" is decoded (wire_v2.py, with the decoder's limits), must name the topic's
+gateway, and its signature must verify under the gateway's enrolled Ed25519 key over the
+digest recomputed from what was decoded; then its samples pass the same `WireSample`
+schema as v1's, so everything after decoding is one code path. Births and status of a
+contract-2 gateway are v1's JSON with "v": 2 and an Ed25519 "sig".
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from edge_agent.contract import topics
+from edge_agent.contract.digest import verify_batch
+from edge_agent.contract.identity import fingerprint
 from edge_agent.contract.topics import Origin
 from edge_agent.contract.wire import (
     MAX_MS,
@@ -32,8 +42,10 @@ from edge_agent.contract.wire import (
     MAX_TEXT_BYTES,
     SignatureError,
     check_signature,
+    check_signature_v2,
 )
 from edge_agent.contract.wire import SignatureMismatchError as WrongKeyError
+from edge_agent.contract.wire_v2 import WireV2Error, decode_batch_v2
 from edge_agent.contract.yaml12 import format_location
 from ingest_server.errors import RefusedError
 
@@ -91,8 +103,9 @@ class RejectedError(RefusedError):
 
 
 class SignatureMismatchError(RejectedError):
-    """Signed, but not with the key the server holds for the gateway: the consumer asks
-    for the gateway's key once more (it may have been rotated) before dead-lettering."""
+    """Signed, but not with the key the server holds for the gateway (or for the other
+    contract than the one it is enrolled for): the consumer asks for the gateway's key
+    once more (it may have been rotated, or the gateway enrolled) before dead-lettering."""
 
 
 class _Strict(BaseModel):
@@ -156,12 +169,42 @@ class Status(_Strict):
     sig: str
 
 
-Message = DataBatch | Birth | Status
+class BirthV2(Birth):
+    v: Literal[2]  # type: ignore[assignment]  # the same body, signed with Ed25519
+
+
+class StatusV2(Status):
+    v: Literal[2]  # type: ignore[assignment]
+
+
+class _V2Samples(_Strict):
+    """A v2 batch's decoded samples, held to v1's schema (locations read samples[i].f)."""
+
+    samples: list[WireSample]
+
+
+@dataclass(frozen=True)
+class BatchV2:
+    """A contract v2 batch, decoded, its signature verified: what the ledger keeps."""
+
+    gw: str
+    boot: int
+    seq: int
+    sent: int
+    samples: list[WireSample]
+    prev: bytes
+    digest: bytes
+    signature: bytes
+
+
+Message = DataBatch | BatchV2 | Birth | Status
 _MODEL: dict[str, type[DataBatch] | type[Birth] | type[Status]] = {
     "data": DataBatch,
     "birth": Birth,
     "status": Status,
 }
+_MODEL_V2: dict[str, type[Birth] | type[Status]] = {"birth": BirthV2, "status": StatusV2}
+V2_MAGIC = b"FEW"
 
 
 def parse_topic(topic: str) -> Origin:
@@ -200,6 +243,128 @@ def parse_message(
             f"body says gateway {_short(message.gw)}, topic says {origin.gateway!r}"
         )
     return origin, message
+
+
+def _name(origin: Origin) -> str:
+    return f"{origin.enterprise}/{origin.site}/{origin.gateway}"
+
+
+def _not_enrolled_key(origin: Origin, public_key: bytes) -> SignatureMismatchError:
+    return SignatureMismatchError(
+        f"signature: does not verify with gateway {_name(origin)}'s enrolled key (fingerprint "
+        f"{fingerprint(public_key)}); if the gateway made a new key, compare its fingerprint "
+        f"and enrol it: ingest-server gateway enroll {origin.enterprise} {origin.site} "
+        f"{origin.gateway} --public-key KEY --replace"
+    )
+
+
+def parse_batch_v2(
+    origin: Origin,
+    payload: bytes,
+    public_key: bytes,
+    *,
+    max_samples: int,
+    max_bytes_decompressed: int,
+) -> BatchV2:
+    """Decode and check a v2 data payload; raises RejectedError with the reason (a
+    SignatureMismatchError when the signature does not verify under `public_key`)."""
+    try:
+        decoded = decode_batch_v2(
+            payload, max_samples=max_samples, max_bytes_decompressed=max_bytes_decompressed
+        )
+    except WireV2Error as exc:
+        raise RejectedError(f"v2 payload: {exc}") from None
+    if decoded.gw != origin.gateway:
+        raise RejectedError(
+            f"body says gateway {_short(decoded.gw)}, topic says {origin.gateway!r}"
+        )
+    try:
+        digest = decoded.digest()
+    except ValueError as exc:  # the decoder's checks should leave nothing for this
+        raise RejectedError(f"v2 payload: {exc}") from None
+    if not verify_batch(public_key, digest, decoded.signature):
+        raise _not_enrolled_key(origin, public_key)
+    try:
+        samples = _V2Samples.model_validate({"samples": decoded.samples}).samples
+    except ValidationError as exc:
+        raise RejectedError("schema: " + "; ".join(schema_problems(exc)[:5])) from None
+    return BatchV2(
+        decoded.gw, decoded.boot, decoded.seq, decoded.sent, samples,
+        decoded.prev, digest, decoded.signature,
+    )  # fmt: skip
+
+
+def parse_message_v2(origin: Origin, payload: bytes, public_key: bytes) -> Birth | Status:
+    """A birth or status of a contract-2 gateway: JSON with "v": 2 and an Ed25519 "sig";
+    raises RejectedError with the reason."""
+    try:
+        check_signature_v2(payload, public_key)
+    except WrongKeyError:
+        raise _not_enrolled_key(origin, public_key) from None
+    except SignatureError as exc:
+        if _V1_SIG_TAIL.search(payload):
+            raise enrolled_for(origin, 2) from None
+        raise RejectedError(f"signature: {exc}") from None
+    try:
+        message = _MODEL_V2[origin.kind].model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise RejectedError(f"not JSON: {first['msg']}") from None
+        raise RejectedError("schema: " + "; ".join(schema_problems(exc)[:5])) from None
+    if message.gw != origin.gateway:
+        raise RejectedError(
+            f"body says gateway {_short(message.gw)}, topic says {origin.gateway!r}"
+        )
+    return message
+
+
+_V1_SIG_TAIL = re.compile(rb',"sig":"[0-9a-f]{64}"\}$')
+
+
+def enrolled_for(origin: Origin, contract: int) -> SignatureMismatchError:
+    """A message of the other contract than the gateway's (a SignatureMismatchError: the
+    gateway may have been enrolled or re-added since its entry was cached)."""
+    e, s, g = origin.enterprise, origin.site, origin.gateway
+    if contract == 2:
+        return SignatureMismatchError(
+            f"gateway {_name(origin)} is enrolled for contract v2: it must sign with its own "
+            "key (agent: gateway.key_file, contract v2), not the HMAC key; to take v1 from "
+            f"it again, give it new secrets without a public key (ingest-server gateway add "
+            f"{e} {s} {g})"
+        )
+    return SignatureMismatchError(
+        f"gateway {_name(origin)} is enrolled for contract v1 (HMAC) and sent a v2 batch: "
+        f"enrol its public key (edge-agent keys init prints it): ingest-server gateway "
+        f"enroll {e} {s} {g} --public-key KEY"
+    )
+
+
+def batch_key_v2(payload: bytes) -> tuple[int, int] | None:
+    """(boot, seq) from a v2 payload's header, or None: so that a batch refused for its
+    content is acknowledged as dead even when the rest of it cannot be decoded."""
+    if payload[:4] != V2_MAGIC + b"\x02":
+        return None
+    pos = 5
+    out: list[int] = []
+    for _ in range(3):  # gw length, boot, seq
+        n = shift = 0
+        while True:
+            if pos >= len(payload) or shift > 63:
+                return None
+            b = payload[pos]
+            pos += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        out.append(n)
+        if len(out) == 1:
+            pos += n  # skip the gw
+    boot, seq = out[1], out[2]
+    if not (1 <= boot <= MAX_BOOT and 1 <= seq <= MAX_SEQ):
+        return None
+    return boot, seq
 
 
 _WHY = {
@@ -270,7 +435,7 @@ def _message(err: ErrorDetails, loc: tuple[int | str, ...]) -> str:
 
 
 def split_by_clock(
-    batch: DataBatch, *, now_ms: int, max_past_ms: int, max_future_ms: int
+    batch: DataBatch | BatchV2, *, now_ms: int, max_past_ms: int, max_future_ms: int
 ) -> tuple[list[WireSample], list[tuple[WireSample, str]]]:
     """Samples whose time is plausible, and the others with the reason.
 

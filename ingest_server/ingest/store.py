@@ -4,10 +4,21 @@
 
 Batches are deduplicated by `(gateway, boot, seq)` (a repeat writes nothing) and samples
 by `(series, ts)` (a sample already stored is dropped), so a message delivered twice, or
-redelivered after a crash before its ack, changes nothing. Samples go in by COPY into a
-session-temporary table, then one INSERT .. ON CONFLICT DO NOTHING; the rows that were
-really new drive the derived data (state intervals, counter deltas) and, on plain
-PostgreSQL, the hourly rollups.
+redelivered after a crash before its ack, changes nothing. Samples are COPYed straight
+into `samples`; when one is already stored, the group goes through a session-temporary
+table and one INSERT .. ON CONFLICT DO NOTHING instead; the rows that were really new
+drive the derived data (state intervals, counter deltas) and, on plain PostgreSQL, the
+hourly rollups.
+
+Contract v2 batches are the ledger (migration 0007): their row in `batches` keeps prev,
+digest, signature and the number of samples signed, and every one of their samples is
+either in `samples` (with batch_id, batch_pos) or in `samples_aside` with the reason it is
+not (1: its (series, ts) was stored already, by another batch or earlier in this one;
+2: set aside for its time), so the signed digest can be recomputed from stored rows. A
+v2 batch repeated with another digest than the stored one is dead-lettered.
+
+The result lists, per gateway, the batches the database now holds and the ones
+dead-lettered for their content, for the consumer's acks (sent after the commit).
 """
 
 from __future__ import annotations
@@ -17,11 +28,12 @@ import functools
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from edge_agent.contract import topics
 from edge_agent.contract.topics import Origin
 from ingest_server.derive.intervals import (
     COUNTER_DELTAS_SQL,
@@ -32,7 +44,7 @@ from ingest_server.derive.intervals import (
 from ingest_server.ingest.check import DataItem, DeadLetter, Group
 from ingest_server.ingest.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode
 from ingest_server.ingest.gateway_keys import Gateway, lookup_gateway
-from ingest_server.ingest.payload import Birth, Status, WireSample
+from ingest_server.ingest.payload import BatchV2, Birth, Status, WireSample
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +58,8 @@ _SESSION_SQL = (
     """,
     """
     CREATE TEMP TABLE IF NOT EXISTS fresh (
-        series_id integer, ts timestamptz, value double precision, quality smallint)
+        series_id integer, ts timestamptz, value double precision, quality smallint,
+        batch_id bigint, batch_pos integer)
         ON COMMIT DELETE ROWS
     """,
     """
@@ -62,9 +75,19 @@ _INSERT_FRESH = f"""
     WITH new AS (
         INSERT INTO samples ({COLUMNS}) SELECT {COLUMNS} FROM incoming
         ON CONFLICT DO NOTHING
-        RETURNING series_id, ts, value, quality)
+        RETURNING series_id, ts, value, quality, batch_id, batch_pos)
     INSERT INTO fresh SELECT * FROM new
 """
+# the samples of v2 batches that did not go in (reason 1): kept beside, with their place
+_ASIDE_REPEATS = """
+    INSERT INTO samples_aside
+        (batch_id, batch_pos, series_id, ts, value, text, quality, status, reason)
+    SELECT i.batch_id, i.batch_pos, i.series_id, i.ts, i.value, i.text, i.quality, i.status, 1
+    FROM incoming i
+    WHERE i.batch_id IS NOT NULL AND NOT EXISTS (
+        SELECT FROM fresh f WHERE f.batch_id = i.batch_id AND f.batch_pos = i.batch_pos)
+"""
+_QUALITY = {None: 0, "uncertain": 1, "bad": 2}
 
 _ROLLUP_FROM_FRESH = """
     SELECT series_id, date_trunc('hour', ts, 'UTC'), count(*), count(*) FILTER (WHERE quality = 0),
@@ -104,10 +127,19 @@ def _from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
+def _hex(digest: bytes | None) -> str:
+    return "none: a v1 batch" if digest is None else digest.hex()[:16] + "..."
+
+
+def _prefix(origin: Origin) -> str:
+    return topics.prefix(origin.enterprise, origin.site, origin.gateway)
+
+
 @dataclass
 class WriteResult:
     batches_new: int = 0
     batches_repeated: int = 0
+    batches_v2: int = 0  # of the new ones
     samples_new: int = 0
     samples_repeated: int = 0
     dead_letters: int = 0
@@ -115,15 +147,22 @@ class WriteResult:
     # the time span of the samples written (for refreshing continuous aggregates)
     first: datetime | None = None
     last: datetime | None = None
+    # for the acks: batches the database holds (new or repeated), and batches
+    # dead-lettered for their content, with the reason
+    stored: list[tuple[Origin, int, int]] = field(default_factory=list)
+    dead: list[tuple[Origin, int, int, str]] = field(default_factory=list)
 
     def merge(self, other: WriteResult) -> None:
         """Add another transaction's result to this one."""
         self.batches_new += other.batches_new
         self.batches_repeated += other.batches_repeated
+        self.batches_v2 += other.batches_v2
         self.samples_new += other.samples_new
         self.samples_repeated += other.samples_repeated
         self.dead_letters += other.dead_letters
         self.intervals += other.intervals
+        self.stored += other.stored
+        self.dead += other.dead
         if other.first is not None and other.last is not None:
             self.first = min(other.first, self.first or other.first)
             self.last = max(other.last, self.last or other.last)
@@ -200,7 +239,6 @@ class Store:
         return result
 
     def _write(self, group: Group) -> WriteResult:
-        conn = self.conn
         result = WriteResult()
         now = datetime.now(UTC)
         recompute: dict[int, tuple[datetime, datetime]] = {}
@@ -209,52 +247,30 @@ class Store:
         for origin, status in group.statuses:
             self._status(origin, status, now)
 
-        new_batches: list[DataItem] = []
+        new_batches: list[tuple[DataItem, int]] = []  # with batches.id
+        dead = list(group.dead)
         if group.data:
-            keys = [
-                (self._gid(item.origin), item.batch.boot, item.batch.seq) for item in group.data
-            ]
-            # a batch delivered twice in this very group is written once
-            unique: dict[tuple[int, int, int], DataItem] = {}
-            for k, item in zip(keys, group.data, strict=True):
-                unique.setdefault(k, item)
-            inserted = conn.execute(
-                "INSERT INTO batches (gid, boot, seq, sent, received_at, samples, rejected) "
-                f"SELECT g, b, s, {_MS.format('sent')}, %s, n, r "
-                "FROM unnest(%s::int[], %s::int[], %s::bigint[], %s::bigint[], %s::int[], "
-                "%s::int[]) AS u(g, b, s, sent, n, r) ON CONFLICT DO NOTHING "
-                "RETURNING gid, boot, seq",
-                (
-                    now,
-                    [k[0] for k in unique],
-                    [k[1] for k in unique],
-                    [k[2] for k in unique],
-                    [i.batch.sent for i in unique.values()],
-                    [len(i.good) for i in unique.values()],
-                    [i.rejected for i in unique.values()],
-                ),
-            ).fetchall()
-            fresh_keys = {tuple(r) for r in inserted}
-            for k, item in unique.items():
-                if k in fresh_keys:
-                    new_batches.append(item)
-            result.batches_new = len(new_batches)
-            result.batches_repeated = len(group.data) - len(new_batches)
+            new_batches = self._batches(group, now, result, dead)
 
         spans: dict[int, tuple[datetime, datetime]] = {}
         if new_batches:
             rollup = Rollup()
             buf = bytearray(SIGNATURE)
             n = 0
-            for item in new_batches:
+            for item, batch_id in new_batches:
                 gid = self._gid(item.origin)
+                v2 = isinstance(item.batch, BatchV2)
                 buf += encode(
                     item.good,
                     self._series.setdefault(gid, {}),
                     rollup,
                     functools.partial(self._resolve_series, gid),
+                    batch_id if v2 else None,
+                    item.good_pos,
                 )
                 n += len(item.good)
+                if item.aside:
+                    self._set_aside(gid, batch_id, item)
             buf += TRAILER
             result.samples_new, spans = self._copy_samples(buf, n, rollup)
             result.samples_repeated = n - result.samples_new
@@ -266,11 +282,108 @@ class Store:
             spans[sid] = (min(a, old[0]), max(b, old[1])) if old else (a, b)
         if spans:
             result.intervals = self._derive(spans)
-        dead = group.dead + [i.set_aside for i in new_batches if i.set_aside is not None]
+        dead += [i.set_aside for i, _ in new_batches if i.set_aside is not None]
         if dead:
             self._dead_letters(dead)
             result.dead_letters = len(dead)
+            result.dead += [(*d.ack, d.reason) for d in dead if d.ack is not None]
         return result
+
+    def _batches(
+        self, group: Group, now: datetime, result: WriteResult, dead: list[DeadLetter]
+    ) -> list[tuple[DataItem, int]]:
+        """Insert the group's batches; returns the new ones with their id. A repeat (of a
+        stored batch, or twice in the group) is stored already; a v2 repeat whose digest
+        differs from the stored one is dead-lettered instead (added to `dead`)."""
+        data = group.data
+        keys = [(self._gid(item.origin), item.batch.boot, item.batch.seq) for item in data]
+        # a batch delivered twice in this very group is written once
+        unique: dict[tuple[int, int, int], DataItem] = {}
+        for k, item in zip(keys, data, strict=True):
+            unique.setdefault(k, item)
+        items = list(unique.values())
+        v2 = [i.batch if isinstance(i.batch, BatchV2) else None for i in items]
+        inserted = self.conn.execute(
+            "INSERT INTO batches (gid, boot, seq, sent, received_at, samples, rejected, "
+            "contract, prev, digest, signature, n_total) "
+            f"SELECT g, b, s, {_MS.format('sent')}, %s, n, r, c, p, d, sig, nt "
+            "FROM unnest(%s::int[], %s::int[], %s::bigint[], %s::bigint[], %s::int[], "
+            "%s::int[], %s::smallint[], %s::bytea[], %s::bytea[], %s::bytea[], %s::int[]) "
+            "AS u(g, b, s, sent, n, r, c, p, d, sig, nt) ON CONFLICT DO NOTHING "
+            "RETURNING gid, boot, seq, id",
+            (
+                now,
+                [k[0] for k in unique],
+                [k[1] for k in unique],
+                [k[2] for k in unique],
+                [i.batch.sent for i in items],
+                [len(i.good) for i in items],
+                [i.rejected for i in items],
+                [1 if b is None else 2 for b in v2],
+                [None if b is None else b.prev for b in v2],
+                [None if b is None else b.digest for b in v2],
+                [None if b is None else b.signature for b in v2],
+                [None if b is None else len(b.samples) for b in v2],
+            ),
+        ).fetchall()
+        ids = {(g, b, s): i for g, b, s, i in inserted}
+        new = [(item, ids[k]) for k, item in unique.items() if k in ids]
+        repeats = [
+            (k, item) for k, item in zip(keys, data, strict=True)
+            if k not in ids or unique[k] is not item
+        ]  # fmt: skip
+        stored_digest: dict[tuple[int, int, int], bytes | None] = {}
+        if any(isinstance(item.batch, BatchV2) for _, item in repeats):
+            rows = self.conn.execute(
+                "SELECT gid, boot, seq, digest FROM batches WHERE (gid, boot, seq) IN "
+                "(SELECT * FROM unnest(%s::int[], %s::int[], %s::bigint[]))",
+                ([k[0] for k, _ in repeats], [k[1] for k, _ in repeats],
+                 [k[2] for k, _ in repeats]),
+            ).fetchall()  # fmt: skip
+            stored_digest = {(g, b, s): None if d is None else bytes(d) for g, b, s, d in rows}
+        for item, _ in new:
+            result.stored.append((item.origin, item.batch.boot, item.batch.seq))
+        for k, item in repeats:
+            b = item.batch
+            if isinstance(b, BatchV2) and stored_digest.get(k) != b.digest:
+                topic, payload = group.raw.get(
+                    id(item.batch), (f"{_prefix(item.origin)}/data", b"")
+                )
+                reason = (
+                    f"batch {b.boot}/{b.seq} was stored with another digest "
+                    f"({_hex(stored_digest.get(k))}, this one {_hex(b.digest)}): the gateway "
+                    "signed two different batches under one key (boot, seq); the stored "
+                    "one is kept"
+                )
+                dead.append(DeadLetter(topic, payload, reason, k[0], (item.origin, b.boot, b.seq)))
+                continue
+            result.batches_repeated += 1
+            result.stored.append((item.origin, b.boot, b.seq))
+        result.batches_new = len(new)
+        result.batches_v2 = sum(1 for item, _ in new if isinstance(item.batch, BatchV2))
+        return new
+
+    def _set_aside(self, gid: int, batch_id: int, item: DataItem) -> None:
+        """A v2 batch's samples set aside for their time (reason 2), in `samples_aside`."""
+        samples = [x for _, x in item.aside]
+        self._resolve_series(gid, samples)
+        series = self._series[gid]
+        self.conn.execute(
+            "INSERT INTO samples_aside (batch_id, batch_pos, series_id, ts, value, text, "
+            f"quality, status, reason) SELECT %s, pos, sid, {_MS.format('ts')}, v, t, q, st, 2 "
+            "FROM unnest(%s::int[], %s::int[], %s::bigint[], %s::float8[], %s::text[], "
+            "%s::smallint[], %s::text[]) AS u(pos, sid, ts, v, t, q, st)",
+            (
+                batch_id,
+                [p for p, _ in item.aside],
+                [series[x.d, x.t] for x in samples],
+                [x.ts for x in samples],
+                [None if x.v is None or isinstance(x.v, str) else float(x.v) for x in samples],
+                [x.v if isinstance(x.v, str) else None for x in samples],
+                [_QUALITY[x.q] for x in samples],
+                [x.s for x in samples],
+            ),
+        )
 
     def _copy_samples(
         self, buf: bytearray, n: int, rollup: Rollup
@@ -292,6 +405,7 @@ class Store:
             with conn.cursor().copy(f"COPY incoming ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as cp:
                 cp.write(buf)
             stored = conn.execute(_INSERT_FRESH).rowcount
+            conn.execute(_ASIDE_REPEATS)
             if self.mode == "plain":
                 conn.execute(_ROLLUP_INSERT + _ROLLUP_FROM_FRESH + _ROLLUP_MERGE)
             rows = conn.execute(

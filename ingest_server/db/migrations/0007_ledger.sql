@@ -23,6 +23,8 @@ ALTER TABLE batches ADD CONSTRAINT batches_v2_signed CHECK (
 );
 -- the chain is followed by digest: which stored batch does `prev` name?
 CREATE INDEX batches_digest ON batches (gid, digest) WHERE digest IS NOT NULL;
+-- `ledger check` and `status` read a gateway's batches by when they were sent
+CREATE INDEX batches_sent ON batches (gid, sent);
 
 -- A sample of a v2 batch names its batch and its 0-based place in it; a v1 sample has
 -- neither (and is "not gateway-attested" in reports).
