@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,23 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
     db_args(rev)
     for name in ("enterprise", "site", "gateway"):
         rev.add_argument(name)
-    files = gw_sub.add_parser("broker-files", help="Mosquitto password_file and acl_file")
+    files = gw_sub.add_parser(
+        "broker-files", help="Mosquitto's dynamic-security file, or password_file and acl_file"
+    )
     db_args(files)
-    files.add_argument("--passwd", type=Path, required=True, help="password_file to write")
-    files.add_argument("--acl", type=Path, required=True, help="acl_file to write")
+    files.add_argument("--dynsec", type=Path,
+                       help="the dynamic-security plugin's file to write (recommended: it "
+                       "checks subscriptions and binds client ids)")  # fmt: skip
+    files.add_argument("--passwd", type=Path, help="password_file to write (with --acl)")
+    files.add_argument("--acl", type=Path, help="acl_file to write (with --passwd)")
     files.add_argument(
         "--server-user", action="append", default=[], metavar="NAME=FILE",
-        help="a server login that reads fe/v1/#, its password in FILE; repeat",
+        help="a server login (reads the gateways' data, writes their acks), its password "
+        "in FILE; repeat",
     )  # fmt: skip
+    files.add_argument("--share-group", default="ingest",
+                       help="the servers' shared subscription group (run --share-group; "
+                       "default ingest)")  # fmt: skip
     lst = gw_sub.add_parser("list", help="gateways, their secrets and status")
     db_args(lst)
 
@@ -123,7 +133,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
                 conn, args.enterprise, args.site, args.gateway, rotate=args.rotate,
                 public_key=public_key, replace=args.replace,
             )  # fmt: skip
-            _bundle(args, ident)
+            _bundle(conn, args, ident)
         elif args.gateway_command == "enroll":
             assert public_key is not None  # required by the parser
             enrolment = gateways.enroll_public_key(
@@ -136,21 +146,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             gateways.revoke_gateway(conn, args.enterprise, args.site, args.gateway)
             print(f"gateway {args.enterprise}/{args.site}/{args.gateway} revoked: running "
                   "servers refuse its batches within a minute; rewrite the broker files "
-                  "(gateway broker-files) and reload the broker (kill -HUP) to end its "
-                  "login")  # fmt: skip
+                  "(gateway broker-files) and restart the broker (dynamic security) or "
+                  "reload it (kill -HUP, password and ACL files) to end its login")  # fmt: skip
         elif args.gateway_command == "broker-files":
-            users = {}
-            for spec in args.server_user:
-                name, sep, file = spec.partition("=")
-                if not sep or not name or not file:
-                    raise ValueError(f"--server-user {spec!r}: write NAME=PASSWORD_FILE")
-                users[name] = read_secret(Path(file), "password").decode()
-            passwd, acl = gateways.broker_files(conn, users)
-            _write_secret(args.passwd, passwd)
-            _write_secret(args.acl, acl, 0o640)
-            n = passwd.count("\n") - len(users)
-            print(f"{args.passwd}: {n} gateway login(s), {len(users)} server login(s); "
-                  f"{args.acl} written. Reload the broker: kill -HUP <its pid>")  # fmt: skip
+            _broker_files(conn, args)
         else:
             for g in gateways.list_gateways(conn):
                 state = "revoked" if g["revoked_at"] else (
@@ -163,15 +162,51 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bundle(args: argparse.Namespace, ident: gateways.Identity) -> None:
+def _broker_files(conn: Any, args: argparse.Namespace) -> None:
+    if (args.passwd is None) != (args.acl is None):
+        raise ValueError("broker-files: --passwd and --acl go together: give both")
+    if args.dynsec is None and args.passwd is None:
+        raise ValueError(
+            "broker-files: give --dynsec FILE (Mosquitto's dynamic-security plugin, which "
+            "checks subscriptions and client ids) or --passwd FILE --acl FILE (a broker "
+            "without the plugin), or both"
+        )
+    users = {}
+    for spec in args.server_user:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise ValueError(f"--server-user {spec!r}: write NAME=PASSWORD_FILE")
+        users[name] = read_secret(Path(file), "password").decode()
+    if args.dynsec is not None:
+        doc = gateways.dynamic_security(conn, users, share_group=args.share_group)
+        _write_secret(args.dynsec, json.dumps(doc, indent=2) + "\n")
+        n = len(doc["clients"]) - len(users)
+        print(f"{args.dynsec}: {n} gateway login(s), {len(users)} server login(s). Restart "
+              "the broker: it reads this file at its start only")  # fmt: skip
+    if args.passwd is not None:
+        passwd, acl = gateways.broker_files(conn, users)
+        _write_secret(args.passwd, passwd)
+        _write_secret(args.acl, acl, 0o640)
+        n = passwd.count("\n") - len(users)
+        print(f"{args.passwd}: {n} gateway login(s), {len(users)} server login(s); "
+              f"{args.acl} written. Reload the broker: kill -HUP <its pid>")  # fmt: skip
+
+
+def _bundle(conn: Any, args: argparse.Namespace, ident: gateways.Identity) -> None:
     out = args.out or Path(f"gateway-{ident.enterprise}-{ident.site}-{ident.gateway}")
     out.mkdir(parents=True, exist_ok=True)
     out.chmod(0o700)
+    # a gateway keeps contract 2 through --rotate: its config must say so even when no key
+    # is given this time (the server dead-letters v1 batches from a contract-2 gateway)
+    contract = gateways.contract_of(conn, ident.enterprise, ident.site, ident.gateway)
     key_name, pw_name = "gateway.key", "mqtt.password"
     _write_secret(out / key_name, ident.hmac_key.decode() + "\n")
     _write_secret(out / pw_name, ident.password + "\n")
+    # contract 2 signs with the gateway's own key, made on it by `edge-agent keys init` at
+    # its default path; the config then names no HMAC key
+    signing_key = args.secrets_dir / ("gateway.ed25519" if contract == 2 else key_name)
     cfg = gateways.agent_skeleton(
-        ident, args.mqtt_url, args.secrets_dir / key_name, args.secrets_dir / pw_name
+        ident, args.mqtt_url, signing_key, args.secrets_dir / pw_name, contract=contract
     )
     _write_secret(out / "agent.yaml", cfg, 0o640)
     print(f"gateway {ident.enterprise}/{ident.site}/{ident.gateway}: bundle in {out}/")
@@ -182,11 +217,14 @@ def _bundle(args: argparse.Namespace, ident: gateways.Identity) -> None:
         name = f"{ident.enterprise}/{ident.site}/{ident.gateway}"
         print("\n".join(_enrolment_lines(name, ident.enrolment)))
         print("the bundle holds no contract v2 key: the gateway's private key stays on it")
-    print(f"copy them to {args.secrets_dir}/ on the gateway (see docs/deploy.md), and "
-          "rewrite the broker files:")  # fmt: skip
+    print(f"copy them to {args.secrets_dir}/ on the gateway (see docs/deploy.md), then "
+          "rewrite the broker's file and restart the broker:")  # fmt: skip
     print(
-        "  ingest-server gateway broker-files --passwd /etc/mosquitto/passwd "
-        "--acl /etc/mosquitto/acl --server-user ingest=/etc/factory-evidence/mqtt.password"
+        "  ingest-server gateway broker-files --dynsec /etc/mosquitto/dynamic-security.json "
+        "--server-user ingest=/etc/factory-evidence/mqtt.password"
     )
+    kinds = ",".join(gateways.GATEWAY_KINDS)
     print("the broker will allow it only:", file=sys.stderr)
-    print(f"  user {ident.username}\n  topic write {ident.prefix}/#", file=sys.stderr)
+    print(f"  login {ident.username} with client id {ident.username}\n"
+          f"  publish {ident.prefix}/{{{kinds}}}\n"
+          f"  subscribe to and receive {ident.prefix}/ack", file=sys.stderr)  # fmt: skip

@@ -5,24 +5,30 @@ it publish only as itself.
                                                       [--public-key KEY]
     ingest-server gateway enroll ENTERPRISE SITE GATEWAY --public-key KEY [--replace]
     ingest-server gateway revoke ENTERPRISE SITE GATEWAY
-    ingest-server gateway broker-files --passwd FILE --acl FILE [--server-user NAME ...]
+    ingest-server gateway broker-files [--dynsec FILE] [--passwd FILE --acl FILE]
+                                       [--server-user NAME=FILE ...]
     ingest-server gateway list
 
-`add` issues an HMAC key (signs every batch; kept in the database, which checks it) and a
-broker login (username `enterprise.site.gateway`, a random password stored only as
-Mosquitto's PBKDF2-SHA512 hash), and writes the gateway's bundle: the key and password
-files (mode 600) and an agent config skeleton. `broker-files` writes Mosquitto's
-`password_file` and `acl_file` for every gateway that is not revoked: each may write only
-under `fe/v1/<enterprise>/<site>/<gateway>/` and read nothing; the server's own login
-reads `fe/v1/#`. Mosquitto reloads both on SIGHUP. `revoke` removes the key and the
-login: the broker refuses the gateway once the files are rewritten and reloaded, and
-running servers dead-letter its batches within a minute (their key cache's max age).
+`add` issues an HMAC key (contract 1 signs every batch with it; kept in the database,
+which checks it) and a broker login (username `enterprise.site.gateway`, a random
+password stored only as Mosquitto's PBKDF2-SHA512 hash), and writes the gateway's bundle:
+the key and password files (mode 600) and an agent config skeleton.
 
-Contract v2 (being built): the gateway makes its own Ed25519 key pair (`edge-agent keys
-init`) and the server keeps only the public key (`enroll_public_key`, or `add_gateway`
-with `public_key`): `gateways.contract` becomes 2. Until the server accepts v2 batches, a
-gateway enrolled for v2 keeps publishing with its HMAC key. `revoke` clears the public
-key too.
+Contract 2: the gateway makes its own Ed25519 key pair (`edge-agent keys init`) and the
+server keeps only the public key (`enroll_public_key`, or `add_gateway` with
+`public_key`): `gateways.contract` becomes 2, every key it has had stays in
+`gateway_public_keys` (old batches verify under the key of their time), and the server
+accepts only v2 from it. `revoke` removes the keys and the login: the broker refuses the
+gateway once its files are rewritten and it restarts, and running servers dead-letter its
+batches within a minute (their key cache's max age).
+
+`broker-files` writes, for every gateway that is not revoked, the dynamic-security
+plugin's file (`dynamic_security`: each gateway may publish only its own data, birth,
+status and metrics, subscribe only to its own `ack` topic, with its client id bound to
+its login; the server's logins may subscribe only to the data group, births and statuses
+and publish only acks), or, for a broker without the plugin, Mosquitto's `password_file`
+and `acl_file` with the same topic rules (weaker: Mosquitto 2.0's acl_file never checks a
+subscription, so a gateway can join the server's share group; docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -221,9 +227,32 @@ def enroll_public_key(
             "UPDATE gateways SET public_key = %s, contract = 2, enrolled_at = now() WHERE gid = %s",
             (public_key, gid),
         )
+        # the key history: a batch is verified with the key in effect when it arrived
+        # (`ledger check`), so the key replaced retires now and the new one starts now. A
+        # key enrolled again later keeps its first enrolled_at (one row per gateway and key)
+        conn.execute(
+            "UPDATE gateway_public_keys SET retired_at = now() "
+            "WHERE gid = %s AND public_key <> %s AND retired_at IS NULL",
+            (gid, public_key),
+        )
+        conn.execute(
+            "INSERT INTO gateway_public_keys (gid, public_key, enrolled_at) "
+            "VALUES (%s, %s, now()) "
+            "ON CONFLICT (gid, public_key) DO UPDATE SET retired_at = NULL",
+            (gid, public_key),
+        )
     if current is None or current == public_key:
         return Enrolment(new, "enrolled")
     return Enrolment(new, "replaced", identity.fingerprint(current))
+
+
+def contract_of(conn: psycopg.Connection, enterprise: str, site: str, gateway: str) -> int:
+    """The contract a registered gateway speaks (1 when it is not registered)."""
+    row = conn.execute(
+        "SELECT contract FROM gateways WHERE enterprise_id = %s AND site_id = %s AND id = %s",
+        (enterprise, site, gateway),
+    ).fetchone()
+    return 1 if row is None else int(row[0])
 
 
 def revoke_gateway(conn: psycopg.Connection, enterprise: str, site: str, gateway: str) -> None:
@@ -233,6 +262,13 @@ def revoke_gateway(conn: psycopg.Connection, enterprise: str, site: str, gateway
             "UPDATE gateways SET hmac_key = NULL, broker_password_hash = NULL, "
             "public_key = NULL, revoked_at = now() "
             "WHERE enterprise_id = %s AND site_id = %s AND id = %s AND revoked_at IS NULL",
+            (enterprise, site, gateway),
+        )
+        # its key stays in the history, retired: what it signed before still verifies
+        conn.execute(
+            "UPDATE gateway_public_keys SET retired_at = now() WHERE retired_at IS NULL "
+            "AND gid = (SELECT gid FROM gateways "
+            "WHERE enterprise_id = %s AND site_id = %s AND id = %s)",
             (enterprise, site, gateway),
         )
     if cur.rowcount == 0:
@@ -258,33 +294,135 @@ def list_gateways(conn: psycopg.Connection) -> list[dict[str, Any]]:
     return found
 
 
-def broker_files(conn: psycopg.Connection, server_users: dict[str, str]) -> tuple[str, str]:
-    """Mosquitto's password file and ACL file for every gateway with a broker login, and
-    the server's logins (`server_users`: name -> password) that read every gateway's
-    topics (a shared subscription is checked against its topic filter)."""
+# what a gateway publishes below its prefix; its `ack` topic is written by the server alone
+GATEWAY_KINDS = ("data", "birth", "status", "metrics")
+# what the server's logins read (metrics are live only: nobody on the server side reads them)
+SERVER_READS = topics.STORED_KINDS
+# the shared subscription the server's logins are allowed (the servers' --share-group)
+SHARED_KINDS = ("data", "status")
+
+
+def _broker_logins(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(username, topic prefix, password hash) of every gateway with a broker login."""
     rows = conn.execute(
         "SELECT enterprise_id, site_id, id, broker_password_hash FROM gateways "
         "WHERE broker_password_hash IS NOT NULL AND revoked_at IS NULL ORDER BY 1, 2, 3"
     ).fetchall()
-    passwd, acl = [], ["# written by `ingest-server gateway broker-files`; do not edit", ""]
+    return [(broker_username(e, s, g), topics.prefix(e, s, g), h) for e, s, g, h in rows]
+
+
+def _server_logins(server_users: dict[str, str]) -> list[tuple[str, str]]:
+    """(name, password hash) of the server's logins, checked: a dot marks gateway logins."""
+    found = []
     for name, password in sorted(server_users.items()):
-        if "." in name:
+        if not name or "." in name:
             raise GatewayError(f"server user {name!r}: a dot marks gateway logins; choose another")
-        passwd.append(f"{name}:{mosquitto_hash(password)}")
-        acl += [f"user {name}", f"topic read {topics.ROOT}/#", ""]
-    for ent, site, gw, pw_hash in rows:
-        user = broker_username(ent, site, gw)
+        found.append((name, mosquitto_hash(password)))
+    return found
+
+
+def broker_files(conn: psycopg.Connection, server_users: dict[str, str]) -> tuple[str, str]:
+    """Mosquitto's password file and ACL file, for a broker without the dynamic-security
+    plugin: every gateway with a broker login writes only its own kinds below its prefix
+    and reads only its `ack` topic; the server's logins (`server_users`: name -> password)
+    read data, status and births and write every gateway's `ack`.
+
+    Weaker than `dynamic_security`: Mosquitto's acl_file never checks a SUBSCRIBE (only
+    what is delivered) nor binds a client id to its login, so a gateway can join the
+    servers' shared subscription and swallow every other batch, or take over another
+    client's session. The server's acks make the batch come back (docs/deploy.md)."""
+    passwd, acl = [], ["# written by `ingest-server gateway broker-files`; do not edit", ""]
+    for name, pw_hash in _server_logins(server_users):
+        passwd.append(f"{name}:{pw_hash}")
+        acl += [f"user {name}"]
+        acl += [f"topic read {topics.every_gateway(k)}" for k in SERVER_READS]
+        acl += [f"topic write {topics.every_gateway(topics.ACK_KIND)}", ""]
+    for user, prefix, pw_hash in _broker_logins(conn):
         passwd.append(f"{user}:{pw_hash}")
-        acl += [f"user {user}", f"topic write {topics.prefix(ent, site, gw)}/#", ""]
+        acl += [f"user {user}"]
+        acl += [f"topic write {topics.topic(prefix, k)}" for k in GATEWAY_KINDS]
+        acl += [f"topic read {topics.ack_topic(prefix)}", ""]
     return "\n".join(passwd) + "\n", "\n".join(acl)
 
 
-def agent_skeleton(identity: Identity, mqtt_url: str, key_file: Path, password_file: Path) -> str:
+def _dynsec_client(user: str, pw_hash: str, role: str, clientid: str | None) -> dict[str, Any]:
+    # the plugin's fields hold the same PBKDF2-SHA512 as the password file's $7$ line
+    _, kind, iterations, salt, digest = pw_hash.split("$")
+    if kind != "7":
+        raise GatewayError(f"broker login {user}: unknown password hash ${kind}$")
+    client: dict[str, Any] = {
+        "username": user, "password": digest, "salt": salt, "iterations": int(iterations),
+        "roles": [{"rolename": role}],
+    }  # fmt: skip
+    if clientid is not None:
+        client["clientid"] = clientid
+    return client
+
+
+def _acl(kind: str, topic: str) -> dict[str, Any]:
+    return {"acltype": kind, "topic": topic, "priority": 0, "allow": True}
+
+
+def dynamic_security(
+    conn: psycopg.Connection, server_users: dict[str, str], *, share_group: str = "ingest"
+) -> dict[str, Any]:
+    """The dynamic-security plugin's file (Mosquitto 2, `plugin_opt_config_file`): what
+    `broker_files` allows, plus what the acl_file cannot check. Nothing is allowed by
+    default (unsubscribing aside). A gateway connects only with its username as client id
+    (no other client can take over its session, it can take over none), publishes only its
+    own kinds below its prefix, and subscribes to and receives only its own `ack` topic: a
+    `$share` or wildcard subscription is refused (SUBACK "Not authorized"). The server's
+    logins are not bound to a client id (`run --workers N` and several servers share one
+    login); they subscribe only to `$share/<share_group>/fe/v1/+/+/+/{data,status}` and
+    `fe/v1/+/+/+/birth`, receive those, and publish only on `fe/v1/+/+/+/ack`. The broker
+    reads the file at its start only (Mosquitto 2.0 does not reload it on SIGHUP)."""
+    if not share_group or not all(c.isascii() and (c.isalnum() or c in "_-") for c in share_group):
+        raise GatewayError(
+            f"share group {share_group!r}: letters, digits, _ and - only (the servers' "
+            "--share-group)"
+        )
+    server_acls = [
+        *(_acl("subscribeLiteral", f"$share/{share_group}/{topics.every_gateway(k)}")
+          for k in SHARED_KINDS),
+        _acl("subscribeLiteral", topics.every_gateway("birth")),
+        *(_acl("publishClientReceive", topics.every_gateway(k)) for k in SERVER_READS),
+        _acl("publishClientSend", topics.every_gateway(topics.ACK_KIND)),
+    ]  # fmt: skip
+    roles: list[dict[str, Any]] = [{"rolename": "fe-server", "acls": server_acls}]
+    clients = [_dynsec_client(n, h, "fe-server", None) for n, h in _server_logins(server_users)]
+    for user, prefix, pw_hash in _broker_logins(conn):
+        role = f"fe-gateway {user}"
+        ack = topics.ack_topic(prefix)
+        acls = [_acl("publishClientSend", topics.topic(prefix, k)) for k in GATEWAY_KINDS]
+        acls += [_acl("subscribeLiteral", ack), _acl("publishClientReceive", ack)]
+        roles.append({"rolename": role, "acls": acls})
+        clients.append(_dynsec_client(user, pw_hash, role, clientid=user))
+    return {
+        "defaultACLAccess": {
+            "publishClientSend": False, "publishClientReceive": False,
+            "subscribe": False, "unsubscribe": True,
+        },
+        "clients": clients,
+        "groups": [],
+        "roles": roles,
+    }  # fmt: skip
+
+
+def agent_skeleton(
+    identity: Identity, mqtt_url: str, key_file: Path, password_file: Path, *, contract: int = 1
+) -> str:
     """A starting agent config for the gateway: its identity and broker login filled in,
-    one example device to replace (`edge-agent discover` proposes real ones)."""
+    one example device to replace (`edge-agent discover` proposes real ones). `key_file`
+    is the key it signs with: the HMAC key (contract 1) or, for a gateway whose public key
+    is enrolled (contract 2), its own Ed25519 key (`edge-agent keys init` makes it there).
+    The client id is the broker login: the broker binds one to the other."""
     tls = ""
     if mqtt_url.startswith("mqtts://"):
         tls = "  tls:\n    ca_file: /etc/factory-evidence/ca.crt   # the broker's CA\n"
+    if contract == 2:
+        signing, mqtt_key = f"  contract: 2\n  key_file: {key_file}\n", ""
+    else:
+        signing, mqtt_key = "", f"  hmac_key_file: {key_file}\n"
     return f"""\
 # factory-evidence edge agent: {identity.enterprise}/{identity.site}/{identity.gateway}
 # Made by `ingest-server gateway add`; check it with `edge-agent check THIS_FILE`.
@@ -293,12 +431,12 @@ gateway:
   enterprise: {identity.enterprise}
   site: {identity.site}
   id: {identity.gateway}
-mqtt:
+{signing}mqtt:
   url: {mqtt_url}
+  client_id: {identity.username}
   username: {identity.username}
   password_file: {password_file}
-  hmac_key_file: {key_file}
-{tls}outbox:
+{mqtt_key}{tls}outbox:
   path: /var/lib/factory-evidence/outbox.db
 devices:
   # replace with the machines of this gateway (edge-agent discover opc.tcp://HOST:PORT)

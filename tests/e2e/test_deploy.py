@@ -1,10 +1,12 @@
 """The files in deploy/ work as shipped: the systemd unit passes `systemd-analyze verify`,
 the certificate script makes a CA and a broker certificate that verify, and Mosquitto
 started from deploy/mosquitto/mosquitto.conf (paths and port moved to the test's own)
-speaks TLS only, with no anonymous access, and lets a gateway publish only as itself."""
+speaks TLS only, with no anonymous access, and admits a gateway only with its own login and
+client id (the dynamic-security plugin's file from `broker-files --dynsec`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -21,8 +23,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest_server.repo.gateways import add_gateway, broker_files
-from tests.harness.broker import mosquitto_binary
+from ingest_server.repo.gateways import add_gateway, dynamic_security
+from tests.harness.broker import DYNSEC_PLUGINS, dynsec_plugin, mosquitto_binary
 from tests.harness.kpi import prepare_kpi
 from tests.harness.netutil import free_port
 
@@ -81,8 +83,8 @@ def test_certificate_script(tmp_path: Path) -> None:
 
 @pytest.fixture
 def tls_broker(db: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """Mosquitto from deploy/mosquitto/mosquitto.conf with the test's paths and port, its
-    password and ACL files from `ingest-server gateway broker-files`."""
+    """Mosquitto from deploy/mosquitto/mosquitto.conf with the test's paths, port and
+    plugin path, its dynamic-security file from `ingest-server gateway broker-files`."""
     import psycopg  # noqa: PLC0415
 
     prepare_kpi(db)
@@ -92,14 +94,18 @@ def tls_broker(db: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     make_certs(certs, "localhost", "127.0.0.1")
     with psycopg.connect(db, autocommit=True) as conn:
         gw1 = add_gateway(conn, "hf", "p1", "gw-01", rotate=True)
-        passwd, acl = broker_files(conn, {"ingest": "server-pw-123456"})
-    (config / "passwd").write_text(passwd)
-    (config / "acl").write_text(acl)
+        doc = dynamic_security(conn, {"ingest": "server-pw-123456"})
+    (config / "dynamic-security.json").write_text(json.dumps(doc))
     port = free_port()
     conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
     assert "listener 8883\n" in conf
+    image_plugin = DYNSEC_PLUGINS[-1]  # where the eclipse-mosquitto image has it
+    assert f"plugin {image_plugin}\n" in conf
+    assert "plugin_opt_config_file /mosquitto/config/dynamic-security.json\n" in conf
+    assert "\npassword_file" not in conf  # the plugin alone decides who logs in
     conf = (
         conf.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
+        .replace(f"plugin {image_plugin}\n", f"plugin {dynsec_plugin()}\n")
         .replace("/mosquitto/certs/", f"{certs}/")
         .replace("/mosquitto/config/", f"{config}/")
         .replace("/mosquitto/data/", f"{data}/")
@@ -127,10 +133,16 @@ def tls_broker(db: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _connect(
-    port: int, ca: Path | None, user: str | None, password: str | None, wait_s: float = 10
+    port: int,
+    ca: Path | None,
+    user: str | None,
+    password: str | None,
+    *,
+    wait_s: float = 10,
+    client_id: str = "",
 ) -> Any:
     """CONNACK reason code, or the exception that ended the attempt."""
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     if ca is not None:
         c.tls_set(ca_certs=str(ca))
     if user is not None:
@@ -151,14 +163,16 @@ def _connect(
 
 def test_broker_config_tls_only_and_per_gateway_logins(tls_broker: dict[str, Any]) -> None:
     port, ca, gw1 = tls_broker["port"], tls_broker["ca"], tls_broker["gw1"]
-    assert _connect(port, ca, gw1.username, gw1.password) == 0
-    assert _connect(port, ca, "ingest", "server-pw-123456") == 0
+    assert _connect(port, ca, gw1.username, gw1.password, client_id=gw1.username) == 0
+    # its client id is bound to its login; the servers' logins are not (workers share one)
+    assert _connect(port, ca, gw1.username, gw1.password, client_id="ingest-1").is_failure
+    assert _connect(port, ca, "ingest", "server-pw-123456", client_id="ingest-1") == 0
     refused = _connect(port, ca, None, None)
     assert not isinstance(refused, Exception)
     assert refused.is_failure  # no anonymous access
     assert _connect(port, ca, gw1.username, "wrong").is_failure
     # no plain-text listener: an MQTT CONNECT without TLS gets no CONNACK
-    plain = _connect(port, None, gw1.username, gw1.password, wait_s=3)
+    plain = _connect(port, None, gw1.username, gw1.password, wait_s=3, client_id=gw1.username)
     assert isinstance(plain, Exception) or plain.is_failure
     # a gateway that trusts another CA refuses this broker's certificate
     other = Path(tls_broker["log"]).parent / "other"
@@ -220,6 +234,18 @@ def test_compose_file_holds_together() -> None:
         words = [w.strip('"') for w in found.split() if w != "fi"]
         parsed.append(parser.parse_args(words).command)
     assert parsed == ["migrate", "registry", "registry", "gateway", "gateway"]
+    # init writes the plugin's file where the broker's config reads it, in a volume both mount
+    written = re.search(r"broker-files --dynsec (\S+)", script)
+    assert written is not None
+    volume, _, inside = next(
+        v for v in services["init"]["volumes"] if written[1].startswith(v.split(":")[1] + "/")
+    ).partition(":")
+    conf = (DEPLOY / "mosquitto" / "mosquitto.conf").read_text()
+    read = re.search(r"^plugin_opt_config_file (\S+)$", conf, re.MULTILINE)
+    assert read is not None
+    mounted = f"{volume}:{read[1].rsplit('/', 1)[0]}"
+    assert mounted in services["mosquitto"]["volumes"], mounted
+    assert read[1].rsplit("/", 1)[1] == written[1].removeprefix(inside + "/")
     # files mounted from the repository exist (secrets/ is made by setup.sh)
     for svc in services.values():
         for vol in svc.get("volumes", []):

@@ -22,6 +22,25 @@ def mosquitto_binary() -> str:
     return found
 
 
+# where Debian/Ubuntu (multiarch) and the eclipse-mosquitto image keep the plugin
+DYNSEC_PLUGINS = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+)
+
+
+def dynsec_plugin() -> str:
+    """Mosquitto's dynamic-security plugin (in the mosquitto package since 2.0)."""
+    for path in DYNSEC_PLUGINS:
+        if Path(path).exists():
+            return path
+    raise RuntimeError(
+        "mosquitto_dynamic_security.so not found (looked in " + ", ".join(DYNSEC_PLUGINS)
+        + "): install Mosquitto 2.0 or newer with apt-get"
+    )  # fmt: skip
+
+
 @dataclass
 class Broker:
     host: str
@@ -49,12 +68,15 @@ def start_broker(
     password_file: Path | None = None,
     acl_file: Path | None = None,
     extra_listener: tuple[str, int] | None = None,
+    dynsec_file: Path | None = None,
 ) -> Broker:
     """A broker; with persistence, sessions and queued messages survive a restart.
 
     tls: (certificate, key) for a TLS-only listener; passwords: user -> password, or a
     ready password_file (with an acl_file), and then no anonymous access. extra_listener:
-    (address, port) of a second plain listener, e.g. on a veth a test made.
+    (address, port) of a second plain listener, e.g. on a veth a test made. dynsec_file:
+    the dynamic-security plugin's JSON file (logins, client ids and ACLs, read at start;
+    `ingest-server gateway broker-files --dynsec`), and then no anonymous access.
     """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -75,6 +97,11 @@ def start_broker(
         auth = f"allow_anonymous false\npassword_file {password_file}\n"
     if acl_file:
         auth += f"acl_file {acl_file}\n"
+    if dynsec_file:
+        auth = (
+            f"allow_anonymous false\nplugin {dynsec_plugin()}\n"
+            f"plugin_opt_config_file {dynsec_file}\n"
+        )
     if tls:
         auth += f"certfile {tls[0]}\nkeyfile {tls[1]}\n"
     conf.write_text(

@@ -1,7 +1,10 @@
 """Gateway identities (`ingest-server gateway add|revoke|broker-files`) against a real
-Mosquitto and a real PostgreSQL: each gateway may publish only under its own topic
-prefix and subscribe to nothing, the server's login reads them all, anonymous and wrong
-passwords are refused, and a revoked gateway is shut out once the broker reloads."""
+Mosquitto and a real PostgreSQL, with the password and ACL files for a broker without the
+dynamic-security plugin: each gateway may publish only its own kinds under its own topic
+prefix and read only its own ack topic, the server's login reads their data and writes
+their acks, anonymous and wrong passwords are refused, and a revoked gateway is shut out
+once the broker reloads. (What these files cannot stop, a gateway's `$share` subscription
+or a client id taken over, tests/e2e/test_broker_hardening.py shows the plugin stops.)"""
 
 from __future__ import annotations
 
@@ -130,14 +133,15 @@ def test_a_gateway_publishes_only_as_itself(setup: dict[str, Any]) -> None:
         assert gw1.connack == 0
         assert not server.subscribe("$share/ingest/fe/v1/#").is_failure
         assert gw1.publish("fe/v1/hf/p1/gw-01/data", b"mine") == 0
-        # as another gateway, another site or outside the tree: refused
+        # as another gateway, another site, outside the tree, or as the server on its own
+        # ack topic: refused
         for topic in ("fe/v1/hf/p1/gw-02/data", "fe/v1/hf/p2/gw-01/data", "fe/v1/hf/p1/data",
-                      "other/topic"):  # fmt: skip
+                      "other/topic", "fe/v1/hf/p1/gw-01/ack", "fe/v1/hf/p1/gw-01/x"):  # fmt: skip
             rc = gw1.publish(topic, b"forged")
             assert rc.is_failure, topic
             assert rc.getName() == "Not authorized", (topic, rc)
-        # a gateway reads nothing, its own topics included (Mosquitto grants the
-        # subscription but delivers nothing the ACL does not let it read)
+        # a gateway reads its own ack topic alone (the acl_file grants any subscription,
+        # but Mosquitto delivers nothing the ACL does not let it read)
         gw1.subscribe("fe/v1/#")
         gw2 = Session(broker, "hf.p1.gw-02", _password(bundles["gw-02"]))
         try:
@@ -152,6 +156,12 @@ def test_a_gateway_publishes_only_as_itself(setup: dict[str, Any]) -> None:
             ("fe/v1/hf/p1/gw-02/status", b"online"),
         ]  # fmt: skip
         assert gw1.received == []
+        # the server writes acks, and nothing else
+        assert server.publish("fe/v1/hf/p1/gw-01/data", b"forged").getName() == "Not authorized"
+        assert not server.publish("fe/v1/hf/p1/gw-02/ack", b"for gw-02").is_failure
+        assert not server.publish("fe/v1/hf/p1/gw-01/ack", b"for gw-01").is_failure
+        gw1.wait(lambda: bool(gw1.received), "gw-01's ack")
+        assert gw1.received == [("fe/v1/hf/p1/gw-01/ack", b"for gw-01")]
     finally:
         gw1.close()
         server.close()
@@ -209,6 +219,8 @@ def test_the_bundle(setup: dict[str, Any], db: str) -> None:
     cfg = load_config(bundle / "agent.yaml")  # a config the agent accepts as it is
     assert (cfg.gateway.enterprise, cfg.gateway.site, cfg.gateway.id) == (ENT, SITE, "gw-01")
     assert cfg.mqtt.username == "hf.p1.gw-01"
+    assert cfg.client_id == "hf.p1.gw-01"  # the broker binds the client id to the login
+    assert (cfg.gateway.contract, cfg.gateway.key_file) == (1, None)
     # the agent signs with the file's text, stripped (edge_agent.contract.secrets.read_secret)
     key = read_secret(bundle / "gateway.key", "HMAC key")
     assert len(key) == 64
