@@ -62,7 +62,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def status_report(dsn: str) -> dict[str, Any]:
     """What `status --json` prints: the storage mode and schema, the counts, each
-    gateway's last status and the dead letters' reasons of the last 24 hours."""
+    gateway's last status, contract, newest batch and missing batches, and the dead
+    letters' reasons of the last 24 hours."""
     with psycopg.connect(dsn) as conn:
         info = describe(conn)
         gateways = [
@@ -72,6 +73,22 @@ def status_report(dsn: str) -> dict[str, Any]:
                 "status_at": None if g.status_at is None else g.status_at.isoformat(),
                 "boot": g.boot,
                 "has_key": g.has_key,
+                "contract": g.contract,
+                "newest_batch": None
+                if g.newest is None
+                else {
+                    "boot": g.newest[0],
+                    "seq": g.newest[1],
+                    "received_at": _iso(g.newest_at),
+                },
+                # the ledger: v2 batches sealed but not stored, i.e. not acked
+                "missing_batches": g.missing,
+                "oldest_missing": None
+                if g.oldest_missing is None
+                else {
+                    "boot": g.oldest_missing[0],
+                    "seq": g.oldest_missing[1],
+                },
             }
             for g in status.gateway_statuses(conn)
         ]
@@ -123,6 +140,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         state = {True: "online", False: "offline", None: "never seen"}[g["online"]]
         key = "" if g["has_key"] else "  NO KEY: messages are dead-lettered"
         print(f"  {g['gateway']:<40} {state:<10} since {g['status_at']}{key}")
+        newest = g["newest_batch"]
+        line = f"    contract {g['contract']}, newest batch " + (
+            "none" if newest is None else
+            f"boot {newest['boot']} seq {newest['seq']} (received {newest['received_at']})"
+        )  # fmt: skip
+        if g["missing_batches"]:
+            old = g["oldest_missing"]
+            line += (f"; {g['missing_batches']} batch(es) missing in its chain, oldest boot "
+                     f"{old['boot']} seq {old['seq']}: not stored, not acked")  # fmt: skip
+        print(line)
     return 0
 
 

@@ -9,6 +9,7 @@
                                                                                 (evidence.py)
     ingest-server accounts | api                   API accounts, the HTTP API   (api.py)
     ingest-server gateway                          gateway identities           (gateway.py)
+    ingest-server ledger check --enterprise E --from D --to D   the signed batches (ledger.py)
 
 This module builds the parser from the command modules' parts, runs the command named and
 turns what it raises into an exit code; the database options and DSN resolution are in
@@ -35,7 +36,7 @@ import psycopg
 
 from edge_agent.contract.yaml12 import InvalidFileError
 from ingest_server import __version__
-from ingest_server.cli import api, database, evidence, gateway, run
+from ingest_server.cli import api, database, evidence, gateway, ledger, run
 from ingest_server.db.embedded_pg import released_at_end
 from ingest_server.errors import InvalidInputError, NotFoundError, UnavailableError
 
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     evidence.add_parsers(sub)  # report, verify, render, keys, production, factors
     api.add_parsers(sub)  # accounts, api
     gateway.add_parsers(sub)  # gateway
+    ledger.add_parsers(sub)  # ledger
     return p
 
 
@@ -68,6 +70,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "accounts": api.cmd_accounts,
     "api": api.cmd_api,
     "gateway": gateway.cmd_gateway,
+    "ledger": ledger.cmd_ledger,
 }
 
 

@@ -2,7 +2,8 @@
 their SQL).
 
 Rows of the registry, of the stored samples and of what is derived from them; the newest
-batch and sample; each gateway's last status; and why messages were dead-lettered lately.
+batch and sample; each gateway's last status, contract, newest stored batch and the
+batches missing in its chain; and why messages were dead-lettered lately.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ class GatewayStatus:
     status_at: dt.datetime | None
     boot: int | None
     has_key: bool
+    contract: int = 1
+    newest: tuple[int, int] | None = None  # (boot, seq) of its newest stored batch
+    newest_at: dt.datetime | None = None  # when that batch was received
+    missing: int = 0  # v2 batches missing in its chain (below its newest of each boot)
+    oldest_missing: tuple[int, int] | None = None  # (boot, seq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +67,65 @@ def counts(conn: psycopg.Connection) -> dict[str, Any]:
 
 def gateway_statuses(conn: psycopg.Connection) -> list[GatewayStatus]:
     """Every gateway, revoked ones too, by enterprise, site and id: its last reported
-    status and whether it has an HMAC key (without one its messages are dead-lettered)."""
+    status, whether it has an HMAC key (without one its messages are dead-lettered), its
+    contract, its newest stored batch in (boot, seq) order and when it arrived, and from
+    the ledger (`ledger_gaps`) the v2 batches missing in its chain."""
     rows = conn.execute(
-        "SELECT enterprise_id, site_id, id, online, status_at, boot, hmac_key IS NOT NULL "
-        "FROM gateways ORDER BY 1, 2, 3"
+        "SELECT g.gid, g.enterprise_id, g.site_id, g.id, g.online, g.status_at, g.boot, "
+        "g.hmac_key IS NOT NULL, g.contract, n.boot, n.seq, n.received_at "
+        "FROM gateways g LEFT JOIN LATERAL (SELECT boot, seq, received_at FROM batches b "
+        "WHERE b.gid = g.gid ORDER BY boot DESC, seq DESC LIMIT 1) n ON true "
+        "ORDER BY 2, 3, 4"
     ).fetchall()
-    return [GatewayStatus(*r) for r in rows]
+    gaps = ledger_gaps(conn)
+    return [
+        GatewayStatus(
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            r[6],
+            r[7],
+            r[8],
+            newest=None if r[9] is None else (r[9], r[10]),
+            newest_at=r[11],
+            missing=gaps.get(r[0], (0, None))[0],
+            oldest_missing=gaps.get(r[0], (0, None))[1],
+        )
+        for r in rows
+    ]
+
+
+def ledger_gaps(conn: psycopg.Connection) -> dict[int, tuple[int, tuple[int, int]]]:
+    """By gid, the v2 batches missing in each gateway's chain: how many, and the oldest
+    (boot, seq). `seq` starts at 1 at each boot, so below the newest stored batch of a
+    boot every seq should be stored: the gateway sealed (and sent) those, the server has
+    not stored them, so they were never acked. What a gateway sealed after its newest
+    stored batch, and a boot none of whose batches is stored, the server cannot know."""
+    per_boot = conn.execute(
+        # a boot with a v2 batch: its v1 batches (before the switch) are stored ones too
+        "SELECT gid, boot, min(seq), max(seq), count(*) FROM batches GROUP BY gid, boot "
+        "HAVING bool_or(contract = 2) AND max(seq) > count(*) ORDER BY gid, boot"
+    ).fetchall()
+    gaps: dict[int, tuple[int, tuple[int, int]]] = {}
+    for gid, boot, first, last, n in per_boot:
+        if gid in gaps:
+            count, oldest = gaps[gid]
+            gaps[gid] = (count + last - n, oldest)
+            continue
+        if first > 1:
+            oldest = (boot, 1)
+        else:  # the first hole of the boot: the primary key, walked from its start
+            (seq,) = conn.execute(
+                "SELECT b.seq + 1 FROM batches b WHERE b.gid = %s AND b.boot = %s "
+                "AND NOT EXISTS (SELECT 1 FROM batches c WHERE c.gid = b.gid "
+                "AND c.boot = b.boot AND c.seq = b.seq + 1) ORDER BY b.seq LIMIT 1",
+                (gid, boot),
+            ).fetchone() or (None,)
+            oldest = (boot, seq)
+        gaps[gid] = (last - n, oldest)
+    return gaps
 
 
 def recent_dead_letter_reasons(conn: psycopg.Connection) -> list[DeadLetterReason]:

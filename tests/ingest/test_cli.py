@@ -63,11 +63,16 @@ def test_migrate_import_and_status(db: str, tmp_path: Path) -> None:
             "status_at": None,
             "boot": None,
             "has_key": True,
+            "contract": 1,
+            "newest_batch": None,
+            "missing_batches": 0,
+            "oldest_missing": None,
         }
     ]
     text = cli("status", "--dsn", db).stdout
     assert "storage mode:" in text
     assert "never seen" in text
+    assert "    contract 1, newest batch none" in text
     assert "dead letters in the last 24 h, by reason:" in text
 
 

@@ -390,3 +390,45 @@ def test_the_schema_holds_only_raw_ed25519_public_keys(env: dict[str, Any]) -> N
                 "UPDATE gateways SET public_key = %s WHERE id = 'gw-01'",
                 (env["keys"]["a"].public,),
             )
+
+
+def key_history(db: str, gateway: str) -> list[tuple[bytes, bool, bool]]:
+    """gateway_public_keys of a gateway, oldest first: (key, enrolled_at set, retired)."""
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT k.public_key, k.enrolled_at, k.retired_at FROM gateway_public_keys k "
+            "JOIN gateways g ON g.gid = k.gid WHERE g.id = %s ORDER BY k.enrolled_at",
+            (gateway,),
+        ).fetchall()
+    return [(bytes(k), at is not None, until is not None) for k, at, until in rows]
+
+
+def test_every_key_a_gateway_had_stays_in_its_history(env: dict[str, Any]) -> None:
+    """A batch is verified with the key in effect when it arrived (`ledger check`): a key
+    replaced or revoked is retired, never forgotten."""
+    cli, db, tmp = env["cli"], env["db"], env["tmp"]
+    a, b = env["keys"]["a"], env["keys"]["b"]
+    assert key_history(db, "gw-01") == []
+    cli.ok("enroll", ENT, SITE, "gw-01", "--public-key", a.text)
+    assert key_history(db, "gw-01") == [(a.public, True, False)]
+    cli.ok("enroll", ENT, SITE, "gw-01", "--public-key", a.text)  # unchanged: no new row
+    assert key_history(db, "gw-01") == [(a.public, True, False)]
+    cli.refused("enroll", ENT, SITE, "gw-01", "--public-key", b.text)  # refused: no change
+    assert key_history(db, "gw-01") == [(a.public, True, False)]
+    cli.ok("enroll", ENT, SITE, "gw-01", "--public-key", b.text, "--replace")
+    assert key_history(db, "gw-01") == [(a.public, True, True), (b.public, True, False)]
+    with psycopg.connect(db) as conn:
+        retired, enrolled, current = conn.execute(
+            "SELECT (SELECT retired_at FROM gateway_public_keys WHERE public_key = %s), "
+            "(SELECT enrolled_at FROM gateway_public_keys WHERE public_key = %s), "
+            "(SELECT enrolled_at FROM gateways WHERE id = 'gw-01')",
+            (a.public, b.public),
+        ).fetchone()
+    assert retired == enrolled == current  # one transaction: no moment without a key
+    cli.ok("revoke", ENT, SITE, "gw-01")
+    assert key_history(db, "gw-01") == [(a.public, True, True), (b.public, True, True)]
+    # new secrets with a key at once (`add --public-key`): the history goes on
+    cli.ok("add", ENT, SITE, "gw-01", "--out", str(tmp / "again"), "--public-key", a.text)
+    assert key_history(db, "gw-01") == [(a.public, True, False), (b.public, True, True)]
+    cli.ok("add", ENT, SITE, "gw-03", "--out", str(tmp / "b3"), "--public-key", b.text)
+    assert key_history(db, "gw-03") == [(b.public, True, False)]
