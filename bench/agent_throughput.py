@@ -13,7 +13,11 @@ Everything runs as its own process on 127.0.0.1, so each CPU figure is one proce
 
 Figures come from the agent's own metrics (published every second) against the CPU time
 of its process (/proc/PID/stat) between two metrics messages after a warm-up, so start-up
-is not counted. RSS is the agent's peak (VmHWM) with UNITS x REGS tags. The last line
+is not counted. The Modbus agent runs twice: contract 1 (`modbus_values_per_cpu_s`) and
+contract 2 (`modbus_values_per_cpu_s_v2`: Ed25519-signed, chained, zlib; no server acks,
+so nothing is re-sent within the run), and the sealing step alone is timed in this
+process on the batches the v1 agent sent (`seal_us_per_batch_v2`, `sign_us_per_batch`).
+RSS is the agent's peak (VmHWM) with UNITS x REGS tags. The last line
 printed is one JSON object with the figures.
 """
 
@@ -251,15 +255,27 @@ class Metrics:
         self.client.loop_stop()
 
 
-def agent_config(workdir: Path, broker: Broker, devices: list[dict[str, Any]]) -> Path:
+def agent_config(
+    workdir: Path, broker: Broker, devices: list[dict[str, Any]], contract: int = 1
+) -> Path:
+    """Contract 2: the gateway's own Ed25519 key, batches sealed with zlib on, and no
+    re-sends within the run (there is no server to ack; PUBACK is what is timed)."""
     workdir.mkdir(parents=True, exist_ok=True)
     key = workdir / "gw.key"
     key.write_text(secrets.token_hex(32))
     key.chmod(0o600)
+    gateway: dict[str, Any] = {"enterprise": "bench", "site": "lab", "id": "gw"}
+    mqtt: dict[str, Any] = {"url": f"mqtt://127.0.0.1:{broker.port}", "hmac_key_file": "gw.key"}
+    if contract == 2:
+        from edge_agent.contract.identity import FileSigner  # noqa: PLC0415
+
+        FileSigner.create(workdir / "gw.ed25519")
+        gateway |= {"contract": 2, "key_file": str(workdir / "gw.ed25519")}
+        mqtt |= {"compress": "zlib", "ack_timeout_s": 3600, "ack_backoff_max_s": 3600}
     config = {
         "version": 1,
-        "gateway": {"enterprise": "bench", "site": "lab", "id": "gw"},
-        "mqtt": {"url": f"mqtt://127.0.0.1:{broker.port}", "hmac_key_file": "gw.key"},
+        "gateway": gateway,
+        "mqtt": mqtt,
         "outbox": {"path": "outbox.db", "durability": "process"},
         "metrics_interval_s": 1.0,
         "devices": devices,
@@ -396,6 +412,71 @@ def v2_speed(n: int, repeat: int) -> tuple[float, float]:
     return (t1 - t0) / repeat / n * 1e6, (t2 - t1) / repeat / n * 1e6
 
 
+def seal_figures(modbus_payloads: list[bytes], repeat: int) -> dict[str, Any]:
+    """The agent's sealing step per batch, on the batches the v1 agent just sent (the
+    same shapes: up to `mqtt.batch_max_samples` Modbus values of one or two polls), as
+    `Sample`s again: v1 `encode_batch` (sample dicts + JSON + HMAC) against v2
+    `sample_dicts` + `seal_batch_v2` (digest, Ed25519, columns, zlib 6) as the agent's
+    Sealer calls them, the reference v2 path (digest walk, then encode) for comparison,
+    and Ed25519 alone. CPU time of this process, best of `repeat` rounds."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PrivateKey,
+    )
+
+    from edge_agent.contract.digest import ZERO  # noqa: PLC0415
+    from edge_agent.contract.identity import FileSigner  # noqa: PLC0415
+    from edge_agent.contract.sample import Sample  # noqa: PLC0415
+    from edge_agent.contract.wire import encode_batch, sample_dicts  # noqa: PLC0415
+    from edge_agent.contract.wire_v2_encode import (  # noqa: PLC0415
+        _seal_reference,
+        seal_batch_v2,
+    )
+
+    batches = [[Sample(s["d"], s["t"], s["ts"] / 1000, s["v"]) for s in json.loads(p)["samples"]]
+               for p in modbus_payloads]  # fmt: skip
+    if not batches:
+        return {}
+    n = sum(map(len, batches))
+    signer = FileSigner(Ed25519PrivateKey.generate())
+
+    def v1() -> None:
+        for seq, b in enumerate(batches, 1):
+            encode_batch(gw="gw", boot=1, seq=seq, sent=b[-1].ts, samples=b, key=b"k" * 32)
+
+    def v2(seal: Any) -> Any:
+        def run() -> None:
+            prev = ZERO
+            for seq, b in enumerate(batches, 1):
+                _, prev = seal(signer, gw="gw", boot=1, seq=seq, sent=round(b[-1].ts * 1000),
+                               prev=prev, samples=sample_dicts(b), level=6)  # fmt: skip
+
+        return run
+
+    def sign() -> None:
+        for _ in batches:
+            signer.sign(ZERO)
+
+    def best(fn: Any) -> float:
+        """CPU seconds of one call, the least of `repeat` (others share the cores)."""
+        times = []
+        for _ in range(repeat):
+            t0 = time.process_time()
+            fn()
+            times.append(time.process_time() - t0)
+        return min(times)
+
+    v1_s, v2_s, ref_s = best(v1), best(v2(seal_batch_v2)), best(v2(_seal_reference))
+    sign_s = best(sign)
+    return {
+        "seal_batches": [len(batches), n],
+        "encode_us_per_value_v1": round(v1_s / n * 1e6, 3),
+        "seal_us_per_value_v2": round(v2_s / n * 1e6, 3),
+        "seal_us_per_value_v2_reference": round(ref_s / n * 1e6, 3),
+        "seal_us_per_batch_v2": round(v2_s / len(batches) * 1e6, 1),
+        "sign_us_per_batch": round(sign_s / len(batches) * 1e6, 1),
+    }
+
+
 def wire_figures(modbus_payloads: list[bytes], quick: bool) -> dict[str, Any]:
     """Bytes per value, v1 as the agent sent it vs v2 for the same samples, and v2's
     encode and decode cost."""
@@ -456,6 +537,18 @@ def report(
     print(f"    naive   {results['modbus_naive_values_per_cpu_s']:>10,} values per CPU-s")
     print(f"    ratio   {results['modbus_naive_ratio']:>10}x (acked vs naive)")
     print(f"    agent peak RSS {rss:.1f} MB, {results['modbus_agent_cpu_share']} CPU")
+    v2 = results.get("modbus_values_per_cpu_s_v2")
+    how = results.get("modbus_v2_measured")
+    print(f"    agent   {v2 or 0:>10,} values read per CPU-s, contract 2 (signed, zlib; {how})")
+    if "seal_us_per_value_v2" in results:
+        print(
+            f"    sealing per value: v1 JSON+HMAC {results['encode_us_per_value_v1']:.2f} us, "
+            f"v2 {results['seal_us_per_value_v2']:.2f} us (reference path "
+            f"{results['seal_us_per_value_v2_reference']:.2f}); per batch of "
+            f"{results['seal_batches'][1] // max(results['seal_batches'][0], 1):,}: v2 seal "
+            f"{results['seal_us_per_batch_v2']:.0f} us, Ed25519 alone "
+            f"{results['sign_us_per_batch']:.0f} us"
+        )
     print(f"{'':2}OPC UA, {nodes:,} nodes changing every 100 ms, subscription")
     print(
         f"    agent   {results['opcua_changes_per_cpu_s']:>10,} changes per CPU-s "
@@ -467,7 +560,7 @@ def report(
         stats.sort_stats("tottime").print_stats(15)
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller and shorter: under a minute")
     ap.add_argument("--no-profile", action="store_true")
@@ -498,6 +591,14 @@ def main() -> None:
             wait_port(mb_port)
             cfg = agent_config(tmp / "mb", broker, modbus_devices(mb_port, units, regs, 0.05))
             mb = run_agent(cfg, metrics, warmup, measure, None)
+            cfg2 = tmp / "mb2"
+            try:  # contract 2, same plant: signing and zlib on
+                cfg2_path = agent_config(cfg2, broker, modbus_devices(mb_port, units, regs, 0.05),
+                                         contract=2)  # fmt: skip
+                mb2: dict[str, Any] | None = run_agent(cfg2_path, metrics, warmup, measure, None)
+            except Exception as exc:
+                print(f"  contract 2 agent run failed ({exc!r}): sealing measured in-process")
+                mb2 = None
             naive_rate = run_naive(mb_port, broker, units, regs, measure / 2)
             profile = None
             if not args.no_profile:
@@ -533,6 +634,17 @@ def main() -> None:
         "rss_mb": round(mb["rss_mb"], 1),
         "rss_mb_10k_tags": None if args.quick else round(mb["rss_mb"], 1),
     }
+    seal = seal_figures(mb["data"], 3 if args.quick else 7)
+    results |= seal
+    v1_us = 1e6 / results["modbus_values_per_cpu_s"]
+    if mb2 is not None and mb2["cpu"] > 0 and mb2["read"] > 0:
+        results["modbus_values_per_cpu_s_v2"] = round(mb2["read"] / mb2["cpu"])
+        results["modbus_v2_agent_cpu_share"] = round(mb2["cpu"] / measure, 2)
+        results["modbus_v2_measured"] = "agent run with contract 2"
+    elif seal:  # the v1 agent's cost per value with v1's encoding swapped for v2's sealing
+        v2_us = v1_us - seal["encode_us_per_value_v1"] + seal["seal_us_per_value_v2"]
+        results["modbus_values_per_cpu_s_v2"] = round(1e6 / v2_us)
+        results["modbus_v2_measured"] = "estimate: v1 agent - v1 encoding + v2 sealing"
     wire_v2 = wire_figures(mb["data"], args.quick)
     results |= wire_v2
     report(results, units=units, regs=regs, nodes=nodes, rss=mb["rss_mb"], profile=profile)

@@ -6,11 +6,21 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections import deque
 from collections.abc import Mapping, Sequence
-from itertools import pairwise
-from typing import Any
+from itertools import compress, count, islice, pairwise, repeat
+from operator import add, itemgetter, lt, mul, not_, sub
+from typing import Any, NamedTuple
 
-from edge_agent.contract.digest import DIGEST_BYTES, batch_digest, from_wire
+from edge_agent.contract.digest import (
+    DIGEST_BYTES,
+    KIND_NUMBER,
+    KIND_TEXT,
+    NO_STATUS,
+    batch_digest,
+    columns_digest,
+    from_wire,
+)
 from edge_agent.contract.identity import SIGNATURE_BYTES, Signer
 from edge_agent.contract.wire import MAX_MS, MAX_STATUS_CHARS, MAX_TEXT_BYTES
 from edge_agent.contract.wire_v2 import (
@@ -40,6 +50,10 @@ from edge_agent.contract.wire_v2 import (
 
 _QUALITY = {"uncertain": 1, "bad": 2}
 _F32 = struct.Struct(">f")
+_Q = struct.Struct(">Q")
+_D, _T, _TS, _V = itemgetter("d"), itemgetter("t"), itemgetter("ts"), itemgetter("v")
+_KNOWN_IDS: set[str] = set()  # ids `_check_id` passed: the agent sends the same ones again
+_KNOWN_IDS_MAX = 100_000
 
 
 def _varint(n: int) -> bytes:
@@ -58,18 +72,27 @@ def _zz(n: int) -> int:
 
 
 def _packed(values: list[int]) -> bytes:
-    """A packed integer column (module docstring); empty when there are no values."""
+    """A packed integer column (module docstring); empty when there are no values.
+    The width is the narrowest struct packs without a range error, which is the one the
+    span (max - min) calls for: one pass fewer than taking the max."""
     if not values:
         return b""
-    lo, hi = min(values), max(values)
+    lo = min(values)
     head = _varint(_zz(lo))
-    span = hi - lo
-    if span == 0:
-        return head + b"\x00"
-    w = 1 if span < 0x100 else 2 if span < 0x10000 else 4 if span < 0x100000000 else 8
     if lo:
-        values = [v - lo for v in values]
-    return head + bytes((w,)) + struct.pack(f">{len(values)}{WIDTH_FORMAT[w]}", *values)
+        values = list(map(sub, values, repeat(lo)))
+    n = len(values)
+    for w in (1, 2, 4, 8):
+        try:
+            raw = struct.pack(f">{n}{WIDTH_FORMAT[w]}", *values)
+        except struct.error:
+            if w == 8:
+                raise
+            continue
+        if w == 1 and raw.count(0) == n:  # every value is the minimum
+            return head + b"\x00"
+        return head + bytes((w,)) + raw
+    raise AssertionError  # unreachable: the last width returns or raises
 
 
 def _table(entries: Sequence[str]) -> bytes:
@@ -101,16 +124,27 @@ def _floats(  # noqa: PLR0912
     Fast path: one k for the whole batch (a Modbus scale); else per value."""
     if not values:
         return [], [], [], []
-    neg_zero = 0.0 in values and any(v == 0.0 and math.copysign(1.0, v) < 0 for v in values)
+    # a -0.0 among the zeros (C loops: a Modbus batch holds many zeros)
+    zeros = filter((0.0).__eq__, values)
+    neg_zero = min(map(math.copysign, repeat(1.0), zeros), default=1.0) < 0.0
     if not neg_zero:
         for k in range(4):
+            # `round(v * p) / p == v` for every v, with the loops in C: a k that a first
+            # few values refuse is left at once, as is k = 0 at the first fraction. Where
+            # |m| <= 2^53 (all that is kept) m / float(p) is m / p exactly.
             p = POW10[k]
+            fp = float(p)
             try:
-                fits = all(round(v * p) / p == v for v in values)
+                if k == 0:
+                    fits = all(map(float.is_integer, values))
+                else:
+                    fits = all(round(v * p) / p == v for v in values[:8])
+                if fits:
+                    ms = list(map(float.__round__, map(fp.__mul__, values)))  # = round()
+                    fits = list(map(fp.__rtruediv__, ms)) == values
             except (ValueError, OverflowError):  # NaN or infinite (refused below), or huge
                 break
             if fits:
-                ms = [round(v * p) for v in values]
                 if min(ms) >= -MAX_MANTISSA and max(ms) <= MAX_MANTISSA:
                     return [K_DEC + k] * len(values), ms, [], []
                 break
@@ -141,7 +175,9 @@ def _floats(  # noqa: PLR0912
     return kinds, ms, f32s, f64s
 
 
-def _body(samples: Sequence[Mapping[str, Any]]) -> bytes:  # noqa: PLR0912, PLR0915
+def _reference_body(samples: Sequence[Mapping[str, Any]]) -> bytes:  # noqa: PLR0912, PLR0915
+    """The body, one sample at a time: the reference `_fast_body` must equal, and the
+    way for a batch it leaves (refusals are worded here)."""
     n = len(samples)
     series: dict[tuple[str, str], int] = {}
     texts: dict[str, int] = {}
@@ -255,6 +291,205 @@ def _body(samples: Sequence[Mapping[str, Any]]) -> bytes:  # noqa: PLR0912, PLR0
     return b"".join(parts)
 
 
+class _Columns(NamedTuple):
+    """What the digest covers, as `_fast_body` built it (digest.columns_digest)."""
+
+    series: list[tuple[str, str]]
+    texts: list[str]
+    columns: list[bytes]  # series index, ts, quality, kind, status, value: packed
+
+
+class _Unusual(Exception):  # noqa: N818 - not an error: a signal to take the other path
+    """Something `_fast_body` leaves to `_reference_body`, which encodes it or says what is
+    wrong with it."""
+
+
+def _first_refs(keys: list[Any]) -> tuple[list[Any], Sequence[int], list[int]]:
+    """(the distinct keys in order of first appearance, each key's index among them,
+    its reference "0 = next new entry, else index + 1"), with the loops in C."""
+    first: dict[Any, int] = {}
+    at = list(map(first.setdefault, keys, count()))  # each key's first position
+    distinct = list(first)
+    if len(distinct) == len(keys):  # all new: a Modbus batch of one read of many tags
+        return distinct, range(len(keys)), [0] * len(keys)
+    index = list(map(dict(zip(first.values(), count())).__getitem__, at))
+    refs = list(map(add, index, repeat(1)))
+    deque(map(refs.__setitem__, first.values(), repeat(0)), maxlen=0)  # the new ones
+    return distinct, index, refs
+
+
+def _fast_body(  # noqa: PLR0912, PLR0915
+    samples: Sequence[Mapping[str, Any]],
+) -> tuple[bytes, _Columns]:
+    """The body `_reference_body` makes, and the digest's columns, in one pass that does
+    per sample only what C cannot (itemgetter/map/struct do the rest): ~4x faster on a
+    Modbus batch. Raises (anything) for what it does not take, which the caller hands to
+    `_reference_body`: a value of another type, an odd status, a refused one."""
+    n = len(samples)
+    ds = list(map(_D, samples))
+    tg = list(map(_T, samples))
+    ts = list(map(_TS, samples))
+    vals = list(map(_V, samples))
+    series, series_ix, series_refs = _first_refs(list(zip(ds, tg, strict=True)))
+    if len(series) != n:  # each series' device and tag, from its first sample
+        firsts = list(compress(range(n), map(not_, series_refs)))
+        ds, tg = list(map(ds.__getitem__, firsts)), list(map(tg.__getitem__, firsts))
+    if n and not (min(ts) >= 0 and max(ts) <= MAX_MS):
+        raise _Unusual
+    ts_col = struct.pack(f">{n}q", *ts)  # integers only, as the digest's i64 takes them
+    text_at: list[int] = []
+    text_vals: list[str] = []
+    ints: list[int] = []
+    heads: bytearray | None = None
+    float_at: Sequence[int]
+    if set(map(type, vals)) <= {float}:  # Modbus, OPC UA doubles: no per-sample loop
+        float_at, float_vals, num, kind_col = range(n), vals, vals, bytes((KIND_NUMBER,)) * n
+    else:
+        heads, kinds_d = bytearray(n), bytearray(n)
+        float_at, float_vals, num = [], [], [0.0] * n
+        for i, v in enumerate(vals):
+            cls = v.__class__
+            if cls is float:
+                num[i] = v
+                kinds_d[i] = KIND_NUMBER
+                float_at.append(i)
+                float_vals.append(v)
+            elif cls is str or isinstance(v, str):
+                kinds_d[i] = KIND_TEXT
+                heads[i] = K_TEXT << 2
+                text_at.append(i)
+                text_vals.append(v if cls is str else str.__str__(v))  # a StrEnum: its text
+            elif v is None:
+                pass
+            elif isinstance(v, int):  # a bool travels as its integer, and is digested as 1.0
+                num[i] = f = float(v)  # beyond a double: OverflowError, refused
+                kinds_d[i] = KIND_NUMBER
+                if -I64 <= v < I64:
+                    heads[i] = K_INT << 2
+                    ints.append(int(v))
+                else:
+                    float_at.append(i)
+                    float_vals.append(f)
+            elif isinstance(v, float):
+                num[i] = f = float(v)
+                kinds_d[i] = KIND_NUMBER
+                float_at.append(i)
+                float_vals.append(f)
+            else:
+                raise _Unusual
+        kind_col = bytes(kinds_d)
+    kinds, mantissas, f32s, f64s = _floats(float_vals)
+    if heads is None:
+        if kinds and kinds.count(kinds[0]) == n:  # one scale for the batch
+            heads = bytearray((kinds[0] << 2,)) * n
+        else:
+            heads = bytearray(map(mul, kinds, repeat(4)))  # kind << 2
+    else:
+        deque(map(heads.__setitem__, float_at, map(mul, kinds, repeat(4))), maxlen=0)
+
+    quality_col: bytes | bytearray = bytes(n)
+    extras = bytearray()
+    gts_d: list[int] = []
+    sts_d: list[int] = []
+    status_at: list[int] = []
+    status_vals: list[str] = []
+    if n and max(map(len, samples)) > 4:  # q, s, gts or sts somewhere: those samples only
+        quality_col = bytearray(n)
+        for i in compress(range(n), map(lt, repeat(4), map(len, samples))):
+            s = samples[i]
+            h = 0
+            q = s.get("q")
+            if q is not None or "q" in s:  # "good", None (the digest refuses it): KeyError
+                quality_col[i] = h = _QUALITY[q]  # type: ignore[index]  # KeyError
+            x = 0
+            status = s.get("s")
+            if status:
+                if status.__class__ is not str or len(status) > MAX_STATUS_CHARS:
+                    raise _Unusual
+                x = X_STATUS
+                status_at.append(i)
+                status_vals.append(status)
+            t = ts[i]
+            for bit, name, col in ((X_GTS, "gts", gts_d), (X_STS, "sts", sts_d)):
+                other = s.get(name)
+                if other is not None:
+                    if not 0 <= other <= MAX_MS:
+                        raise _Unusual
+                    x |= bit
+                    col.append(other - t)
+            if x:
+                h |= EXTRAS
+                extras.append(x)
+            heads[i] |= h
+
+    # texts scanned in order, within a sample its value first: the digest's order too
+    if status_at:
+        keyed = dict(zip(map(mul, text_at, repeat(2)), text_vals, strict=True))
+        keyed.update(zip([2 * i + 1 for i in status_at], status_vals, strict=True))
+        text_keys = [keyed[k] for k in sorted(keyed)]
+    else:
+        text_keys = text_vals
+    texts, _, text_refs = _first_refs(text_keys)
+    for text in texts:
+        if "\x00" in text or len(text.encode()) > MAX_TEXT_BYTES:  # not UTF-8: raises
+            raise _Unusual
+    text_index = dict(zip(texts, count()))
+    value_col = bytearray(struct.pack(f">{n}d", *num))
+    if text_at:  # a text's record holds its table index where a number has its bits
+        for i, j in zip(text_at, map(text_index.__getitem__, text_vals), strict=True):
+            value_col[8 * i : 8 * i + 8] = _Q.pack(j)
+    if status_at:
+        st = [NO_STATUS] * n
+        deque(map(st.__setitem__, status_at, map(text_index.__getitem__, status_vals)), maxlen=0)
+        status_col = struct.pack(f">{n}I", *st)
+    else:
+        status_col = b"\xff\xff\xff\xff" * n
+
+    devices, _, device_refs = _first_refs(ds)
+    tags, _, tag_refs = _first_refs(tg)
+    known = _KNOWN_IDS
+    for name in (*devices, *tags):
+        if name not in known:
+            _check_id("samples: device or tag", name)
+            if len(known) < _KNOWN_IDS_MAX:
+                known.add(name)
+    parts = [
+        _varint(n),
+        _table(devices),
+        _table(tags),
+        _table(texts),
+        _varint(len(series)),
+        _packed(device_refs),
+        _packed(tag_refs),
+        bytes(heads),
+        b"\x00\x00" if len(series) == n and n else _packed(series_refs),  # all new: 0, w 0
+    ]
+    if n:
+        parts += (_varint(ts[0]), _packed(list(map(sub, islice(ts, 1, None), ts))))
+    parts += (
+        bytes(extras),
+        _packed(text_refs),
+        _packed(ints),
+        _packed(mantissas),
+        struct.pack(f">{len(f32s)}f", *f32s),
+        struct.pack(f">{len(f64s)}d", *f64s),
+        _packed(gts_d),
+        _packed(sts_d),
+    )
+    columns = [struct.pack(f">{n}I", *series_ix), ts_col, bytes(quality_col), kind_col,
+               status_col, bytes(value_col)]  # fmt: skip
+    return b"".join(parts), _Columns(series, texts, columns)
+
+
+def _body(samples: Sequence[Mapping[str, Any]]) -> bytes:
+    """The body: the fast way, or the reference's for what the fast one does not take
+    (the reference raises, naming what is wrong, or encodes the same bytes)."""
+    try:
+        return _fast_body(samples)[0]
+    except Exception:
+        return _reference_body(samples)
+
+
 def _check_id(field: str, text: object) -> None:
     if not isinstance(text, str) or len(text) > MAX_ID_CHARS or not ID_PATTERN.match(text):
         raise ValueError(
@@ -280,6 +515,29 @@ def _header(  # noqa: PLR0917
     )
 
 
+def _frame(head: bytes, body: bytes, level: int) -> bytes:
+    """The payload: magic, version, flags, header, and the body, compressed at `level`
+    when that is smaller."""
+    if level:
+        packed = zlib.compress(body, level)
+        framed = _varint(len(body)) + packed
+        if len(framed) < len(body):
+            return MAGIC + bytes((VERSION, FLAG_ZLIB)) + head + framed
+    return MAGIC + bytes((VERSION, 0)) + head + body
+
+
+def _check_level(level: int) -> None:
+    if level not in range(10):
+        raise ValueError(f"level: {level!r} is not a zlib level 0..9 (0: never compress)")
+
+
+def _checked_body(samples: Sequence[Mapping[str, Any]]) -> bytes:
+    try:
+        return _body(samples)
+    except (KeyError, TypeError, struct.error, OverflowError, UnicodeEncodeError) as exc:
+        raise ValueError(f"samples: cannot be encoded ({exc!r})") from None
+
+
 def encode_batch_v2(
     *,
     gw: str,
@@ -294,19 +552,13 @@ def encode_batch_v2(
     """The payload of a batch. `samples` are wire sample dicts (fitted to the contract:
     wire._sample_dicts); `sent` is ms. `level` 0 never compresses; 1-9 is zlib's level,
     used only when the compressed body is smaller."""
-    if level not in range(10):
-        raise ValueError(f"level: {level!r} is not a zlib level 0..9 (0: never compress)")
+    _check_level(level)
     try:
         head = _header(gw, boot, seq, sent, bytes(prev), bytes(signature))
         body = _body(samples)
     except (KeyError, TypeError, struct.error, OverflowError, UnicodeEncodeError) as exc:
         raise ValueError(f"samples: cannot be encoded ({exc!r})") from None
-    if level:
-        packed = zlib.compress(body, level)
-        framed = _varint(len(body)) + packed
-        if len(framed) < len(body):
-            return MAGIC + bytes((VERSION, FLAG_ZLIB)) + head + framed
-    return MAGIC + bytes((VERSION, 0)) + head + body
+    return _frame(head, body, level)
 
 
 def seal_batch_v2(
@@ -320,12 +572,49 @@ def seal_batch_v2(
     samples: Sequence[Mapping[str, Any]],
     level: int = DEFAULT_LEVEL,
 ) -> tuple[bytes, bytes]:
-    """(payload, digest): the gateway's whole step; the digest is the next batch's prev."""
+    """(payload, digest): the gateway's whole step; the digest is the next batch's prev.
+
+    The digest comes from the tables and columns the encoder builds anyway
+    (digest.columns_digest), not from a second walk over the samples; a batch the fast
+    path does not take is sealed the reference way (`_seal_reference`), which either
+    gives the same bytes or raises the reference's error, naming the sample and field."""
+    try:
+        _check_level(level)
+        body, cols = _fast_body(samples)
+        digest = columns_digest(gw=gw, boot=boot, seq=seq, prev=prev, series=cols.series,
+                                texts=cols.texts, columns=cols.columns)  # fmt: skip
+        head = _header(gw, boot, seq, sent, bytes(prev), bytes(SIGNATURE_BYTES))
+    except Exception:
+        return _seal_reference(signer, gw=gw, boot=boot, seq=seq, sent=sent, prev=prev,
+                               samples=samples, level=level)  # fmt: skip
+    signature = signer.sign(digest)
+    if len(signature) != SIGNATURE_BYTES:
+        raise ValueError("prev is 32 bytes and signature 64")
+    return _frame(head[:-SIGNATURE_BYTES] + signature, body, level), digest
+
+
+def _seal_reference(
+    signer: Signer,
+    *,
+    gw: str,
+    boot: int,
+    seq: int,
+    sent: int,
+    prev: bytes,
+    samples: Sequence[Mapping[str, Any]],
+    level: int = DEFAULT_LEVEL,
+) -> tuple[bytes, bytes]:
+    """`seal_batch_v2` the plain way, digest first: what the fast path must equal (the
+    tests compare them), and its way for what it does not take."""
     digest = batch_digest(gw=gw, boot=boot, seq=seq, prev=prev, samples=from_wire(samples))
     signature = signer.sign(digest)
-    payload = encode_batch_v2(gw=gw, boot=boot, seq=seq, sent=sent, prev=prev,
-                              signature=signature, samples=samples, level=level)  # fmt: skip
-    return payload, digest
+    _check_level(level)
+    try:
+        head = _header(gw, boot, seq, sent, bytes(prev), bytes(signature))
+        body = _reference_body(samples)
+    except (KeyError, TypeError, struct.error, OverflowError, UnicodeEncodeError) as exc:
+        raise ValueError(f"samples: cannot be encoded ({exc!r})") from None
+    return _frame(head, body, level), digest
 
 
 def split_samples(
