@@ -9,6 +9,10 @@ stop order is the reverse: sources first, then the last samples are sealed into 
 outbox, then in-flight batches get a few seconds for their PUBACK. What is in the outbox
 when the agent stops (or dies) is published by the next start.
 
+Contract 2 (``gateway.contract: 2``): each batch is signed with the gateway's own key and
+chained to the one sealed before it (`Sealer`), births, status and metrics are signed
+with the same key, and a batch stays in the outbox until the server acks it (Delivery).
+
 Every queue is bounded: pending samples at ``PENDING_BATCHES`` x ``batch_max_samples``
 (drop oldest, counted: only reachable when the disk stalls), the outbox by bytes and age
 (drop oldest, counted), the in-flight window by ``max_inflight``.
@@ -21,13 +25,25 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig
+from edge_agent.contract.digest import ZERO
+from edge_agent.contract.identity import FileSigner, KeyFileError, Signer
 from edge_agent.contract.sample import Sample
-from edge_agent.contract.secrets import read_secret
-from edge_agent.contract.wire import encode_batch, encode_message, ms
+from edge_agent.contract.secrets import ConfigError, read_secret
+from edge_agent.contract.wire import (
+    encode_batch,
+    encode_message,
+    encode_message_v2,
+    fit_late,
+    ms,
+    sample_dicts,
+)
+from edge_agent.contract.wire_v2 import DEFAULT_LEVEL
+from edge_agent.contract.wire_v2_encode import seal_batch_v2, split_samples
 from edge_agent.delivery import Delivery
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.publisher import MqttSink
@@ -61,20 +77,109 @@ def open_outbox(config: AgentConfig) -> Outbox:
     return Outbox(o.path, max_bytes=o.max_bytes, max_age_s=o.max_age_s, durability=o.durability)
 
 
+Row = tuple[int, int, bytes, bytes | None]  # (seq, samples, payload, digest): Outbox.append_many
+
+
+class Sealer:
+    """Samples to signed payloads, by the config's contract.
+
+    Contract 1: one HMAC-signed JSON batch. Contract 2: one compact batch signed with the
+    gateway's key, whose ``prev`` is the digest of the batch sealed before it (the
+    outbox's `last_digest` at start, so the chain runs across restarts); a batch over
+    ``mqtt.batch_max_bytes`` is cut into several, each with its own seq, chained in
+    turn. Sealing is pure: `sealed` moves the chain on once the rows are in the outbox.
+    Blocking (a file to read): build it in a thread.
+    """
+
+    def __init__(self, config: AgentConfig, outbox: Outbox) -> None:
+        self.gw = config.gateway.id
+        self.contract = config.gateway.contract
+        self.max_bytes = config.mqtt.batch_max_bytes
+        self.level = DEFAULT_LEVEL if config.mqtt.compress == "zlib" else 0
+        self.key = b""
+        self.signer: Signer | None = None
+        self.prev = ZERO
+        if self.contract == 1:
+            self.key = read_secret(config.hmac_key_file, "HMAC key")
+            return
+        key_file = config.gateway.key_file
+        assert key_file is not None  # the config's validator requires it for contract 2
+        try:
+            self.signer = FileSigner.load(key_file)
+        except KeyFileError as exc:
+            raise ConfigError(str(key_file), [f"gateway.key_file: {exc}"]) from None
+        self.prev = outbox.last_digest() or ZERO
+
+    def message(self, body: dict[str, Any]) -> bytes:
+        """A birth, status or metrics payload, signed by the contract's key."""
+        if self.signer is not None:
+            return encode_message_v2(body, self.signer)
+        return encode_message(body, self.key)
+
+    def seal(self, boot: int, seq: int, samples: Sequence[Sample]) -> list[Row]:
+        """The outbox rows of these samples, the first with `seq`."""
+        now = time.time()
+        if self.signer is None:
+            payload = encode_batch(
+                gw=self.gw, boot=boot, seq=seq, sent=now, samples=samples, key=self.key
+            )
+            return [(seq, len(samples), payload, None)]
+        dicts = sample_dicts(samples)
+        sent = ms(now)
+        try:
+            payload, digest = self._seal(boot, seq, sent, self.prev, dicts)
+        except ValueError:  # NaN, infinity, text that is not UTF-8: rare, so fitted late
+            fit_late(dicts)
+            payload, digest = self._seal(boot, seq, sent, self.prev, dicts)
+        if len(payload) <= self.max_bytes:
+            return [(seq, len(dicts), payload, digest)]
+        rows: list[Row] = []
+        prev = self.prev
+        for chunk in split_samples(dicts, max_bytes=self.max_bytes, level=self.level):
+            payload, prev = self._seal(boot, seq + len(rows), sent, prev, chunk)
+            rows.append((seq + len(rows), len(chunk), payload, prev))
+        return rows
+
+    def _seal(
+        self, boot: int, seq: int, sent: int, prev: bytes, dicts: Sequence[Mapping[str, Any]]
+    ) -> tuple[bytes, bytes]:
+        assert self.signer is not None
+        return seal_batch_v2(
+            self.signer,
+            gw=self.gw,
+            boot=boot,
+            seq=seq,
+            sent=sent,
+            prev=prev,
+            samples=dicts,
+            level=self.level,
+        )
+
+    def sealed(self, rows: Sequence[Row]) -> None:
+        """These rows are in the outbox: the next batch chains to the last of them."""
+        digest = rows[-1][3]
+        if digest is not None:
+            self.prev = digest
+
+
 def uplink(
-    config: AgentConfig, outbox: Outbox, *, key: bytes, boot: int, live: bool = True
+    config: AgentConfig, outbox: Outbox, *, sealer: Sealer, boot: int, live: bool = True
 ) -> tuple[MqttSink, Delivery]:
     """The MQTT sink, with the birth of this boot, and the delivery from the outbox to it
     (started by the caller: ``sink.start()``, ``delivery.run()``)."""
-    birth = encode_message(birth_body(config, boot), key)
-    sink = MqttSink(config, key=key, boot=boot, birth=birth)
+    birth = sealer.message(birth_body(config, boot))
+    sink = MqttSink(config, encode=sealer.message, boot=boot, birth=birth)
+    m = config.mqtt
     delivery = Delivery(
         outbox,
         sink,
-        max_inflight=config.mqtt.max_inflight,
-        backlog_per_s=config.mqtt.backlog_batches_per_s,
+        max_inflight=m.max_inflight,
+        backlog_per_s=m.backlog_batches_per_s,
         next_key=(boot, 1),
         live=live,
+        server_acks=config.gateway.contract == 2,
+        ack_timeout_s=m.ack_timeout_s,
+        ack_backoff_max_s=m.ack_backoff_max_s,
     )
     return sink, delivery
 
@@ -142,7 +247,7 @@ class Agent:
 
     # --- pending -> outbox --------------------------------------------------------------
 
-    async def _seal(self, outbox: Outbox, delivery: Delivery, key: bytes) -> None:
+    async def _seal(self, outbox: Outbox, delivery: Delivery, sealer: Sealer) -> None:
         cfg = self.config.mqtt
         while self._pending:
             n = min(len(self._pending), cfg.batch_max_samples)
@@ -151,23 +256,13 @@ class Agent:
                 self._pending.clear()
             else:
                 batch = [self._pending.popleft() for _ in range(n)]
-            self.seq += 1
-            payload = encode_batch(
-                gw=self.config.gateway.id,
-                boot=self.boot,
-                seq=self.seq,
-                sent=time.time(),
-                samples=batch,
-                key=key,
-            )
             try:
-                dropped = await asyncio.to_thread(
-                    outbox.append, self.boot, self.seq, time.time(), n, payload
+                rows, dropped = await asyncio.to_thread(
+                    self._seal_batch, outbox, sealer, self.seq + 1, batch
                 )
             except OutboxError as exc:
-                # a full or failing disk: keep the samples (pending is bounded) and the
-                # seq, and try again at the next interval
-                self.seq -= 1
+                # a full or failing disk: keep the samples (pending is bounded), the seq
+                # and the chain, and try again at the next interval
                 self._pending.extendleft(reversed(batch))
                 if not self._outbox_failing:
                     logger.error("%s; samples wait in memory and are retried", exc)
@@ -176,11 +271,20 @@ class Agent:
             if self._outbox_failing:
                 logger.info("the outbox accepts batches again")
                 self._outbox_failing = False
+            sealer.sealed(rows)
+            self.seq = rows[-1][0]
             self.samples_sealed += n
             self.outbox_dropped_batches += len(dropped)
             delivery.sealed((self.boot, self.seq))
 
-    async def _sealer(self, outbox: Outbox, delivery: Delivery, key: bytes) -> None:
+    def _seal_batch(
+        self, outbox: Outbox, sealer: Sealer, seq: int, batch: list[Sample]
+    ) -> tuple[list[Row], list[Any]]:
+        """Sign and append (in a thread: both take a while for a big batch)."""
+        rows = sealer.seal(self.boot, seq, batch)
+        return rows, outbox.append_many(self.boot, time.time(), rows)
+
+    async def _sealer(self, outbox: Outbox, delivery: Delivery, sealer: Sealer) -> None:
         interval = self.config.mqtt.batch_interval_s
         while True:
             with contextlib.suppress(TimeoutError):
@@ -190,7 +294,7 @@ class Agent:
             beats = self.filter.heartbeats(time.time())
             if beats:
                 self._pending.extend(beats)
-            await self._seal(outbox, delivery, key)
+            await self._seal(outbox, delivery, sealer)
             if time.monotonic() - self._expired_at < EXPIRE_EVERY_S:
                 continue
             self._expired_at = time.monotonic()
@@ -209,6 +313,7 @@ class Agent:
     def metrics(self, outbox: Outbox, delivery: Delivery, sink: MqttSink) -> dict[str, Any]:
         stats = outbox.stats()
         now = time.time()
+        oldest_sent = stats.oldest_sent
         return {
             "gw": self.config.gateway.id,
             "boot": self.boot,
@@ -228,39 +333,46 @@ class Agent:
                 round(now - stats.oldest_created, 1) if stats.oldest_created else 0.0
             ),
             "dropped_samples": self.pending_dropped + stats.dropped_samples,
+            "sent_unacked_batches": stats.sent,
+            "sent_unacked_oldest_age_s": round(now - oldest_sent, 1) if oldest_sent else 0.0,
+            "batches_resent": delivery.resent,
+            "batches_dead_lettered": delivery.dead_lettered,
             "mqtt_connects": sink.connects,
             "mqtt_disconnects": sink.disconnects,
             "devices": {(s.device.id): s.stats() for s in self.sources},
         }
 
     async def _reporter(
-        self, outbox: Outbox, delivery: Delivery, sink: MqttSink, key: bytes
+        self, outbox: Outbox, delivery: Delivery, sink: MqttSink, sealer: Sealer
     ) -> None:
         while True:
             await asyncio.sleep(self.config.metrics_interval_s)
             m = await asyncio.to_thread(self.metrics, outbox, delivery, sink)
             offline = sorted(d for d, s in m["devices"].items() if not s["online"])
             logger.info(
-                "metrics: read %d, sealed %d, acked %d, outbox %d batches (oldest %.0f s), "
-                "mqtt connects %d, offline devices %s",
+                "metrics: read %d, sealed %d, acked %d, outbox %d batches (oldest %.0f s, "
+                "%d sent and not acked by the server, oldest %.0f s), mqtt connects %d, "
+                "offline devices %s",
                 m["samples_read"],
                 m["samples_sealed"],
                 m["samples_acked"],
                 m["outbox_batches"],
                 m["outbox_oldest_age_s"],
+                m["sent_unacked_batches"],
+                m["sent_unacked_oldest_age_s"],
                 m["mqtt_connects"],
                 ", ".join(offline) or "none",
             )
             if sink.connected.is_set():
-                sink.publish("metrics", encode_message(m, key), qos=0)
+                sink.publish("metrics", sealer.message(m), qos=0)
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, *, ready: asyncio.Event | None = None) -> None:
         cfg = self.config
-        key = read_secret(cfg.mqtt.hmac_key_file, "HMAC key")
         outbox = await asyncio.to_thread(open_outbox, cfg)
         try:
+            sealer = await asyncio.to_thread(Sealer, cfg, outbox)
             self.boot = await asyncio.to_thread(outbox.start_boot)
             stats = await asyncio.to_thread(outbox.stats)
             logger.info(
@@ -271,13 +383,13 @@ class Agent:
                 cfg.outbox.path,
                 stats.batches,
             )
-            sink, delivery = uplink(cfg, outbox, key=key, boot=self.boot)
+            sink, delivery = uplink(cfg, outbox, sealer=sealer, boot=self.boot)
             self._outbox, self._delivery, self._sink = outbox, delivery, sink
             await sink.start()
             service = [
                 asyncio.create_task(delivery.run(), name="delivery"),
-                asyncio.create_task(self._sealer(outbox, delivery, key), name="sealer"),
-                asyncio.create_task(self._reporter(outbox, delivery, sink, key), name="metrics"),
+                asyncio.create_task(self._sealer(outbox, delivery, sealer), name="sealer"),
+                asyncio.create_task(self._reporter(outbox, delivery, sink, sealer), name="metrics"),
             ]
             sources = self._build_sources()
             readers = [
@@ -290,7 +402,7 @@ class Agent:
             await _cancel(readers)
             sources.close()
             await _cancel(service)
-            await self._seal(outbox, delivery, key)
+            await self._seal(outbox, delivery, sealer)
             left = await delivery.flush(timeout_s=5.0)
             await sink.stop()
             stats = await asyncio.to_thread(outbox.stats)

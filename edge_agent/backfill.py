@@ -5,8 +5,11 @@
     HISTORY.jsonl[.gz] --read, pass 2--> Sample --seal every batch_max_samples, signed-->
         Outbox (durable; at most `window` batches ahead of the broker)
         --Delivery (no live lane: mqtt.backlog_batches_per_s)--> MqttSink --PUBACK--> deleted
+        (contract 2: deleted on the server's ack)
 
-The batches are the agent's own: the same wire format and HMAC signature, a new ``boot``
+The batches are the agent's own: the same wire format and signature (`agent.Sealer`:
+HMAC for contract 1; for contract 2 the gateway's key, chained on from the last batch
+the agent sealed into the outbox), a new ``boot``
 from the outbox as at every start, ``seq`` from 1, and the birth (then ``online``) before
 any data on every connection, all by the agent's own classes (`edge_agent.agent.uplink`).
 History is an outage's backlog by nature, so it drains at ``mqtt.backlog_batches_per_s``
@@ -46,11 +49,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from edge_agent.agent import open_outbox, uplink
+from edge_agent.agent import Sealer, open_outbox, uplink
 from edge_agent.config import AgentConfig
 from edge_agent.contract.sample import DEVICE_STATUS_TAG, Quality, Role, Sample
-from edge_agent.contract.secrets import read_secret
-from edge_agent.contract.wire import encode_batch
 from edge_agent.delivery import Delivery
 from edge_agent.outbox import Outbox
 from edge_agent.source import device_tags
@@ -250,7 +251,7 @@ class _Lane:
     outbox: Outbox
     delivery: Delivery
     task: asyncio.Task[None]  # delivery.run()
-    key: bytes
+    sealer: Sealer
     boot: int
     stop: asyncio.Event
 
@@ -281,9 +282,9 @@ class Backfill:
         cfg = self.config
         checked = await asyncio.to_thread(check_history, self.history, cfg, self.config_path)
         self._total = checked.samples
-        key = read_secret(cfg.mqtt.hmac_key_file, "HMAC key")
         outbox = await asyncio.to_thread(open_outbox, cfg)
         try:
+            sealer = await asyncio.to_thread(Sealer, cfg, outbox)
             boot = await asyncio.to_thread(outbox.start_boot)
             left = await asyncio.to_thread(outbox.stats)
             logger.info(
@@ -296,10 +297,10 @@ class Backfill:
                 boot,
                 left.batches,
             )
-            sink, delivery = uplink(cfg, outbox, key=key, boot=boot, live=False)
+            sink, delivery = uplink(cfg, outbox, sealer=sealer, boot=boot, live=False)
             await sink.start()
             task = asyncio.create_task(delivery.run(), name="delivery")
-            lane = _Lane(outbox, delivery, task, key, boot, stop or asyncio.Event())
+            lane = _Lane(outbox, delivery, task, sealer, boot, stop or asyncio.Event())
             try:
                 await self._feed(lane)
                 await self._until_empty(lane, room=False)
@@ -322,11 +323,11 @@ class Backfill:
                     left = await asyncio.to_thread(lane.outbox.stats)
                     raise self._interrupted(lane, left.batches)
                 await self._until_empty(lane, room=True)
-                sealed = await asyncio.to_thread(self._seal, samples, lane, seq + 1)
+                sealed, last = await asyncio.to_thread(self._seal, samples, lane, seq + 1)
                 if sealed == 0:
                     return
-                seq += 1
-                self.batches += 1
+                self.batches += last - seq
+                seq = last
                 self.samples += sealed
                 lane.delivery.sealed((lane.boot, seq))
 
@@ -335,19 +336,18 @@ class Backfill:
         for line, obj in read_history(self.history):
             yield reader.sample(obj, f"{self.history}:{line}")
 
-    def _seal(self, samples: Iterator[Sample], lane: _Lane, seq: int) -> int:
-        """Read the next batch, sign it and append it to the outbox (in a thread)."""
+    def _seal(self, samples: Iterator[Sample], lane: _Lane, seq: int) -> tuple[int, int]:
+        """Read the next batch, sign it and append it to the outbox (in a thread);
+        returns the samples sealed and the last seq used (a contract-2 batch over
+        mqtt.batch_max_bytes takes several)."""
         batch = list(itertools.islice(samples, self.config.mqtt.batch_max_samples))
         if not batch:
-            return 0
-        now = time.time()
-        gw = self.config.gateway.id
-        payload = encode_batch(
-            gw=gw, boot=lane.boot, seq=seq, sent=now, samples=batch, key=lane.key
-        )
-        for dropped in lane.outbox.append(lane.boot, seq, now, len(batch), payload):
+            return 0, seq - 1
+        rows = lane.sealer.seal(lane.boot, seq, batch)
+        for dropped in lane.outbox.append_many(lane.boot, time.time(), rows):
             self.dropped_samples += dropped.samples  # the outbox has logged it
-        return len(batch)
+        lane.sealer.sealed(rows)
+        return len(batch), rows[-1][0]
 
     async def _until_empty(self, lane: _Lane, *, room: bool) -> None:
         """Wait until the broker has acknowledged every batch in the outbox, or with

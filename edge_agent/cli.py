@@ -95,7 +95,9 @@ def plan_lines(config: AgentConfig) -> list[str]:
 
 
 def _secret_problems(config: AgentConfig) -> list[str]:
-    files = [(config.mqtt.hmac_key_file, "HMAC key (mqtt.hmac_key_file)")]
+    files = []
+    if config.gateway.contract == 1:  # contract 2 does not use an HMAC key file
+        files.append((config.hmac_key_file, "HMAC key (mqtt.hmac_key_file)"))
     if config.mqtt.password_file is not None:
         files.append((config.mqtt.password_file, "MQTT password (mqtt.password_file)"))
     files.extend(
@@ -139,28 +141,45 @@ def cmd_check(path: Path) -> int:
     )
     for line in lines:
         print(f"  {line}")
-    if g.key_file is not None:
-        _check_gateway_key(path, g.key_file)
+    if g.key_file is not None and not _check_gateway_key(path, g.key_file, g.contract):
+        return EXIT_BAD_CONFIG
+    if g.contract == 1:
+        print(
+            f"{path}: warning: gateway.contract 1: batches are signed with the HMAC key the "
+            "server holds too, so the server (or whoever reads its secrets) can forge this "
+            "gateway's data. Move to contract 2: `edge-agent keys init --config "
+            f"{path}`, enrol the public key it prints on the server (`ingest-server gateway "
+            "enroll ... --public-key`), then set gateway.contract: 2 (docs/agent.md, "
+            '"Contract 2")',
+            file=sys.stderr,
+        )
     return 0
 
 
-def _check_gateway_key(path: Path, key_file: Path) -> None:
-    """A warning, not a failure: contract v1 signs with the HMAC key, not this one."""
+def _check_gateway_key(path: Path, key_file: Path, contract: int) -> bool:
+    """False when contract 2 cannot use the key; contract 1 does not need it: a warning."""
     from edge_agent.contract import identity  # noqa: PLC0415 - keep `check` light
 
     try:
         signer = identity.FileSigner.load(key_file)
     except identity.KeyFileError as exc:
+        if contract == 2:
+            print(f"{path}: gateway.key_file cannot be used: {exc}", file=sys.stderr)
+            return False
         print(
-            f"{path}: warning: gateway.key_file cannot be used (contract v1 does not need it "
-            f"yet): {exc}",
+            f"{path}: warning: gateway.key_file cannot be used (contract 1 does not need it): "
+            f"{exc}",
             file=sys.stderr,
         )
-        return
-    print(
-        f"  gateway key {key_file}: fingerprint {identity.fingerprint(signer.public_key())} "
-        "(for contract v2; batches are signed with mqtt.hmac_key_file)"
+        return True
+    use = (
+        "signs every payload (contract 2)"
+        if contract == 2
+        else "for contract 2; contract 1 signs with mqtt.hmac_key_file"
     )
+    fp = identity.fingerprint(signer.public_key())
+    print(f"  gateway key {key_file}: fingerprint {fp} ({use})")
+    return True
 
 
 def cmd_keys(command: str, key: Path | None, config_path: Path | None) -> int:
@@ -259,12 +278,13 @@ def cmd_backfill(path: Path, history: Path) -> int:
     except (OutboxError, BackfillInterruptedError) as exc:
         print(f"edge-agent backfill: {exc}", file=sys.stderr)
         return 1
+    by = "server" if config.gateway.contract == 2 else "broker"  # who deletes a batch
     lost = ""
     if result.dropped_samples:  # outbox.max_bytes under two batches; the outbox logged it
         lost = f", {result.dropped_samples} samples DROPPED by outbox.max_bytes,"
     print(
         f"backfill {history}: {result.samples} samples in {result.batches} batches (boot "
-        f"{result.boot}) acknowledged by the broker{lost} in {result.seconds:.1f} s"
+        f"{result.boot}) acknowledged by the {by}{lost} in {result.seconds:.1f} s"
     )
     return 1 if result.dropped_samples else 0
 

@@ -57,11 +57,27 @@ class GatewayConfig(_Strict):
     enterprise: TopicId
     site: TopicId
     id: TopicId = Field(description="gateway id, unique in the site; the MQTT topic level")
+    contract: Literal[1, 2] = Field(
+        default=1,
+        description="1: HMAC-signed JSON, deleted on the broker's PUBACK (the server holds the "
+        "key too, so it could forge this gateway's data); 2: batches signed with key_file, "
+        "chained, compact, deleted on the server's ack (recommended)",
+    )
     key_file: Path | None = Field(
         default=None,
-        description="the gateway's own Ed25519 private key (`edge-agent keys init`) for "
-        "contract v2; not used for publishing yet: contract v1 signs with mqtt.hmac_key_file",
+        description="the gateway's own Ed25519 private key (`edge-agent keys init`); "
+        "required by contract 2, which signs everything with it",
     )
+
+    @model_validator(mode="after")
+    def _key(self) -> GatewayConfig:
+        if self.contract == 2 and self.key_file is None:
+            raise ValueError(
+                "contract 2 needs key_file, the gateway's own Ed25519 key: make it with "
+                "`edge-agent keys init --config CONFIG` (it writes the file and prints the "
+                "public key to enrol on the server), then set gateway.key_file to its path"
+            )
+        return self
 
 
 class TlsConfig(_Strict):
@@ -82,7 +98,10 @@ class MqttConfig(_Strict):
     username: str | None = None
     password_file: Path | None = None
     tls: TlsConfig | None = None
-    hmac_key_file: Path = Field(description="the gateway's HMAC-SHA256 key (signs each batch)")
+    hmac_key_file: Path | None = Field(
+        default=None,
+        description="the gateway's HMAC-SHA256 key (signs each payload); contract 1 only",
+    )
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     batch_max_samples: int = Field(default=2000, ge=1, le=100_000)
     batch_interval_s: float = Field(default=1.0, gt=0, le=300)
@@ -92,6 +111,22 @@ class MqttConfig(_Strict):
     )
     reconnect_min_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+    # contract 2 only: the payload's size and compression, and the server's ack
+    compress: Literal["zlib", "none"] = Field(
+        default="zlib", description="zlib: the body is compressed when that makes it smaller"
+    )
+    batch_max_bytes: int = Field(
+        default=256 * 1024,
+        ge=16 * 1024,  # one sample of the longest text fits, whatever the header
+        le=64 * 1024 * 1024,
+        description="a sealed batch over this is cut into several, each under it",
+    )
+    ack_timeout_s: float = Field(
+        default=30.0, gt=0, le=86400, description="re-send a batch the server has not acked"
+    )
+    ack_backoff_max_s: float = Field(
+        default=300.0, gt=0, description="the longest wait between re-sends of one batch"
+    )
 
     @field_validator("url")
     @classmethod
@@ -124,6 +159,8 @@ class MqttConfig(_Strict):
     def _backoff(self) -> MqttConfig:
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be at least reconnect_min_s")
+        if self.ack_backoff_max_s < self.ack_timeout_s:
+            raise ValueError("ack_backoff_max_s must be at least ack_timeout_s")
         return self
 
 
@@ -444,7 +481,20 @@ class AgentConfig(_Strict):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"devices: ids {dup} are used more than once; ids must be unique")
+        if self.gateway.contract == 1 and self.mqtt.hmac_key_file is None:
+            raise ValueError(
+                "mqtt.hmac_key_file: required with contract 1 (the default), which signs "
+                "with it: give the key file `ingest-server gateway add` wrote, or move the "
+                "gateway to contract 2 (gateway.contract: 2 and gateway.key_file; "
+                'docs/agent.md, "Contract 2")'
+            )
         return self
+
+    @property
+    def hmac_key_file(self) -> Path:
+        """Contract 1's key file (the validator made sure there is one)."""
+        assert self.mqtt.hmac_key_file is not None
+        return self.mqtt.hmac_key_file
 
     @property
     def client_id(self) -> str:

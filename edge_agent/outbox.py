@@ -1,14 +1,23 @@
-"""The durable outbox: sealed batches wait here, in SQLite (WAL), until the broker acks.
+"""The durable outbox: sealed batches wait here, in SQLite (WAL), until they are acked.
 
-    Agent._seal (Backfill._seal) --append(boot, seq, created, samples, payload)-->
+    Agent._seal (Backfill._seal) --append(boot, seq, created, samples, payload[, digest])-->
         batch table --pending/newest--> Delivery
-    Delivery --delete(keys) after PUBACK--> gone
+    contract 1: Delivery --delete(keys) after PUBACK--> gone
+    contract 2: Delivery --mark_sent(keys) after PUBACK--> sent table (re-sent when due)
+                Delivery --remove(keys) on the server's ack--> gone
 
 Batches, not samples, are the rows: one INSERT per batch of up to thousands of samples
 keeps the outbox cheap on a gateway's flash. A batch is keyed by ``(boot, seq)``;
 ``boot`` is a counter kept in the file and incremented by `start_boot` at each start.
 With ``durability="power"`` every append is fsynced (synchronous=FULL) and survives
 power loss; ``"process"`` (synchronous=NORMAL) survives kill -9 of the agent.
+
+Contract 2 chains batches: each one's ``prev`` is the digest of the batch sealed before
+it, across restarts, so the file keeps the last digest (meta ``last_digest``), written
+in the transaction that appends the batch: a batch in the file and the chain's head
+never disagree. A batch the broker has acknowledged (PUBACK) but the server has not yet
+is a row of ``sent`` with when it is due again; a reconnection makes all of them due.
+Format 1 files (before contract 2) are upgraded in place when opened.
 
 Bounds, policy ``drop_oldest``: after an append, while the payload bytes exceed
 ``max_bytes`` the oldest batch is deleted (never the one just appended); `expire` deletes
@@ -24,10 +33,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,9 +45,19 @@ from typing import Literal
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _APP_ID = 0x46454F42  # "FEOB": marks the file as a factory-evidence outbox
-_SCHEMA = """
+_SENT = """
+CREATE TABLE sent (
+    boot    INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    first   REAL    NOT NULL,
+    due     REAL    NOT NULL,
+    tries   INTEGER NOT NULL,
+    PRIMARY KEY (boot, seq)
+) WITHOUT ROWID
+"""
+_SCHEMA = f"""
 CREATE TABLE batch (
     boot    INTEGER NOT NULL,
     seq     INTEGER NOT NULL,
@@ -45,11 +65,16 @@ CREATE TABLE batch (
     samples INTEGER NOT NULL,
     bytes   INTEGER NOT NULL,
     payload BLOB    NOT NULL,
+    digest  BLOB,
     PRIMARY KEY (boot, seq)
 ) WITHOUT ROWID;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta VALUES ('boot', 0), ('dropped_batches', 0), ('dropped_samples', 0);
+{_SENT};
 """
+# format 1 -> 2: the batch's digest and the sent table (contract 2); nothing else moves
+_UPGRADE_1 = f"ALTER TABLE batch ADD COLUMN digest BLOB;{_SENT}"
+_TABLES = {"batch", "meta", "sent"}
 
 Key = tuple[int, int]
 
@@ -79,6 +104,7 @@ class StoredBatch:
     created: float
     samples: int
     payload: bytes
+    resend: bool = False  # sent before and not acked by the server (contract 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +115,8 @@ class OutboxStats:
     oldest_created: float | None
     dropped_batches: int
     dropped_samples: int
+    sent: int = 0  # acknowledged by the broker, not yet by the server (contract 2)
+    oldest_sent: float | None = None  # when the oldest of those was first acknowledged
 
 
 class Outbox:
@@ -136,22 +164,29 @@ class Outbox:
         try:
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = db.execute("PRAGMA user_version").fetchone()[0]
             if not tables:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     db.execute(statement)
                 db.execute(f"PRAGMA application_id={_APP_ID}")
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                app_id, tables = _APP_ID, {"batch", "meta"}
+                app_id, tables, version = _APP_ID, _TABLES, SCHEMA_VERSION
+            elif app_id == _APP_ID and version == 1 and tables == {"batch", "meta"}:
+                # in the same transaction: a crash leaves format 1, never half of 2
+                for statement in filter(str.strip, _UPGRADE_1.split(";")):
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                tables, version = _TABLES, SCHEMA_VERSION
+                logger.info("%s: outbox upgraded from format 1 to %d", self.path, version)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        if app_id != _APP_ID or tables != {"batch", "meta"}:
+        if app_id != _APP_ID or tables != _TABLES:
             raise OutboxError(
                 f"{self.path}: this SQLite file is not a factory-evidence outbox (tables "
                 f"{sorted(tables)}); move it away or point outbox.path elsewhere"
             )
-        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             raise OutboxError(
                 f"{self.path}: outbox format {version}, this agent reads {SCHEMA_VERSION}; "
@@ -188,18 +223,40 @@ class Outbox:
             return int(self._db.execute("SELECT value FROM meta WHERE key='boot'").fetchone()[0])
 
     def append(
-        self, boot: int, seq: int, created: float, samples: int, payload: bytes
+        self,
+        boot: int,
+        seq: int,
+        created: float,
+        samples: int,
+        payload: bytes,
+        *,
+        digest: bytes | None = None,
     ) -> list[StoredBatch]:
-        """Store a sealed batch; returns the batches dropped to stay within max_bytes."""
+        """Store a sealed batch; returns the batches dropped to stay within max_bytes.
+        With a digest (contract 2) it becomes the chain's head, `last_digest`."""
+        return self.append_many(boot, created, [(seq, samples, payload, digest)])
+
+    def append_many(
+        self, boot: int, created: float, batches: Sequence[tuple[int, int, bytes, bytes | None]]
+    ) -> list[StoredBatch]:
+        """`append` for (seq, samples, payload, digest) of one boot, in one transaction:
+        the pieces of a batch cut to fit mqtt.batch_max_bytes go in together or not."""
+        dropped: list[StoredBatch] = []
         with self._lock, self._tx():
-            self._db.execute(
-                "INSERT INTO batch VALUES (?, ?, ?, ?, ?, ?)",
-                (boot, seq, created, samples, len(payload), payload),
-            )
-            self._batches += 1
-            self._samples += samples
-            self._bytes += len(payload)
-            dropped = self._enforce_bytes((boot, seq)) if self._bytes > self.max_bytes else []
+            for seq, samples, payload, digest in batches:
+                self._db.execute(
+                    "INSERT INTO batch VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (boot, seq, created, samples, len(payload), payload, digest),
+                )
+                self._batches += 1
+                self._samples += samples
+                self._bytes += len(payload)
+                if digest is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO meta VALUES ('last_digest', ?)", (digest,)
+                    )
+                if self._bytes > self.max_bytes:
+                    dropped += self._enforce_bytes((boot, seq))
         if dropped:
             self._report(dropped, f"over outbox.max_bytes ({self.max_bytes} bytes)")
         return dropped
@@ -228,6 +285,7 @@ class Outbox:
 
     def _forget(self, boot: int, seq: int, samples: int, size: int) -> None:
         self._db.execute("DELETE FROM batch WHERE boot = ? AND seq = ?", (boot, seq))
+        self._db.execute("DELETE FROM sent WHERE boot = ? AND seq = ?", (boot, seq))
         self._batches -= 1
         self._samples -= samples
         self._bytes -= size
@@ -270,7 +328,12 @@ class Outbox:
 
     def delete(self, keys: Iterable[Key]) -> int:
         """Forget acknowledged batches (idempotent); returns how many were there."""
-        n = 0
+        return len(self.remove(keys))
+
+    def remove(self, keys: Iterable[Key]) -> dict[Key, int]:
+        """Forget acknowledged batches (idempotent); returns those that were there, with
+        their sample counts."""
+        gone: dict[Key, int] = {}
         with self._lock, self._tx():
             for boot, seq in keys:
                 row = self._db.execute(
@@ -278,37 +341,89 @@ class Outbox:
                 ).fetchone()
                 if row is not None:
                     self._forget(boot, seq, int(row[0]), int(row[1]))
-                    n += 1
-        return n
+                    gone[(boot, seq)] = int(row[0])
+        return gone
+
+    def mark_sent(
+        self, keys: Iterable[Key], *, now: float, timeout_s: float, backoff_max_s: float
+    ) -> None:
+        """The broker has these batches (PUBACK), the server has not acked them yet:
+        due again after timeout_s, then after twice as long each time, up to
+        backoff_max_s. A batch acked meanwhile (gone from `batch`) is left out."""
+        with self._lock, self._tx():
+            for boot, seq in keys:
+                row = self._db.execute(
+                    "SELECT tries FROM sent WHERE boot = ? AND seq = ?", (boot, seq)
+                ).fetchone()
+                tries = 0 if row is None else int(row[0])
+                wait = min(timeout_s * 2.0 ** min(tries, 32), backoff_max_s)
+                self._db.execute(
+                    "INSERT INTO sent SELECT boot, seq, ?, ?, 1 FROM batch "
+                    "WHERE boot = ? AND seq = ? "
+                    "ON CONFLICT (boot, seq) DO UPDATE SET due = excluded.due, tries = tries + 1",
+                    (now, now + wait, boot, seq),
+                )
+
+    def resend_all(self) -> int:
+        """Make every sent, unacked batch due now (a new connection: the server's ack may
+        have been lost with the old one); returns how many."""
+        with self._lock, self._tx():
+            return self._db.execute("UPDATE sent SET due = 0").rowcount
+
+    def last_digest(self) -> bytes | None:
+        """The digest of the last batch appended with one (the chain's head), if any."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'last_digest'").fetchone()
+        return None if row is None else bytes(row[0])
 
     # --- reading ------------------------------------------------------------------------
 
-    def pending(self, limit: int, *, exclude: Collection[Key] = ()) -> list[StoredBatch]:
-        """The oldest batches, by (boot, seq), skipping those in exclude."""
-        return self._select("", (), limit, exclude)
+    def pending(
+        self,
+        limit: int,
+        *,
+        exclude: Collection[Key] = (),
+        now: float = math.inf,
+        horizon: float = math.inf,
+    ) -> list[StoredBatch]:
+        """The oldest batches, by (boot, seq), skipping those in exclude and the sent
+        ones not due at `now`. One due after `horizon` counts as due: the wall clock
+        went back (a gateway's first NTP sync), and waiting for it would be waiting for
+        nothing."""
+        return self._select(
+            "WHERE s.boot IS NULL OR s.due <= ? OR s.due > ?", (now, horizon), limit, exclude
+        )
 
     def newest(self, limit: int, *, since: Key, exclude: Collection[Key] = ()) -> list[StoredBatch]:
-        """Batches at or after `since`, oldest first: the live lane."""
-        return self._select("WHERE (boot, seq) >= (?, ?)", since, limit, exclude)
+        """Batches at or after `since`, oldest first, never sent: the live lane."""
+        return self._select(
+            "WHERE (b.boot, b.seq) >= (?, ?) AND s.boot IS NULL", since, limit, exclude
+        )
 
     def _select(
-        self, where: str, args: tuple[int, ...], limit: int, exclude: Collection[Key]
+        self, where: str, args: tuple[float, ...], limit: int, exclude: Collection[Key]
     ) -> list[StoredBatch]:
         if limit <= 0:
             return []
         with self._lock:
             rows = self._db.execute(
-                f"SELECT boot, seq, created, samples, payload FROM batch {where} "
-                "ORDER BY boot, seq LIMIT ?",
+                "SELECT b.boot, b.seq, b.created, b.samples, b.payload, s.boot IS NOT NULL "
+                f"FROM batch b LEFT JOIN sent s ON s.boot = b.boot AND s.seq = b.seq {where} "
+                "ORDER BY b.boot, b.seq LIMIT ?",
                 (*args, limit + len(exclude)),
             ).fetchall()
-        out = [StoredBatch(*r) for r in rows if (r[0], r[1]) not in exclude]
+        out = [
+            StoredBatch(r[0], r[1], r[2], r[3], r[4], bool(r[5]))
+            for r in rows
+            if (r[0], r[1]) not in exclude
+        ]
         return out[:limit]
 
     def stats(self) -> OutboxStats:
         with self._lock:
             oldest = self._db.execute("SELECT min(created) FROM batch").fetchone()[0]
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            sent, oldest_sent = self._db.execute("SELECT count(*), min(first) FROM sent").fetchone()
             return OutboxStats(
                 batches=self._batches,
                 samples=self._samples,
@@ -316,6 +431,8 @@ class Outbox:
                 oldest_created=oldest,
                 dropped_batches=int(meta["dropped_batches"]),
                 dropped_samples=int(meta["dropped_samples"]),
+                sent=int(sent),
+                oldest_sent=oldest_sent,
             )
 
     def close(self) -> None:

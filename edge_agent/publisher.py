@@ -11,6 +11,11 @@ broker finally acknowledges; the Delivery bounds how many are in flight, so paho
 queue never grows past that. On connect the sink publishes the retained birth and
 ``online`` status; the Will publishes ``offline`` if the agent vanishes.
 
+Contract 2: on every (re)connection, before the birth and any data, the sink subscribes
+(QoS 1) to the gateway's own ``ack`` topic, where the server says which batches it has
+stored; each message goes to ``on_ack`` on the event loop (the Delivery parses it).
+Messages are signed by ``encode``: HMAC JSON for contract 1, Ed25519 for contract 2.
+
 Errors: `PublishRefusedError` (the broker answered PUBACK with a failure reason code, e.g.
 not authorised) resolves the future; nothing else does.
 """
@@ -21,6 +26,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -30,8 +36,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import AgentConfig
 from edge_agent.contract.secrets import read_secret
-from edge_agent.contract.topics import topic
-from edge_agent.contract.wire import encode_message
+from edge_agent.contract.topics import ack_topic, topic
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +45,18 @@ class PublishRefusedError(Exception):
     """The broker refused a publish (PUBACK reason code >= 0x80)."""
 
 
+Encode = Callable[[dict[str, Any]], bytes]
+
+
 class MqttSink:
-    def __init__(self, config: AgentConfig, *, key: bytes, boot: int, birth: bytes) -> None:
+    def __init__(self, config: AgentConfig, *, encode: Encode, boot: int, birth: bytes) -> None:
         self.config = config
-        self.key = key
+        self.encode = encode
         self.boot = boot
         self.birth = birth
         self.prefix = config.topic_prefix
+        self.server_acks = config.gateway.contract == 2
+        self.on_ack: Callable[[bytes], None] | None = None
         self.connected = asyncio.Event()
         self.connects = 0
         self.disconnects = 0
@@ -57,8 +67,8 @@ class MqttSink:
         self._stopping = False
 
     def _status(self, state: str, **extra: Any) -> bytes:
-        return encode_message(
-            {"gw": self.config.gateway.id, "boot": self.boot, "state": state, **extra}, self.key
+        return self.encode(
+            {"gw": self.config.gateway.id, "boot": self.boot, "state": state, **extra}
         )
 
     def _make_client(self) -> mqtt.Client:
@@ -87,6 +97,7 @@ class MqttSink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     # --- paho thread -> event loop ------------------------------------------------------
@@ -102,6 +113,10 @@ class MqttSink:
         if reason.is_failure:
             self._to_loop(self._refused, str(reason))
             return
+        if self.server_acks:
+            # before any data: an ack for a batch published before the subscription
+            # would be lost (and the batch re-sent after mqtt.ack_timeout_s)
+            client.subscribe(ack_topic(self.prefix), qos=1)
         # Birth and status go out first on every (re)connection, before any data.
         client.publish(topic(self.prefix, "birth"), self.birth, qos=1, retain=True)
         client.publish(
@@ -131,6 +146,14 @@ class MqttSink:
         _props: Properties | None,
     ) -> None:
         self._to_loop(self._acked, mid, reason.is_failure, str(reason))
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == ack_topic(self.prefix):
+            self._to_loop(self._ack, bytes(msg.payload))
+
+    def _ack(self, payload: bytes) -> None:
+        if self.on_ack is not None:
+            self.on_ack(payload)
 
     def _to_loop(self, callback: Any, *args: Any) -> None:
         try:

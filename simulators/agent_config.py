@@ -91,13 +91,19 @@ def agent_config(
     mqtt_username: str | None = None,
     mqtt_password_file: str | None = None,
     mqtt_ca_file: str | None = None,
+    contract: int = 1,
+    key_file: str = "keys/gateway.ed25519",
 ) -> dict[str, Any]:
     """The agent config (as plain data) for a scenario's servers.
 
     opcua_urls / modbus_addresses override the scenario's ports (server id -> URL or
     host:port), as written by ``factory-sim run --ready-file``; the broker login and CA,
     when given, are those of `ingest-server gateway add` and deploy/certs/make-certs.sh.
+    contract 2 signs with the gateway's own key, `key_file` (`edge-agent keys init`
+    makes it), and needs no HMAC key; contract 1 keeps the HMAC key file.
     """
+    if contract not in (1, 2):
+        raise ValueError(f"contract {contract!r}: 1 or 2")
     devices: list[dict[str, Any]] = []
     for srv in scenario.opcua_servers:
         url = (opcua_urls or {}).get(srv.id, f"opc.tcp://127.0.0.1:{srv.port}/")
@@ -147,19 +153,22 @@ def agent_config(
             }
             for unit in mb.units
         )
+    gateway: dict[str, Any] = {
+        "enterprise": scenario.enterprise.id,
+        "site": scenario.site.id,
+        "id": gateway_id,
+    }
+    if contract == 2:
+        gateway |= {"contract": 2, "key_file": key_file}
     return {
         "version": 1,
-        "gateway": {
-            "enterprise": scenario.enterprise.id,
-            "site": scenario.site.id,
-            "id": gateway_id,
-        },
+        "gateway": gateway,
         "mqtt": {
             "url": mqtt_url,
             **({"username": mqtt_username} if mqtt_username else {}),
             **({"password_file": mqtt_password_file} if mqtt_password_file else {}),
             **({"tls": {"ca_file": mqtt_ca_file}} if mqtt_ca_file else {}),
-            "hmac_key_file": hmac_key_file,
+            **({"hmac_key_file": hmac_key_file} if contract == 1 else {}),
         },
         "outbox": {"path": outbox_path},
         "devices": devices,

@@ -4,6 +4,7 @@
     factory-sim check FILE
     factory-sim history --scenario FILE --days N --out samples.jsonl.gz [--truth FILE]
     factory-sim agent-config --scenario FILE [--ready-file ready.json] [--out agent.yaml]
+                             [--contract 2 [--key-file PATH]]
 
 Exit codes: 0 ok, 2 bad arguments or scenario, 1 runtime failure.
 """
@@ -104,7 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--ready-file", type=Path, help="endpoints written by `run --ready-file`")
     agent.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
     agent.add_argument("--outbox", default="var/outbox.db", help="outbox path in the config")
-    agent.add_argument("--hmac-key-file", default="keys/gateway.key")
+    agent.add_argument("--hmac-key-file", default="keys/gateway.key", help="contract 1's key")
+    agent.add_argument(
+        "--contract",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="2: sign with the gateway's own key (--key-file; make it with `edge-agent keys "
+        "init --config AGENT.yaml`) instead of an HMAC key",
+    )
+    agent.add_argument(
+        "--key-file", default="keys/gateway.ed25519", help="contract 2: the gateway's own key"
+    )
     agent.add_argument("--gateway-id", default="gw-01")
     agent.add_argument("--mqtt-username", help="the gateway's broker login")
     agent.add_argument("--mqtt-password-file", help="its password file (mode 600)")
@@ -204,6 +216,8 @@ def cmd_agent_config(args: argparse.Namespace) -> int:
         mqtt_username=args.mqtt_username,
         mqtt_password_file=args.mqtt_password_file,
         mqtt_ca_file=args.mqtt_ca,
+        contract=args.contract,
+        key_file=args.key_file,
     )
     text = dump_agent_config(data, scenario)
     if args.out:

@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import load_config
+from edge_agent.contract.identity import FileSigner
 from edge_agent.contract.wire import verify
 from simulators.agent_config import agent_config
 from simulators.clock import ManualClock
@@ -50,10 +51,16 @@ def sim_agent_config(
     device_overrides: dict[str, Any] | None = None,
     only: set[str] | None = None,
     top: dict[str, Any] | None = None,
+    contract: int = 1,
 ) -> tuple[Path, bytes]:
-    """Write an agent config (and its HMAC key) for a running simulator; returns both."""
+    """Write an agent config (and its key) for a running simulator; returns the config's
+    path and what verifies the gateway: the HMAC key (contract 1) or the public key of
+    a new Ed25519 key file (contract 2), what `ingest-server gateway enroll` takes."""
     workdir.mkdir(parents=True, exist_ok=True)
-    key = write_key(workdir / "gateway.key")
+    if contract == 2:
+        key = FileSigner.create(workdir / "gateway.ed25519").public_key()
+    else:
+        key = write_key(workdir / "gateway.key")
     data = agent_config(
         scenario,
         opcua_urls={sid: srv.url for sid, srv in sim.opcua.items()},
@@ -62,6 +69,8 @@ def sim_agent_config(
         outbox_path="outbox.db",
         hmac_key_file="gateway.key",
         poll_interval_s=poll_interval_s,
+        contract=contract,
+        key_file="gateway.ed25519",
     )
     data["mqtt"] |= {"batch_interval_s": 0.2, "reconnect_min_s": 0.5, "reconnect_max_s": 2.0}
     data["mqtt"] |= mqtt_overrides or {}
