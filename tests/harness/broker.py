@@ -69,6 +69,7 @@ def start_broker(
     acl_file: Path | None = None,
     extra_listener: tuple[str, int] | None = None,
     dynsec_file: Path | None = None,
+    autosave_interval_s: int = 1,
 ) -> Broker:
     """A broker; with persistence, sessions and queued messages survive a restart.
 
@@ -77,6 +78,8 @@ def start_broker(
     (address, port) of a second plain listener, e.g. on a veth a test made. dynsec_file:
     the dynamic-security plugin's JSON file (logins, client ids and ACLs, read at start;
     `ingest-server gateway broker-files --dynsec`), and then no anonymous access.
+    autosave_interval_s: how often a persistent broker saves its state (deploy/ uses 60:
+    a broker killed in between loses what it queued since).
     """
     port = port or free_port()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +115,8 @@ def start_broker(
         # private temporary directory (log, persistence): stay the test's own user
         + ("user root\n" if os.geteuid() == 0 else "")
         + (
-            f"persistence true\npersistence_location {workdir}/\nautosave_interval 1\n"
+            f"persistence true\npersistence_location {workdir}/\n"
+            f"autosave_interval {autosave_interval_s}\n"
             if persistence
             else "persistence false\n"
         )
