@@ -17,7 +17,6 @@ factory-sim agent-config --ready-file sim-ready.json --mqtt-url mqtts://mosquitt
     --mqtt-ca /certs/ca.crt --hmac-key-file /bundle/gateway.key \
     --outbox /var/lib/factory-evidence/outbox.db --out agent.yaml
 # the broker admits a gateway only with its login as client id (docs/deploy.md, "The
-# broker"); agent-config has no option for it
-sed -i 's/^mqtt:$/mqtt:\n  client_id: hf-precision.hf-plant1.gw-01/' agent.yaml
+# broker"): the agent's client id is its username unless the config says otherwise
 edge-agent check agent.yaml
 exec edge-agent run agent.yaml

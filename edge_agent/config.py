@@ -94,7 +94,11 @@ class TlsConfig(_Strict):
 
 class MqttConfig(_Strict):
     url: str = Field(description="mqtt://host:port, or mqtts://host:port for TLS")
-    client_id: str | None = Field(default=None, description="default: fe-<gateway id>")
+    client_id: str | None = Field(
+        default=None,
+        description="default: the username when there is one (a hardened broker binds the "
+        "client id to the login, docs/deploy.md), else fe-<gateway id>",
+    )
     username: str | None = None
     password_file: Path | None = None
     tls: TlsConfig | None = None
@@ -498,7 +502,7 @@ class AgentConfig(_Strict):
 
     @property
     def client_id(self) -> str:
-        return self.mqtt.client_id or f"fe-{self.gateway.id}"
+        return self.mqtt.client_id or self.mqtt.username or f"fe-{self.gateway.id}"
 
     @property
     def topic_prefix(self) -> str:

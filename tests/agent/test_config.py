@@ -22,6 +22,10 @@ def test_minimal_config_is_valid() -> None:
     assert [d.id for d in config.devices] == ["cnc-01", "em-main"]
     assert config.topic_prefix == "fe/v1/acme/plant1/gw-01"
     assert config.client_id == "fe-gw-01"
+    # with a broker login, the client id is the login: a hardened broker binds the two
+    with_login = config.model_copy(update={"mqtt": config.mqtt.model_copy(
+        update={"username": "acme.plant1.gw-01"})})  # fmt: skip
+    assert with_login.client_id == "acme.plant1.gw-01"
     modbus = config.devices[1]
     assert modbus.protocol == "modbus"
     # integer register codes arrive as text keys: the codec compares the code's text
