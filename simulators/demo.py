@@ -154,6 +154,25 @@ class Demo:
         if proc.returncode != 0 and not (unless and unless in stderr):
             raise RuntimeError(f"{' '.join(cmd[:3])} failed:\n{stderr.strip()}")
 
+    def gateway_keys(self) -> tuple[Path, Path, str]:
+        """(HMAC key file, the gateway's own key file, its public key). The demo gateway
+        speaks contract 2: it signs with a key of its own and the server enrols only the
+        public key (docs/deploy.md); the registry import still issues the HMAC key."""
+        key = self.work / "keys" / "gateway.key"
+        if not key.exists():
+            key.write_bytes(secrets.token_hex(32).encode() + b"\n")
+        key.chmod(0o600)
+        own_key = self.work / "keys" / "gateway.ed25519"
+        if not own_key.exists():
+            self.run_tool([*self._tool("edge-agent"), "keys", "init", "--key", str(own_key)])
+        out = subprocess.run(
+            [*self._tool("edge-agent"), "keys", "show", "--key", str(own_key)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        public = next(ln.split(":", 1)[1].strip() for ln in out.splitlines()
+                      if ln.startswith("public key:"))  # fmt: skip
+        return key, own_key, public
+
     def api(self, pg_dir: Path, enterprise: str) -> str:
         """The HTTP API on a free port, and a login for each role (passwords in
         WORKDIR/logins.json, mode 600, kept across runs)."""
@@ -244,10 +263,7 @@ class Demo:
         if not args.now and off_shift(scenario_path):
             scenario_path = round_the_clock(scenario_path, self.work / "scenario.yaml")
             print("It is off shift at the plant: the demo plant works around the clock today.")
-        key = self.work / "keys" / "gateway.key"
-        if not key.exists():
-            key.write_bytes(secrets.token_hex(32).encode() + b"\n")
-        key.chmod(0o600)
+        key, own_key, public_key = self.gateway_keys()
         mqtt_url = self.broker()
         print(f"  broker      {mqtt_url}")
         history = None
@@ -283,6 +299,12 @@ class Demo:
             [*self._tool("ingest-server"), "registry", "import", str(registry),
              "--key", f"gw-01={key}", "--data-dir", str(pg_dir)]
         )  # fmt: skip
+        site = load_scenario(scenario_path).site.id
+        enterprise = load_scenario(scenario_path).enterprise.id
+        self.run_tool(
+            [*self._tool("ingest-server"), "gateway", "enroll", enterprise, site, "gw-01",
+             "--public-key", public_key, "--data-dir", str(pg_dir)]
+        )  # fmt: skip
         server_ready = self.work / "server-ready.json"
         server_ready.unlink(missing_ok=True)
         self.start(
@@ -298,10 +320,9 @@ class Demo:
         self.run_tool(
             [*self._tool("factory-sim"), "agent-config", "--scenario", str(scenario_path),
              "--ready-file", str(ready), "--mqtt-url", mqtt_url,
-             "--outbox", str(self.work / "outbox.db"), "--hmac-key-file", str(key),
-             "--out", str(agent_cfg)]
+             "--outbox", str(self.work / "outbox.db"), "--contract", "2",
+             "--key-file", str(own_key), "--out", str(agent_cfg)]
         )  # fmt: skip
-        enterprise = load_scenario(scenario_path).enterprise.id
         if history is not None:
             self.backfill(agent_cfg, history, dsn)
             n = enter_production(dsn, enterprise)
@@ -422,7 +443,10 @@ def enter_production(dsn: str, enterprise: str) -> int:
 
 
 def live_summary(conn: Any) -> dict[str, Any]:
-    row = conn.execute("SELECT coalesce(sum(samples), 0), count(*) FROM batches").fetchone()
+    row = conn.execute(
+        "SELECT coalesce(sum(samples), 0), count(*), "
+        "coalesce(sum(samples) FILTER (WHERE contract = 2), 0) FROM batches"
+    ).fetchone()
     states = conn.execute(
         'SELECT device, state FROM state_intervals WHERE "end" IS NULL ORDER BY device'
     ).fetchall()
@@ -439,6 +463,7 @@ def live_summary(conn: Any) -> dict[str, Any]:
     return {
         "samples": int(row[0]),
         "batches": int(row[1]),
+        "signed": int(row[2]),  # in batches the gateway signed with its own key (contract 2)
         "online": int(online[0]),
         "devices": int(online[1]),
         "states": dict(states),
@@ -453,6 +478,7 @@ def format_summary(s: dict[str, Any], rate: float) -> str:
     states = "; ".join(f"{st} {' '.join(devs)}" for st, devs in sorted(by_state.items()))
     return (
         f"{dt.datetime.now():%H:%M:%S} {rate:7.0f} samples/s, {s['samples']:,} stored, "
+        f"{s['signed'] / max(1, s['samples']):.0%} gateway-signed, "
         f"{s['online']}/{s['devices']} devices online, {s['dead_letters']} dead letters\n"
         f"         {states}"
     )

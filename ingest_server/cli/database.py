@@ -182,8 +182,10 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     )
     if missing:
         print(
-            f"warning: no key given for gateway(s) {missing}; unless the database already "
-            "has one, their messages are dead-lettered until --key GATEWAY=KEYFILE is given",
+            f"warning: no HMAC key given for gateway(s) {missing}; unless the database "
+            "already has one, a contract-1 gateway's messages are dead-lettered until --key "
+            "GATEWAY=KEYFILE is given (a contract-2 gateway needs none: enrol its own "
+            "public key with `ingest-server gateway enroll`)",
             file=sys.stderr,
         )
     return 0

@@ -111,8 +111,8 @@ def _enrolment_lines(name: str, e: gateways.Enrolment) -> list[str]:
         "compare it with the fingerprint `edge-agent keys init` printed on the gateway",
         "(read aloud, or on the site-visit form) before trusting it; if they differ, this",
         "is not the gateway's key: enrol the one it printed, with --replace",
-        "until the server accepts contract v2 batches (a later step), the gateway keeps",
-        "publishing with its HMAC key",
+        "from now on the server accepts only contract v2 from this gateway: set",
+        "gateway.contract: 2 in its agent config and restart the agent",
     ]
 
 
@@ -200,7 +200,8 @@ def _bundle(conn: Any, args: argparse.Namespace, ident: gateways.Identity) -> No
     # is given this time (the server dead-letters v1 batches from a contract-2 gateway)
     contract = gateways.contract_of(conn, ident.enterprise, ident.site, ident.gateway)
     key_name, pw_name = "gateway.key", "mqtt.password"
-    _write_secret(out / key_name, ident.hmac_key.decode() + "\n")
+    if contract == 1:  # a contract-2 gateway signs with its own key: no HMAC key to carry
+        _write_secret(out / key_name, ident.hmac_key.decode() + "\n")
     _write_secret(out / pw_name, ident.password + "\n")
     # contract 2 signs with the gateway's own key, made on it by `edge-agent keys init` at
     # its default path; the config then names no HMAC key
@@ -210,7 +211,8 @@ def _bundle(conn: Any, args: argparse.Namespace, ident: gateways.Identity) -> No
     )
     _write_secret(out / "agent.yaml", cfg, 0o640)
     print(f"gateway {ident.enterprise}/{ident.site}/{ident.gateway}: bundle in {out}/")
-    print(f"  {key_name}       HMAC key (signs every batch), mode 600")
+    if contract == 1:
+        print(f"  {key_name}       HMAC key (signs every batch), mode 600")
     print(f"  {pw_name}    broker password of user {ident.username}, mode 600")
     print("  agent.yaml       agent config skeleton: add the devices, then edge-agent check")
     if ident.enrolment is not None:

@@ -127,6 +127,8 @@ def test_the_demo_runs_the_pipeline_and_stops_cleanly_on_ctrl_c(tmp_path: Path) 
     assert any("cnc-01" in devices.split() for _, devices in states), out  # live states
     assert not any("em-main" in devices.split() for _, devices in states), "meters have none"
     assert "0 dead letters" in out
+    # the demo gateway speaks contract 2: every sample stored came signed by its own key
+    assert re.findall(r"stored, (\d+)% gateway-signed", out)[-1] == "100", out
     # six hours of the plant's past went in first, through the agent's outbox
     backfilled = re.search(r"backfill \S+: (\d+) samples in \d+ batches", out)
     assert backfilled, out

@@ -167,8 +167,8 @@ def test_enrol_then_list_shows_contract_2_and_the_fingerprint(env: dict[str, Any
         "compare it with the fingerprint `edge-agent keys init` printed on the gateway",
         "(read aloud, or on the site-visit form) before trusting it; if they differ, this",
         "is not the gateway's key: enrol the one it printed, with --replace",
-        "until the server accepts contract v2 batches (a later step), the gateway keeps",
-        "publishing with its HMAC key",
+        "from now on the server accepts only contract v2 from this gateway: set",
+        "gateway.contract: 2 in its agent config and restart the agent",
     ]
 
     after = row(db, "gw-01")
@@ -313,20 +313,19 @@ def test_add_with_a_public_key_enrols_it_at_creation(env: dict[str, Any]) -> Non
     out = cli.ok("add", ENT, SITE, "gw-03", "--out", str(bundle), "--public-key", key.text)
     lines = out.splitlines()
     assert lines[0] == f"gateway hf/p1/gw-03: bundle in {bundle}/"
-    assert "  gateway.key       HMAC key (signs every batch), mode 600" in lines
+    # contract 2 signs with the gateway's own key: the bundle carries no HMAC key
+    assert not any("gateway.key" in ln for ln in lines), lines
     assert "gateway hf/p1/gw-03: public key enrolled: contract 2" in lines
     assert f"  fingerprint: {key.fingerprint}" in lines
     assert "the bundle holds no contract v2 key: the gateway's private key stays on it" in lines
-    assert "publishing with its HMAC key" in lines  # the HMAC key still signs, for now
+    assert "gateway.contract: 2 in its agent config and restart the agent" in lines
     r = row(db, "gw-03")
     assert r is not None
     assert (r["public_key"], r["contract"]) == (key.public, 2)
-    assert r["hmac_key"] is not None  # v1 publishing until v2 lands
-    assert bytes(r["hmac_key"]) == (bundle / "gateway.key").read_text().strip().encode()
+    # issued all the same, never accepted from a contract-2 gateway (docs/deploy.md)
+    assert r["hmac_key"] is not None
     assert r["enrolled_at"] == r["issued_at"]  # one transaction: one now()
-    assert sorted(p.name for p in bundle.iterdir()) == [
-        "agent.yaml", "gateway.key", "mqtt.password",
-    ]  # fmt: skip
+    assert sorted(p.name for p in bundle.iterdir()) == ["agent.yaml", "mqtt.password"]
     assert_no_private_key(key, [database_text(db), *(p.read_text() for p in bundle.iterdir())])
     assert cli.listed()["gw-03"].split()[-3:] == ["contract", "2", key.fingerprint]
 
