@@ -35,6 +35,7 @@ from ingest_server.ingest.payload import (
     RejectedError,
     SignatureMismatchError,
     Status,
+    V2Sample,
     WireSample,
     batch_key_v2,
     enrolled_for,
@@ -43,6 +44,7 @@ from ingest_server.ingest.payload import (
     parse_message_v2,
     parse_topic,
     split_by_clock,
+    split_v2_by_clock,
 )
 
 
@@ -50,6 +52,8 @@ from ingest_server.ingest.payload import (
 class DataItem:
     origin: Origin
     batch: DataBatch | BatchV2
+    # v1: the samples to store; v2: empty, its samples stay in the batch's columns
+    # (`good_pos` says which)
     good: list[WireSample]
     rejected: int
     # the samples set aside (implausible times), written with the batch and only when the
@@ -58,7 +62,14 @@ class DataItem:
     # v2: each good sample's and each set-aside sample's 0-based place in the batch
     # (None: every sample is good, in order)
     good_pos: list[int] | None = None
-    aside: list[tuple[int, WireSample]] = field(default_factory=list)
+    aside: list[tuple[int, V2Sample]] = field(default_factory=list)
+
+    @property
+    def n_good(self) -> int:
+        """How many samples of the batch are to be stored."""
+        if isinstance(self.batch, BatchV2):
+            return len(self.batch) if self.good_pos is None else len(self.good_pos)
+        return len(self.good)
 
 
 @dataclass
@@ -203,15 +214,17 @@ def _data_item(  # noqa: PLR0917
     limits: Limits,
     now_ms: int,
 ) -> DataItem:
-    good, bad = split_by_clock(
-        message, now_ms=now_ms, max_past_ms=limits.max_past_ms, max_future_ms=limits.max_future_ms
-    )
-    data = DataItem(origin, message, good, len(bad))
-    if bad and isinstance(message, BatchV2):
-        # rare: find each sample's place by identity (split_by_clock keeps the objects)
-        aside = {id(x) for x, _ in bad}
-        data.good_pos = [i for i, x in enumerate(message.samples) if id(x) not in aside]
-        data.aside = [(i, x) for i, x in enumerate(message.samples) if id(x) in aside]
+    window = {"now_ms": now_ms, "max_past_ms": limits.max_past_ms,
+              "max_future_ms": limits.max_future_ms}  # fmt: skip
+    bad: Sequence[tuple[WireSample | V2Sample, str]]
+    if isinstance(message, BatchV2):
+        good_pos, bad_at = split_v2_by_clock(message, **window)
+        data = DataItem(origin, message, [], len(bad_at), good_pos=good_pos)
+        data.aside = [(i, x) for i, x, _ in bad_at]
+        bad = [(x, why) for _, x, why in bad_at]
+    else:
+        good, bad = split_by_clock(message, **window)
+        data = DataItem(origin, message, good, len(bad))
     if bad:
         body = json.dumps(
             {

@@ -17,9 +17,10 @@ keys and the time.
 Contract v2 (issue 16; `parse_batch_v2`, `parse_message_v2`): a data payload starting
 with b"FEW" is decoded (wire_v2.py, with the decoder's limits), must name the topic's
 gateway, and its signature must verify under the gateway's enrolled Ed25519 key over the
-digest recomputed from what was decoded; then its samples pass the same `WireSample`
-schema as v1's, so everything after decoding is one code path. Births and status of a
-contract-2 gateway are v1's JSON with "v": 2 and an Ed25519 "sig".
+digest recomputed from the decoder's columns. The decoder holds every sample to each
+limit `WireSample` checks (the mapping is at `parse_batch_v2`), so the batch stays in
+columns (`BatchV2.columns`, stored by copybin.encode_v2) with no per-sample schema pass.
+Births and status of a contract-2 gateway are v1's JSON with "v": 2 and an Ed25519 "sig".
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from functools import cached_property
+from itertools import compress
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -45,7 +48,12 @@ from edge_agent.contract.wire import (
     check_signature_v2,
 )
 from edge_agent.contract.wire import SignatureMismatchError as WrongKeyError
-from edge_agent.contract.wire_v2 import WireV2Error, decode_batch_v2
+from edge_agent.contract.wire_v2 import (
+    QUALITY_OF_HEAD,
+    BatchColumns,
+    WireV2Error,
+    decode_columns_v2,
+)
 from edge_agent.contract.yaml12 import format_location
 from ingest_server.errors import RefusedError
 
@@ -177,24 +185,60 @@ class StatusV2(Status):
     v: Literal[2]  # type: ignore[assignment]
 
 
-class _V2Samples(_Strict):
-    """A v2 batch's decoded samples, held to v1's schema (locations read samples[i].f)."""
+class V2Sample(NamedTuple):
+    """One sample of a v2 batch with `WireSample`'s fields, made from the columns only
+    where a sample is handled alone (set aside for its time, dead-lettered)."""
 
-    samples: list[WireSample]
+    d: str
+    t: str
+    ts: int
+    v: float | str | None
+    q: Literal["uncertain", "bad"] | None = None
+    s: str | None = None
+    gts: int | None = None
+    sts: int | None = None
+
+    def model_dump(self, *, exclude_none: bool = False) -> dict[str, Any]:
+        """As `WireSample.model_dump`: the same dict for the dead letters."""
+        out = self._asdict()
+        return {k: v for k, v in out.items() if v is not None} if exclude_none else out
+
+
+_QUALITY_NAME: tuple[Literal["uncertain", "bad"] | None, ...] = (None, "uncertain", "bad")
 
 
 @dataclass(frozen=True)
 class BatchV2:
-    """A contract v2 batch, decoded, its signature verified: what the ledger keeps."""
+    """A contract v2 batch, decoded, its signature verified: what the ledger keeps.
+    The samples stay in the decoder's columns; `samples` makes objects of them."""
 
     gw: str
     boot: int
     seq: int
     sent: int
-    samples: list[WireSample]
+    columns: BatchColumns
     prev: bytes
     digest: bytes
     signature: bytes
+
+    def __len__(self) -> int:
+        return len(self.columns.ts)
+
+    @cached_property
+    def samples(self) -> list[V2Sample]:
+        """Every sample as an object (an integer as its double, as `WireSample` has it)."""
+        return [self.sample(i) for i in range(len(self))]
+
+    def sample(self, i: int) -> V2Sample:
+        c = self.columns
+        d, t = c.series[c.series_ix[i]]
+        v = c.values[i]
+        status, gts, sts = c.extras.get(i, (None, None, None))
+        return V2Sample(
+            d, t, c.ts[i], float(v) if v.__class__ is int else v,
+            _QUALITY_NAME[QUALITY_OF_HEAD[c.heads[i]]],
+            None if status is None else c.texts[status], gts, sts,
+        )  # fmt: skip
 
 
 Message = DataBatch | BatchV2 | Birth | Status
@@ -267,31 +311,41 @@ def parse_batch_v2(
     max_bytes_decompressed: int,
 ) -> BatchV2:
     """Decode and check a v2 data payload; raises RejectedError with the reason (a
-    SignatureMismatchError when the signature does not verify under `public_key`)."""
+    SignatureMismatchError when the signature does not verify under `public_key`).
+
+    No `WireSample` pass: the decoder (wire_v2._decode) refuses, naming the byte, every
+    sample `WireSample` would refuse (tests/ingest/test_v2_limits.py holds each):
+      d, t: WireId (1-128 chars, ID_PATTERN)  device and tag tables: length, ID_PATTERN
+      ts: Ms (0..MAX_MS)                      ts column `_in(ts, 0, MAX_MS)`
+      v: Number (finite double)               ints within i64, mantissas within 2^53
+                                              (m / 10^k is finite), f32/f64 NaN/inf refused
+      v: Text (no NUL, <= MAX_TEXT_BYTES)     every text table entry NUL-free; each text
+                                              value's UTF-8 length
+      q: "uncertain" | "bad" | absent         head byte quality 3 refused
+      s: StatusText (<= MAX_STATUS_CHARS, no NUL)  status length 1..MAX_STATUS_CHARS
+                                              (empty too: the wire leaves it out), NUL above
+      gts, sts: Ms                            `_in(gts/sts, 0, MAX_MS)` after adding ts
+      extra fields                            none can be encoded: unknown head or extras
+                                              bits refused
+      boot, seq, sent (DataBatch)             header ranges: 1..MAX_BOOT, 1..MAX_SEQ,
+                                              0..MAX_MS
+    Strings come from strict UTF-8, so none holds a lone surrogate. The constants are
+    the same objects' values (a test compares them)."""
     try:
-        decoded = decode_batch_v2(
+        cols = decode_columns_v2(
             payload, max_samples=max_samples, max_bytes_decompressed=max_bytes_decompressed
         )
     except WireV2Error as exc:
         raise RejectedError(f"v2 payload: {exc}") from None
-    if decoded.gw != origin.gateway:
-        raise RejectedError(
-            f"body says gateway {_short(decoded.gw)}, topic says {origin.gateway!r}"
-        )
+    if cols.gw != origin.gateway:
+        raise RejectedError(f"body says gateway {_short(cols.gw)}, topic says {origin.gateway!r}")
     try:
-        digest = decoded.digest()
+        digest = cols.digest()
     except ValueError as exc:  # the decoder's checks should leave nothing for this
         raise RejectedError(f"v2 payload: {exc}") from None
-    if not verify_batch(public_key, digest, decoded.signature):
+    if not verify_batch(public_key, digest, cols.signature):
         raise _not_enrolled_key(origin, public_key)
-    try:
-        samples = _V2Samples.model_validate({"samples": decoded.samples}).samples
-    except ValidationError as exc:
-        raise RejectedError("schema: " + "; ".join(schema_problems(exc)[:5])) from None
-    return BatchV2(
-        decoded.gw, decoded.boot, decoded.seq, decoded.sent, samples,
-        decoded.prev, digest, decoded.signature,
-    )  # fmt: skip
+    return BatchV2(cols.gw, cols.boot, cols.seq, cols.sent, cols, cols.prev, digest, cols.signature)
 
 
 def parse_message_v2(origin: Origin, payload: bytes, public_key: bytes) -> Birth | Status:
@@ -434,26 +488,46 @@ def _message(err: ErrorDetails, loc: tuple[int | str, ...]) -> str:
     return msg
 
 
+def split_v2_by_clock(
+    batch: BatchV2, *, now_ms: int, max_past_ms: int, max_future_ms: int
+) -> tuple[list[int] | None, list[tuple[int, V2Sample, str]]]:
+    """`split_by_clock` for a v2 batch's columns: the places of the plausible samples
+    (None: all of them, the usual case, found with min and max) and the others, each with
+    its place and the reason."""
+    lo, hi = now_ms - max_past_ms, now_ms + max_future_ms
+    ts = batch.columns.ts
+    if not ts or (lo <= min(ts) and max(ts) <= hi):
+        return None, []
+    ok = [lo <= t <= hi for t in ts]
+    bad = [
+        (i, x, _implausible(x, max_past_ms, max_future_ms))
+        for i in compress(range(len(ts)), [not o for o in ok])
+        for x in (batch.sample(i),)
+    ]
+    return list(compress(range(len(ts)), ok)), bad
+
+
+def _implausible(s: WireSample | V2Sample, max_past_ms: int, max_future_ms: int) -> str:
+    return (
+        f"sample time {s.ts} ms is outside [now - {max_past_ms}, now + "
+        f"{max_future_ms}] ms: check the clocks of {s.d} and its gateway (NTP)"
+    )
+
+
 def split_by_clock(
     batch: DataBatch | BatchV2, *, now_ms: int, max_past_ms: int, max_future_ms: int
-) -> tuple[list[WireSample], list[tuple[WireSample, str]]]:
+) -> tuple[list[Any], list[tuple[Any, str]]]:
     """Samples whose time is plausible, and the others with the reason.
 
     One device with a wrong clock must not cost the batch's other samples: only the
     implausible ones go to the dead letters.
     """
     lo, hi = now_ms - max_past_ms, now_ms + max_future_ms
-    good: list[WireSample] = []
-    bad: list[tuple[WireSample, str]] = []
+    good: list[Any] = []
+    bad: list[tuple[Any, str]] = []
     for s in batch.samples:
         if lo <= s.ts <= hi:
             good.append(s)
         else:
-            bad.append(
-                (
-                    s,
-                    f"sample time {s.ts} ms is outside [now - {max_past_ms}, now + "
-                    f"{max_future_ms}] ms: check the clocks of {s.d} and its gateway (NTP)",
-                )
-            )
+            bad.append((s, _implausible(s, max_past_ms, max_future_ms)))
     return good, bad

@@ -27,7 +27,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -42,9 +42,9 @@ from ingest_server.derive.intervals import (
     refresh_intervals,
 )
 from ingest_server.ingest.check import DataItem, DeadLetter, Group
-from ingest_server.ingest.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode
+from ingest_server.ingest.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode, encode_v2
 from ingest_server.ingest.gateway_keys import Gateway, lookup_gateway
-from ingest_server.ingest.payload import BatchV2, Birth, Status, WireSample
+from ingest_server.ingest.payload import BatchV2, Birth, Status
 
 log = logging.getLogger(__name__)
 
@@ -200,10 +200,10 @@ class Store:
                 self._gateways[key] = found
         return found
 
-    def _resolve_series(self, gid: int, samples: Sequence[WireSample]) -> None:
-        """Fill the series cache of a gateway for every (device, tag) of `samples`."""
+    def _resolve_series(self, gid: int, keys: Iterable[tuple[str, str]]) -> None:
+        """Fill the series cache of a gateway for every (device, tag) in `keys`."""
         cache = self._series.setdefault(gid, {})
-        missing = sorted({(x.d, x.t) for x in samples} - cache.keys())
+        missing = sorted(set(keys) - cache.keys())
         if not missing:
             return
         devices = [m[0] for m in missing]
@@ -259,16 +259,16 @@ class Store:
             n = 0
             for item, batch_id in new_batches:
                 gid = self._gid(item.origin)
-                v2 = isinstance(item.batch, BatchV2)
-                buf += encode(
-                    item.good,
-                    self._series.setdefault(gid, {}),
-                    rollup,
-                    functools.partial(self._resolve_series, gid),
-                    batch_id if v2 else None,
-                    item.good_pos,
-                )
-                n += len(item.good)
+                if isinstance(item.batch, BatchV2):
+                    buf += self._encode_v2(gid, item.batch, item.good_pos, batch_id, rollup)
+                else:
+                    buf += encode(
+                        item.good,
+                        self._series.setdefault(gid, {}),
+                        rollup,
+                        functools.partial(self._resolve_series, gid),
+                    )
+                n += item.n_good
                 if item.aside:
                     self._set_aside(gid, batch_id, item)
             buf += TRAILER
@@ -317,13 +317,13 @@ class Store:
                 [k[1] for k in unique],
                 [k[2] for k in unique],
                 [i.batch.sent for i in items],
-                [len(i.good) for i in items],
+                [i.n_good for i in items],
                 [i.rejected for i in items],
                 [1 if b is None else 2 for b in v2],
                 [None if b is None else b.prev for b in v2],
                 [None if b is None else b.digest for b in v2],
                 [None if b is None else b.signature for b in v2],
-                [None if b is None else len(b.samples) for b in v2],
+                [None if b is None else len(b) for b in v2],
             ),
         ).fetchall()
         ids = {(g, b, s): i for g, b, s, i in inserted}
@@ -363,10 +363,23 @@ class Store:
         result.batches_v2 = sum(1 for item, _ in new if isinstance(item.batch, BatchV2))
         return new
 
+    def _encode_v2(
+        self, gid: int, batch: BatchV2, positions: list[int] | None, batch_id: int, rollup: Rollup
+    ) -> bytearray:
+        """COPY rows of a v2 batch from its columns: one series lookup per series."""
+        cols = batch.columns
+        cache = self._series.setdefault(gid, {})
+        try:
+            sids = list(map(cache.__getitem__, cols.series))
+        except KeyError:
+            self._resolve_series(gid, cols.series)
+            sids = list(map(cache.__getitem__, cols.series))
+        return encode_v2(cols, sids, rollup, batch_id, positions)
+
     def _set_aside(self, gid: int, batch_id: int, item: DataItem) -> None:
         """A v2 batch's samples set aside for their time (reason 2), in `samples_aside`."""
         samples = [x for _, x in item.aside]
-        self._resolve_series(gid, samples)
+        self._resolve_series(gid, [(x.d, x.t) for x in samples])
         series = self._series[gid]
         self.conn.execute(
             "INSERT INTO samples_aside (batch_id, batch_pos, series_id, ts, value, text, "
