@@ -154,12 +154,29 @@ def _name(origin: Origin) -> str:
 
 
 def _dead_key(origin: Origin, gw: Gateway | None, payload: bytes) -> tuple[Origin, int, int] | None:
-    """The batch a dead letter acknowledges: a v2 batch of a gateway enrolled for v2 with
-    its key (a v1 agent does not read acks; a gateway without a key gets none)."""
+    """The batch a dead letter acknowledges: a batch of a gateway enrolled for v2 with its
+    key (a v1 agent does not read acks; a gateway without a key gets none). That includes
+    a v1 batch left in the outbox of a gateway moved to contract 2: the server will never
+    take it, so the agent may let it go rather than send it again until it expires."""
     if origin.kind != "data" or gw is None or gw.contract != 2 or gw.public_key is None:
         return None
-    key = batch_key_v2(payload)
+    key = batch_key_v2(payload) or _batch_key_v1(payload)
     return None if key is None else (origin, *key)
+
+
+def _batch_key_v1(payload: bytes) -> tuple[int, int] | None:
+    """(boot, seq) of a v1 JSON batch, or None when it has none to read."""
+    if not payload.startswith(b"{"):
+        return None
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        return None
+    boot, seq = (obj.get("boot"), obj.get("seq")) if isinstance(obj, dict) else (None, None)
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (boot, seq)):
+        return None
+    assert isinstance(boot, int) and isinstance(seq, int)
+    return (boot, seq) if 1 <= boot <= 2**31 - 1 and 1 <= seq <= 2**63 - 1 else None
 
 
 def check(
