@@ -173,10 +173,11 @@ def _batch_key_v1(payload: bytes) -> tuple[int, int] | None:
     except ValueError:
         return None
     boot, seq = (obj.get("boot"), obj.get("seq")) if isinstance(obj, dict) else (None, None)
-    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (boot, seq)):
+    if not isinstance(boot, int) or isinstance(boot, bool) or not 1 <= boot <= 2**31 - 1:
         return None
-    assert isinstance(boot, int) and isinstance(seq, int)
-    return (boot, seq) if 1 <= boot <= 2**31 - 1 and 1 <= seq <= 2**63 - 1 else None
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 1 <= seq <= 2**63 - 1:
+        return None
+    return boot, seq
 
 
 def check(
