@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,14 @@ from ingest_server.cli.common import (
     default_key_path,
     resolve_dsn,
 )
-from ingest_server.db.schema import apply_policies, delete_expired, migrate, refresh_rollups
+from ingest_server.db.schema import (
+    apply_policies,
+    delete_expired,
+    migrate,
+    policy_jobs,
+    refresh_rollups,
+    run_policy_job,
+)
 from ingest_server.evidence.keys import key_id, load_or_create_key, register_key
 from ingest_server.files import write_atomic
 from ingest_server.ingest.consumer import Consumer, ConsumerConfig
@@ -183,6 +191,7 @@ def _consume(
                 _write_ready(args.ready_file, {"dsn": dsn, "mode": mode, "pid": os.getpid()})
         last, last_samples = time.monotonic(), 0
         last_upkeep = time.monotonic()
+        policy_runs = PolicyJobRunner()
         while not stop.wait(0.5):
             now = time.monotonic()
             if args.retire and consumer.drained(idle_s=5.0):
@@ -194,7 +203,9 @@ def _consume(
                 break
             if args.upkeep_every and now - last_upkeep >= args.upkeep_every:
                 last_upkeep = now
-                upkeep(dsn, mode, consumer.counters.take_written_span(), args.retention)
+                upkeep(
+                    dsn, mode, consumer.counters.take_written_span(), args.retention, policy_runs
+                )
             if args.summary_every and now - last >= args.summary_every:
                 c = consumer.counters
                 rate = (c.samples_new - last_samples) / (now - last)
@@ -293,12 +304,77 @@ def _stop_workers(workers: dict[int, Any]) -> None:
             proc.kill()
 
 
+class PolicyJobRunner:
+    """Runs the project's TimescaleDB policy jobs (compression, retention, the refresh of
+    `samples_hourly`) itself while the TimescaleDB scheduler's runs of them fail.
+
+    Seen with TimescaleDB 2.28.3 on PostgreSQL 15.20: every background run ends with
+    `cannot drop portal "" while it is being set up`, so job_stats says Failed and the
+    scheduler falls back to its retry backoff; `CALL run_job` from a session works. A
+    job is run at most once per its schedule_interval, timed here: a run by `run_job`
+    does not show in job_stats. When the scheduler's runs succeed, nothing is done."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last_run: dict[int, float] = {}  # job id -> clock() when this process ran it
+        self._announced: set[int] = set()  # jobs whose failing scheduler has been logged
+
+    def __call__(self, dsn: str) -> list[int]:
+        """One round; returns the ids of the jobs this process ran."""
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            jobs = policy_jobs(conn)
+        ran: list[int] = []
+        for job in jobs:
+            name = f"TimescaleDB job {job.job_id} ({job.proc_name} on {job.relation})"
+            if not job.scheduler_fails:
+                if job.job_id in self._announced:
+                    log.info("%s: the scheduler's runs succeed again; left to it", name)
+                    self._announced.discard(job.job_id)
+                self._last_run.pop(job.job_id, None)
+                continue
+            if job.job_id not in self._announced:
+                self._announced.add(job.job_id)
+                log.warning(
+                    "%s: the TimescaleDB scheduler's runs of it fail (%s); the server runs "
+                    "it itself, every %s, while they do",
+                    name,
+                    job.last_error or "no row in job_errors",
+                    job.schedule_interval,
+                )
+            now = self._clock()
+            last = self._last_run.get(job.job_id)
+            if last is not None and now - last < job.schedule_interval.total_seconds():
+                continue
+            self._last_run[job.job_id] = now  # a failed run, too, is retried next interval
+            started = time.monotonic()
+            try:
+                if not run_policy_job(dsn, job.job_id):
+                    log.debug("%s: another server process is running it", name)
+                    continue
+            except psycopg.Error as exc:
+                log.warning(
+                    "%s: the server's run of it failed (%s); next try in %s",
+                    name,
+                    str(exc).strip(),
+                    job.schedule_interval,
+                )
+                continue
+            log.debug("%s: run by the server in %.1f s", name, time.monotonic() - started)
+            ran.append(job.job_id)
+        return ran
+
+
 def upkeep(
-    dsn: str, mode: str, span: tuple[datetime, datetime] | None, retention: timedelta | None
+    dsn: str,
+    mode: str,
+    span: tuple[datetime, datetime] | None,
+    retention: timedelta | None,
+    policy_runs: PolicyJobRunner | None = None,
 ) -> None:
-    """Periodic work beside the consumer: rollups for late data (TimescaleDB) and
-    retention (plain PostgreSQL; TimescaleDB has its own policy). Failures are logged
-    and retried at the next round: the consumer goes on."""
+    """Periodic work beside the consumer: rollups for late data (TimescaleDB), retention
+    (plain PostgreSQL; TimescaleDB has its own policy), and the TimescaleDB policy jobs
+    the scheduler fails to run (`policy_runs`, kept for the process). Failures are
+    logged and retried at the next round: the consumer goes on."""
 
     try:
         # the policy refreshes the last 3 days; older late data is refreshed here
@@ -312,3 +388,12 @@ def upkeep(
                 log.info("retention: deleted %d samples older than %s", n, retention)
     except psycopg.Error as exc:
         log.warning("upkeep failed (%s); retrying at the next round", str(exc).strip())
+    if mode == "timescale" and policy_runs is not None:
+        try:
+            policy_runs(dsn)
+        except psycopg.Error as exc:
+            log.warning(
+                "upkeep: checking the TimescaleDB policy jobs failed (%s); retrying at the "
+                "next round",
+                str(exc).strip(),
+            )

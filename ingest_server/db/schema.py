@@ -213,6 +213,67 @@ def refresh_rollups(dsn: str, first: datetime, last: datetime) -> None:
         conn.execute("CALL refresh_continuous_aggregate('samples_hourly', %s, %s)", (start, end))
 
 
+# The policies the project sets up: compression and retention on `samples` (apply_policies),
+# the refresh of `samples_hourly` (migration 0001). Other jobs in the database are not ours.
+_POLICY_PROCS = ("policy_compression", "policy_retention", "policy_refresh_continuous_aggregate")
+_JOB_LOCK = 0x6665_0002  # 'fe' 2: pg_try_advisory_lock(key, job id) while the server runs a job
+
+
+@dataclass(frozen=True)
+class PolicyJob:
+    """One of the project's TimescaleDB policy jobs and how the scheduler's last run went."""
+
+    job_id: int
+    proc_name: str
+    relation: str  # samples or samples_hourly
+    schedule_interval: timedelta
+    last_run_status: str | None  # Success, Failed; None: the scheduler has not run it yet
+    last_error: str | None  # the newest row of job_errors: "SQLSTATE: message"
+
+    @property
+    def scheduler_fails(self) -> bool:
+        return self.last_run_status == "Failed"
+
+
+def policy_jobs(conn: psycopg.Connection) -> list[PolicyJob]:
+    """The project's own scheduled policy jobs (on `samples` and on the `samples_hourly`
+    continuous aggregate), with the status of the scheduler's last run. A run by
+    `CALL run_job` does not show in job_stats or job_errors (TimescaleDB 2.28)."""
+    rows = conn.execute(
+        """
+        SELECT j.job_id, j.proc_name, j.hypertable_name, j.schedule_interval,
+               s.last_run_status, e.sqlerrcode || ': ' || e.err_message
+        FROM timescaledb_information.jobs j
+        LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
+        LEFT JOIN LATERAL (
+            SELECT sqlerrcode, err_message FROM timescaledb_information.job_errors x
+            WHERE x.job_id = j.job_id ORDER BY x.start_time DESC LIMIT 1
+        ) e ON true
+        WHERE j.scheduled
+          AND j.proc_schema = '_timescaledb_functions'
+          AND j.proc_name = ANY(%s)
+          AND to_regclass(format('%%I.%%I', j.hypertable_schema, j.hypertable_name))
+              IN (to_regclass('samples'), to_regclass('samples_hourly'))
+        ORDER BY j.job_id
+        """,
+        (list(_POLICY_PROCS),),
+    ).fetchall()
+    return [
+        PolicyJob(int(r[0]), str(r[1]), str(r[2]), r[3], r[4], r[5] and str(r[5])) for r in rows
+    ]
+
+
+def run_policy_job(dsn: str, job_id: int) -> bool:
+    """Run a job now, in this session (`CALL run_job`, which commits as it goes). False
+    when another server process is running it already (an advisory lock per job)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_JOB_LOCK, job_id)).fetchone()
+        if row is None or not row[0]:
+            return False
+        conn.execute("CALL run_job(%s::integer)", (job_id,))
+    return True  # the session lock ends with the connection
+
+
 def delete_expired(conn: psycopg.Connection, retention: timedelta) -> int:
     """Plain mode retention: delete raw samples older than `retention` (derived data and
     rollups stay). Returns the number of rows deleted."""
