@@ -12,6 +12,9 @@ when the agent stops (or dies) is published by the next start.
 Contract 2 (``gateway.contract: 2``): each batch is signed with the gateway's own key and
 chained to the one sealed before it (`Sealer`), births, status and metrics are signed
 with the same key, and a batch stays in the outbox until the server acks it (Delivery).
+What the outbox drops under its bounds is declared in the signed status (`dropped`, the
+newest DECLARED_RANGES ranges), published again soon after each new drop
+(DECLARE_EVERY_S at most): the ledger then reports that loss as the gateway's.
 
 Every queue is bounded: pending samples at ``PENDING_BATCHES`` x ``batch_max_samples``
 (drop oldest, counted: only reachable when the disk stalls), the outbox by bytes and age
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -54,6 +58,10 @@ logger = logging.getLogger(__name__)
 
 PENDING_BATCHES = 20
 EXPIRE_EVERY_S = 60.0  # the age bound is checked this often (a scan of the outbox)
+DECLARED_RANGES = 100  # dropped ranges a status declares (the server takes at most 100)
+# a status declaring new drops at most this often: an outbox full while the broker is up
+# drops at each seal, and one retained status per batch interval would be noise
+DECLARE_EVERY_S = 5.0
 
 
 def birth_body(config: AgentConfig, boot: int) -> dict[str, Any]:
@@ -162,13 +170,27 @@ class Sealer:
             self.prev = digest
 
 
+def declared(outbox: Outbox) -> list[list[Any]]:
+    """The outbox's dropped ranges as a v2 status declares them (blocking)."""
+    return [r.wire() for r in outbox.dropped_ranges(DECLARED_RANGES)]
+
+
 def uplink(
-    config: AgentConfig, outbox: Outbox, *, sealer: Sealer, boot: int, live: bool = True
+    config: AgentConfig,
+    outbox: Outbox,
+    *,
+    sealer: Sealer,
+    boot: int,
+    live: bool = True,
+    dropped: list[list[Any]] | None = None,
 ) -> tuple[MqttSink, Delivery]:
-    """The MQTT sink, with the birth of this boot, and the delivery from the outbox to it
-    (started by the caller: ``sink.start()``, ``delivery.run()``)."""
+    """The MQTT sink, with the birth of this boot and (contract 2) the dropped ranges to
+    declare (None: read from the outbox here, blocking), and the delivery from the
+    outbox to it (started by the caller: ``sink.start()``, ``delivery.run()``)."""
     birth = sealer.message(birth_body(config, boot))
-    sink = MqttSink(config, encode=sealer.message, boot=boot, birth=birth)
+    if dropped is None and config.gateway.contract == 2:
+        dropped = declared(outbox)
+    sink = MqttSink(config, encode=sealer.message, boot=boot, birth=birth, dropped=dropped)
     m = config.mqtt
     delivery = Delivery(
         outbox,
@@ -208,6 +230,7 @@ class Agent:
         self._outbox: Outbox | None = None
         self._outbox_failing = False
         self._expired_at = 0.0
+        self._declared_at = -math.inf  # when a status last declared new drops (monotonic)
         self._delivery: Delivery | None = None
         self._sink: MqttSink | None = None
         for d in config.devices:
@@ -257,7 +280,7 @@ class Agent:
             else:
                 batch = [self._pending.popleft() for _ in range(n)]
             try:
-                rows, dropped = await asyncio.to_thread(
+                rows, dropped, ranges = await asyncio.to_thread(
                     self._seal_batch, outbox, sealer, self.seq + 1, batch
                 )
             except OutboxError as exc:
@@ -275,14 +298,36 @@ class Agent:
             self.seq = rows[-1][0]
             self.samples_sealed += n
             self.outbox_dropped_batches += len(dropped)
+            self._dropped(ranges)
             delivery.sealed((self.boot, self.seq))
 
     def _seal_batch(
         self, outbox: Outbox, sealer: Sealer, seq: int, batch: list[Sample]
-    ) -> tuple[list[Row], list[Any]]:
-        """Sign and append (in a thread: both take a while for a big batch)."""
+    ) -> tuple[list[Row], list[Any], list[list[Any]] | None]:
+        """Sign and append (in a thread: both take a while for a big batch); after a drop
+        (contract 2) also the ranges to declare now."""
         rows = sealer.seal(self.boot, seq, batch)
-        return rows, outbox.append_many(self.boot, time.time(), rows)
+        dropped = outbox.append_many(self.boot, time.time(), rows)
+        return rows, dropped, self._ranges_after(outbox, dropped)
+
+    def _ranges_after(self, outbox: Outbox, dropped: list[Any]) -> list[list[Any]] | None:
+        """The ranges to declare after a drop (blocking), None when nothing was dropped
+        or the contract declares nothing."""
+        if not dropped or self.config.gateway.contract != 2:
+            return None
+        return declared(outbox)
+
+    def _dropped(self, ranges: list[list[Any]] | None) -> None:
+        """Hand new ranges to the sink (every later status declares them) and publish a
+        status now, unless one did less than DECLARE_EVERY_S ago (then the next seal or
+        the next connection does)."""
+        sink = self._sink
+        if sink is None:
+            return
+        if ranges is not None:
+            sink.dropped = ranges
+        if time.monotonic() - self._declared_at >= DECLARE_EVERY_S and sink.announce():
+            self._declared_at = time.monotonic()
 
     async def _sealer(self, outbox: Outbox, delivery: Delivery, sealer: Sealer) -> None:
         interval = self.config.mqtt.batch_interval_s
@@ -295,11 +340,18 @@ class Agent:
             if beats:
                 self._pending.extend(beats)
             await self._seal(outbox, delivery, sealer)
+            self._dropped(None)  # a status held back by DECLARE_EVERY_S goes out now
             if time.monotonic() - self._expired_at < EXPIRE_EVERY_S:
                 continue
             self._expired_at = time.monotonic()
-            expired = await asyncio.to_thread(outbox.expire)
-            self.outbox_dropped_batches += len(expired)
+            expired = await asyncio.to_thread(self._expire, outbox)
+            self.outbox_dropped_batches += len(expired[0])
+            self._dropped(expired[1])
+
+    def _expire(self, outbox: Outbox) -> tuple[list[Any], list[list[Any]] | None]:
+        """The age bound (blocking): what it dropped, and the ranges to declare."""
+        dropped = outbox.expire()
+        return dropped, self._ranges_after(outbox, dropped)
 
     # --- metrics ------------------------------------------------------------------------
 
@@ -383,7 +435,8 @@ class Agent:
                 cfg.outbox.path,
                 stats.batches,
             )
-            sink, delivery = uplink(cfg, outbox, sealer=sealer, boot=self.boot)
+            ranges = await asyncio.to_thread(declared, outbox) if cfg.gateway.contract == 2 else []
+            sink, delivery = uplink(cfg, outbox, sealer=sealer, boot=self.boot, dropped=ranges)
             self._outbox, self._delivery, self._sink = outbox, delivery, sink
             await sink.start()
             service = [

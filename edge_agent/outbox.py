@@ -17,12 +17,19 @@ it, across restarts, so the file keeps the last digest (meta ``last_digest``), w
 in the transaction that appends the batch: a batch in the file and the chain's head
 never disagree. A batch the broker has acknowledged (PUBACK) but the server has not yet
 is a row of ``sent`` with when it is due again; a reconnection makes all of them due.
-Format 1 files (before contract 2) are upgraded in place when opened.
+Format 1 files (before contract 2) and format 2 files (before the drop ledger) are
+upgraded in place when opened.
 
 Bounds, policy ``drop_oldest``: after an append, while the payload bytes exceed
 ``max_bytes`` the oldest batch is deleted (never the one just appended); `expire` deletes
 batches older than ``max_age_s``. Both count what they dropped (lifetime totals kept in
-the file) and log it: losing data is never silent.
+the file) and log it: losing data is never silent. Each run of consecutive batches
+dropped is also kept as a range (``dropped`` table, the newest `DROPPED_KEPT`): boot,
+first and last seq, the reason (``full`` or ``expired``), when, and the digest of its
+last batch. A contract-2 agent declares the newest of them in its signed status, so that
+the server's ledger can tell the gateway's own loss from batches deleted on the server.
+A drop that continues the newest range (same boot and reason, the next seq) extends it:
+an outage that drops one batch per append stays one range.
 
 Exceptions::
 
@@ -41,11 +48,13 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+DROPPED_KEPT = 1000  # ranges of dropped batches kept in the file (the newest)
+DropReason = Literal["full", "expired"]
 _APP_ID = 0x46454F42  # "FEOB": marks the file as a factory-evidence outbox
 _SENT = """
 CREATE TABLE sent (
@@ -55,6 +64,17 @@ CREATE TABLE sent (
     due     REAL    NOT NULL,
     tries   INTEGER NOT NULL,
     PRIMARY KEY (boot, seq)
+) WITHOUT ROWID
+"""
+_DROPPED = """
+CREATE TABLE dropped (
+    boot      INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq  INTEGER NOT NULL,
+    reason    TEXT    NOT NULL,
+    at        REAL    NOT NULL,
+    digest    BLOB,
+    PRIMARY KEY (boot, first_seq)
 ) WITHOUT ROWID
 """
 _SCHEMA = f"""
@@ -71,10 +91,19 @@ CREATE TABLE batch (
 CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT INTO meta VALUES ('boot', 0), ('dropped_batches', 0), ('dropped_samples', 0);
 {_SENT};
+{_DROPPED};
 """
 # format 1 -> 2: the batch's digest and the sent table (contract 2); nothing else moves
 _UPGRADE_1 = f"ALTER TABLE batch ADD COLUMN digest BLOB;{_SENT}"
-_TABLES = {"batch", "meta", "sent"}
+# format 2 -> 3: the ranges of dropped batches (what a contract-2 gateway declares)
+_UPGRADE_2 = _DROPPED
+_TABLES = frozenset({"batch", "meta", "sent", "dropped"})
+
+# (format, its tables) -> the steps to the current format
+_UPGRADES: dict[tuple[int, frozenset[str]], tuple[str, ...]] = {
+    (1, frozenset({"batch", "meta"})): (_UPGRADE_1, _UPGRADE_2),
+    (2, frozenset({"batch", "meta", "sent"})): (_UPGRADE_2,),
+}
 
 Key = tuple[int, int]
 
@@ -105,6 +134,22 @@ class StoredBatch:
     samples: int
     payload: bytes
     resend: bool = False  # sent before and not acked by the server (contract 2)
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedRange:
+    """Batches boot/first_seq..last_seq, dropped by the outbox's bounds at `at`."""
+
+    boot: int
+    first_seq: int
+    last_seq: int
+    reason: DropReason
+    at: float  # when the newest of them was dropped (the file's clock)
+    digest: bytes | None  # of the last of them, if it had one (contract 2)
+
+    def wire(self) -> list[Any]:
+        """As a v2 status declares it: [boot, first, last, reason, ts_ms]."""
+        return [self.boot, self.first_seq, self.last_seq, self.reason, round(self.at * 1000)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +208,9 @@ class Outbox:
         db.execute("BEGIN IMMEDIATE")
         try:
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = frozenset(
+                r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            )
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if not tables:
                 for statement in filter(str.strip, _SCHEMA.split(";")):
@@ -171,13 +218,15 @@ class Outbox:
                 db.execute(f"PRAGMA application_id={_APP_ID}")
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 app_id, tables, version = _APP_ID, _TABLES, SCHEMA_VERSION
-            elif app_id == _APP_ID and version == 1 and tables == {"batch", "meta"}:
-                # in the same transaction: a crash leaves format 1, never half of 2
-                for statement in filter(str.strip, _UPGRADE_1.split(";")):
-                    db.execute(statement)
+            elif app_id == _APP_ID and (version, tables) in _UPGRADES:
+                # in the same transaction: a crash leaves the old format, never half of 3
+                old = version
+                for upgrade in _UPGRADES[version, tables]:
+                    for statement in filter(str.strip, upgrade.split(";")):
+                        db.execute(statement)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 tables, version = _TABLES, SCHEMA_VERSION
-                logger.info("%s: outbox upgraded from format 1 to %d", self.path, version)
+                logger.info("%s: outbox upgraded from format %d to %d", self.path, old, version)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -263,10 +312,11 @@ class Outbox:
 
     def _enforce_bytes(self, keep: Key) -> list[StoredBatch]:
         dropped: list[StoredBatch] = []
+        digests: list[bytes | None] = []
         rows = self._db.execute(
-            "SELECT boot, seq, created, samples, bytes FROM batch ORDER BY boot, seq"
+            "SELECT boot, seq, created, samples, bytes, digest FROM batch ORDER BY boot, seq"
         )
-        for boot, seq, created, samples, size in rows.fetchall():
+        for boot, seq, created, samples, size, digest in rows.fetchall():
             if self._bytes <= self.max_bytes:
                 break
             if (boot, seq) == keep:
@@ -279,8 +329,10 @@ class Outbox:
                 )
                 break
             dropped.append(StoredBatch(boot, seq, created, samples, b""))
+            digests.append(digest)
             self._forget(boot, seq, samples, size)
         self._count_dropped(dropped)
+        self._record(dropped, digests, "full")
         return dropped
 
     def _forget(self, boot: int, seq: int, samples: int, size: int) -> None:
@@ -300,6 +352,48 @@ class Outbox:
                 (sum(b.samples for b in dropped),),
             )
 
+    def _record(
+        self, dropped: Sequence[StoredBatch], digests: Sequence[bytes | None], reason: DropReason
+    ) -> None:
+        """Keep the runs of consecutive dropped batches as ranges (in the transaction that
+        dropped them), extending the newest range when a run continues it; then only the
+        newest DROPPED_KEPT ranges."""
+        if not dropped:
+            return
+        now = self.clock()
+        runs: list[list[Any]] = []  # [boot, first, last, digest]
+        for b, digest in sorted(
+            zip(dropped, digests, strict=True), key=lambda x: (x[0].boot, x[0].seq)
+        ):
+            if runs and runs[-1][0] == b.boot and runs[-1][2] + 1 == b.seq:
+                runs[-1][2:] = [b.seq, digest]
+            else:
+                runs.append([b.boot, b.seq, b.seq, digest])
+        for boot, first, last, digest in runs:
+            newest = self._db.execute(
+                "SELECT boot, first_seq, last_seq, reason FROM dropped "
+                "ORDER BY boot DESC, first_seq DESC LIMIT 1"
+            ).fetchone()
+            if newest is not None and (newest[0], newest[2] + 1, newest[3]) == (
+                boot,
+                first,
+                reason,
+            ):
+                self._db.execute(
+                    "UPDATE dropped SET last_seq = ?, at = ?, digest = ? "
+                    "WHERE boot = ? AND first_seq = ?",
+                    (last, now, digest, newest[0], newest[1]),
+                )
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO dropped VALUES (?, ?, ?, ?, ?, ?)",
+                    (boot, first, last, reason, now, digest),
+                )
+        self._db.execute(
+            "DELETE FROM dropped WHERE (boot, first_seq) < (SELECT boot, first_seq FROM dropped "
+            f"ORDER BY boot DESC, first_seq DESC LIMIT 1 OFFSET {DROPPED_KEPT - 1})"
+        )
+
     def _report(self, dropped: list[StoredBatch], why: str) -> None:
         logger.warning(
             "%s: dropped the %d oldest batch(es), %d samples, %s (policy drop_oldest)",
@@ -314,14 +408,15 @@ class Outbox:
         cutoff = self.clock() - self.max_age_s
         with self._lock, self._tx():
             rows = self._db.execute(
-                "SELECT boot, seq, created, samples, bytes FROM batch WHERE created < ?",
+                "SELECT boot, seq, created, samples, bytes, digest FROM batch WHERE created < ?",
                 (cutoff,),
             ).fetchall()
             dropped = []
-            for boot, seq, created, samples, size in rows:
+            for boot, seq, created, samples, size, _digest in rows:
                 dropped.append(StoredBatch(boot, seq, created, samples, b""))
                 self._forget(boot, seq, samples, size)
             self._count_dropped(dropped)
+            self._record(dropped, [r[5] for r in rows], "expired")
         if dropped:
             self._report(dropped, f"older than outbox.max_age_s ({self.max_age_s:g} s)")
         return dropped
@@ -377,6 +472,19 @@ class Outbox:
         return None if row is None else bytes(row[0])
 
     # --- reading ------------------------------------------------------------------------
+
+    def dropped_ranges(self, limit: int = DROPPED_KEPT) -> list[DroppedRange]:
+        """The newest `limit` ranges of dropped batches, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT boot, first_seq, last_seq, reason, at, digest FROM dropped "
+                "ORDER BY boot DESC, first_seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            DroppedRange(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else bytes(r[5]))
+            for r in reversed(rows)
+        ]
 
     def pending(
         self,

@@ -15,6 +15,9 @@ Contract 2: on every (re)connection, before the birth and any data, the sink sub
 (QoS 1) to the gateway's own ``ack`` topic, where the server says which batches it has
 stored; each message goes to ``on_ack`` on the event loop (the Delivery parses it).
 Messages are signed by ``encode``: HMAC JSON for contract 1, Ed25519 for contract 2.
+A contract-2 status also declares the batches the outbox dropped (``dropped``, set by the
+agent; docs/mqtt.md): signed by the gateway, so that the server's ledger can tell that
+loss from batches deleted on the server; `announce` publishes it again after a new drop.
 
 Errors: `PublishRefusedError` (the broker answered PUBACK with a failure reason code, e.g.
 not authorised) resolves the future; nothing else does.
@@ -49,13 +52,25 @@ Encode = Callable[[dict[str, Any]], bytes]
 
 
 class MqttSink:
-    def __init__(self, config: AgentConfig, *, encode: Encode, boot: int, birth: bytes) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        encode: Encode,
+        boot: int,
+        birth: bytes,
+        dropped: list[list[Any]] | None = None,
+    ) -> None:
         self.config = config
         self.encode = encode
         self.boot = boot
         self.birth = birth
         self.prefix = config.topic_prefix
         self.server_acks = config.gateway.contract == 2
+        # the outbox's newest dropped ranges, [boot, first, last, reason, ts_ms] (contract
+        # 2): replaced whole by the agent, read by the paho thread at each connection
+        self.dropped: list[list[Any]] = dropped or []
+        self.announced: list[list[Any]] = []  # what the last online status declared
         self.on_ack: Callable[[bytes], None] | None = None
         self.connected = asyncio.Event()
         self.connects = 0
@@ -67,9 +82,13 @@ class MqttSink:
         self._stopping = False
 
     def _status(self, state: str, **extra: Any) -> bytes:
-        return self.encode(
-            {"gw": self.config.gateway.id, "boot": self.boot, "state": state, **extra}
-        )
+        body = {"gw": self.config.gateway.id, "boot": self.boot, "state": state, **extra}
+        dropped = self.dropped
+        if self.server_acks and dropped:  # a v1 status has no such member
+            body["dropped"] = dropped
+        if state == "online":
+            self.announced = dropped
+        return self.encode(body)
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.config.mqtt
@@ -222,6 +241,20 @@ class MqttSink:
         # queued by paho; sent now or after the next (re)connect
         self._pending[info.mid] = fut
         return fut
+
+    def announce(self) -> bool:
+        """Publish a fresh online status (retained) when connected and `dropped` says more
+        than the last one did: a drop is declared soon, not at the next connection only.
+        Returns whether it published."""
+        if not self.connected.is_set() or self.dropped == self.announced:
+            return False
+        self._client.publish(
+            topic(self.prefix, "status"),
+            self._status("online", ts=round(time.time() * 1000)),
+            qos=1,
+            retain=True,
+        )
+        return True
 
     @property
     def in_flight(self) -> int:

@@ -4,9 +4,10 @@ gateway signed, and is every batch of their chains stored? (docs/ledger.md)
     ingest-server ledger check --enterprise E --from 2026-11-01 --to 2026-11-30 [--json]
                                [--max-past 400d]
 
-One line per finding, naming the batch and what is wrong, then a summary. Exit codes: 0
-clean, 3 something found, 2 bad arguments (an unknown enterprise, bad dates), 1 the
-database could not be used.
+One line per finding, naming the batch and what is wrong, then the notes (a new outbox;
+batches the gateway declared its outbox dropped: lost, but disclosed, so not a finding),
+then a summary. Exit codes: 0 clean (declared losses included), 3 something found, 2 bad
+arguments (an unknown enterprise, bad dates), 1 the database could not be used.
 """
 
 from __future__ import annotations
@@ -71,9 +72,13 @@ def cmd_ledger(args: argparse.Namespace) -> int:
         )
         keys = [ledger.GatewayKey(*r) for r in rows.gateway_keys(conn, period.gids)]
         orphans = [ledger.Orphans(*r) for r in rows.orphan_samples(conn, **where)]
+        declared = [
+            ledger.Declaration(*r) for r in rows.declarations(conn, period.batches, period.gids)
+        ]
         result = ledger.check(
-            batches, samples, keys, orphans=orphans, named=named, v1_batches=period.v1
-        )
+            batches, samples, keys, orphans=orphans, named=named, v1_batches=period.v1,
+            declarations=declared,
+        )  # fmt: skip
     if args.json:
         print(json.dumps(_json(args, result), ensure_ascii=False, indent=1))
     else:
@@ -96,6 +101,8 @@ def _json(args: argparse.Namespace, r: ledger.Result) -> dict[str, Any]:
         "samples_recomputed": r.samples_recomputed,
         "gaps": r.gaps,
         "batches_missing": r.missing,
+        "gaps_declared": r.declared,
+        "batches_lost": r.lost,
         "v1_batches": r.v1_batches,
         "findings": [_finding(f) for f in r.findings],
         "notes": [_finding(f) for f in r.notes],
@@ -112,6 +119,11 @@ def _print(args: argparse.Namespace, r: ledger.Result) -> None:
         f"checked, {r.samples_recomputed} sample(s) recomputed, {r.gaps} gap(s)"
         + (f" ({r.missing} batch(es) known missing)" if r.missing else "")
     )
+    if r.declared:
+        print(
+            f"{r.declared} loss(es) declared by the gateways, {r.lost} batch(es) known lost: "
+            "dropped by their outboxes (signed statuses verified), not missing on the server"
+        )
     if r.v1_batches:
         print(f"{r.v1_batches} v1 batch(es) in the period: not gateway-signed, not checked")
     print("LEDGER OK" if r.ok else f"LEDGER NOT OK: {len(r.findings)} finding(s)")

@@ -6,8 +6,9 @@ gateway signed, and is every batch of its chain stored?
                             signature of the digest under the key enrolled when it arrived?
                             positions exactly 0..n_total-1?
                  per gateway, in (boot, seq) order: prev = digest of the batch just before?
-      --> Result: findings (changed, signature, positions, gap, order, orphan_samples),
-                  notes (a new outbox) and the counts
+      --> Result: findings (changed, signature, positions, gap, order, orphan_samples,
+                  declaration), notes (a new outbox, a loss the gateway declared) and
+                  the counts
 
 Pure: no database, no clock. The rows are plain named tuples in the order the SQL (or an
 export) gives them, so that issue 17's offline verifier runs these very checks over
@@ -15,7 +16,13 @@ exported rows; a sample's `ts` may be a datetime or ms since the epoch.
 
 A gap is named and never bridged: a batch whose `prev` names no stored batch, or a
 (boot, seq) missing between stored ones, is reported with the batches it leaves out, even
-when the batches on either side verify.
+when the batches on either side verify. Its cause: batches the gateway declared dropped by
+its own outbox (a v2 status's `dropped`, kept with the signed status) are a loss the
+gateway disclosed, a note; only once that status's signature verifies under the key
+enrolled when it arrived, and it declares that very range (else a `declaration` finding).
+Whatever no verified declaration covers stays a `gap` finding: not stored, never received
+or deleted on the server. A server cannot pass a deletion off as the gateway's drop: it
+cannot sign a status.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from typing import Literal, NamedTuple
 
 from edge_agent.contract.digest import ZERO, SampleRow, batch_digest, verify_batch
 from edge_agent.contract.identity import fingerprint
+from edge_agent.contract.wire import verify_v2
 
-Kind = Literal["changed", "signature", "positions", "gap", "order", "orphan_samples"]
+Kind = Literal["changed", "signature", "positions", "gap", "order", "orphan_samples", "declaration"]
 # what a batch is in the check: its contents are checked (`period`), or it is there for
 # the chain only: stored between the period's batches but sent outside it (`span`), the
 # batch just before them (`before`) or just after (`after`)
@@ -90,6 +98,20 @@ class Orphans(NamedTuple):
     last_ts: dt.datetime
 
 
+class Declaration(NamedTuple):
+    """A range of batches a gateway declared its outbox dropped (declared_gaps), with the
+    signed status that declared it (gateway_declarations)."""
+
+    gateway: str
+    boot: int
+    first_seq: int
+    last_seq: int
+    reason: str  # "full" | "expired"
+    declared_at: dt.datetime  # the status's own time (its `ts`), else when it arrived
+    received_at: dt.datetime
+    payload: bytes  # the status as the gateway signed it
+
+
 class Finding(NamedTuple):
     gateway: str
     boot: int | None  # None for orphan samples: their batch is not stored
@@ -107,11 +129,13 @@ class Finding(NamedTuple):
 @dataclass
 class Result:
     findings: list[Finding] = field(default_factory=list)
-    notes: list[Finding] = field(default_factory=list)  # not errors: a new outbox
+    notes: list[Finding] = field(default_factory=list)  # not errors: a new outbox, a loss
     batches_checked: int = 0
     samples_recomputed: int = 0
     gaps: int = 0
     missing: int = 0  # batches known to be missing (a gap whose size is known)
+    declared: int = 0  # gaps (or parts of one) the gateway declared: notes, not findings
+    lost: int = 0  # batches in them, known lost by the gateway's own outbox
     v1_batches: int = 0  # in the period, not gateway-signed
 
     @property
@@ -245,21 +269,32 @@ def _signature(batch: Batch, keys: Sequence[GatewayKey]) -> str:
     return text
 
 
-def check_chain(batches: Sequence[Batch], known: Mapping[bytes, Batch]) -> list[Finding]:
+def check_chain(
+    batches: Sequence[Batch],
+    known: Mapping[bytes, Batch],
+    declared: Disclosed | None = None,
+) -> list[Finding]:
     """One gateway's chain over `batches` (its stored batches of the period with those
     around them, any order): each link, findings and notes. `known` maps the digest of
-    every stored batch fetched (these, and those some `prev` names) to it."""
+    every stored batch fetched (these, and those some `prev` names) to it; `declared`
+    holds the drops the gateway declared (none: every gap is a finding)."""
     found: list[Finding] = []
     ordered = sorted(batches, key=lambda b: (b.boot, b.seq))
+    disclosed = declared or Disclosed([], [])
     for i, b in enumerate(ordered):
         if b.role == "before" or b.contract != 2:
             continue  # the link into `before` is not this period's; v1 has none
         p = ordered[i - 1] if i else None
-        found += _link(b, p, known)
-    return found
+        found += _link(b, p, known, disclosed)
+    # a declaration found broken here is the caller's to report when it gave `declared`
+    return found if declared is not None else found + disclosed.findings
 
 
-def _link(b: Batch, p: Batch | None, known: Mapping[bytes, Batch]) -> list[Finding]:
+_NOT_STORED = "never received, or deleted on the server"
+_DROPPED_BY = "dropped by the gateway's outbox"
+
+
+def _link(b: Batch, p: Batch | None, known: Mapping[bytes, Batch], d: Disclosed) -> list[Finding]:
     """The findings of one link: b's prev against p, the stored batch just before b."""
 
     def f(kind: Kind | Literal["note"], message: str, missing: int = 0) -> list[Finding]:
@@ -274,15 +309,18 @@ def _link(b: Batch, p: Batch | None, known: Mapping[bytes, Batch]) -> list[Findi
             return f("note", "a new outbox (prev ZERO): the gateway's first stored batch")
         if named is not None:
             return f("order", f"prev names {_key(named)}, stored after it")
-        return f(
+        if b.seq > 1:  # at least the batches of its own boot before it
+            return _declared_or_not(b, 1, b.seq - 1, d, "", " (and perhaps earlier ones)")
+        return d.unknown_extent(b, None) or f(
             "gap",
             f"the batches before boot {b.boot} seq {b.seq} are not stored (prev names no "
-            "stored batch): never received, or deleted",
+            f"stored batch): {_NOT_STORED}",
         )
-    missing, n = _missing(p, b)
-    if n:
+    first, last = _missing(p, b)
+    if last >= first:
         restart = " (the gateway restarted its chain after them: prev ZERO)" if prev == ZERO else ""
-        return f("gap", f"{missing} not stored: never received, or deleted{restart}", n)
+        perhaps = f" (and perhaps some after {_key(p)})" if b.boot != p.boot else ""
+        return _declared_or_not(b, first, last, d, restart, perhaps)
     if prev == ZERO:
         if b.boot != p.boot or p.contract != 2:
             return f("note", "a new outbox (prev ZERO) at a new boot")
@@ -299,28 +337,170 @@ def _link(b: Batch, p: Batch | None, known: Mapping[bytes, Batch]) -> list[Findi
             f"prev names no stored batch, though {_key(p)} is stored just before it: what "
             "the gateway sealed in between is not stored, or that batch was replaced",
         )
-    return f(
+    return d.unknown_extent(b, p) or f(
         "gap",
         f"the batches after {_key(p)} and before boot {b.boot} seq 1 are not stored (prev "
-        "names no stored batch): never received, or deleted",
+        f"names no stored batch): {_NOT_STORED}",
     )
 
 
-def _missing(p: Batch, b: Batch) -> tuple[str, int]:
-    """The (boot, seq) certainly missing between p and b (seq starts at 1 at each boot),
-    and how many."""
+def _declared_or_not(  # noqa: PLR0917
+    b: Batch, first: int, last: int, d: Disclosed, restart: str, perhaps: str
+) -> list[Finding]:
+    """The batches b.boot/first..last are certainly missing: a note for those the gateway
+    declared dropped, a gap finding for the rest."""
+    covered, rest = d.cover(b.gateway, b.boot, first, last)
+    out: list[Finding] = []
+    if covered:
+        n = sum(hi - lo + 1 for lo, hi, _ in covered)
+        out.append(
+            Finding(b.gateway, b.boot, b.seq, "note",
+                    f"{_batches(b.boot, [(lo, hi) for lo, hi, _ in covered])} lost: "
+                    f"{_dropped_by(x for _, _, x in covered)}{restart}", n)
+        )  # fmt: skip
+    if rest:
+        n = sum(hi - lo + 1 for lo, hi in rest)
+        out.append(
+            Finding(b.gateway, b.boot, b.seq, "gap",
+                    f"{_batches(b.boot, rest)} not stored: {_NOT_STORED}{restart}{perhaps}", n)
+        )  # fmt: skip
+    elif perhaps:  # the certain part was dropped; what came after p nobody can tell
+        out[0] = out[0]._replace(message=out[0].message + perhaps)
+    return out
+
+
+def _batches(boot: int, ranges: Sequence[tuple[int, int]]) -> str:
+    """'batch boot 1 seq 3', 'batches boot 1 seq 3..7, 9'."""
+    if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+        return f"batch boot {boot} seq {ranges[0][0]}"
+    parts = [str(lo) if lo == hi else f"{lo}..{hi}" for lo, hi in ranges]
+    return f"batches boot {boot} seq {', '.join(parts)}"
+
+
+def _dropped_by(declarations: Iterable[Declaration]) -> str:
+    """ "dropped by the gateway's outbox: full, declared in its signed status of T"."""
+    ds = list(declarations)
+    reasons = ", ".join(dict.fromkeys(x.reason for x in ds))
+    when = ", ".join(dict.fromkeys(x.declared_at.isoformat() for x in ds))
+    many = "es" if len({x.declared_at for x in ds}) > 1 else ""
+    return (
+        f"dropped by the gateway's outbox: {reasons}, declared in its signed status{many} of {when}"
+    )
+
+
+class Disclosed:
+    """One check's declared drops, each trusted only once its signed status verifies
+    (under a key of the gateway enrolled when it arrived) and declares that very range;
+    a declaration that does not is a `declaration` finding (once) and covers nothing."""
+
+    def __init__(self, declarations: Sequence[Declaration], keys: Sequence[GatewayKey]) -> None:
+        self.keys = keys
+        self.by_boot: dict[tuple[str, int], list[Declaration]] = {}
+        for x in sorted(declarations, key=lambda x: (x.gateway, x.boot, x.first_seq)):
+            self.by_boot.setdefault((x.gateway, x.boot), []).append(x)
+        self.findings: list[Finding] = []
+        self._checked: dict[Declaration, bool] = {}
+        self._payloads: dict[tuple[str, bytes, dt.datetime], dict[str, object] | str] = {}
+
+    def cover(
+        self, gateway: str, boot: int, first: int, last: int
+    ) -> tuple[list[tuple[int, int, Declaration]], list[tuple[int, int]]]:
+        """The parts of boot first..last that verified declarations cover (with the
+        declaration), and the parts they do not, in seq order."""
+        covered: list[tuple[int, int, Declaration]] = []
+        rest: list[tuple[int, int]] = []
+        at = first
+        for x in self.by_boot.get((gateway, boot), ()):
+            if x.last_seq < at or x.first_seq > last or not self.trusted(x):
+                continue
+            if x.first_seq > at:
+                rest.append((at, x.first_seq - 1))
+            hi = min(x.last_seq, last)
+            covered.append((max(at, x.first_seq), hi, x))
+            at = hi + 1
+            if at > last:
+                break
+        if at <= last:
+            rest.append((at, last))
+        return covered, rest
+
+    def unknown_extent(self, b: Batch, p: Batch | None) -> list[Finding]:
+        """A gap of unknown extent before b (after p, or before anything stored) that the
+        gateway declared: a verified declaration starts right after p, or lies in a boot
+        between p's and b's (before b's, without p). A note naming them, or []."""
+        lo = (0, 0) if p is None else (p.boot, p.seq + 1)
+        found = [
+            x
+            for (gw, boot), xs in self.by_boot.items()
+            if gw == b.gateway and lo[0] <= boot < b.boot
+            for x in xs
+            if ((x.boot, x.first_seq) == lo or x.boot > lo[0]) and self.trusted(x)
+        ]
+        if not found:
+            return []
+        after = "before" if p is None else f"after {_key(p)} and before"
+        named = "; ".join(
+            _batches(x.boot, [(x.first_seq, x.last_seq)]) for x in found[:_LISTED]
+        ) + (f" and {len(found) - _LISTED} more range(s)" if len(found) > _LISTED else "")
+        return [
+            Finding(b.gateway, b.boot, b.seq, "note",
+                    f"the batches {after} boot {b.boot} seq {b.seq} are not stored (prev names "
+                    f"no stored batch): {named} lost: {_dropped_by(found)}; how many in all "
+                    "the chain cannot tell")
+        ]  # fmt: skip
+
+    def trusted(self, x: Declaration) -> bool:
+        if x not in self._checked:
+            problem = self._problem(x)
+            self._checked[x] = not problem
+            if problem:
+                self.findings.append(
+                    Finding(x.gateway, x.boot, x.first_seq, "declaration",
+                            f"the declaration of {_batches(x.boot, [(x.first_seq, x.last_seq)])} "
+                            f"dropped ({x.reason}), received {x.received_at.isoformat()}: "
+                            f"{problem}; its batches count as not stored")
+                )  # fmt: skip
+        return self._checked[x]
+
+    def _problem(self, x: Declaration) -> str:
+        """'' when the stored status verifies and declares x; else what is wrong."""
+        in_effect = keys_at(self.keys, x.gateway, x.received_at)
+        if not in_effect:
+            return (
+                "no public key of the gateway was enrolled when its signed status arrived "
+                f"({x.received_at.isoformat()})"
+            )
+        body: dict[str, object] | None = None
+        for k in in_effect:
+            try:
+                body = verify_v2(bytes(x.payload), bytes(k.public_key))
+                break
+            except ValueError:
+                continue
+        if body is None:
+            tried = ", ".join(fingerprint(bytes(k.public_key)) for k in in_effect)
+            return (
+                f"the stored status's signature does not verify under key {tried}, enrolled "
+                "when it arrived: it is not what the gateway signed"
+            )
+        gw = x.gateway.rsplit("/", 1)[-1]
+        dropped = body.get("dropped")
+        entry = [x.boot, x.first_seq, x.last_seq, x.reason]
+        if (
+            body.get("gw") != gw
+            or not isinstance(dropped, list)
+            or not any(isinstance(e, list) and e[:4] == entry for e in dropped)
+        ):
+            return "the gateway's signed status does not declare that range"
+        return ""
+
+
+def _missing(p: Batch, b: Batch) -> tuple[int, int]:
+    """The seqs of b's boot certainly missing between p and b (seq starts at 1 at each
+    boot): first..last, empty when last < first."""
     if b.boot == p.boot:
-        first, last = p.seq + 1, b.seq - 1
-    else:
-        first, last = 1, b.seq - 1
-    if last < first:
-        return "", 0
-    n = last - first + 1
-    what = f"batch boot {b.boot} seq {first}" if n == 1 else (
-        f"batches boot {b.boot} seq {first}..{last}")  # fmt: skip
-    if b.boot != p.boot:
-        what += f" (and perhaps some after {_key(p)})"
-    return what, n
+        return p.seq + 1, b.seq - 1
+    return 1, b.seq - 1
 
 
 def _key(b: Batch) -> str:
@@ -335,11 +515,12 @@ def check(
     orphans: Iterable[Orphans] = (),
     named: Sequence[Batch] = (),
     v1_batches: int = 0,
+    declarations: Sequence[Declaration] = (),
 ) -> Result:
     """The whole check of a period. `batches`: the period's v2 batches with those around
     them (`role`); `samples`: the stored samples of the `period` batches, sorted by
     batch_id (read lazily, one batch at a time); `named`: further stored batches some
-    `prev` names."""
+    `prev` names; `declarations`: the drops the gateways declared."""
     result = Result(v1_batches=v1_batches)
     checked = sorted((b for b in batches if b.role == "period"), key=lambda b: b.batch_id)
     for batch, group in zip(checked, _grouped(samples, [b.batch_id for b in checked]), strict=True):
@@ -350,15 +531,21 @@ def check(
     by_gateway: dict[str, list[Batch]] = {}
     for b in batches:
         by_gateway.setdefault(b.gateway, []).append(b)
+    disclosed = Disclosed(declarations, keys)
     for gateway in sorted(by_gateway):
-        for f in check_chain(by_gateway[gateway], known):
+        for f in check_chain(by_gateway[gateway], known, disclosed):
             if f.kind == "note":
                 result.notes.append(f)
+                if _DROPPED_BY in f.message:  # a loss the gateway declared
+                    result.declared += 1
+                    result.lost += f.missing
                 continue
             result.findings.append(f)
             if f.kind == "gap":
                 result.gaps += 1
                 result.missing += f.missing
+    for f in disclosed.findings:  # broken declarations: found while following the chains
+        result.findings.append(f)
     for o in orphans:
         result.findings.append(
             Finding(

@@ -20,7 +20,10 @@ gateway, and its signature must verify under the gateway's enrolled Ed25519 key 
 digest recomputed from the decoder's columns. The decoder holds every sample to each
 limit `WireSample` checks (the mapping is at `parse_batch_v2`), so the batch stays in
 columns (`BatchV2.columns`, stored by copybin.encode_v2) with no per-sample schema pass.
-Births and status of a contract-2 gateway are v1's JSON with "v": 2 and an Ed25519 "sig".
+Births and status of a contract-2 gateway are v1's JSON with "v": 2 and an Ed25519 "sig";
+a v2 status may declare the batches the gateway's outbox dropped (`dropped`: at most
+MAX_DROPPED ranges [boot, first_seq, last_seq, reason, ts], in (boot, seq) order, not
+overlapping, none of a boot after the status's own).
 """
 
 from __future__ import annotations
@@ -32,7 +35,15 @@ from functools import cached_property
 from itertools import compress
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from edge_agent.contract import topics
@@ -181,8 +192,49 @@ class BirthV2(Birth):
     v: Literal[2]  # type: ignore[assignment]  # the same body, signed with Ed25519
 
 
+MAX_DROPPED = 100  # ranges one status declares (the agent sends its newest 100)
+DropReason = Literal["full", "expired"]
+# [boot, first_seq, last_seq, reason, ts]: batches boot/first_seq..last_seq dropped by the
+# gateway's outbox, the last of them at ts; a JSON array, checked member by member
+DroppedRange = tuple[Boot, Seq, Seq, DropReason, Ms]
+
+
+def _dropped_ranges(ranges: list[DroppedRange]) -> list[DroppedRange]:
+    """Each range first <= last, the ranges in (boot, seq) order and apart: what an
+    outbox dropped, which the ledger takes as the gateway's word for those batches."""
+    for i, (boot, first, last, _reason, _ts) in enumerate(ranges):
+        if first > last:
+            raise ValueError(f"range {i}: first seq {first} is after last seq {last}")
+        if i and (boot, first) <= (ranges[i - 1][0], ranges[i - 1][2]):
+            raise ValueError(
+                f"range {i} (boot {boot} seq {first}..{last}) does not follow range {i - 1} "
+                f"(boot {ranges[i - 1][0]} seq {ranges[i - 1][1]}..{ranges[i - 1][2]}): "
+                "give them in (boot, seq) order, without overlap"
+            )
+    return ranges
+
+
 class StatusV2(Status):
     v: Literal[2]  # type: ignore[assignment]
+    dropped: (
+        Annotated[list[DroppedRange], Field(min_length=1, max_length=MAX_DROPPED),
+                  AfterValidator(_dropped_ranges)]
+        | None
+    ) = None  # fmt: skip
+
+    @field_validator("dropped")
+    @classmethod
+    def _no_later_boot(
+        cls, dropped: list[DroppedRange] | None, info: ValidationInfo
+    ) -> list[DroppedRange] | None:
+        boot = info.data.get("boot")  # absent: the boot itself was refused
+        late = [r for r in dropped or () if boot is not None and r[0] > boot]
+        if late:
+            raise ValueError(
+                f"boot {late[0][0]} is after the status's own boot {boot}: a gateway "
+                "declares only what it has dropped"
+            )
+        return dropped
 
 
 class V2Sample(NamedTuple):

@@ -17,6 +17,9 @@ not (1: its (series, ts) was stored already, by another batch or earlier in this
 2: set aside for its time), so the signed digest can be recomputed from stored rows. A
 v2 batch repeated with another digest than the stored one is dead-lettered.
 
+A v2 status that declares batches its outbox dropped keeps its signed payload
+(`gateway_declarations`) and the ranges (`declared_gaps`) when it declares something new.
+
 The result lists, per gateway, the batches the database now holds and the ones
 dead-lettered for their content, for the consumer's acks (sent after the commit).
 """
@@ -44,7 +47,7 @@ from ingest_server.derive.intervals import (
 from ingest_server.ingest.check import DataItem, DeadLetter, Group
 from ingest_server.ingest.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode, encode_v2
 from ingest_server.ingest.gateway_keys import Gateway, lookup_gateway
-from ingest_server.ingest.payload import BatchV2, Birth, Status
+from ingest_server.ingest.payload import BatchV2, Birth, Status, StatusV2
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +248,7 @@ class Store:
         for origin, birth in group.births:
             recompute.update(self._birth(origin, birth, now))
         for origin, status in group.statuses:
-            self._status(origin, status, now)
+            self._status(origin, status, now, group.raw.get(id(status), ("", b""))[1])
 
         new_batches: list[tuple[DataItem, int]] = []  # with batches.id
         dead = list(group.dead)
@@ -535,8 +538,10 @@ class Store:
                     changed[sid] = (a, b)
         return changed
 
-    def _status(self, origin: Origin, status: Status, now: datetime) -> None:
+    def _status(self, origin: Origin, status: Status, now: datetime, payload: bytes) -> None:
         gid = self._gid(origin)
+        if isinstance(status, StatusV2) and status.dropped and payload:
+            self._declared(gid, status, now, payload)
         ts = None if status.ts is None else datetime.fromtimestamp(status.ts / 1000, UTC)
         self.conn.execute(
             "INSERT INTO gateway_status (gid, received_at, ts, boot, state) "
@@ -548,6 +553,38 @@ class Store:
             "UPDATE gateways SET online = %s, status_at = %s, boot = greatest(boot, %s) "
             "WHERE gid = %s AND (boot IS NULL OR boot <= %s)",
             (status.state == "online", now, status.boot, gid, status.boot),
+        )
+
+    def _declared(self, gid: int, status: StatusV2, now: datetime, payload: bytes) -> None:
+        """Keep a status's declared drops: each range once (a longer range from the same
+        first seq replaces it), and the signed payload when it declares something new, so
+        that `ledger check` can verify what the gateway said (migration 0007)."""
+        assert status.dropped is not None
+        row = self.conn.execute(
+            "INSERT INTO gateway_declarations (gid, received_at, payload) VALUES (%s, %s, %s) "
+            "RETURNING id",
+            (gid, now, payload),
+        ).fetchone()
+        assert row is not None
+        declared_at = now if status.ts is None else _from_ms(status.ts)
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO declared_gaps AS d (gid, boot, first_seq, last_seq, reason, "
+                "dropped_at, declared_at, declaration_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (gid, boot, first_seq) DO UPDATE SET last_seq = excluded.last_seq, "
+                "reason = excluded.reason, dropped_at = excluded.dropped_at, "
+                "declared_at = excluded.declared_at, declaration_id = excluded.declaration_id "
+                "WHERE excluded.last_seq > d.last_seq",
+                [
+                    (gid, boot, first, last, reason, _from_ms(ts), declared_at, row[0])
+                    for boot, first, last, reason, ts in status.dropped
+                ],
+            )
+        # nothing new declared (the same ranges, at each connection): the payload goes
+        self.conn.execute(
+            "DELETE FROM gateway_declarations g WHERE id = %s AND NOT EXISTS "
+            "(SELECT 1 FROM declared_gaps d WHERE d.declaration_id = g.id)",
+            (row[0],),
         )
 
     def _dead_letters(self, dead: Sequence[DeadLetter]) -> None:

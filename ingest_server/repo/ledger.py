@@ -7,6 +7,8 @@ checks themselves are pure, evidence/ledger.py).
     batch_samples   their samples from `samples` and `samples_aside`, a chunk of batches
                     per query, sorted by batch_id
     gateway_keys    every public key the gateways had, with when
+    declarations    the drops the gateways declared in the boots of those batches, each
+                    with the signed status that declared it
     orphan_samples  samples of the period whose batch_id names no stored batch
 
 Rows come back as plain tuples in the column order of evidence/ledger.py's named tuples.
@@ -202,6 +204,32 @@ def gateway_keys(conn: psycopg.Connection, gids: dict[str, int]) -> list[tuple[A
         (list(gids.values()),),
     ).fetchall()
     return [(name[gid], bytes(key), at, until) for gid, key, at, until in rows]
+
+
+def declarations(
+    conn: psycopg.Connection, batches: Sequence[tuple[Any, ...]], gids: dict[str, int]
+) -> list[tuple[Any, ...]]:
+    """The declared drops (declared_gaps with their signed status) of each gateway in the
+    boots its `batches` (rows of `period_batches`) span: gateway, boot, first and last
+    seq, reason, declared_at, when the status arrived, its payload."""
+    span: dict[str, tuple[int, int]] = {}
+    for r in batches:
+        lo, hi = span.get(r[1], (r[3], r[3]))
+        span[r[1]] = (min(lo, r[3]), max(hi, r[3]))
+    if not span:
+        return []
+    names = sorted(span)
+    rows = conn.execute(
+        "SELECT w.name, d.boot, d.first_seq, d.last_seq, d.reason, d.declared_at, "
+        "g.received_at, g.payload FROM declared_gaps d "
+        "JOIN gateway_declarations g ON g.id = d.declaration_id "
+        "JOIN unnest(%s::text[], %s::int[], %s::int[], %s::int[]) AS w(name, gid, lo, hi) "
+        "ON w.gid = d.gid AND d.boot BETWEEN w.lo AND w.hi "
+        "ORDER BY 1, 2, 3",
+        (names, [gids[n] for n in names], [span[n][0] for n in names],
+         [span[n][1] for n in names]),
+    ).fetchall()  # fmt: skip
+    return [(*r[:7], bytes(r[7])) for r in rows]
 
 
 def orphan_samples(

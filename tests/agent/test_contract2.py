@@ -414,7 +414,7 @@ async def test_an_outbox_of_format_1_is_upgraded_in_place_and_delivered(
         assert ob.last_digest() is None
         assert ob.stats().sent == 0
     db = sqlite3.connect(tmp_path / "outbox.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3
     db.close()
     collector = Collector(broker, key)
     try:
@@ -481,10 +481,56 @@ def test_a_newer_outbox_format_is_refused(tmp_path: Path) -> None:
     with Outbox(path, max_bytes=1 << 30, max_age_s=1e9):
         pass
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 3")
+    db.execute("PRAGMA user_version = 4")
     db.close()
-    with pytest.raises(OutboxError, match="outbox format 3, this agent reads 2"):
+    with pytest.raises(OutboxError, match="outbox format 4, this agent reads 3"):
         Outbox(path, max_bytes=1 << 30, max_age_s=1e9)
+
+
+# --- drops, declared -----------------------------------------------------------------
+
+
+async def test_batches_the_outbox_drops_are_declared_in_the_next_signed_status(
+    broker: Broker, tmp_path: Path
+) -> None:
+    config, public_key, gw_prefix = quiet_config(tmp_path, broker)
+    data = json.loads(config.read_text())
+    data["outbox"]["max_bytes"] = 1 << 20  # the least allowed: four batches of ~300 kB
+    config.write_text(json.dumps(data))
+    server = FakeServer(broker, gw_prefix, public_key)
+    server.acking = False  # the server is away: nothing leaves the outbox
+    try:
+        async with running_agent(config) as agent:
+
+            def declared() -> list[Any]:
+                with server.lock:
+                    return [m["dropped"] for k, m in server.messages
+                            if k == "status" and "dropped" in m]  # fmt: skip
+
+            n = 0
+            while agent.outbox_dropped_batches < 3:
+                n += 1
+                # texts that do not compress: each batch takes its room in the outbox
+                t = 1.8e9 + n
+                agent.emit([Sample("em-1", "note", t + i / 1000, secrets.token_urlsafe(3000))
+                            for i in range(100)])  # fmt: skip
+                await until(lambda n=n: agent.seq >= n, 10, f"batch {n} sealed")
+            await until(lambda: declared() != [], 10, "a status declaring the drops")
+            with Outbox(tmp_path / "outbox.db", max_bytes=1 << 30, max_age_s=1e9) as ob:
+                ranges = ob.dropped_ranges()
+    finally:
+        server.close()
+    assert server.errors == []  # every status verified under the gateway's key
+    first = declared()[0]
+    assert all(r[0] == agent.boot and r[3] == "full" for r in first)
+    assert first[0][1] == 1  # the oldest went first
+    # the newest declaration is what the outbox kept: one range, as the drops ran on
+    assert len(ranges) == 1
+    last = declared()[-1][-1]
+    assert last[:4] == [ranges[0].boot, 1, ranges[0].last_seq, "full"] or (
+        last[2] < ranges[0].last_seq  # a drop after the last status (DECLARE_EVERY_S)
+    )
+    assert ranges[0].digest is not None
 
 
 # --- config and check ---------------------------------------------------------------

@@ -194,3 +194,73 @@ def test_two_openers_creating_the_same_new_outbox_both_succeed(tmp_path: Path) -
         assert errors == []
         with Outbox(path, max_bytes=1 << 20, max_age_s=60) as ob:
             assert ob.start_boot() == 5  # four boots before this one, none lost
+
+
+def test_dropped_batches_are_kept_as_ranges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]
+    with open_box(tmp_path / "o.db", max_bytes=MB, max_age_s=100.0, clock=lambda: now[0]) as ob:
+        chunk = b"x" * (300 * 1024)
+        for seq in range(1, 8):  # seq 1..4 dropped, one per append: one range, extended
+            now[0] += 1
+            ob.append(1, seq, now[0], 10, chunk, digest=bytes([seq]) * 32)
+        assert [(r.boot, r.first_seq, r.last_seq, r.reason) for r in ob.dropped_ranges()] == [
+            (1, 1, 4, "full")
+        ]
+        assert ob.dropped_ranges()[0].digest == bytes([4]) * 32  # the range's last batch
+        assert ob.dropped_ranges()[0].wire() == [1, 1, 4, "full", 1_007_000]
+        now[0] += 200  # the rest ages out: another reason, another range
+        assert [b.seq for b in ob.expire()] == [5, 6, 7]
+        ob.append(1, 8, now[0], 1, b"y")
+        ob.append(1, 9, now[0] - 500, 1, b"z")  # sealed under a wrong clock: expired alone
+        ob.delete([(1, 8)])
+        ob.expire()
+    with open_box(tmp_path / "o.db") as ob:  # kept in the file
+        assert [(r.first_seq, r.last_seq, r.reason) for r in ob.dropped_ranges()] == [
+            (1, 4, "full"),
+            (5, 7, "expired"),
+            (9, 9, "expired"),
+        ]
+        assert [r.first_seq for r in ob.dropped_ranges(2)] == [5, 9]  # the newest, oldest first
+        monkeypatch.setattr("edge_agent.outbox.DROPPED_KEPT", 2)
+        ob.append(2, 1, 0.0, 1, b"old")
+        ob.expire()  # a fourth range: only the newest two are kept
+        assert [(r.boot, r.first_seq) for r in ob.dropped_ranges()] == [(1, 9), (2, 1)]
+
+
+_FORMAT_2 = """
+CREATE TABLE batch (boot INTEGER NOT NULL, seq INTEGER NOT NULL, created REAL NOT NULL,
+    samples INTEGER NOT NULL, bytes INTEGER NOT NULL, payload BLOB NOT NULL, digest BLOB,
+    PRIMARY KEY (boot, seq)) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta VALUES ('boot', 4), ('dropped_batches', 2), ('dropped_samples', 9);
+CREATE TABLE sent (boot INTEGER NOT NULL, seq INTEGER NOT NULL, first REAL NOT NULL,
+    due REAL NOT NULL, tries INTEGER NOT NULL, PRIMARY KEY (boot, seq)) WITHOUT ROWID;
+INSERT INTO batch VALUES (4, 1, 1.0, 3, 1, X'61', X'00');
+INSERT INTO sent VALUES (4, 1, 2.0, 3.0, 1);
+INSERT INTO meta VALUES ('last_digest', X'00');
+PRAGMA application_id = 1178947394;
+PRAGMA user_version = 2;
+"""
+
+
+def test_an_outbox_of_format_2_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with sqlite3.connect(path) as db:  # the contract-2 agent before the drop ranges
+        db.executescript(_FORMAT_2)
+    db.close()
+    with open_box(path, max_bytes=MB) as ob:
+        assert [(b.boot, b.seq, b.payload, b.resend) for b in ob.pending(10)] == [
+            (4, 1, b"a", True)
+        ]
+        stats = ob.stats()
+        assert (stats.sent, stats.dropped_batches, stats.dropped_samples) == (1, 2, 9)
+        assert ob.last_digest() == b"\x00"
+        assert ob.dropped_ranges() == []
+        assert ob.start_boot() == 5
+        ob.append(5, 1, 2.0, 1, b"b" * (MB + 1))  # drops boot 4 seq 1: recorded
+        assert [(r.boot, r.first_seq, r.last_seq) for r in ob.dropped_ranges()] == [(4, 1, 1)]
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+    db.close()

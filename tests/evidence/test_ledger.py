@@ -5,7 +5,9 @@ signature, each prev the digest of the batch before) and written into the ledger
 with SQL exactly as docs/mqtt.md and the spec of schema 7 say the ingest path writes them
 (`World.seal`): a batch row, every sample in `samples` with (batch_id, batch_pos), a
 repeated (series, ts) in `samples_aside`. Then the stored rows are tampered with as an
-insider could, and the check must name the batch.
+insider could, and the check must name the batch. A gateway's declaration of the batches
+its outbox dropped is a signed v2 status, parsed and written by the ingest path itself
+(`World.declare`: parse_message_v2, Store.write).
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.contract.digest import ZERO, SampleRow, batch_digest, sign_batch
 from edge_agent.contract.identity import FileSigner, fingerprint
+from edge_agent.contract.topics import parse_stored, prefix, topic
+from edge_agent.contract.wire import encode_message_v2
 from ingest_server.cli.main import main
 from ingest_server.evidence import ledger
+from ingest_server.ingest.check import Group
+from ingest_server.ingest.payload import RejectedError, parse_message_v2
 from ingest_server.repo.gateways import enroll_public_key, revoke_gateway
-from tests.harness.ingest import ENT, SITE, prepare
+from tests.harness.ingest import ENT, SITE, open_store, prepare
 
 DAY = dt.date(2026, 3, 10)  # the period checked: one local day
 ENROLLED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -83,12 +89,16 @@ class World:
         minutes: float = 0,
         key: FileSigner | None = None,
         prev: bytes | None = None,
+        stored: bool = True,
     ) -> int:
-        """Seal a batch as the gateway does and store it as the server does; its id."""
+        """Seal a batch as the gateway does and store it as the server does; its id.
+        Not `stored`: sealed (the chain moves on) but never reaches the server (0)."""
         prev = self.last.get(gw, ZERO) if prev is None else prev
         digest = batch_digest(gw=gw, boot=boot, seq=seq, prev=prev, samples=samples)
         signature = sign_batch(key or self.keys[gw], digest)
         self.last[gw] = digest
+        if not stored:
+            return 0
         sent = self.noon + dt.timedelta(minutes=minutes)
         row = self.conn.execute(
             "INSERT INTO batches (gid, boot, seq, sent, received_at, samples, rejected, "
@@ -116,6 +126,20 @@ class World:
                     (batch_id, pos, sid, ts, number, text, quality, status),
                 )
         return batch_id
+
+    def declare(self, gw: str, dropped: list[list[Any]], *, boot: int = 1) -> bytes:
+        """The gateway's signed online status declaring `dropped` ranges, through the
+        ingest path (parsed as the consumer does, written by the Store); its payload."""
+        body = {"gw": gw, "boot": boot, "state": "online", "ts": self.ms(30), "dropped": dropped}
+        payload = encode_message_v2(body, self.keys[gw])
+        name = topic(prefix(ENT, SITE, gw), "status")
+        origin = parse_stored(name)
+        assert origin is not None
+        status = parse_message_v2(origin, payload, self.keys[gw].public_key())
+        group = Group(statuses=[(origin, status)], raw={id(status): (name, payload)})
+        with open_store(self.db) as store:
+            store.write(group)
+        return payload
 
     def v1_batch(self, gw: str, seq: int, *, boot: int = 9) -> None:
         sent = self.noon + dt.timedelta(minutes=30)
@@ -251,7 +275,9 @@ def test_a_deleted_ledger_row_is_a_gap_with_orphans(world: World) -> None:
         ("gw-01", 1, 4, "gap"),
     ]
     by_kind = {f["kind"]: f["message"] for f in report["findings"]}
-    assert by_kind["gap"] == "batch boot 1 seq 3 not stored: never received, or deleted"
+    assert by_kind["gap"] == (
+        "batch boot 1 seq 3 not stored: never received, or deleted on the server"
+    )
     assert by_kind["orphan_samples"].startswith("3 sample(s) from ")
     assert f"name batch id {ids[2]}, which is not stored" in by_kind["orphan_samples"]
     assert (
@@ -274,6 +300,122 @@ def test_a_deleted_ledger_row_is_a_gap_with_orphans(world: World) -> None:
     assert gw["oldest_missing"] == {"boot": 1, "seq": 3}
     code, text = run("status", "--dsn", world.db)
     assert "2 batch(es) missing in its chain, oldest boot 1 seq 3: not stored, not acked" in text
+
+
+def hole(world: World, gw: str, lost: Sequence[int] = (3, 4, 5), n: int = 7) -> None:
+    """A chain of n batches whose `lost` ones the gateway sealed but the server never got."""
+    for seq in range(1, n + 1):
+        world.seal(gw, seq, world.samples(seq), minutes=seq, stored=seq not in lost)
+
+
+def declared_in(world: World, message: str, head: str) -> dt.datetime:
+    """The status time a declared-loss note names after `head`."""
+    assert message.startswith(head), message
+    return dt.datetime.fromisoformat(message.removeprefix(head))
+
+
+def test_a_declared_drop_is_a_note_the_same_hole_undeclared_a_finding(world: World) -> None:
+    hole(world, "gw-01")
+    hole(world, "gw-02")
+    dropped = [[1, 3, 5, "full", world.ms(6)]]
+    world.declare("gw-01", dropped)
+    world.declare("gw-01", dropped)  # again at the next connection: nothing new is kept
+    rows = world.conn.execute(
+        "SELECT d.boot, d.first_seq, d.last_seq, d.reason, count(DISTINCT g.id) "
+        "FROM declared_gaps d, gateway_declarations g GROUP BY 1, 2, 3, 4"
+    ).fetchall()
+    assert rows == [(1, 3, 5, "full", 1)]
+    code, report = world.check()
+    assert code == 3, report
+    assert kinds(report) == [("gw-02", 1, 6, "gap")]
+    assert report["findings"][0]["message"] == (
+        "batches boot 1 seq 3..5 not stored: never received, or deleted on the server"
+    )
+    (note,) = [n for n in report["notes"] if n["gateway"] == "hf/p1/gw-01" and n["seq"] == 6]
+    head = (
+        "batches boot 1 seq 3..5 lost: dropped by the gateway's outbox: full, declared in its "
+        "signed status of "
+    )
+    assert declared_in(world, note["message"], head) == world.noon + dt.timedelta(minutes=30)
+    assert (report["gaps"], report["batches_missing"]) == (1, 3)
+    assert (report["gaps_declared"], report["batches_lost"]) == (1, 3)
+    # gw-02 declares its loss too: nothing is wrong, the report still says what was lost
+    world.declare("gw-02", [[1, 3, 5, "expired", world.ms(6)]])
+    code, text = run("ledger", "check", "--enterprise", ENT, "--from", str(DAY), "--to",
+                     str(DAY), "--dsn", world.db)  # fmt: skip
+    assert code == 0, text
+    assert (
+        "note            hf/p1/gw-02 boot 1 seq 6: batches boot 1 seq 3..5 lost: dropped by "
+        "the gateway's outbox: expired, declared in its signed status of " in text
+    )
+    assert "2 loss(es) declared by the gateways, 6 batch(es) known lost" in text
+    assert text.splitlines()[-1] == "LEDGER OK"
+
+
+def test_a_declaration_covers_only_what_the_gateway_signed(world: World) -> None:
+    hole(world, "gw-01")
+    world.declare("gw-01", [[1, 3, 4, "full", world.ms(6)]])
+    # a part of the hole declared: the rest is a finding
+    code, report = world.check()
+    assert code == 3
+    assert kinds(report) == [("gw-01", 1, 6, "gap")]
+    assert report["findings"][0]["message"] == (
+        "batch boot 1 seq 5 not stored: never received, or deleted on the server"
+    )
+    assert [n["message"][:35] for n in report["notes"] if n["seq"] == 6] == [
+        "batches boot 1 seq 3..4 lost: dropp"
+    ]
+    assert (report["batches_missing"], report["batches_lost"]) == (1, 2)
+    # an insider widens the declared range to hide seq 5: the signed status does not say so
+    world.conn.execute("UPDATE declared_gaps SET last_seq = 5")
+    code, report = world.check()
+    assert code == 3
+    assert kinds(report) == [("gw-01", 1, 3, "declaration"), ("gw-01", 1, 6, "gap")]
+    declaration, gap = (f["message"] for f in report["findings"])
+    assert declaration.startswith("the declaration of batches boot 1 seq 3..5 dropped (full), ")
+    assert declaration.endswith(
+        "the gateway's signed status does not declare that range; its batches count as not stored"
+    )
+    assert gap == "batches boot 1 seq 3..5 not stored: never received, or deleted on the server"
+    # ... and edits the stored status to match: its signature no longer verifies
+    (payload,) = world.conn.execute("SELECT payload FROM gateway_declarations").fetchone() or ()
+    edited = bytes(payload).replace(b'[1,3,4,"full"', b'[1,3,5,"full"')
+    assert edited != bytes(payload)
+    world.conn.execute("UPDATE gateway_declarations SET payload = %s", (edited,))
+    code, report = world.check()
+    assert code == 3
+    assert kinds(report) == [("gw-01", 1, 3, "declaration"), ("gw-01", 1, 6, "gap")]
+    key = fingerprint(world.keys["gw-01"].public_key())
+    assert (
+        f"the stored status's signature does not verify under key {key}, enrolled when it "
+        "arrived: it is not what the gateway signed" in report["findings"][0]["message"]
+    )
+    assert report["notes"] == [] or all(n["seq"] != 6 for n in report["notes"])
+
+
+def test_a_status_breaking_the_declaration_limits_is_refused_with_the_reason(
+    world: World,
+) -> None:
+    name = topic(prefix(ENT, SITE, "gw-01"), "status")
+    origin = parse_stored(name)
+    assert origin is not None
+    key = world.keys["gw-01"]
+    cases = {
+        "dropped: List should have at most 100 items": [
+            [1, s, s, "full", 1] for s in range(1, 202, 2)],
+        "dropped[0][3]: Input should be 'full' or 'expired'": [[1, 1, 2, "lost", 1]],
+        "dropped: range 0: first seq 5 is after last seq 2": [[1, 5, 2, "full", 1]],
+        "dropped: range 1 (boot 1 seq 4..6) does not follow range 0 (boot 1 seq 1..5)": [
+            [1, 1, 5, "full", 1], [1, 4, 6, "full", 1]],
+        "dropped: boot 3 is after the status's own boot 2": [[3, 1, 1, "full", 1]],
+        "dropped[0][2]: Input should be less than or equal to 9223372036854775807": [
+            [1, 1, 2**63, "full", 1]],
+    }  # fmt: skip
+    for reason, dropped in cases.items():
+        body = {"gw": "gw-01", "boot": 2, "state": "online", "dropped": dropped}
+        with pytest.raises(RejectedError) as exc:
+            parse_message_v2(origin, encode_message_v2(body, key), key.public_key())
+        assert exc.value.reason.startswith(f"schema: {reason}"), exc.value.reason
 
 
 def test_swapped_batches_are_both_named(world: World) -> None:
@@ -407,7 +549,9 @@ def test_the_pure_checks() -> None:
     kept = [b._replace(role="after") if b.seq == 5 else b for b in batches if b.seq != 3]
     result = ledger.check(kept, changed, keys)
     assert [(f.seq, f.kind) for f in result.findings] == [(2, "changed"), (4, "gap")]
-    assert result.findings[1].message == "batch boot 1 seq 3 not stored: never received, or deleted"
+    assert result.findings[1].message == (
+        "batch boot 1 seq 3 not stored: never received, or deleted on the server"
+    )
     assert (result.batches_checked, result.gaps, result.missing) == (3, 1, 1)
     # positions: a sample twice and one beyond n_total
     extra = [*samples, samples[0], samples[0]._replace(batch_pos=7)]

@@ -62,3 +62,34 @@ CREATE TABLE gateway_public_keys (
 INSERT INTO gateway_public_keys (gid, public_key, enrolled_at)
     SELECT gid, public_key, coalesce(enrolled_at, now()) FROM gateways
     WHERE public_key IS NOT NULL;
+
+-- What a gateway declared it lost: a contract-2 status may list the batches its outbox
+-- dropped under its bounds (docs/mqtt.md, `dropped`). The signed status is kept verbatim,
+-- so that `ledger check` can verify the declaration itself (Ed25519, the key enrolled when
+-- it arrived) before it reports a gap as the gateway's own loss rather than a deletion on
+-- the server. Only a status that declares something new is kept.
+CREATE TABLE gateway_declarations (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    gid         integer NOT NULL REFERENCES gateways ON DELETE CASCADE,
+    received_at timestamptz NOT NULL,
+    payload     bytea NOT NULL
+);
+-- The ranges declared, parsed: batches boot/first_seq..last_seq, dropped for `reason`,
+-- the last of them at `dropped_at` (the gateway's clock), declared in the status
+-- `declaration_id` sent at `declared_at`. The same range declared again changes nothing;
+-- a range the gateway extended (later drops continuing it) takes the longer one and the
+-- status that declares it.
+CREATE TABLE declared_gaps (
+    gid            integer NOT NULL REFERENCES gateways ON DELETE CASCADE,
+    boot           integer NOT NULL,
+    first_seq      bigint NOT NULL,
+    last_seq       bigint NOT NULL,
+    reason         text NOT NULL CONSTRAINT declared_gaps_reason
+        CHECK (reason IN ('full', 'expired')),
+    dropped_at     timestamptz NOT NULL,
+    declared_at    timestamptz NOT NULL,
+    declaration_id bigint NOT NULL REFERENCES gateway_declarations ON DELETE CASCADE,
+    PRIMARY KEY (gid, boot, first_seq),
+    CONSTRAINT declared_gaps_range CHECK (first_seq <= last_seq)
+);
+CREATE INDEX declared_gaps_declaration ON declared_gaps (declaration_id);
