@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import secrets
 import signal
 from pathlib import Path
@@ -22,6 +23,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
+from edge_agent.contract.identity import FileSigner
 from ingest_server.cli.main import main as ingest_server
 from ingest_server.ingest.consumer import Consumer, ConsumerConfig
 from ingest_server.repo.gateways import enroll_public_key
@@ -141,6 +143,65 @@ async def test_server_stopped_then_broker_killed_loses_nothing(db: str, tmp_path
     code, out = _cli(*check)
     assert code == 3, out
     assert f"boot {boot} seq {seq}" in out, out
+
+
+async def test_moving_a_gateway_to_contract_2_agent_first_loses_nothing(
+    db: str, tmp_path: Path
+) -> None:
+    """docs/agent.md's order: the agent restarted with contract 2 first (its v2 batches
+    refused and kept until the server knows its key), then the key enrolled."""
+    scenario = free_ports(load_scenario(default_scenario_path()))
+    broker = start_broker(tmp_path / "broker")
+    workdir = tmp_path / "agent"
+    async with running_sim(scenario, tmp_path) as sim:
+        config, hmac_key = sim_agent_config(
+            scenario, sim, broker, workdir, only=DEVICES, poll_interval_s=0.1,
+            mqtt_overrides={"ack_timeout_s": 1.0, "ack_backoff_max_s": 2.0},
+        )  # fmt: skip
+        import_scenario_registry(db, scenario, hmac_key)
+        consumer = consumer_for(db, broker, f"ingest-{secrets.token_hex(3)}")
+        try:
+            async with running_agent(config) as v1_agent, ticking(sim):
+                await asyncio.to_thread(
+                    wait_until, lambda: len(batches(db, 1)) >= 3, 20, "v1 batches"
+                )
+            # steps 1 and 2: the gateway's key, contract 2 in its config, a restart
+            public_key = FileSigner.create(workdir / "gateway.ed25519").public_key()
+            doc = json.loads(config.read_text(encoding="utf-8"))
+            doc["gateway"] |= {"contract": 2, "key_file": "gateway.ed25519"}
+            config.write_text(json.dumps(doc), encoding="utf-8")
+            async with running_agent(config) as agent, ticking(sim):
+                await asyncio.sleep(3)
+                assert batches(db, 2) == [], "refused until the key is enrolled"
+                waiting = agent.metrics_snapshot()["sent_unacked_batches"]
+                assert waiting > 0, "kept by the agent, not acknowledged"
+                # step 3: the server enrols the key
+                with psycopg.connect(db) as conn:
+                    enroll_public_key(
+                        conn, enterprise=ENTERPRISE, site=SITE, gateway=GATEWAY,
+                        public_key=public_key,
+                    )  # fmt: skip
+                await asyncio.sleep(3)
+        finally:
+            consumer.stop()
+            broker.stop()
+    # every batch of both contracts stored, once: boot 1 signed with HMAC, boot 2 by the key
+    assert batches(db, 1) == [(1, s) for s in range(1, v1_agent.seq + 1)]
+    assert batches(db, 2) == [(agent.boot, s) for s in range(1, agent.seq + 1)]
+    refused = dump(db, "SELECT count(*) FROM dead_letters WHERE reason LIKE '%contract v1%'")
+    assert refused[0][0] >= waiting  # each attempt before the enrolment was refused
+
+
+def batches(db: str, contract: int) -> list[tuple[int, int]]:
+    """(boot, seq) of the gateway's stored batches of one contract."""
+    return [
+        (int(b), int(s))
+        for b, s in dump(
+            db,
+            "SELECT b.boot, b.seq FROM batches b JOIN gateways g USING (gid) "
+            f"WHERE g.id = '{GATEWAY}' AND b.contract = {contract} ORDER BY b.boot, b.seq",
+        )
+    ]
 
 
 def _cli(*argv: str) -> tuple[int, str]:

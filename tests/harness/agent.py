@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import load_config
 from edge_agent.contract.identity import FileSigner
+from edge_agent.contract.topics import ACK_KIND
 from edge_agent.contract.wire import verify
 from simulators.agent_config import agent_config
 from simulators.clock import ManualClock
@@ -169,6 +170,8 @@ class Collector:
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         if msg.retain:
             return  # a retained birth or status from an earlier test on a shared broker
+        if msg.topic.endswith("/" + ACK_KIND):
+            return  # the server's acknowledgement to the gateway, not the gateway's word
         try:
             obj = verify(msg.payload, self.key)
         except ValueError as exc:
