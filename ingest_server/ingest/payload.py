@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import compress
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, cast
 
 from pydantic import (
     AfterValidator,
@@ -326,18 +326,7 @@ def parse_message(
     except SignatureError as exc:
         kind = SignatureMismatchError if isinstance(exc, WrongKeyError) else RejectedError
         raise kind(f"signature: {exc}") from None
-    try:
-        # straight from the bytes: pydantic's JSON parser, no intermediate dicts
-        message = _MODEL[origin.kind].model_validate_json(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        if first["type"] == "json_invalid":
-            raise RejectedError(f"not JSON: {first['msg']}") from None
-        raise RejectedError("schema: " + "; ".join(schema_problems(exc)[:5])) from None
-    if message.gw != origin.gateway:
-        raise RejectedError(
-            f"body says gateway {_short(message.gw)}, topic says {origin.gateway!r}"
-        )
+    message = _validated(_MODEL[origin.kind], payload, origin)
     return origin, message
 
 
@@ -411,18 +400,7 @@ def parse_message_v2(origin: Origin, payload: bytes, public_key: bytes) -> Birth
         if _V1_SIG_TAIL.search(payload):
             raise enrolled_for(origin, 2) from None
         raise RejectedError(f"signature: {exc}") from None
-    try:
-        message = _MODEL_V2[origin.kind].model_validate_json(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        if first["type"] == "json_invalid":
-            raise RejectedError(f"not JSON: {first['msg']}") from None
-        raise RejectedError("schema: " + "; ".join(schema_problems(exc)[:5])) from None
-    if message.gw != origin.gateway:
-        raise RejectedError(
-            f"body says gateway {_short(message.gw)}, topic says {origin.gateway!r}"
-        )
-    return message
+    return cast("Birth | Status", _validated(_MODEL_V2[origin.kind], payload, origin))
 
 
 _V1_SIG_TAIL = re.compile(rb',"sig":"[0-9a-f]{64}"\}$')
@@ -482,6 +460,23 @@ _ID_FIELDS = frozenset({"d", "t", "id"})
 # the step pydantic adds for each member of a union (`v`: a number, a text or null)
 _MEMBER = re.compile(r"^(float|int|str|bool|function-after\[.*\])$")
 _KIND = {"float": "a number", "int": "an integer", "str": "a string", "bool": "true or false"}
+
+
+def _validated(model: Any, payload: bytes, origin: Origin) -> Any:
+    """A signed JSON message against its model, straight from the bytes (pydantic's JSON
+    parser, no intermediate dicts), and its `gw` against the topic's gateway."""
+    try:
+        message = model.model_validate_json(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            raise RejectedError(f"not JSON: {first['msg']}") from None
+        raise RejectedError("schema: " + "; ".join(schema_problems(exc)[:5])) from None
+    if message.gw != origin.gateway:
+        raise RejectedError(
+            f"body says gateway {_short(message.gw)}, topic says {origin.gateway!r}"
+        )
+    return message
 
 
 def schema_problems(exc: ValidationError) -> list[str]:
