@@ -83,6 +83,7 @@ def status_report(dsn: str) -> dict[str, Any]:
                 },
                 # the ledger: v2 batches sealed but not stored, i.e. not acked
                 "missing_batches": g.missing,
+                "declared_dropped": g.declared_dropped,
                 "oldest_missing": None
                 if g.oldest_missing is None
                 else {
@@ -149,6 +150,9 @@ def cmd_status(args: argparse.Namespace) -> int:
             old = g["oldest_missing"]
             line += (f"; {g['missing_batches']} batch(es) missing in its chain, oldest boot "
                      f"{old['boot']} seq {old['seq']}: not stored, not acked")  # fmt: skip
+        if g["declared_dropped"]:
+            line += (f"; {g['declared_dropped']} batch(es) declared dropped by the gateway's "
+                     "outbox (ledger check verifies the declaration)")  # fmt: skip
         print(line)
     return 0
 

@@ -29,6 +29,9 @@ class GatewayStatus:
     newest_at: dt.datetime | None = None  # when that batch was received
     missing: int = 0  # v2 batches missing in its chain (below its newest of each boot)
     oldest_missing: tuple[int, int] | None = None  # (boot, seq)
+    # of the missing, those the gateway declared its outbox dropped (its signed status;
+    # `ledger check` verifies the signature, this count does not)
+    declared_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ def gateway_statuses(conn: psycopg.Connection) -> list[GatewayStatus]:
         "ORDER BY 2, 3, 4"
     ).fetchall()
     gaps = ledger_gaps(conn)
+    declared = declared_dropped(conn)
     return [
         GatewayStatus(
             r[1],
@@ -92,9 +96,21 @@ def gateway_statuses(conn: psycopg.Connection) -> list[GatewayStatus]:
             newest_at=r[11],
             missing=gaps.get(r[0], (0, None))[0],
             oldest_missing=gaps.get(r[0], (0, None))[1],
+            declared_dropped=declared.get(r[0], 0),
         )
         for r in rows
     ]
+
+
+def declared_dropped(conn: psycopg.Connection) -> dict[int, int]:
+    """By gid, the batches inside the ranges a gateway declared dropped that are not
+    stored (a range's batches the server did get, before the drop, do not count)."""
+    rows = conn.execute(
+        "SELECT d.gid, sum(d.last_seq - d.first_seq + 1 - (SELECT count(*) FROM batches b "
+        "WHERE b.gid = d.gid AND b.boot = d.boot AND b.seq BETWEEN d.first_seq AND d.last_seq)) "
+        "FROM declared_gaps d GROUP BY d.gid"
+    ).fetchall()
+    return {gid: int(n) for gid, n in rows}
 
 
 def ledger_gaps(conn: psycopg.Connection) -> dict[int, tuple[int, tuple[int, int]]]:

@@ -118,3 +118,8 @@ async def test_batches_dropped_while_the_server_is_away_are_a_declared_loss(
     assert f"{what} lost: dropped by the gateway's outbox: full, declared in its signed " in out
     assert f"1 loss(es) declared by the gateways, {len(missing)} batch(es) known lost" in out
     assert out.splitlines()[-1] == "LEDGER OK"
+    # the server's status: every missing batch of the chain is one the gateway declared
+    code, out = _cli("status", "--dsn", db, "--json")
+    assert code == 0, out
+    (gw,) = [g for g in json.loads(out)["gateways"] if g["gateway"].endswith(f"/{GW}")]
+    assert gw["missing_batches"] == gw["declared_dropped"] == len(missing), gw

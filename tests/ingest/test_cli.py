@@ -66,6 +66,7 @@ def test_migrate_import_and_status(db: str, tmp_path: Path) -> None:
             "contract": 1,
             "newest_batch": None,
             "missing_batches": 0,
+            "declared_dropped": 0,
             "oldest_missing": None,
         }
     ]
