@@ -8,10 +8,12 @@ when the broker restarts with the rewritten file."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import load_config
+from edge_agent.contract.identity import FileSigner, public_key_text
+from edge_agent.contract.sample import Sample
+from edge_agent.contract.yaml12 import read_yaml_file
 from ingest_server.cli.main import main
+from ingest_server.ingest.consumer import Consumer, ConsumerConfig
+from tests.harness.agent import running_agent
 from tests.harness.broker import Broker, start_broker
+from tests.harness.ingest import dump
 from tests.harness.kpi import prepare_kpi
+from tests.harness.netutil import free_port
+from tests.ingest.test_consumer import wait_until
 
 ENT, SITE = "hf", "p1"
 SERVER_PASSWORD = "server-secret-0123"
@@ -337,3 +347,66 @@ def test_broker_files_says_what_to_give(db: str, tmp_path: Path, capsys: Any) ->
         assert main(base + args) == 2, args
         assert message in capsys.readouterr().err, args
     assert not (tmp / "d").exists()
+
+
+async def test_the_real_server_and_agent_through_the_hardened_broker(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    """The issue's two attacks again, against the real consumer (the server's login, as
+    deployed) and a real contract-2 agent configured from its `gateway add` bundle: the
+    share-group subscription and the stolen client id are refused, and every batch of the
+    victim is stored once and acknowledged (its outbox empties)."""
+    db, broker = setup["db"], setup["broker"]
+    signer_path = tmp_path / "gw-02.ed25519"
+    public = FileSigner.create(signer_path).public_key()
+    assert main(["gateway", "enroll", ENT, SITE, "gw-02", "--dsn", db, "--public-key",
+                 public_key_text(public), "--replace"]) == 0  # fmt: skip
+    # the bundle's config as an installer would finish it: the broker's address, the key
+    # `keys init` made, a device (one nobody answers: the test feeds the samples)
+    config = setup["bundles"]["gw-02"] / "agent.yaml"
+    doc = read_yaml_file(config)
+    doc["gateway"]["key_file"] = str(signer_path)
+    doc["mqtt"] |= {"url": f"mqtt://{broker.host}:{broker.port}", "batch_interval_s": 0.1,
+                    "ack_timeout_s": 1.0, "ack_backoff_max_s": 2.0}  # fmt: skip
+    doc["outbox"] = {"path": str(tmp_path / "outbox.db"), "durability": "process"}
+    doc["devices"] = [{"id": "em-1", "protocol": "modbus", "host": "127.0.0.1",
+                       "port": free_port(), "unit": 1, "poll_interval_s": 0.5,
+                       "timeout_s": 0.2, "tags": [{"tag": "energy", "role": "energy_kwh",
+                                                   "address": 0}]}]  # fmt: skip
+    config.write_text(json.dumps(doc), encoding="utf-8")
+    mode = dump(db, "SELECT value FROM settings WHERE key = 'storage_mode'")[0][0]
+    consumer = Consumer(ConsumerConfig(
+        mqtt_url=f"mqtt://{broker.host}:{broker.port}", dsn=db, client_id="ingest-1-0",
+        username="ingest", password=SERVER_PASSWORD, mode=mode,
+    ))  # fmt: skip
+    consumer.start()
+    thief = _gateway(setup, "gw-01")
+    try:
+        assert consumer.subscribed.wait(10), "the server could not subscribe as deployed"
+        assert thief.subscribe(SHARE).getName() == "Not authorized"
+        impostor = _gateway(setup, "gw-01", client_id="ingest-1-0")
+        assert impostor.connack is not None
+        assert impostor.connack.getName() == "Not authorized"
+        impostor.close()
+        async with running_agent(config) as agent:
+            for i in range(10):
+                agent.emit([Sample("em-1", "power", time.time(), float(i))])
+                await asyncio.sleep(0.15)
+            await asyncio.to_thread(
+                wait_until,
+                lambda: agent.metrics_snapshot()["outbox_batches"] == 0 and agent.seq >= 3,
+                20,
+                "every batch stored and acknowledged",
+            )
+            sealed = agent.seq
+    finally:
+        thief.close()
+        consumer.stop()
+    rows = dump(
+        db,
+        "SELECT b.boot, b.seq FROM batches b JOIN gateways g USING (gid) "
+        "WHERE g.id = 'gw-02' AND b.contract = 2 ORDER BY 1, 2",
+    )
+    assert [s for _, s in rows] == list(range(1, sealed + 1))
+    assert consumer.counters.dead_letters == 0
+    assert thief.received == []
