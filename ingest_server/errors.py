@@ -12,7 +12,8 @@ is chosen by an exception's kind, never by its message.
     │   ├── CanonicalFormError            evidence.canonical (also ValueError)
     │   ├── ReportFormatError             evidence.columns   (also ValueError)
     │   ├── UnknownSiteError              repo.production
-    │   └── UnknownProcessError           repo.equipment
+    │   ├── UnknownProcessError           repo.equipment
+    │   └── TsaCertificateError           evidence.timestamp
     ├── NotFoundError            no such enterprise, report... (API 404, CLI exit 2)
     │   ├── EnterpriseNotFoundError       repo.enterprises   (an entry, an edit, a report)
     │   │   └── UnknownEnterpriseError    kpi.records        (a report: also ReportError)
@@ -20,11 +21,14 @@ is chosen by an exception's kind, never by its message.
     ├── UnavailableError         the database or broker cannot be used (API 503, CLI exit 1)
     │   ├── DatabaseUnavailableError      cli.common
     │   ├── EmbeddedPostgresError         db.embedded_pg
-    │   └── SchemaError                   db.schema
+    │   ├── SchemaError                   db.schema
+    │   └── TsaUnreachableError           evidence.timestamp
     ├── RefusedError             refused and not carried out; the caller is told why
     │   ├── RejectedError                 ingest.payload     (a message: dead-lettered)
     │   │   └── SignatureMismatchError    ingest.payload     (retried with a fresh key)
-    │   └── TooManyAttemptsError          api.ratelimit      (a login: HTTP 429)
+    │   ├── TooManyAttemptsError          api.ratelimit      (a login: HTTP 429)
+    │   ├── TsaRefusedError               evidence.timestamp (a time-stamp request)
+    │   └── TokenInvalidError             evidence.timestamp (a time-stamp token)
     └── ApiError                 api.auth: an HTTP answer, carrying its own status
 
 `ingest_server.cli.main.Interrupted` (SIGTERM, SIGINT) is a BaseException on purpose,

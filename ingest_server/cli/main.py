@@ -10,6 +10,8 @@
     ingest-server accounts | api                   API accounts, the HTTP API   (api.py)
     ingest-server gateway                          gateway identities           (gateway.py)
     ingest-server ledger check --enterprise E --from D --to D   the signed batches (ledger.py)
+    ingest-server anchor --enterprise E --day D | --pending --tsa URL   time-stamp days
+                                                                                (anchor.py)
 
 This module builds the parser from the command modules' parts, runs the command named and
 turns what it raises into an exit code; the database options and DSN resolution are in
@@ -36,7 +38,7 @@ import psycopg
 
 from edge_agent.contract.yaml12 import InvalidFileError
 from ingest_server import __version__
-from ingest_server.cli import api, database, evidence, gateway, ledger, run
+from ingest_server.cli import anchor, api, database, evidence, gateway, ledger, run
 from ingest_server.db.embedded_pg import released_at_end
 from ingest_server.errors import InvalidInputError, NotFoundError, UnavailableError
 
@@ -54,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_parsers(sub)  # accounts, api
     gateway.add_parsers(sub)  # gateway
     ledger.add_parsers(sub)  # ledger
+    anchor.add_parsers(sub)  # anchor
     return p
 
 
@@ -71,6 +74,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "api": api.cmd_api,
     "gateway": gateway.cmd_gateway,
     "ledger": ledger.cmd_ledger,
+    "anchor": anchor.cmd_anchor,
 }
 
 
