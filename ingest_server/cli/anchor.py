@@ -21,7 +21,9 @@ by at least one TSA; a TSA that failed is reported), 1 a day left pending (no TS
 granted a token; run again later), 3 a day's history differs from its time-stamped root
 (refused, or found by --check) or a token does not verify, 2 bad arguments.
 
-Not part of `ingest-server run`: run it from cron or a systemd timer after midnight.
+`ingest-server run --tsa URL ...` does the same as `--pending` for every enterprise every
+--anchor-every (one hour by default), in one process of many at a time (an advisory
+lock); cron or a systemd timer running `anchor --pending` does as well.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ from typing import Any
 import psycopg
 from cryptography import x509
 
-from ingest_server.cli.common import db_args, migrated_connection
+from ingest_server.cli.common import db_args, duration, migrated_connection
 from ingest_server.cli.evidence import VERIFY_FAILED, _date
-from ingest_server.cli.run import _duration
 from ingest_server.errors import InvalidInputError, RefusedError, UnavailableError
 from ingest_server.evidence import merkle, timestamp
 from ingest_server.repo import anchors, enterprises
@@ -46,6 +47,7 @@ from ingest_server.repo.enterprises import EnterpriseNotFoundError
 log = logging.getLogger("ingest_server")
 
 GRACE = dt.timedelta(hours=1)
+_ANCHOR_LOCK = 0x46456E63  # pg advisory lock key "FEnc": one process anchors at a time
 PENDING = 1
 REWRITTEN = "a history rewritten after its day was time-stamped no longer matches its token"
 
@@ -80,7 +82,7 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
         help="recompute --day's root from the ledger, compare, verify its tokens",
     )  # fmt: skip
     p.add_argument(
-        "--grace", type=_duration, default=GRACE,
+        "--grace", type=duration, default=GRACE,
         help="how long after a day ends it may be anchored (default 1h)",
     )  # fmt: skip
     p.add_argument("--timeout", type=float, default=timestamp.TIMEOUT_S,
@@ -131,6 +133,38 @@ def cmd_anchor(args: argparse.Namespace) -> int:
     return PENDING if PENDING in codes else 0
 
 
+def anchor_pending_everywhere(
+    dsn: str,
+    urls: list[str],
+    trusts: list[list[x509.Certificate]],
+    *,
+    grace: dt.timedelta = GRACE,
+    now: dt.datetime | None = None,
+    timeout_s: float = timestamp.TIMEOUT_S,
+) -> dict[str, list[int]] | None:
+    """`run`'s periodic anchoring: `anchor --pending` for every enterprise; by enterprise
+    the exit code of each day it tried. None when another `run` process holds the lock
+    (a worker of `run --workers N`, another server): one of them anchors. (A cron job's
+    `anchor` does not take the lock; anchoring a day twice at once costs at most a
+    second token row, as the day's root is the same.)"""
+    now = now or dt.datetime.now(dt.UTC)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_ANCHOR_LOCK,)).fetchone()
+        if row is None or not row[0]:
+            return None
+        try:
+            done: dict[str, list[int]] = {}
+            for e in enterprises.list_enterprises(conn):
+                days = pending_days(conn, e["id"], urls, grace, now)
+                done[e["id"]] = [
+                    anchor_day(conn, e["id"], d, urls, trusts, timeout_s=timeout_s, say=log.info)
+                    for d in days
+                ]
+            return done
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_ANCHOR_LOCK,))
+
+
 def day_over(
     conn: psycopg.Connection, enterprise: str, day: dt.date, grace: dt.timedelta
 ) -> dt.datetime:
@@ -170,21 +204,23 @@ def anchor_day(
     *,
     force: bool = False,
     timeout_s: float = timestamp.TIMEOUT_S,
+    say: Any = print,
 ) -> int:
-    """Anchor one finished day (module docstring); its exit code."""
+    """Anchor one finished day (module docstring); its exit code. `say` reports each
+    step (print for the CLI, a log for `run`)."""
     tree, _ = merkle.day_tree(_leaves(conn, enterprise, day))
     current = anchors.current_anchor(conn, enterprise=enterprise, day=day)
     where = f"{enterprise} {day}"
     if current is None and tree.size == 0:
-        print(f"{where}: no signed (v2) batch received that day: nothing to anchor")
+        say(f"{where}: no signed (v2) batch received that day: nothing to anchor")
         return 0
     if current is not None and current.root != tree.root:
         if current.granted and not force:
-            print(f"{where}: REFUSED: {REWRITTEN}: {_differs(current, tree)}; "
+            say(f"{where}: REFUSED: {REWRITTEN}: {_differs(current, tree)}; "
                   "re-anchor with --force only if the change is explained")  # fmt: skip
             return VERIFY_FAILED
         if tree.size == 0:
-            print(f"{where}: every batch of the anchored root is gone: nothing to re-anchor")
+            say(f"{where}: every batch of the anchored root is gone: nothing to re-anchor")
             return VERIFY_FAILED
         log.warning("%s: re-anchoring: %s", where, _differs(current, tree))
         current = None
@@ -201,15 +237,15 @@ def anchor_day(
                 timestamp.verify_any(stamp.response, current.root, trusts)
         except (UnavailableError, RefusedError) as exc:
             anchors.save_error(conn, current.id, tsa_url=url, error=str(exc))
-            print(f"{where}: {url}: not time-stamped: {exc}")
+            say(f"{where}: {url}: not time-stamped: {exc}")
             continue
         anchors.save_token(conn, current.id, tsa_url=url, tsa_name=stamp.tsa_name,
                            token=stamp.response, gen_time=stamp.gen_time)  # fmt: skip
         have.add(url)
-        print(f"{where}: {tree.size} batch(es), root {current.root.hex()}: time-stamped by "
+        say(f"{where}: {tree.size} batch(es), root {current.root.hex()}: time-stamped by "
               f"{url} ({stamp.tsa_name}) at {stamp.gen_time.isoformat()}")  # fmt: skip
     if not have:
-        print(f"{where}: PENDING: no TSA granted a token; the next run asks again")
+        say(f"{where}: PENDING: no TSA granted a token; the next run asks again")
         return PENDING
     return 0
 

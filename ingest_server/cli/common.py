@@ -11,6 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,17 @@ def migrated_connection(args: argparse.Namespace) -> Iterator[psycopg.Connection
     finally:
         if pg is not None:
             pg.release()
+
+
+def duration(text: str) -> timedelta | None:
+    """An option's duration: '7d', '12h', '30m', '45s', or '0' / 'off' (none)."""
+    text = text.strip().lower()
+    if text in ("0", "off", "none"):
+        return None
+    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+    try:
+        return timedelta(**{units[text[-1]]: float(text[:-1])})
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: write e.g. 7d, 12h, 30m, or off"
+        ) from None

@@ -16,9 +16,8 @@ import argparse
 import json
 from typing import Any
 
-from ingest_server.cli.common import db_args, migrated_connection
+from ingest_server.cli.common import db_args, duration, migrated_connection
 from ingest_server.cli.evidence import VERIFY_FAILED, _date
-from ingest_server.cli.run import _duration
 from ingest_server.evidence import ledger
 from ingest_server.kpi.period import check_period
 from ingest_server.repo import enterprises
@@ -40,7 +39,7 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
     )
     chk.add_argument(
         "--max-past",
-        type=_duration,
+        type=duration,
         default=rows.DEFAULT_MAX_PAST,
         help="the servers' `run --max-past` (default 400d): how old a stored sample can be "
         "when its batch arrived",

@@ -33,6 +33,7 @@ from ingest_server.cli.common import (
     DatabaseUnavailableError,
     db_args,
     default_key_path,
+    duration,
     resolve_dsn,
 )
 from ingest_server.db.schema import (
@@ -43,25 +44,12 @@ from ingest_server.db.schema import (
     refresh_rollups,
     run_policy_job,
 )
+from ingest_server.errors import FactoryEvidenceError
 from ingest_server.evidence.keys import key_id, load_or_create_key, register_key
 from ingest_server.files import write_atomic
 from ingest_server.ingest.consumer import Consumer, ConsumerConfig
 
 log = logging.getLogger("ingest_server")
-
-
-def _duration(text: str) -> timedelta | None:
-    """'7d', '12h', '30m', '0' or 'off' (none)."""
-    text = text.strip().lower()
-    if text in ("0", "off", "none"):
-        return None
-    units = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
-    try:
-        return timedelta(**{units[text[-1]]: float(text[:-1])})
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration: write e.g. 7d, 12h, 30m, or off"
-        ) from None
 
 
 def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
@@ -73,13 +61,33 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
     run.add_argument("--mqtt-username")
     run.add_argument("--mqtt-password-file", type=Path)
     run.add_argument("--mqtt-ca", type=Path, help="CA bundle for mqtts://")
-    run.add_argument("--max-past", type=_duration, default=timedelta(days=400))
-    run.add_argument("--max-future", type=_duration, default=timedelta(minutes=5))
-    run.add_argument("--compress-after", type=_duration, default=timedelta(days=7))
-    run.add_argument("--retention", type=_duration, default=None, help="e.g. 1095d; default keep")
+    run.add_argument("--max-past", type=duration, default=timedelta(days=400))
+    run.add_argument("--max-future", type=duration, default=timedelta(minutes=5))
+    run.add_argument("--compress-after", type=duration, default=timedelta(days=7))
+    run.add_argument("--retention", type=duration, default=None, help="e.g. 1095d; default keep")
     run.add_argument("--summary-every", type=float, default=10.0, help="seconds; 0: quiet")
     run.add_argument(
         "--upkeep-every", type=float, default=60.0, help="seconds between retention/rollup runs"
+    )
+    run.add_argument(
+        "--tsa",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="an RFC 3161 time-stamping authority: each finished day's signed batches are "
+        "anchored with it (ingest-server anchor --pending, every --anchor-every); repeat for "
+        "several",
+    )
+    run.add_argument(
+        "--tsa-cert",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a TSA's certificate chain (PEM); a token is kept only if it verifies",
+    )
+    run.add_argument(
+        "--anchor-every", type=float, default=3600.0, help="seconds between anchoring runs"
     )
     run.add_argument("--ready-file", type=Path, help="write the DSN and mode here once consuming")
     run.add_argument(
@@ -192,6 +200,7 @@ def _consume(
         last, last_samples = time.monotonic(), 0
         last_upkeep = time.monotonic()
         policy_runs = PolicyJobRunner()
+        anchoring = _Anchoring(args, dsn)
         while not stop.wait(0.5):
             now = time.monotonic()
             if args.retire and consumer.drained(idle_s=5.0):
@@ -206,6 +215,7 @@ def _consume(
                 upkeep(
                     dsn, mode, consumer.counters.take_written_span(), args.retention, policy_runs
                 )
+            anchoring.maybe(now)
             if args.summary_every and now - last >= args.summary_every:
                 c = consumer.counters
                 rate = (c.samples_new - last_samples) / (now - last)
@@ -362,6 +372,34 @@ class PolicyJobRunner:
             log.debug("%s: run by the server in %.1f s", name, time.monotonic() - started)
             ran.append(job.job_id)
         return ran
+
+
+class _Anchoring:
+    """`run --tsa`: each finished day anchored in time (cli/anchor.py), every
+    --anchor-every seconds, the first time a minute after the start. A failure is logged
+    and retried next time: the consumer goes on."""
+
+    def __init__(self, args: argparse.Namespace, dsn: str) -> None:
+        from ingest_server.cli.anchor import anchor_pending_everywhere  # noqa: PLC0415 - a cycle
+        from ingest_server.evidence.timestamp import load_trust  # noqa: PLC0415
+
+        self.run = anchor_pending_everywhere
+        self.dsn, self.urls, self.every = dsn, list(args.tsa), args.anchor_every
+        self.trusts = [load_trust(f) for f in args.tsa_cert] if args.tsa else []
+        self.next = time.monotonic() + min(60.0, self.every)
+
+    def maybe(self, now: float) -> None:
+        if not self.urls or self.every <= 0 or now < self.next:
+            return
+        self.next = now + self.every
+        try:
+            done = self.run(self.dsn, self.urls, self.trusts)
+        except (psycopg.Error, FactoryEvidenceError) as exc:
+            log.warning("anchoring failed (%s); retrying in %.0f s", str(exc).strip(), self.every)
+            return
+        if done and any(code != 0 for codes in done.values() for code in codes):
+            log.warning("anchoring: a day is not anchored yet (see above); retried in %.0f s",
+                        self.every)  # fmt: skip
 
 
 def upkeep(

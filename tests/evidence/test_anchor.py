@@ -14,8 +14,11 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from ingest_server.cli.anchor import _ANCHOR_LOCK as ANCHOR_LOCK
+from ingest_server.cli.anchor import anchor_pending_everywhere
 from ingest_server.evidence import merkle, timestamp
 from ingest_server.repo import anchors
 from tests.evidence.test_ledger import DAY, World, run
@@ -223,3 +226,22 @@ def test_errors_name_the_cause(world: World, tmp_path: Path) -> None:
     assert (code, "not over yet" in out) == (2, True), out
     code, out = anchor("--check", "--day", str(DAY), world=world)
     assert (code, "give --tsa-cert" in out) == (2, True), out
+
+
+def test_run_anchors_every_enterprises_pending_days_one_process_at_a_time(
+    world: World, tsa: Tsa
+) -> None:
+    """`ingest-server run --tsa URL` calls this every --anchor-every: `anchor --pending` for
+    each enterprise, in one process of many (an advisory lock)."""
+    world.chain("gw-01", 2)
+    trust = [timestamp.load_trust(tsa.cert_file)]
+    with psycopg.connect(world.db, autocommit=True) as other:  # another worker anchoring
+        other.execute("SELECT pg_advisory_lock(%s)", (ANCHOR_LOCK,))
+        assert anchor_pending_everywhere(world.db, [tsa.url], trust) is None
+        assert anchors.current_anchor(world.conn, enterprise=ENT, day=DAY) is None
+    done = anchor_pending_everywhere(world.db, [tsa.url], trust)
+    assert done is not None
+    assert done.pop(ENT) == [0]
+    assert all(codes == [] for codes in done.values())  # no signed batch elsewhere
+    assert check(world, tsa)[0] == 0
+    assert anchor_pending_everywhere(world.db, [tsa.url], trust) == {ENT: [], **done}
