@@ -1,9 +1,11 @@
 """An evidence report as a printable HTML page: one self-contained page (inline CSS, A4,
 no scripts, no external resources) that a browser prints to PDF.
 
-The page's sections in order: title and notices, headline KPIs (with each one's
-gateway-signed share), the data's origin by gateway, the NC rates declared and measured,
-the baseline, output, meters, equipment, groups, data quality, factors and the signature.
+The page's sections in order: title and notices (with the report id, its digest and a QR
+code of both with the signature, evidence/qr.py: a paper copy is matched to its file by
+them), headline KPIs (with each one's gateway-signed share), the data's origin by gateway,
+the NC rates declared and measured, the baseline, output, meters, equipment, groups, data
+quality, factors and the signature.
 Every figure is the report's own (evidence/columns.py); names and notes are typed in by
 the enterprise and escaped (evidence/markup.py).
 """
@@ -54,6 +56,7 @@ from ingest_server.evidence.markup import (
     rows_table,
     section,
 )
+from ingest_server.evidence.qr import PaperMark, paper_mark, qr_svg
 from ingest_server.kpi.labels import KPI_LABELS
 from ingest_server.kpi.results import Kpi
 
@@ -74,7 +77,33 @@ def _period(p: Json) -> Raw:
 # reports made before the report carried its own "notices" say the same on their face
 
 
-def _title_html(r: Json, ctx: Ctx) -> str:
+def _digest_cell(mark: PaperMark | None) -> Raw:
+    if mark is None:
+        return Raw(bi("无法计算", "cannot be computed: the signed content cannot be reproduced"))
+    return Raw(
+        f'<code class="short">{esc(mark.short_digest)}</code><span class="en">'
+        "SHA-256 签名内容 (RFC 8785) 前 16 位 / of the signed content, first 16 hex digits"
+        "</span>"
+    )
+
+
+def _qr_html(r: Json, mark: PaperMark | None) -> str:
+    """The code on the first page, beside the id and digest it holds; a draft has none
+    (nothing signed to match)."""
+    if mark is None or mark.qr_text is None:
+        why = (
+            bi("无二维码: 未签名草稿", "no QR code: unsigned draft")
+            if not r.get("signature")
+            else bi(
+                "无二维码: 编号或签名无法编码", "no QR code: the id or signature cannot be encoded"
+            )
+        )
+        return f'<figure class="qr none">{why}</figure>'
+    caption = bi("扫码核对纸质件与签名文件", "scan to match this copy with its signed file")
+    return f'<figure class="qr">{qr_svg(mark.qr_text)}<figcaption>{caption}</figcaption></figure>'
+
+
+def _title_html(r: Json, ctx: Ctx, mark: PaperMark | None) -> str:
     ent, period = r.get("enterprise") or {}, r.get("period") or {}
     software, params = r.get("software") or {}, r.get("parameters") or {}
     marks = PARTIAL if period.get("partial") else ""
@@ -100,6 +129,7 @@ def _title_html(r: Json, ctx: Ctx) -> str:
         ("生成时间", "Generated", bi(f"{made} ({ctx.tz_name})", generated)),
         ("软件版本", "Software", f"{software.get('name')} {software.get('version')}"),
         ("报告编号", "Report ID", Raw(f"<code>{esc(r.get('report_id'))}</code>")),
+        ("报告摘要", "Report digest", _digest_cell(mark)),
         ("厂区", "Sites", sites or None),
         ("计算参数", "Parameters",
          f"覆盖率阈值 coverage threshold {percent(params.get('coverage_threshold'))}; "
@@ -111,7 +141,7 @@ def _title_html(r: Json, ctx: Ctx) -> str:
     return (
         f'<header class="title keep"><div class="marks">{marks}</div><h1>{esc(TITLE)}</h1>'
         f'<p class="subtitle">{esc(TITLE_EN)}</p>{partial_note}'
-        f'<table class="meta">{rows}</table></header>'
+        f'<div class="ident"><table class="meta">{rows}</table>{_qr_html(r, mark)}</div></header>'
     )
 
 
@@ -332,7 +362,7 @@ def _factors_html(r: Json, ctx: Ctx) -> str:
     return section("折标系数与排放因子", "Coefficients and emission factors", body)
 
 
-def _signature_html(r: Json) -> str:
+def _signature_html(r: Json, mark: PaperMark | None) -> str:
     sig, digest = r.get("signature") or {}, r.get("digest") or {}
     draft = bi("未签名草稿。不能作为证明。", "Unsigned draft: not evidence until signed.")
     status = "" if sig else f'<p class="warn">{draft}</p>'
@@ -341,9 +371,11 @@ def _signature_html(r: Json) -> str:
         ("密钥编号", "Key ID", sig.get("key_id")),
         ("公钥", "Public key (base64)", sig.get("public_key")),
         ("签名值", "Signature (base64)", sig.get("value")),
-        ("摘要算法", "Digest algorithm", digest.get("algorithm")),
-        ("摘要行数", "Digest rows", number(digest.get("rows"))),
-        ("摘要值", "Digest", digest.get("value")),
+        ("输入数据摘要算法", "Input-rows digest algorithm", digest.get("algorithm")),
+        ("输入数据摘要行数", "Input-rows digest rows", number(digest.get("rows"))),
+        ("输入数据摘要值", "Input-rows digest", digest.get("value")),
+        ("报告摘要 (SHA-256)", "Report digest (SHA-256)", mark and mark.digest),
+        ("二维码内容", "QR code text", mark and mark.qr_text),
     ]
     rows = "".join(
         f"<tr><th>{bi(zh, en)}</th><td><code>{esc(v)}</code></td></tr>" for zh, en, v in items
@@ -353,6 +385,13 @@ def _signature_html(r: Json) -> str:
         '登记的公钥一致。<span class="en"><code>ingest-server verify report.json</code> '
         "checks this signature. Compare the key ID with the one the enterprise registered."
         "</span></p>"
+        "<p>纸质件与文件的核对: 扫描首页二维码, 或对照首页的报告编号与报告摘要; "
+        "<code>ingest-server render report.json --html copy.html</code> "
+        "生成的页面显示该文件的编号与摘要, 两者一致即为同一份报告。"
+        '<span class="en">To match a paper copy with a file, scan the first page\'s QR code, '
+        "or compare the report ID and report digest printed there with those of the page "
+        "<code>ingest-server render report.json --html copy.html</code> "
+        "makes from the file: equal, they are the same report.</span></p>"
     )
     return section(
         "签名", "Signature", f'{status}<table class="meta">{rows}</table>{verify}', "keep"
@@ -392,6 +431,13 @@ section.landscape table { font-size: 8pt; }
 .draft { color: #8a5a00; }
 .warn { border-left: 3pt solid #b00020; padding-left: 6pt; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10pt; }
+.ident { display: flex; gap: 8pt; align-items: flex-start; }
+.ident table.meta { flex: 1; }
+figure.qr { flex: none; width: 36mm; margin: 2pt 0 0; text-align: center; font-size: 7pt; }
+figure.qr svg { display: block; margin: 0 auto; }
+figure.qr .en { display: block; }
+figure.qr.none { border: 0.5pt dashed #9aa3ad; padding: 6pt 2pt; color: #666; }
+code.short { font-size: 11pt; font-weight: bold; word-break: normal; white-space: nowrap; }
 .figure { font-size: 13pt; }
 code { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 8.5pt;
   word-break: break-all; }
@@ -417,14 +463,18 @@ def render_html(report: Json) -> str:
     )
     kpis = kpis_of(report.get("kpis") or [])
     by_id = {k.id: k for k in kpis}
-    # the report id in every page's footer: a CSS string, so only characters safe in one
+    mark = paper_mark(dict(report))
+    # the report id and digest in every page's footer: a CSS string, so only characters
+    # safe in one (a page swapped in from another report shows another digest)
     ref = re.sub(r"[^0-9A-Za-z-]", "", str(report.get("report_id") or ""))
+    if mark is not None:
+        ref += f" · {mark.short_digest}"
     footer = (
         f'@page {{ @bottom-left {{ content: "{ref}"; font-size: 7pt; color: #666; }}'
         ' @bottom-right { content: counter(page) " / " counter(pages); font-size: 7pt; } }'
     )
     body = (
-        _title_html(report, ctx)
+        _title_html(report, ctx, mark)
         + _kpis_html(kpis, ctx, isinstance(report.get("attestation"), Mapping))
         + _origin_html(report, ctx)
         + _nc_html(report, by_id, ctx)
@@ -439,7 +489,7 @@ def render_html(report: Json) -> str:
         + _groups_html(report, by_id)
         + _quality_html(report, ctx)
         + _factors_html(report, ctx)
-        + _signature_html(report)
+        + _signature_html(report, mark)
     )
     ent = report.get("enterprise") or {}
     return (

@@ -5,7 +5,8 @@ plant (factory-sim history -> edge-agent backfill -> Mosquitto -> the ingestion 
 An enterprise account logs in, sees KPI cards whose values are the API's, switches to
 English and back, opens the live board and a machine's timeline (one bar per state
 interval of the API's), the energy and data-quality pages, issues a signed report and
-verifies it; a verifier cannot issue one but verifies it and sees claimed vs recomputed.
+verifies it, seeing the report id, digest and QR code its printed copy carries; a verifier
+cannot issue one but verifies it and sees claimed vs recomputed.
 Nothing is loaded from anywhere but the server, and the page logs no error.
 
 Screenshots of each page go to the test's temporary directory, and to the directory in
@@ -20,6 +21,7 @@ import concurrent.futures
 import datetime as dt
 import os
 import shutil
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,7 @@ import pytest
 from ingest_server.db.schema import migrate
 from ingest_server.repo.accounts import add_account, set_password
 from simulators.scenario import default_scenario_path, load_scenario
+from tests.evidence.test_qr import expected_text, segno_matrix, svg_matrix
 from tests.harness.apiserver import serving_api
 from tests.harness.backfill import load_history
 from tests.harness.broker import start_broker
@@ -314,6 +317,21 @@ def verify_file(page: Any, path: Path, reason: str | None = None) -> tuple[Any, 
     return verdict, page.locator("#signature").inner_text(), why
 
 
+def paper_shown(page: Any, doc: dict[str, Any]) -> None:
+    """The verdict shows the id, short digest and QR code of `doc`'s printed copy: the QR
+    image's modules are those of the text computed here from the report."""
+    text = expected_text(doc)
+    digest = text.split(":")[2]
+    assert page.locator("#paper-id").inner_text() == doc["report_id"]
+    short = " ".join(digest[i : i + 4] for i in range(0, 16, 4))
+    assert page.locator("#paper-digest").inner_text() == short
+    img = page.locator("#paper img[data-testid=paper-qr]")
+    media, _, data = (img.get_attribute("src") or "").partition(",")
+    assert media == "data:image/svg+xml;charset=utf-8"
+    assert svg_matrix(urllib.parse.unquote(data)) == segno_matrix(text)
+    assert img.evaluate("i => i.complete && i.naturalWidth > 0")  # the browser drew it
+
+
 def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path: Path) -> None:
     c = Console(browser, site)
     c.login("ent")
@@ -340,6 +358,7 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path:
     assert c.page.locator("#report-list").get_attribute("data-count") == str(int(before or 0) + 1)
     c.page.click(f"[data-verify='{issued}']")
     assert c.page.wait_for_selector("#verdict").get_attribute("data-ok") == "true"
+    paper_shown(c.page, c.api(f"/reports/{issued}"))
     c.shot("evidence")
     c.page.click("[data-testid=logout]")
     c.page.wait_for_selector("form.login")
@@ -367,6 +386,7 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path:
     verdict, signature, _ = verify_file(v.page, path)
     assert verdict.get_attribute("data-ok") == "true"
     assert "验证通过" in verdict.inner_text()
+    paper_shown(v.page, r.json())  # the file's own mark, to hold against a paper copy
     assert signature.startswith("有效")  # not the server's English
     # a changed file: not verified, and the page says why, in its language
     path.write_bytes(r.content.replace(b'"value"', b'"value" ', 1).replace(b".0,", b".5,", 1))

@@ -66,7 +66,7 @@ def row_starting(page: str, text: str) -> list[str]:
 
 
 def section(page: str, title: str) -> str:
-    start = page.index(title)
+    start = page.index(f"<h2>{title} <span")  # the heading, not the word elsewhere
     end = page.find("<section", start)
     return page[start : end if end >= 0 else len(page)]
 

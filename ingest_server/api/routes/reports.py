@@ -9,6 +9,9 @@ the public keys that sign them.
     POST /api/v1/reports/{report_id}/verify                   claimed vs recomputed
     POST /api/v1/reports/verify                               a report file: claimed vs recomputed
     GET  /api/v1/keys                                         the public signing keys
+
+Both verdicts carry the report's `paper` mark (evidence/qr.py: id, report digest, QR text
+and the QR as an SVG data URI), so the console shows what the printed copy must show.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ingest_server.api.models import (
     SigningKeyPublic,
 )
 from ingest_server.api.params import Day, check_period
+from ingest_server.evidence.qr import paper_json
 from ingest_server.evidence.render_html import render_html
 from ingest_server.evidence.render_xlsx import render_xlsx
 from ingest_server.evidence.report import Request as ReportRequest
@@ -136,7 +140,8 @@ def stored_report(
 @router.post("/reports/{report_id}/verify")
 def verify_stored(caller: Caller, conn: Conn, report_id: str) -> dict[str, Any]:
     # with `reasons`: codes the console translates
-    return verdict_json(verify(_stored(caller, conn, report_id), conn=conn))
+    doc = _stored(caller, conn, report_id)
+    return {**verdict_json(verify(doc, conn=conn)), "paper": paper_json(doc)}
 
 
 @router.post("/reports/verify", openapi_extra=_REPORT_BODY)
@@ -164,7 +169,8 @@ def _verify_posted(
         raise ApiError(
             422, "invalid_report", f"not a report this server can read: {exc!r}"
         ) from None
-    return verdict_json(v)
+    # the file's own mark, whatever the verdict: a paper copy is matched to this file
+    return {**verdict_json(v), "paper": paper_json(doc)}
 
 
 @router.get("/keys", response_model=list[SigningKeyPublic])

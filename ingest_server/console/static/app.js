@@ -500,9 +500,22 @@
     const text = window.I18N.zh[key] ? t(key).replace("{n}", r.count ?? "") : r.message;
     return r.code === "late_data" && doc?.period?.partial ? `${text} ${t("reason_partial_hint")}` : text;
   }
+  // what the printed report shows on its first page (the API's `paper`: id, digest, QR as
+  // an SVG data: URI, shown as an image, never as markup), to compare with a paper copy
+  function paperView(p) {
+    if (!p) return null;
+    return h("div", { class: "paper", id: "paper", "data-report": p.report_id, "data-digest": p.digest },
+      p.qr_svg ? h("img", { class: "qr", src: p.qr_svg, alt: t("paper_qr"), title: t("paper_qr"), "data-testid": "paper-qr" })
+        : h("div", { class: "qr muted" }, t("paper_no_qr")),
+      h("div", {},
+        h("div", {}, `${t("report_id")}: `, h("code", { id: "paper-id" }, p.report_id)),
+        h("div", {}, `${t("report_digest")}: `, h("code", { id: "paper-digest", class: "short", title: p.digest }, p.short_digest)),
+        h("p", { class: "muted" }, t("paper_hint"))));
+  }
   function verdictView(v, doc) {
     const reasons = v.reasons || [];
     return h("div", { class: "panel", id: "verdict", "data-ok": String(v.ok) },
+      paperView(v.paper),
       h("div", { class: `verdict ${v.ok ? "ok" : "bad"}` }, v.ok ? t("verified") : t("not_verified")),
       reasons.length ? h("ul", { id: "reasons" }, reasons.map((r) => h("li", { class: "bad", "data-reason": r.code, title: r.message },
         `${t("why")}: ${reasonText(r, doc)}`))) : null,
