@@ -2,6 +2,7 @@
 
     ingest-server report --enterprise E --from 2026-11-01 --to 2026-11-30 --out r.json
                          [--baseline-from D --baseline-to D] [--html F] [--xlsx F]
+                         [--bundle F.zip]
     ingest-server verify r.json [--dsn DSN] [--public-key server.pub]
     ingest-server render r.json [--html F] [--xlsx F]
     ingest-server keys export [--out server.pub] | rotate [--compromised] | list
@@ -28,6 +29,7 @@ import psycopg
 
 from ingest_server.cli.common import db_args, migrated_connection, resolve_dsn, signing_key_path
 from ingest_server.db.schema import migrate
+from ingest_server.evidence import bundle
 from ingest_server.evidence.keys import (
     key_id,
     load_or_create_key,
@@ -111,6 +113,11 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
     rep.add_argument("--signing-key", type=Path, help="default: DATA_DIR/keys/report-signing.pem")
     rep.add_argument("--unsigned", action="store_true", help="a draft without signature")
     rep.add_argument("--as-of", type=_instant, help="pretend the report is made at this time")
+    rep.add_argument(
+        "--bundle", type=Path,
+        help="also write the evidence bundle (zip: the report, raw samples, ledger, registry "
+        "and its audit trail, entries, factors, keys, anchors; docs/evidence.md)",
+    )  # fmt: skip
 
     ver = sub.add_parser("verify", help="check a report's signature and recompute it")
     ver.add_argument("report", type=Path)
@@ -192,18 +199,30 @@ def cmd_report(args: argparse.Namespace) -> int:
         emission_version=args.emission_factors,
         params=Parameters(coverage_threshold=args.coverage_threshold, heartbeat_s=args.heartbeat),
     )
+    if args.bundle is not None and args.unsigned:
+        raise ValueError("--bundle: a bundle carries a signed report; drop --unsigned")
     key = None if args.unsigned else load_or_create_key(signing_key_path(args))
     dsn, pg = resolve_dsn(args)
+    evidence = None
     try:
         migrate(dsn)
-        with psycopg.connect(dsn) as conn:
+        with psycopg.connect(dsn) as conn, bundle.one_snapshot(conn):
             doc = make_report(conn, req, key=key, as_of=args.as_of)
+            if args.bundle is not None:  # the report's bytes as --out writes them
+                text = json.dumps(doc, ensure_ascii=False, indent=1)
+                evidence = bundle.collect(conn, doc, (text + "\n").encode())
             if key is not None:
                 reports.store_report(conn, doc, created_by=f"cli:{getpass.getuser()}")
     finally:
         if pg is not None:
             pg.release()
     text = json.dumps(doc, ensure_ascii=False, indent=1)
+    if evidence is not None:
+        bundle.write(args.bundle, evidence)
+        size = args.bundle.stat().st_size
+        per = size / evidence.samples if evidence.samples else 0.0
+        print(f"wrote {args.bundle} ({size:,} bytes, {evidence.samples:,} samples, "
+              f"{per:.2f} bytes a sample)", file=sys.stderr)  # fmt: skip
     if args.out is None:
         print(text)
     else:

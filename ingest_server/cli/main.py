@@ -12,6 +12,8 @@
     ingest-server ledger check --enterprise E --from D --to D   the signed batches (ledger.py)
     ingest-server anchor --enterprise E --day D | --pending --tsa URL   time-stamp days
                                                                                 (anchor.py)
+    ingest-server trust export --enterprise E --out trust.json   the verifier's keys
+                                                                                (trust.py)
 
 This module builds the parser from the command modules' parts, runs the command named and
 turns what it raises into an exit code; the database options and DSN resolution are in
@@ -38,7 +40,7 @@ import psycopg
 
 from edge_agent.contract.yaml12 import InvalidFileError
 from ingest_server import __version__
-from ingest_server.cli import anchor, api, database, evidence, gateway, ledger, run
+from ingest_server.cli import anchor, api, database, evidence, gateway, ledger, run, trust
 from ingest_server.db.embedded_pg import released_at_end
 from ingest_server.errors import InvalidInputError, NotFoundError, UnavailableError
 
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_parsers(sub)  # gateway
     ledger.add_parsers(sub)  # ledger
     anchor.add_parsers(sub)  # anchor
+    trust.add_parsers(sub)  # trust
     return p
 
 
@@ -75,6 +78,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "gateway": gateway.cmd_gateway,
     "ledger": ledger.cmd_ledger,
     "anchor": anchor.cmd_anchor,
+    "trust": trust.cmd_trust,
 }
 
 
