@@ -45,6 +45,7 @@ from ingest_server.evidence.columns import (
     notices_of,
     value_at,
 )
+from ingest_server.evidence.qr import paper_mark
 
 XLSX_FORMATS = {
     "pct": "0.0%",
@@ -165,6 +166,7 @@ def _side_by_side(ws: Any, tables: Sequence[tuple[str, Sequence[Column], Sequenc
 
 def _signature(ws: Any, r: Json) -> None:
     sig, digest = r.get("signature") or {}, r.get("digest") or {}
+    mark = paper_mark(dict(r))  # what the printed page shows: a paper copy matches this sheet
     _bold(ws, 1, 1, "项目 Item", fill=True)
     _bold(ws, 1, 2, "值 Value", fill=True)
     _pairs(ws, 2, [
@@ -173,9 +175,11 @@ def _signature(ws: Any, r: Json) -> None:
         ("密钥编号 Key ID", [sig.get("key_id")]),
         ("公钥 Public key (base64)", [sig.get("public_key")]),
         ("签名值 Signature (base64)", [sig.get("value")]),
-        ("摘要算法 Digest algorithm", [digest.get("algorithm")]),
-        ("摘要行数 Digest rows", [digest.get("rows")]),
-        ("摘要值 Digest", [digest.get("value")]),
+        ("报告摘要 Report digest (SHA-256)", [mark.digest if mark else None]),
+        ("二维码内容 QR text", [mark.qr_text if mark else None]),
+        ("输入数据摘要算法 Input-rows digest algorithm", [digest.get("algorithm")]),
+        ("输入数据摘要行数 Input-rows digest rows", [digest.get("rows")]),
+        ("输入数据摘要值 Input-rows digest", [digest.get("value")]),
         ("校验 Verify", ["ingest-server verify report.json"]),
     ])  # fmt: skip
     ws.freeze_panes = "A2"

@@ -29,7 +29,7 @@ from ingest_server.evidence.qr import (
 )
 from ingest_server.evidence.render_html import render_html
 from ingest_server.evidence.verify import check_signature
-from tests.evidence.test_render import minimal_report
+from tests.evidence.test_render import minimal_report, workbook
 from tests.harness.kpi_example import example_report
 
 
@@ -219,3 +219,13 @@ def test_an_id_too_long_to_print_gets_no_code_and_the_page_says_why() -> None:
     assert "<svg" not in head
     assert "no QR code: the id or signature cannot be encoded" in head
     assert mark.short_digest in head
+
+
+def test_the_xlsx_signature_sheet_carries_what_the_paper_shows() -> None:
+    doc = signed_report()
+    sheet = workbook(doc)["签名 Signature"]
+    rows = {r[0].value: r[1].value for r in sheet.iter_rows(min_row=2) if r[0].value}
+    text = expected_text(doc)
+    assert rows["二维码内容 QR text"] == text
+    assert rows["报告摘要 Report digest (SHA-256)"] == text.split(":")[2]
+    assert rows["输入数据摘要值 Input-rows digest"] == doc["digest"]["value"]
