@@ -1,0 +1,206 @@
+"""The offline verifier's checks (evidence/offline.py) over a real bundle and trust file.
+
+The bundle is test_bundle's: a real PostgreSQL plant of two v2 gateways, a day anchored by
+a real RFC 3161 TSA (tests/harness/tsa.py), `report --bundle` and `trust export` run as a
+user runs them. Then each test tampers with a copy of the zip as an attacker holding the
+bundle could (and, where the attacker would, writes the manifest's hash to match), and
+the check must fail naming the cause. The checks themselves touch no database.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ingest_server.evidence.canonical import sign
+from ingest_server.evidence.offline import Verdict, check_bundle
+from ingest_server.evidence.timestamp import request_token
+from tests.evidence import test_bundle
+from tests.harness.ingest import ENT
+
+made = test_bundle.made  # its plant, bundle and trust file, built once for this module
+
+Made = dict[str, Any]
+
+
+def zipped(tmp: Path, files: dict[str, bytes], *, fix: tuple[str, ...] = ()) -> Path:
+    """The members as a bundle zip (manifest first); the members named in `fix` get their
+    manifest entry rewritten to match, as an attacker would."""
+    files = dict(files)
+    if fix:
+        manifest = json.loads(files["manifest.json"])
+        for m in manifest["members"]:
+            if m["name"] in fix:
+                data = files[m["name"]]
+                m["sha256"], m["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
+                if m["name"].endswith(".parquet"):
+                    m["rows"] = pq.read_metadata(io.BytesIO(data)).num_rows
+        files["manifest.json"] = json.dumps(manifest).encode()
+    path = tmp / f"b{len(list(tmp.iterdir()))}.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("manifest.json", files.pop("manifest.json"))
+        for name, data in files.items():
+            z.writestr(name, data)
+    return path
+
+
+def parquet(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def failed(v: Verdict, name: str) -> list[str]:
+    """The English reasons of a failed check (asserting that it failed)."""
+    c = v.check(name)
+    assert c.status == "failed", (name, c)
+    return [r.text_en for r in c.reasons]
+
+
+def test_a_clean_bundle_holds_but_is_incomplete_without_kpis(made: Made, tmp_path: Path) -> None:
+    v = check_bundle(zipped(tmp_path, made["files"]), made["trust"])
+    status = {c.name: c.status for c in v.checks}
+    assert status == {"manifest": "ok", "report_signature": "ok", "batches": "ok",
+                      "chain": "ok", "anchors": "ok", "kpis": "not_checked"}  # fmt: skip
+    assert v.verdict == "incomplete"
+    assert v.text[0].startswith("不完整")
+    assert v.text[1].startswith("INCOMPLETE")
+    (kpi,) = v.check("kpis").reasons
+    assert kpi.text_en == "KPI recomputation from the bundle is not built yet"
+    batches = v.check("batches").details
+    # 10 batches whose samples are bundled, each recomputed and its signature verified
+    assert batches["signatures_checked"] == 10
+    assert batches["samples_recomputed"] > 0
+    anchors = v.check("anchors").details
+    # the chain's neighbours arrived the day before and the day after: listed, not anchored
+    assert len(anchors["anchored_days"]) == 1
+    assert len(anchors["unanchored_days"]) == 2
+    assert json.loads(json.dumps(v.as_json()))["verdict"] == "incomplete"
+
+
+def test_a_sample_value_edited_fails_its_batchs_digest(made: Made, tmp_path: Path) -> None:
+    table = pq.read_table(io.BytesIO(made["files"]["samples.parquet"]))
+    # the first numeric sample of a v2 batch, its value changed
+    i = next(i for i, (b, x) in enumerate(zip(table["batch_id"].to_pylist(),
+                                              table["value"].to_pylist(), strict=True))
+             if b is not None and x is not None)  # fmt: skip
+    batch_id = table["batch_id"][i].as_py()
+    values = table["value"].to_pylist()
+    values[i] += 1.0
+    table = table.set_column(table.schema.get_field_index("value"), "value",
+                             pa.array(values, pa.float64()))  # fmt: skip
+    files = {**made["files"], "samples.parquet": parquet(table)}
+    v = check_bundle(zipped(tmp_path, files, fix=("samples.parquet",)), made["trust"])
+    assert v.check("manifest").status == "ok"  # the attacker fixed the manifest
+    reasons = failed(v, "batches")
+    ledger = pq.read_table(io.BytesIO(made["files"]["ledger.parquet"])).to_pylist()
+    (b,) = [r for r in ledger if r["batch_id"] == batch_id]
+    (reason,) = reasons
+    assert f"{b['gateway']} boot {b['boot']} seq {b['seq']}: a stored sample" in reason
+    assert v.verdict == "fail"
+    assert v.text[1].startswith("FAIL")
+    assert "batches" in v.text[1]
+
+
+def test_a_member_changed_without_fixing_the_manifest_fails_it(made: Made, tmp_path: Path) -> None:
+    data = made["files"]["production.json"].replace(b"120.0", b"150.0")
+    assert data != made["files"]["production.json"]
+    extra = {**made["files"], "production.json": data, "notes.txt": b"unlisted"}
+    v = check_bundle(zipped(tmp_path, extra), made["trust"])
+    reasons = failed(v, "manifest")
+    assert any("production.json" in r and "SHA-256" in r for r in reasons)
+    assert any("notes.txt" in r for r in reasons)
+
+
+def test_a_report_resigned_with_a_key_not_in_the_trust_file_fails(
+    made: Made, tmp_path: Path
+) -> None:
+    doc = json.loads(made["files"]["report.json"])
+    doc["kpis"][0]["value"] = 99.9  # what the new signer wanted to say
+    sign(doc, Ed25519PrivateKey.generate())
+    report = json.dumps(doc, ensure_ascii=False).encode()
+    files = {**made["files"], "report.json": report}
+    manifest = json.loads(files["manifest.json"])
+    manifest["report"].update(sha256=hashlib.sha256(report).hexdigest(),
+                              key_id=doc["signature"]["key_id"],
+                              signature=doc["signature"]["value"])  # fmt: skip
+    files["manifest.json"] = json.dumps(manifest).encode()
+    v = check_bundle(zipped(tmp_path, files, fix=("report.json",)), made["trust"])
+    assert v.check("manifest").status == "ok"
+    (reason,) = failed(v, "report_signature")
+    assert f"signed by key {doc['signature']['key_id']}, which is not in the trust file" in reason
+
+
+def test_a_ledger_row_removed_is_a_gap_with_its_time_and_devices(
+    made: Made, tmp_path: Path
+) -> None:
+    table = pq.read_table(io.BytesIO(made["files"]["ledger.parquet"]))
+    gone = pc.and_(pc.equal(table["gateway"], "gw-01"),
+                   pc.and_(pc.equal(table["boot"], 2), pc.equal(table["seq"], 3)))  # fmt: skip
+    assert pc.sum(gone).as_py() == 1
+    files = {**made["files"], "ledger.parquet": parquet(table.filter(pc.invert(gone)))}
+    v = check_bundle(zipped(tmp_path, files, fix=("ledger.parquet",)), made["trust"])
+    reasons = failed(v, "chain")
+    assert any("boot 2 seq 4" in r and "batch boot 2 seq 3 not stored" in r for r in reasons)
+    (gap,) = v.check("chain").details["gaps"]
+    assert (gap["gateway"], gap["boot"], gap["seq"], gap["missing"]) == (f"{ENT}/p1/gw-01", 2, 4, 1)
+    assert gap["seconds"] == 120  # seq 2 sent at noon + 2 min, seq 4 at noon + 4 min
+    assert gap["devices"] == ["cnc-01"]
+    assert "cnc-01" in gap["equipment"]
+    # its samples name a batch the ledger no longer holds
+    assert any("its ledger row was removed" in r for r in failed(v, "batches"))
+
+
+def test_a_token_swapped_for_another_days_fails_the_anchor(made: Made, tmp_path: Path) -> None:
+    other = request_token(made["tsa"].url, hashlib.sha256(b"another day's root").digest())
+    anchors = json.loads(made["files"]["anchors.json"])
+    (day,) = [a for a in anchors if a["tokens"]]
+    day["tokens"][0]["token"] = base64.b64encode(other.response).decode()
+    files = {**made["files"], "anchors.json": json.dumps(anchors).encode()}
+    v = check_bundle(zipped(tmp_path, files, fix=("anchors.json",)), made["trust"])
+    reasons = failed(v, "anchors")
+    assert any(r.startswith(f"{day['day']}: the token of CN=A test TSA") and "not this root" in r
+               for r in reasons)  # fmt: skip
+    # with no valid token, the day's period batches are not proven in time either
+    assert any("no valid time-stamp token" in r for r in reasons)
+
+
+def test_a_trust_file_without_the_gateways_key_fails_its_batches(
+    made: Made, tmp_path: Path
+) -> None:
+    trust = copy.deepcopy(made["trust"])
+    trust["gateways"] = [g for g in trust["gateways"] if not g["gateway"].endswith("/gw-02")]
+    v = check_bundle(zipped(tmp_path, made["files"]), trust)
+    reasons = failed(v, "batches")
+    assert len(reasons) == 3  # gw-02's seq 1..3
+    assert all(r.startswith(f"{ENT}/p1/gw-02 boot 1 seq") and "no public key of the gateway"
+               in r for r in reasons)  # fmt: skip
+
+
+def test_the_checks_use_no_database(made: Made, tmp_path: Path, monkeypatch: Any) -> None:
+    """No connection string in reach, and psycopg refusing to connect: the same verdict."""
+    import psycopg  # noqa: PLC0415
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the offline check tried to connect to a database")
+
+    monkeypatch.setattr(psycopg, "connect", refuse)
+    monkeypatch.setattr(psycopg.Connection, "connect", refuse)
+    for name in [n for n in os.environ if n.startswith("PG") or n.endswith("DSN")]:
+        monkeypatch.delenv(name)
+    path = zipped(tmp_path, made["files"])
+    trust = tmp_path / "trust.json"
+    trust.write_text(made["trust_text"])
+    assert check_bundle(path, trust).verdict == "incomplete"
