@@ -107,11 +107,15 @@ def migrate(dsn: str, *, allow_timescale: bool = True) -> SchemaInfo:
     migrations = load_migrations()
     applied: list[int] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now(), mode text NOT NULL)"
-        )
+        # under the lock too: two servers starting on a new database at once would both
+        # CREATE TABLE IF NOT EXISTS, and one of them fail on the catalogue's unique key
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now(), mode text NOT NULL)"
+            )
         for mig in migrations:
             after = ""
             with conn.transaction():
