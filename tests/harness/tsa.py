@@ -24,9 +24,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.harness.netutil import LOOPBACK, free_port
+from tests.harness.tlsutil import cert_name, write_key
 
 _CONFIG = """\
 [ tsa ]
@@ -51,28 +52,14 @@ ess_cert_id_alg = sha256
 """
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
 def make_tsa_certificates(folder: Path, name: str) -> tuple[Path, Path]:
     """A CA and a TSA certificate it issued, in `folder`: (tsa.pem, ca.pem)."""
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()
-        .subject_name(_name(f"{name} test CA"))
-        .issuer_name(_name(f"{name} test CA"))
+        .subject_name(cert_name(f"{name} test CA"))
+        .issuer_name(cert_name(f"{name} test CA"))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now)
@@ -87,7 +74,7 @@ def make_tsa_certificates(folder: Path, name: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     tsa = (
         x509.CertificateBuilder()
-        .subject_name(_name(f"{name} test TSA"))
+        .subject_name(cert_name(f"{name} test TSA"))
         .issuer_name(ca.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -101,7 +88,7 @@ def make_tsa_certificates(folder: Path, name: str) -> tuple[Path, Path]:
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_key(key, folder / "tsa.key")
+    write_key(key, folder / "tsa.key")
     (folder / "tsa.pem").write_bytes(tsa.public_bytes(serialization.Encoding.PEM))
     (folder / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return folder / "tsa.pem", folder / "ca.pem"
