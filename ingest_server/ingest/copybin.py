@@ -162,7 +162,7 @@ def encode(  # noqa: PLR0917
             append(_ts(s.gts))
             append(_ts(s.sts))
             append(_BATCH(8, batch_id, 4, place[i]) if v2 else tail)
-        # Rollup.add's bucket update, inlined: a call per sample costs this loop ~10 %
+        # Rollup.add's bucket update, inlined: this loop runs once per sample stored
         key = (sid, ms // HOUR_MS)
         b = buckets.get(key)
         good = 1 if q is None else 0
