@@ -203,11 +203,8 @@ def check_cost(v1: list[tuple[str, bytes]], v2: list[tuple[str, bytes]]) -> dict
     enforces the schema's limits), and of the decode, digest and verify alone."""
     from edge_agent.contract.digest import verify_batch  # noqa: PLC0415
     from edge_agent.contract.wire_v2 import decode_columns_v2  # noqa: PLC0415
-    from ingest_server.ingest.payload import (  # noqa: PLC0415
-        parse_batch_v2,
-        parse_message,
-        parse_topic,
-    )
+    from ingest_server.ingest.payload import parse_message, parse_topic  # noqa: PLC0415
+    from ingest_server.ingest.payload_v2 import parse_batch_v2  # noqa: PLC0415
 
     out: dict[str, float] = {}
     start = time.perf_counter()

@@ -27,23 +27,25 @@ from edge_agent.contract.topics import Origin
 from edge_agent.contract.wire_v2 import DEFAULT_MAX_BYTES_DECOMPRESSED, DEFAULT_MAX_SAMPLES
 from ingest_server.ingest.gateway_keys import Gateway, GatewayDirectory
 from ingest_server.ingest.payload import (
-    V2_MAGIC,
-    BatchV2,
     Birth,
     DataBatch,
-    Message,
     RejectedError,
     SignatureMismatchError,
     Status,
-    V2Sample,
     WireSample,
+    parse_message,
+    parse_topic,
+    split_by_clock,
+)
+from ingest_server.ingest.payload_v2 import (
+    V2_MAGIC,
+    BatchV2,
+    Message,
+    V2Sample,
     batch_key_v2,
     enrolled_for,
     parse_batch_v2,
-    parse_message,
     parse_message_v2,
-    parse_topic,
-    split_by_clock,
     split_v2_by_clock,
 )
 

@@ -58,7 +58,7 @@ from edge_agent.contract.backoff import Backoff
 from edge_agent.contract.wire_v2 import DEFAULT_MAX_BYTES_DECOMPRESSED, DEFAULT_MAX_SAMPLES
 from ingest_server.ingest.check import DeadLetter, Group, Limits, check
 from ingest_server.ingest.gateway_keys import GatewayDirectory
-from ingest_server.ingest.payload import BatchV2
+from ingest_server.ingest.payload_v2 import BatchV2
 from ingest_server.ingest.store import Store, WriteResult
 
 log = logging.getLogger(__name__)

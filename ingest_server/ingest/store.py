@@ -47,7 +47,8 @@ from ingest_server.derive.intervals import (
 from ingest_server.ingest.check import DataItem, DeadLetter, Group
 from ingest_server.ingest.copybin import COLUMNS, SIGNATURE, TRAILER, Rollup, encode, encode_v2
 from ingest_server.ingest.gateway_keys import Gateway, lookup_gateway
-from ingest_server.ingest.payload import BatchV2, Birth, Status, StatusV2
+from ingest_server.ingest.payload import Birth, Status
+from ingest_server.ingest.payload_v2 import BatchV2, StatusV2
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from edge_agent.contract.wire import encode_message_v2
 from ingest_server.cli.main import main
 from ingest_server.evidence import ledger
 from ingest_server.ingest.check import Group
-from ingest_server.ingest.payload import RejectedError, parse_message_v2
+from ingest_server.ingest.payload import RejectedError
+from ingest_server.ingest.payload_v2 import parse_message_v2
 from ingest_server.repo.gateways import enroll_public_key, revoke_gateway
 from tests.harness.ingest import ENT, SITE, open_store, prepare
 

@@ -1,6 +1,6 @@
 """Every limit `WireSample` (v1's schema) holds a sample to is refused for a v2 batch too,
 by the decoder, with a dead letter naming what is wrong, though the server no longer
-runs the schema over v2 samples (payload.parse_batch_v2 maps each limit to its check).
+runs the schema over v2 samples (payload_v2.parse_batch_v2 maps each limit to its check).
 
 The payloads are made here byte by byte (docs/mqtt.md, "the data payload"), since the
 gateway's encoder refuses to make them."""
@@ -25,7 +25,8 @@ from edge_agent.contract.wire import MAX_MS
 from ingest_server.ingest import payload
 from ingest_server.ingest.check import Limits, check
 from ingest_server.ingest.gateway_keys import GatewayDirectory
-from ingest_server.ingest.payload import BatchV2, WireSample
+from ingest_server.ingest.payload import WireSample
+from ingest_server.ingest.payload_v2 import BatchV2
 from ingest_server.repo.gateways import enroll_public_key
 from tests.harness.ingest import ENT, GW, SITE, prepare
 
