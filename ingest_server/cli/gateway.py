@@ -13,7 +13,7 @@ from edge_agent.contract import identity
 from edge_agent.contract.secrets import read_secret
 from ingest_server.cli.common import db_args, migrated_connection
 from ingest_server.files import write_atomic
-from ingest_server.repo import gateways
+from ingest_server.repo import broker, gateways
 
 
 def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
@@ -178,13 +178,13 @@ def _broker_files(conn: Any, args: argparse.Namespace) -> None:
             raise ValueError(f"--server-user {spec!r}: write NAME=PASSWORD_FILE")
         users[name] = read_secret(Path(file), "password").decode()
     if args.dynsec is not None:
-        doc = gateways.dynamic_security(conn, users, share_group=args.share_group)
+        doc = broker.dynamic_security(conn, users, share_group=args.share_group)
         _write_secret(args.dynsec, json.dumps(doc, indent=2) + "\n")
         n = len(doc["clients"]) - len(users)
         print(f"{args.dynsec}: {n} gateway login(s), {len(users)} server login(s). Restart "
               "the broker: it reads this file at its start only")  # fmt: skip
     if args.passwd is not None:
-        passwd, acl = gateways.broker_files(conn, users)
+        passwd, acl = broker.broker_files(conn, users)
         _write_secret(args.passwd, passwd)
         _write_secret(args.acl, acl, 0o640)
         n = passwd.count("\n") - len(users)
@@ -225,7 +225,7 @@ def _bundle(conn: Any, args: argparse.Namespace, ident: gateways.Identity) -> No
         "  ingest-server gateway broker-files --dynsec /etc/mosquitto/dynamic-security.json "
         "--server-user ingest=/etc/factory-evidence/mqtt.password"
     )
-    kinds = ",".join(gateways.GATEWAY_KINDS)
+    kinds = ",".join(broker.GATEWAY_KINDS)
     print("the broker will allow it only:", file=sys.stderr)
     print(f"  login {ident.username} with client id {ident.username}\n"
           f"  publish {ident.prefix}/{{{kinds}}}\n"

@@ -23,7 +23,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest_server.repo.gateways import add_gateway, dynamic_security
+from ingest_server.repo.broker import dynamic_security
+from ingest_server.repo.gateways import add_gateway
 from tests.harness.broker import DYNSEC_PLUGINS, dynsec_plugin, mosquitto_binary
 from tests.harness.kpi import prepare_kpi
 from tests.harness.netutil import free_port
