@@ -15,7 +15,7 @@ is chosen by an exception's kind, never by its message.
     │   ├── UnknownProcessError           repo.equipment
     │   └── TsaCertificateError           evidence.timestamp
     ├── NotFoundError            no such enterprise, report... (API 404, CLI exit 2)
-    │   ├── EnterpriseNotFoundError       repo.enterprises   (an entry, an edit, a report)
+    │   ├── EnterpriseNotFoundError       repo.registry_model (an entry, an edit, a report)
     │   │   └── UnknownEnterpriseError    kpi.records        (a report: also ReportError)
     │   └── UnknownEquipmentError         repo.equipment
     ├── UnavailableError         the database or broker cannot be used (API 503, CLI exit 1)

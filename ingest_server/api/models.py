@@ -234,10 +234,24 @@ class ReportIn(BaseModel):
     coverage_threshold: float = Field(default=0.8, gt=0, le=1)
 
 
+class BundleSummaryPublic(BaseModel):
+    """A report's evidence bundle as kept with it (`GET /reports/{id}/bundle` downloads it)."""
+
+    present: bool = Field(description="false: no bundle to download (`error` says why)")
+    bytes: int | None = Field(default=None, description="the zip's size")
+    sha256: str | None = Field(default=None, description="the zip's SHA-256, hex")
+    samples: int | None = Field(default=None, description="raw samples it holds")
+    error: str | None = Field(
+        default=None, description="why it is unavailable (the build failed, or the report "
+        "was issued before bundles were kept)",
+    )  # fmt: skip
+
+
 class ReportIssuedPublic(BaseModel):
     id: str
     period: dict[str, Any] = Field(description="the report's `period`")
     kpis: list[dict[str, Any]] = Field(description="the report's `kpis`")
+    bundle: BundleSummaryPublic
 
 
 class ReportSummaryPublic(BaseModel):
@@ -248,6 +262,7 @@ class ReportSummaryPublic(BaseModel):
     created_at: dt.datetime
     created_by: str
     key_id: str | None
+    bundle: BundleSummaryPublic
 
 
 class SigningKeyPublic(BaseModel):

@@ -4,6 +4,7 @@
                          [--baseline-from D --baseline-to D] [--html F] [--xlsx F]
                          [--bundle F.zip]
     ingest-server verify r.json [--dsn DSN] [--public-key server.pub]
+    ingest-server verify bundle.zip --trust trust.json [--json] [--lang zh|en]  (verifier.py)
     ingest-server render r.json [--html F] [--xlsx F]
     ingest-server keys export [--out server.pub] | rotate [--compromised] | list
     ingest-server production add --enterprise E --from D --to D --output N --value-added X
@@ -12,7 +13,8 @@
 
 Exit codes: 0 ok (verify: signature valid and every figure recomputed equal), 3 verify
 found a bad signature, an untrusted key or a difference, 2 bad arguments or input, 1 the
-database could not be used.
+database could not be used; a bundle checked with --trust also 4 (incomplete: a check
+could not be run), cli/verifier.py.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 import psycopg
 
+from ingest_server.cli import verifier
 from ingest_server.cli.common import db_args, migrated_connection, resolve_dsn, signing_key_path
 from ingest_server.db.schema import migrate
 from ingest_server.evidence import bundle
@@ -49,9 +52,9 @@ from ingest_server.reference.factors import (
     emission_table,
     energy_table,
 )
-from ingest_server.repo import production, reports
+from ingest_server.repo import production, report_bundles, reports
 
-VERIFY_FAILED = 3
+VERIFY_FAILED = verifier.VERIFY_FAILED
 
 
 def _date(text: str) -> dt.date:
@@ -118,14 +121,14 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
         help="also write the evidence bundle (zip: the report, raw samples, ledger, registry "
         "and its audit trail, entries, factors, keys, anchors; docs/evidence.md)",
     )  # fmt: skip
+    rep.add_argument(
+        "--no-bundle", action="store_true",
+        help="store the signed report without its evidence bundle (by default one is built "
+        "and kept with it for the console: about 5 s a million samples, all of them held in "
+        "memory while it is built)",
+    )  # fmt: skip
 
-    ver = sub.add_parser("verify", help="check a report's signature and recompute it")
-    ver.add_argument("report", type=Path)
-    ver.add_argument("--dsn", help="recompute every KPI from the raw samples in this database")
-    ver.add_argument("--data-dir", type=Path, help="recompute on the embedded server's data")
-    ver.add_argument("--public-key", type=Path, help="the server's exported public key (PEM)")
-    ver.add_argument("--json", action="store_true", help="the verdict as JSON")
-    ver.add_argument("-v", "--verbose", action="store_true")
+    verifier.add_verify_parser(sub)  # a report, or with --trust a bundle (cli/verifier.py)
 
     ren = sub.add_parser("render", help="render a report JSON as HTML and/or XLSX")
     ren.add_argument("report", type=Path)
@@ -184,6 +187,26 @@ def _render(doc: dict[str, Any], html: Path | None, xlsx: Path | None) -> None:
         print(f"wrote {xlsx}", file=sys.stderr)
 
 
+def _keep_bundle(conn: psycopg.Connection, doc: dict[str, Any], made: bundle.Bundle | None) -> None:
+    """The stored report's bundle kept with it (the console lists it, a verifier downloads
+    it): the one of --bundle, else built now in the report's snapshot. A bundle that cannot
+    be built leaves the report stored, with the reason recorded and said here."""
+
+    def build(path: Path) -> int:
+        b = made
+        if b is None:  # report.json: the report's bytes as --out writes them
+            text = json.dumps(doc, ensure_ascii=False, indent=1)
+            b = bundle.collect(conn, doc, (text + "\n").encode())
+        bundle.write(path, b)
+        return b.samples
+
+    kept = report_bundles.keep(conn, report_id=doc["report_id"], build=build)
+    if kept is None or kept.sha256 is None:
+        why = "it could not be recorded" if kept is None else kept.error
+        print(f"warning: report {doc['report_id']} is stored without its evidence bundle: "
+              f"{why}", file=sys.stderr)  # fmt: skip
+
+
 def cmd_report(args: argparse.Namespace) -> int:
 
     check_period(args.date_from, args.date_to, args.baseline_from, args.baseline_to)
@@ -213,6 +236,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 evidence = bundle.collect(conn, doc, (text + "\n").encode())
             if key is not None:
                 reports.store_report(conn, doc, created_by=f"cli:{getpass.getuser()}")
+                if evidence is not None or not args.no_bundle:
+                    _keep_bundle(conn, doc, evidence)
     finally:
         if pg is not None:
             pg.release()
@@ -245,7 +270,8 @@ def _read_report(path: Path) -> dict[str, Any]:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-
+    if args.trust is not None or args.lang is not None:  # a bundle, offline (verifier.py)
+        return verifier.cmd_verify_bundle(args)
     doc = _read_report(args.report)
     trusted = load_public_key(args.public_key) if args.public_key else None
     if args.dsn is None and args.data_dir is None:

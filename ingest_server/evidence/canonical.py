@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ingest_server.errors import InvalidInputError
-from ingest_server.evidence.keys import key_id
+from ingest_server.evidence.algorithms import key_id
 from ingest_server.kpi.records import ReportError
 
 # The canonical form reports are signed over now; a signature block without

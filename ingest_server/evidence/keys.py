@@ -2,12 +2,12 @@
 0600), re-read by a long-running server when `ingest-server keys rotate` replaces it
 (`SigningKeyFile`). Its public key is registered in `signing_keys` (repo/reports.py) so
 that a verifier with database access trusts a report's key by id, also after a rotation;
-it can be exported (`public_pem`) for verifiers without database access.
+it can be exported (`public_pem`) for verifiers without database access. A key's id
+(`key_id`) is evidence/algorithms.py's, importable from here too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -19,17 +19,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from ingest_server.errors import InvalidInputError
+from ingest_server.evidence.algorithms import key_id
 from ingest_server.files import write_temp
 from ingest_server.repo import reports
+
+__all__ = [
+    "SigningKeyError", "SigningKeyFile", "key_id", "load_or_create_key", "load_public_key",
+    "public_pem", "register_key", "rotate_key",
+]  # fmt: skip
 
 
 class SigningKeyError(InvalidInputError):
     """The signing key cannot be read or written; the message says what to do."""
-
-
-def key_id(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:

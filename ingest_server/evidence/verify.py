@@ -15,20 +15,18 @@ Every failed verdict carries machine-readable reasons (`Reason.code`), root caus
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
-import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ingest_server.evidence.canonical import CanonicalFormError, canonical
-from ingest_server.evidence.keys import key_id
+from ingest_server.evidence import signature
+
+# the pure halves (no database) are evidence/compare.py and evidence/signature.py; these
+# names stay importable from here
+from ingest_server.evidence.compare import Check, close, compare
 from ingest_server.evidence.received import Arrivals, compare_received
 from ingest_server.evidence.report import (
     Request,
@@ -37,6 +35,7 @@ from ingest_server.evidence.report import (
     fetch_baseline,
     snapshot,
 )
+from ingest_server.evidence.signature import TrustedKey, parse_report
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.fetch import fetch_inputs
 from ingest_server.kpi.results import FORMAT
@@ -48,13 +47,10 @@ from ingest_server.reference.factors import (
 )
 from ingest_server.repo import reports
 
-
-@dataclass(slots=True)
-class Check:
-    item: str
-    claimed: Any
-    recomputed: Any
-    ok: bool
+__all__ = [
+    "Check", "Reason", "TrustedKey", "Verdict", "check_signature", "close", "compare",
+    "parse_report", "reasons", "verdict_json", "verify",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,34 +109,6 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
     }
 
 
-def parse_report(data: bytes | str, where: str = "the report") -> dict[str, Any]:
-    """A report file's JSON, refused with a message that says what is wrong: not UTF-8,
-    not JSON, not an object, NaN or Infinity (not JSON), a key given twice (which of the
-    two did the signer mean?)."""
-
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{where} holds {name}, which is not JSON: it cannot be a report")
-
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in pairs:
-            if k in out:
-                raise ValueError(f"{where} gives the key {k!r} twice: it cannot be a report")
-            out[k] = v
-        return out
-
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        doc = json.loads(text, parse_constant=no_constant, object_pairs_hook=unique)
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{where} is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{where} is not a report: a JSON object was expected")
-    return doc
-
-
 def _generated_at(doc: dict[str, Any]) -> dt.datetime | None:
     try:
         made = dt.datetime.fromisoformat(str(doc.get("generated_at")))
@@ -152,64 +120,41 @@ def _generated_at(doc: dict[str, Any]) -> dt.datetime | None:
 def check_signature(
     doc: dict[str, Any],
     *,
-    trusted: Ed25519PublicKey | None = None,
+    trusted: Ed25519PublicKey | TrustedKey | None = None,
     conn: psycopg.Connection | None = None,
 ) -> tuple[bool, bool, str]:
-    """(valid, trusted, what to say)."""
-    sig = doc.get("signature")
-    if not isinstance(sig, dict) or sig.get("algorithm") != "Ed25519":
-        return False, False, "INVALID: the report has no Ed25519 signature"
-    try:
-        body = canonical(doc, sig.get("canonicalization"))
-    except CanonicalFormError as exc:
-        return False, False, f"INVALID: the signed content cannot be reproduced: {exc}"
-    try:
-        raw = base64.b64decode(sig["public_key"], validate=True)
-        public = Ed25519PublicKey.from_public_bytes(raw)
-        public.verify(base64.b64decode(sig["value"], validate=True), body)
-    except (InvalidSignature, ValueError, KeyError, TypeError):
-        return False, False, "INVALID: the signature does not match the report's content"
-    kid = key_id(public)
-    if kid != sig.get("key_id"):
-        return False, False, f"INVALID: key_id {sig.get('key_id')} is not the key's id {kid}"
-    if trusted is not None:
-        if key_id(trusted) != kid:
-            return (
-                False,
-                False,
-                (f"INVALID: signed by key {kid}, not by the trusted key {key_id(trusted)}"),
-            )
-        return True, True, f"valid, by the trusted key {kid}"
-    if conn is not None:
-        known = reports.get_key(conn, key_id=kid)
-        if known is None or known.public_key != raw:
-            return False, False, f"INVALID: key {kid} is not among this server's signing keys"
-        retired, revoked = known.retired_at, known.revoked_at
-        if revoked is not None:
+    """(valid, trusted, what to say): evidence/signature.py's check against `trusted`;
+    without it but with `conn`, against the database's signing keys."""
+    if trusted is not None or conn is None:
+        return signature.check_signature(doc, trusted=trusted)
+    ok, _, text = signature.check_signature(doc)
+    if not ok:
+        return False, False, text
+    key = signature.signed_key(doc)
+    if key is None:  # not reached: a valid signature names its key
+        return False, False, text
+    kid = key.key_id
+    known = reports.get_key(conn, key_id=kid)
+    if known is None or known.public_key != key.public_key:
+        return False, False, f"INVALID: key {kid} is not among this server's signing keys"
+    retired, revoked = known.retired_at, known.revoked_at
+    if revoked is not None:
+        return True, False, (
+            f"signature valid, but key {kid} was revoked on {revoked.isoformat()} "
+            "(compromised): the report is not trusted; issue it again with the new key"
+        )  # fmt: skip
+    if retired is not None:
+        made = _generated_at(doc)
+        if made is None or made >= retired:
             return True, False, (
-                f"signature valid, but key {kid} was revoked on {revoked.isoformat()} "
-                "(compromised): the report is not trusted; issue it again with the new key"
+                f"signature valid, but key {kid} was retired on {retired.isoformat()} "
+                f"and the report says it was made {doc.get('generated_at')}: not trusted"
             )  # fmt: skip
-        if retired is not None:
-            made = _generated_at(doc)
-            if made is None or made >= retired:
-                return True, False, (
-                    f"signature valid, but key {kid} was retired on {retired.isoformat()} "
-                    f"and the report says it was made {doc.get('generated_at')}: not trusted"
-                )  # fmt: skip
-            return True, True, (
-                f"valid, by server key {kid} (signing_keys; retired on "
-                f"{retired.date().isoformat()}, after this report was made)"
-            )  # fmt: skip
-        return True, True, f"valid, by server key {kid} (signing_keys)"
-    return (
-        True,
-        False,
-        (
-            f"valid for the key in the report ({kid}), which is not checked against a trusted "
-            "key: pass --public-key (the server's exported key) or --dsn"
-        ),
-    )
+        return True, True, (
+            f"valid, by server key {kid} (signing_keys; retired on "
+            f"{retired.date().isoformat()}, after this report was made)"
+        )  # fmt: skip
+    return True, True, f"valid, by server key {kid} (signing_keys)"
 
 
 def _request_of(doc: dict[str, Any]) -> tuple[Request, dt.datetime]:
@@ -231,14 +176,6 @@ def _request_of(doc: dict[str, Any]) -> tuple[Request, dt.datetime]:
     )
     as_of = dt.datetime.fromisoformat(doc["period"]["as_of"].replace("Z", "+00:00"))
     return req, as_of
-
-
-def close(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-        return bool(a == b)
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-6)
-    return bool(a == b)
 
 
 def verify(
@@ -359,93 +296,3 @@ def reasons(doc: dict[str, Any], v: Verdict) -> list[Reason]:
         ))  # fmt: skip
     out.extend(Reason("factors_differ", p) for p in v.problems)
     return out
-
-
-_EQUIPMENT_FIELDS = (
-    "coverage", "delivered_data", "nc_measured", "availability", "effectiveness",
-    "quality_ratio", "oee", "utilisation", "mtbf_s", "mttr_s", "down_events",
-)  # fmt: skip
-_METER_FIELDS = ("quantity", "coverage", "rollovers", "resets", "tce", "tco2")
-
-
-def compare(claimed: dict[str, Any], again: dict[str, Any]) -> Iterator[Check]:
-    """Every KPI (with its gateway-signed share), equipment figure, meter figure and the
-    samples by gateway and origin: claimed vs recomputed.
-
-    The claimed document is read as it is, entry by entry, not parsed into `Kpi`: a
-    figure that is not a number (tampered, or written by another program) is a mismatch
-    to report with the value it holds, not a document to refuse or a value to convert."""
-    yield from _compare_kpis(claimed["kpis"], again["kpis"])
-    for section, fields, extra in (
-        ("equipment", _EQUIPMENT_FIELDS, ("parts", "time")),
-        ("meters", _METER_FIELDS, ()),
-    ):
-        mine = {x["id"]: x for x in again[section]}
-        for x in claimed[section]:
-            y = mine.pop(x["id"], None)
-            if y is None:
-                yield Check(f"{section} {x['id']}", "present", "absent", False)
-                continue
-            for f in fields:
-                if not close(x.get(f), y.get(f)):
-                    yield Check(f"{section} {x['id']} {f}", x.get(f), y.get(f), False)
-            for sub in extra:
-                a, b = x.get(sub) or {}, y.get(sub) or {}
-                for f in sorted(set(a) | set(b)):
-                    if not close(a.get(f), b.get(f)):
-                        yield Check(f"{section} {x['id']} {sub}.{f}", a.get(f), b.get(f), False)
-        for extra_id in mine:
-            yield Check(f"{section} {extra_id}", "absent", "present", False)
-    if "attestation" in claimed:  # reports made before it have none: nothing claimed
-        yield from _compare_origin(claimed["attestation"], again["attestation"])
-
-
-def _compare_kpis(claimed: list[Any], again: list[dict[str, Any]]) -> Iterator[Check]:
-    """A check per KPI (its value); one more per differing gateway-signed figure."""
-    got = {k["id"]: k for k in again}
-    for k in claimed:
-        r = got.pop(k["id"], None)
-        value = None if r is None else r["value"]
-        yield Check(f"kpi {k['id']}", k["value"], value, r is not None and close(k["value"], value))
-        if r is not None:
-            yield from _differing(f"kpi {k['id']}", k, r, _ATTESTED_FIELDS)
-    for kid in got:
-        yield Check(f"kpi {kid}", None, got[kid]["value"], False)
-
-
-# a KPI's gateway-signed share and its counts, compared where the report states them
-_ATTESTED_FIELDS = ("attested", "samples", "samples_attested")
-_ORIGIN_FIELDS = ("samples", "attested", "not_attested", "share")
-
-
-def _differing(
-    item: str, claimed: Any, again: dict[str, Any], fields: tuple[str, ...]
-) -> Iterator[Check]:
-    """A check for each of `fields` the claim states and the recomputation differs in."""
-    if not isinstance(claimed, dict):
-        yield Check(item, claimed, "an object", False)
-        return
-    for f in fields:
-        if f in claimed and not close(claimed[f], again.get(f)):
-            yield Check(f"{item} {f}", claimed[f], again.get(f), False)
-
-
-def _compare_origin(claimed: Any, again: dict[str, Any]) -> Iterator[Check]:
-    """The report's samples by gateway and origin against the raw samples now. A
-    gateway's `contract` is not compared: it is the registry's at issue, and a gateway
-    enrolled for v2 since then does not make the report's counts wrong."""
-    yield from _differing("attestation", claimed, again, ("samples", "attested", "share"))
-    if not isinstance(claimed, dict):
-        return
-    entries = claimed.get("gateways")
-    mine = {(g["site"], g["gateway"]): g for g in again["gateways"]}
-    for g in entries if isinstance(entries, list) else []:
-        key = (g.get("site"), g.get("gateway")) if isinstance(g, dict) else (None, str(g))
-        name = f"attestation gateway {key[0]}/{key[1]}"
-        y = mine.pop(key, None)
-        if y is None:
-            yield Check(name, "present", "absent", False)
-            continue
-        yield from _differing(name, g, y, _ORIGIN_FIELDS)
-    for site, gw in mine:
-        yield Check(f"attestation gateway {site}/{gw}", "absent", "present", False)

@@ -27,7 +27,7 @@ from typing import Any
 from ingest_server.kpi.energy import INTENSITIES
 from ingest_server.kpi.records import DeviceKey, Inputs, SeriesOrigin
 from ingest_server.kpi.results import Kpi, ratio
-from ingest_server.repo.registry import CARRIER_ROLES
+from ingest_server.repo.registry_model import CARRIER_ROLES
 
 # KPIs whose `inputs` are equipment ids (the measured NC rate: processes in the process
 # industry)

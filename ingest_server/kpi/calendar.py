@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from ingest_server.repo.registry import CalendarDef, Shift, hhmm
+from ingest_server.repo.registry_model import CalendarDef, Shift, hhmm
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = 24 * 60

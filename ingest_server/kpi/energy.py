@@ -14,7 +14,7 @@ from ingest_server.kpi.labels import CARRIER_ZH
 from ingest_server.kpi.records import CounterSum, Inputs
 from ingest_server.kpi.results import Kpi, mean
 from ingest_server.reference.factors import EmissionTable, EnergyTable
-from ingest_server.repo.registry import CARRIER_ROLES
+from ingest_server.repo.registry_model import CARRIER_ROLES
 
 
 @dataclass(slots=True)

@@ -129,7 +129,7 @@ def compute(
             ],
         }
     kpis = attest(kpis, inputs, baseline)
-    return {
+    doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "report_id": report_id or str(uuid.uuid4()),
@@ -158,3 +158,6 @@ def compute(
         "quality": _quality(inputs),
         "attestation": origin_summary(inputs),
     }
+    if inputs.registry_audit is not None:  # the trail as the registry was read (kpi/plant.py)
+        doc["registry_audit"] = inputs.registry_audit
+    return doc

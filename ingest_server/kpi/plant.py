@@ -1,16 +1,18 @@
 """The declared side of a KPI computation: the period in each site's time zone, and the
 plant the registry holds (enterprise, sites and their calendars, equipment, meters,
-production entries) as the records of kpi/records.py. What was measured is fetched on
-top of these (kpi/fetch.py).
+production entries) as the records of kpi/records.py, with the equipment audit trail as
+the registry was read (what the report signs of it, `registry_audit`). What was measured
+is fetched on top of these (kpi/fetch.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import psycopg
 
+from ingest_server.kpi.columnar import audit_block
+from ingest_server.kpi.edges import local_period
 from ingest_server.kpi.period import check_period
 from ingest_server.kpi.records import (
     DeviceKey,
@@ -21,22 +23,9 @@ from ingest_server.kpi.records import (
     Site,
     UnknownEnterpriseError,
 )
-from ingest_server.repo import enterprises, plant
+from ingest_server.repo import audit, enterprises, plant
 from ingest_server.repo import production as production_entries
 from ingest_server.repo.registry import CalendarDef
-
-
-def local_period(
-    date_from: dt.date, date_to: dt.date, timezone: str, as_of: dt.datetime
-) -> tuple[dt.datetime, dt.datetime, bool]:
-    """[start, end) UTC of local dates from..to inclusive, end cut at as_of; partial?"""
-    tz = ZoneInfo(timezone)
-    start = dt.datetime.combine(date_from, dt.time(), tzinfo=tz).astimezone(dt.UTC)
-    end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), tzinfo=tz).astimezone(
-        dt.UTC
-    )
-    partial = as_of < end
-    return start, min(end, max(as_of, start)), partial
 
 
 def load_registry(
@@ -106,6 +95,11 @@ def load_registry(
     ]
     inputs = Inputs(ent, row["industry"], date_from, date_to, as_of, sites, equipment, meters)
     inputs.production = production
+    # the trail of the attributes just read, signed with the report (`registry_audit`)
+    read_at, trail = audit.equipment_trail(conn, enterprise=enterprise)
+    midnight = dt.datetime.combine(date_from, dt.time(), tzinfo=dt.UTC)
+    since = min((s.start for s in sites), default=midnight)
+    inputs.registry_audit = audit_block(trail, read_at, since)
     gw_names = plant.gateway_names(conn)
     for dev in devices_of(inputs):
         inputs.device_names[dev] = f"{gw_names.get(dev[0], dev[0])}/{dev[1]}"

@@ -18,8 +18,7 @@ from dataclasses import dataclass, field
 
 from ingest_server.errors import InvalidInputError
 from ingest_server.kpi.timemodel import Interval
-from ingest_server.repo.enterprises import EnterpriseNotFoundError
-from ingest_server.repo.registry import CalendarDef
+from ingest_server.repo.registry_model import CalendarDef, EnterpriseNotFoundError
 
 DeviceKey = tuple[int, str]
 # the agent's default heartbeat: tag coverage expects one sample per heartbeat
@@ -148,6 +147,9 @@ class Inputs:
     # stays theirs): counted from the raw samples both ways, recomputed at verification
     origins: list[SeriesOrigin] = field(default_factory=list)
     gateways: dict[int, GatewayRef] = field(default_factory=dict)
+    # the equipment audit trail as the registry was read (kpi/columnar.py audit_block):
+    # signed as the report's `registry_audit`, not an input row either
+    registry_audit: dict[str, object] | None = None
 
     def site(self, site_id: str) -> Site:
         return next(s for s in self.sites if s.id == site_id)

@@ -10,13 +10,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from ingest_server.errors import NotFoundError
+# defined with the registry's pure model (kpi/records.py needs no database driver), and
+# re-exported: its importers keep importing it from here
+from ingest_server.repo.registry_model import (
+    EnterpriseNotFoundError as EnterpriseNotFoundError,  # noqa: PLC0414
+)
 
 _ENTERPRISE = "SELECT id, name, name_en, credit_code, industry FROM enterprises"
-
-
-class EnterpriseNotFoundError(NotFoundError):
-    """Asked about an enterprise the registry does not hold (API 404, CLI exit 2)."""
 
 
 def list_enterprises(conn: psycopg.Connection) -> list[dict[str, Any]]:

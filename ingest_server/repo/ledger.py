@@ -69,7 +69,7 @@ def site_windows(
     conn: psycopg.Connection, *, enterprise: str, date_from: dt.date, date_to: dt.date
 ) -> dict[str, tuple[dt.datetime, dt.datetime]]:
     """Each site's [start, end) of local dates from..to inclusive, in UTC (as a report's
-    period: kpi/plant.py local_period)."""
+    period: kpi/edges.py local_period)."""
     rows = conn.execute(
         "SELECT id, timezone FROM sites WHERE enterprise_id = %s", (enterprise,)
     ).fetchall()

@@ -22,6 +22,7 @@ api/app.py), all under /api/v1:
                   POST  /enterprises/{e}/reports                 issue, sign and keep a report
                   GET   /enterprises/{e}/reports                 the issued reports
                   GET   /reports/{report_id}                     one, as issued (json|html|xlsx)
+                  GET   /reports/{report_id}/bundle              its evidence bundle (zip)
                   POST  /reports/{report_id}/verify              claimed vs recomputed
                   POST  /reports/verify                          a posted report file, verified
                   GET   /keys                                    the public signing keys

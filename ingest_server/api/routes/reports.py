@@ -4,36 +4,50 @@ the public keys that sign them.
     GET  /api/v1/enterprises/{e}/report?from=D&to=D[&baseline_from=D&baseline_to=D]
          [&coverage_threshold=0.8][&format=json|html|xlsx]   a signed evidence report
     POST /api/v1/enterprises/{e}/reports                      issue, sign and keep a report
-    GET  /api/v1/enterprises/{e}/reports                      the issued reports
+                                                              with its evidence bundle
+    GET  /api/v1/enterprises/{e}/reports                      the issued reports, bundles
     GET  /api/v1/reports/{report_id}[?format=json|html|xlsx]  one, as issued
+    GET  /api/v1/reports/{report_id}/bundle                   its evidence bundle (zip)
     POST /api/v1/reports/{report_id}/verify                   claimed vs recomputed
     POST /api/v1/reports/verify                               a report file: claimed vs recomputed
     GET  /api/v1/keys                                         the public signing keys
 
 Both verdicts carry the report's `paper` mark (evidence/qr.py: id, report digest, QR text
 and the QR as an SVG data URI), so the console shows what the printed copy must show.
+
+An issued report's bundle (evidence/bundle.py) is built in the report's snapshot and kept
+with it (repo/report_bundles.py); when it cannot be built the report is issued all the
+same and the list says why. Whoever may read the enterprise's reports (its verifier
+included) downloads it; a verifier checks it offline with `ingest-server verify FILE
+--trust trust.json`, the trust file from the enrolment visit, never one from this server.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import psycopg
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from psycopg_pool import ConnectionPool
 
 from ingest_server.api.auth import ApiError, Caller, forbidden
-from ingest_server.api.deps import Conn, Enterprise, KeyFile, Reading, writing
+from ingest_server.api.deps import Conn, Enterprise, KeyFile, Pool, Reading, writing
 from ingest_server.api.models import (
+    BundleSummaryPublic,
     ReportIn,
     ReportIssuedPublic,
     ReportSummaryPublic,
     SigningKeyPublic,
 )
 from ingest_server.api.params import Day, check_period
+from ingest_server.evidence import bundle
 from ingest_server.evidence.qr import paper_json
 from ingest_server.evidence.render_html import render_html
 from ingest_server.evidence.render_xlsx import render_xlsx
@@ -41,6 +55,7 @@ from ingest_server.evidence.report import Request as ReportRequest
 from ingest_server.evidence.report import make_report
 from ingest_server.evidence.verify import parse_report, verdict_json, verify
 from ingest_server.kpi.engine import Parameters
+from ingest_server.repo import report_bundles
 from ingest_server.repo import reports as reports_repo
 from ingest_server.repo.accounts import Principal
 
@@ -112,22 +127,65 @@ def issue_report(e: Issuing, keyfile: KeyFile, body: ReportIn) -> ReportIssuedPu
         e.id, body.period_from, body.period_to, body.baseline_from, body.baseline_to,
         params=Parameters(coverage_threshold=body.coverage_threshold),
     )  # fmt: skip
-    doc = make_report(e.conn, req, key=keyfile.get(e.conn))
-    reports_repo.store_report(e.conn, doc, created_by=e.caller.name)
-    return ReportIssuedPublic(id=doc["report_id"], period=doc["period"], kpis=doc["kpis"])
+    # the report, its record and its bundle from one snapshot, committed together
+    with bundle.one_snapshot(e.conn):
+        doc = make_report(e.conn, req, key=keyfile.get(e.conn))
+        reports_repo.store_report(e.conn, doc, created_by=e.caller.name)
+        kept = report_bundles.keep(
+            e.conn, report_id=doc["report_id"], build=bundle_builder(e.conn, doc)
+        )
+    return ReportIssuedPublic(
+        id=doc["report_id"], period=doc["period"], kpis=doc["kpis"], bundle=_summary(kept)
+    )
+
+
+def bundle_builder(conn: psycopg.Connection, doc: dict[str, Any]) -> Callable[[Path], int]:
+    """What report_bundles.keep calls: the signed report's bundle, read from `conn` (in the
+    report's snapshot), written at the path it is given; its sample count."""
+
+    def build(path: Path) -> int:
+        # report.json: the report's bytes as `ingest-server report --out` writes them
+        text = json.dumps(doc, ensure_ascii=False, indent=1) + "\n"
+        made = bundle.collect(conn, doc, text.encode())
+        bundle.write(path, made)
+        return made.samples
+
+    return build
+
+
+_NO_BUNDLE = (
+    "issued without its evidence bundle (before bundles were kept with reports, or by "
+    "`report --no-bundle`)"
+)
+
+
+def _summary(b: report_bundles.StoredBundle | None) -> BundleSummaryPublic:
+    if b is None:
+        return BundleSummaryPublic(present=False, error=_NO_BUNDLE)
+    if b.sha256 is None:
+        return BundleSummaryPublic(present=False, error=b.error or "not built")
+    return BundleSummaryPublic(present=True, bytes=b.bytes, sha256=b.sha256, samples=b.samples)
 
 
 @router.get("/enterprises/{enterprise}/reports", response_model=list[ReportSummaryPublic])
 def reports(e: Reading) -> list[dict[str, Any]]:
-    return reports_repo.list_reports(e.conn, enterprise=e.id)
+    kept = report_bundles.summaries(e.conn, enterprise=e.id)
+    return [
+        {**r, "bundle": _summary(kept.get(r["id"]))}
+        for r in reports_repo.list_reports(e.conn, enterprise=e.id)
+    ]
 
 
 def _stored(caller: Principal, conn: psycopg.Connection, report_id: str) -> dict[str, Any]:
     doc = reports_repo.load_report(conn, report_id)
     if doc is None or not caller.may_read(doc["enterprise"]["id"]):
         # the same answer whether it does not exist or is someone else's
-        raise ApiError(404, "not_found", f"no report {report_id!r} for this account")
+        raise _not_found(report_id)
     return doc
+
+
+def _not_found(report_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no report {report_id!r} for this account")
 
 
 @router.get("/reports/{report_id}", response_model=None)
@@ -135,6 +193,50 @@ def stored_report(
     caller: Caller, conn: Conn, report_id: str, format: Format = "json"
 ) -> Response | dict[str, Any]:
     return _rendered(_stored(caller, conn, report_id), format)
+
+
+_ZIP_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the bundle zip; its SHA-256 in X-Content-SHA256",
+        "headers": {"X-Content-SHA256": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("/reports/{report_id}/bundle", response_class=Response, responses=_ZIP_ANSWER)
+def report_bundle(caller: Caller, pool: Pool, report_id: str) -> Response:
+    """The evidence bundle kept with an issued report, as a zip, for whoever may read the
+    enterprise's reports (its verifier included). 404, the same answer, for an unknown id
+    and another enterprise's report; 404 naming the reason when the bundle was not built."""
+    with pool.connection() as conn:
+        b = report_bundles.stored(conn, report_id)
+        if b is None:
+            _stored(caller, conn, report_id)  # unknown or someone else's: 404 not_found
+            raise ApiError(404, "bundle_unavailable", f"report {report_id}: {_NO_BUNDLE}")
+        if not caller.may_read(b.enterprise):
+            raise _not_found(report_id)  # the same answer as for an unknown id
+    if b.sha256 is None or b.chunks is None:
+        raise ApiError(
+            404, "bundle_unavailable", f"report {report_id}: its bundle could not be built: "
+            f"{b.error}",
+        )  # fmt: skip
+    return StreamingResponse(
+        _pieces(pool, b.report_id, b.chunks),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="bundle-{b.report_id}.zip"',
+            "Content-Length": str(b.bytes),
+            "Cache-Control": "no-store",
+            "X-Content-SHA256": b.sha256,
+        },
+    )
+
+
+def _pieces(pool: ConnectionPool, report_id: str, count: int) -> Iterator[bytes]:
+    # a connection of its own, held while the answer is sent: the route's is back already
+    with pool.connection() as conn:
+        yield from report_bundles.chunks(conn, report_id=report_id, count=count)
 
 
 @router.post("/reports/{report_id}/verify")

@@ -54,6 +54,13 @@
     const d = digits ?? (a >= 1000 ? 0 : a >= 100 ? 1 : a >= 1 ? 2 : a === 0 ? 0 : 4);
     return Number(v).toLocaleString(S.lang === "zh" ? "zh-CN" : "en-US", { maximumFractionDigits: d, minimumFractionDigits: 0 });
   }
+  function bytesText(n) {
+    if (n === null || n === undefined) return "—";
+    if (n < 1024) return `${num(n, 0)} B`;
+    if (n < 1024 * 1024) return `${num(n / 1024, 1)} KB`;
+    if (n < 1024 ** 3) return `${num(n / 1024 ** 2, 1)} MB`;
+    return `${num(n / 1024 ** 3, 2)} GB`;
+  }
   const pct = (f) => (f === null || f === undefined ? "—" : `${num(f * 100, 1)} %`);
   const tz = () => (S.info[S.ent]?.sites?.[0]?.timezone) || "Asia/Shanghai";
   // wall-clock time at the site: plotly's date axes have no time zones
@@ -555,8 +562,23 @@
         { label: t("key"), get: (r) => h("code", {}, String(r.key_id).slice(0, 12)) },
         { label: t("download"), get: (r) => ["json", "html", "xlsx"].map((f) => h("button", { class: "link", style: "margin-right:8px",
           onclick: () => download(`/reports/${r.id}?format=${f}`, `report-${S.ent}-${r.period_from}-${r.period_to}.${f}`).catch((e) => msg.replaceChildren(errorBox(e))) }, f.toUpperCase())) },
+        { label: t("bundle"), get: bundleCell },
         { label: "", get: (r) => { const b = h("button", { class: "primary", "data-verify": r.id }, t("verify")); b.onclick = () => verifyBy(r.id, b); return b; } },
       ], rows, { id: "report-list", "data-count": rows.length }));
+    }
+    // the evidence bundle kept with a report: a download with its size and the first 16 hex
+    // digits of its SHA-256 (the whole hash as the tooltip), or why there is none
+    function bundleCell(r) {
+      const b = r.bundle || {};
+      if (!b.present) {
+        return h("span", { class: "bad", "data-bundle-cell": r.id, "data-bundle-missing": r.id, title: b.error || null },
+          t("bundle_unavailable"), b.error ? h("div", { class: "muted" }, b.error) : null);
+      }
+      return h("div", { "data-bundle-cell": r.id },
+        h("button", { class: "link", "data-bundle": r.id, title: t("bundle_title"),
+          onclick: () => download(`/reports/${r.id}/bundle`, `bundle-${r.id}.zip`).catch((e) => msg.replaceChildren(errorBox(e))) },
+          `${t("bundle")} · ${bytesText(b.bytes)}`),
+        h("div", { class: "muted" }, "SHA-256 ", h("code", { title: b.sha256 }, b.sha256.slice(0, 16))));
     }
     const gen = h("button", { class: "primary", "data-testid": "generate", onclick: async () => {
       gen.disabled = true; gen.textContent = t("generating"); msg.replaceChildren();
@@ -588,6 +610,7 @@
         periodOpen() ? h("span", { class: "bad", "data-testid": "period-open" }, `⚠ ${t("partial_report")}`) : null]
         : h("span", { class: "muted", "data-testid": "read-only" }, `${t("read_only")}: ${t("verifier_hint")}`)),
       msg, h("h2", {}, t("reports")), list,
+      h("p", { class: "muted", "data-testid": "bundle-hint" }, t("bundle_hint_1"), h("code", {}, "ingest-server verify FILE --trust trust.json"), t("bundle_hint_2")),
       h("div", { class: "panel row" }, h("label", {}, t("verify_file")), file), out);
     await refresh();
   }

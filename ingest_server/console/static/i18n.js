@@ -58,6 +58,9 @@ window.I18N = {
     reason_rows_changed: "输入数据与签发时不同；该报告由旧版本生成，无法区分迟到数据与被修改的采样",
     reason_figures_differ: "{n} 项数值与从原始采样重新计算的结果不一致",
     reason_factors_differ: "报告所附的折标系数或排放因子表与公布版本不同",
+    bundle: "证据包", bundle_unavailable: "证据包不可用", bundle_title: "下载证据包 (zip)：报告、原始采样、批次台账、登记与修改记录、时间戳",
+    bundle_hint_1: "核查员：下载证据包，在自己的电脑上离线核验：",
+    bundle_hint_2: "。trust.json 须是现场登记（注册走访）时交给您的信任文件，切勿使用从本服务器下载的文件。",
   },
   en: {
     app: "factory-evidence", app_sub: "Smart and green factory KPIs, measured and verifiable",
@@ -115,5 +118,8 @@ window.I18N = {
     reason_rows_changed: "the input rows differ from the report's; made by an older version, the report cannot tell late data from changed samples",
     reason_figures_differ: "{n} figure(s) differ from those recomputed from the raw samples",
     reason_factors_differ: "the coefficient or emission factor table in the report differs from the published one",
+    bundle: "Evidence bundle", bundle_unavailable: "bundle unavailable", bundle_title: "Download the evidence bundle (zip): the report, raw samples, batch ledger, registry and edits, time-stamps",
+    bundle_hint_1: "Verifiers: download the evidence bundle and check it offline on your own computer with ",
+    bundle_hint_2: ", where trust.json is the trust file handed to you at the enrolment visit, never one downloaded from this server.",
   },
 };

@@ -1,0 +1,537 @@
+"""The offline verifier's `kpis` check (evidence/offline.py): every KPI of the report
+recomputed from the bundle alone, and the declared side it stands on.
+
+    registry.json + equipment_audit.json --roll back to when the report read it--> plant
+        (the trail against the report's `registry_audit`: count, SHA-256, edits listed;
+         the rolled-back attributes against the report's equipment rows)
+    production.json --> entries (each one the report's, none entered after it)
+    factors.json    --> the report's tables, and the published ones this software knows
+    samples.parquet + series.parquet --kpi/columnar.py--> intervals, counters, coverage,
+        origins --kpi/engine.py compute--> the report again --verify.compare--> figures
+
+Pure: no database, no network; the bundle's members as bytes. Returns a `KpiCheck` the
+caller turns into the verdict's check (status, bilingual reasons, details).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from ingest_server.evidence.compare import compare
+from ingest_server.kpi.columnar import (
+    audit_block,
+    counter_sums,
+    ms_of,
+    ms_time,
+    state_intervals,
+    tag_cover,
+    trail_edit,
+)
+from ingest_server.kpi.edges import (
+    PRORATED_ROLES,
+    SeriesRef,
+    by_window,
+    is_counter,
+    local_period,
+    site_of,
+    state_devices,
+)
+from ingest_server.kpi.engine import Parameters, compute
+from ingest_server.kpi.records import (
+    Anomaly,
+    CounterSum,
+    Equipment,
+    GatewayRef,
+    Inputs,
+    Meter,
+    ProductionEntry,
+    SeriesOrigin,
+    Site,
+    TagCoverage,
+)
+from ingest_server.reference.factors import (
+    EMISSION_TABLES,
+    ENERGY_TABLES,
+    emission_from_json,
+    energy_from_json,
+)
+from ingest_server.repo.registry_model import CalendarDef
+
+MEMBERS = ("report.json", "registry.json", "equipment_audit.json", "production.json",
+           "factors.json", "series.parquet", "samples.parquet")  # fmt: skip
+_LISTED = 20  # differing figures listed in full; the rest are counted
+# an audited attribute and its key in registry.json's equipment (repo/equipment.py EDITABLE)
+_COLUMN = {"process": "process_id"}
+# the report's equipment row key -> registry.json's
+_ATTRIBUTES = {"name": "name", "name_en": "name_en", "process": "process_id", "nc": "nc",
+               "production": "production", "interface": "interface",
+               "ideal_cycle_time_s": "ideal_cycle_time_s"}  # fmt: skip
+_SAMPLE_COLUMNS = ["series_id", "ts", "value", "text", "quality", "batch_id"]
+
+
+@dataclass
+class KpiCheck:
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # code, zh, en
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def fail(self, code: str, zh: str, en: str) -> None:
+        self.failures.append((code, zh, en))
+
+
+def _when(text: Any) -> dt.datetime:
+    t = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)
+
+
+def _day(text: Any) -> dt.date:
+    return dt.date.fromisoformat(str(text))
+
+
+def check_kpis(files: Mapping[str, bytes]) -> KpiCheck:
+    """The `kpis` check over the bundle's members `files` (module docstring)."""
+    out = KpiCheck()
+    doc = json.loads(files["report.json"])
+    registry = json.loads(files["registry.json"])
+    trail = json.loads(files["equipment_audit.json"])
+    entries = json.loads(files["production.json"])
+    factors = json.loads(files["factors.json"])
+    block = doc.get("registry_audit")
+    read_at = _when(block["read_at"] if isinstance(block, dict) else doc["generated_at"])
+    _factors(out, doc, factors)
+    equipment = _trail(out, doc, registry, trail, block, read_at)
+    _production(out, doc, entries, read_at)
+    energy = energy_from_json(factors["energy"])
+    emission = emission_from_json(factors["emission"])
+    p = doc["parameters"]
+    params = Parameters(coverage_threshold=p["coverage_threshold"], heartbeat_s=p["heartbeat_s"],
+                        gap_after_s=p["gap_after_s"])  # fmt: skip
+    as_of = _when(doc["period"]["as_of"])
+    measured = Measured(files)
+    period = (_day(doc["period"]["from"]), _day(doc["period"]["to"]))
+    inputs = _inputs(registry, equipment, entries, period, as_of, measured, params)
+    base = doc.get("baseline") or None
+    baseline = None
+    if base:
+        bperiod = (_day(base["from"]), _day(base["to"]))
+        baseline = _inputs(registry, equipment, entries, bperiod, as_of, measured, params)
+    again = compute(
+        inputs, params=params, energy=energy, emission=emission,
+        partial=_partial(inputs), baseline=baseline,
+        baseline_partial=baseline is not None and _partial(baseline),
+        report_id=doc.get("report_id"), generated_at=as_of,
+    )  # fmt: skip
+    checks = list(compare(doc, again))
+    differ = [c for c in checks if not c.ok]
+    caused = [code for code, _, _ in out.failures]
+    cause = (f" (causes found above: {', '.join(dict.fromkeys(caused))})" if caused
+             else " (the bundle's samples do not give the report's figure)")  # fmt: skip
+    for i, c in enumerate(differ):
+        if i == _LISTED:
+            out.fail("more", f"另有 {len(differ) - _LISTED} 项数值不符未列出",
+                     f"and {len(differ) - _LISTED} more differing figure(s)")  # fmt: skip
+            break
+        out.fail("figure_differs",
+                 f"{c.item}: 报告为 {c.claimed!r}, 根据证据包重新计算为 {c.recomputed!r}",
+                 f"{c.item}: the report claims {c.claimed!r}, recomputed from the bundle "
+                 f"{c.recomputed!r}{cause}")  # fmt: skip
+    n, value = digest(inputs, baseline)
+    claimed = doc.get("digest") or {}
+    out.details.update({
+        "figures_compared": len(checks), "figures_differ": len(differ),
+        "differences": [{"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed}
+                        for c in differ],
+        "digest": {"claimed": claimed.get("value"), "claimed_rows": claimed.get("rows"),
+                   "recomputed": value, "recomputed_rows": n,
+                   "equal": (claimed.get("value"), claimed.get("rows")) == (value, n),
+                   "note": "informational: the report's digest is over the server's derived "
+                           "rows and its gateway numbers (gid), which a bundle does not carry; "
+                           "the figures above are the check"},
+        "samples_read": measured.n,
+    })  # fmt: skip
+    return out
+
+
+# -- factors ----------------------------------------------------------------------------
+
+
+def _factors(out: KpiCheck, doc: dict[str, Any], factors: dict[str, Any]) -> None:
+    """factors.json against the tables the report signed, and against the published ones."""
+    for name, known in (("energy", ENERGY_TABLES), ("emission", EMISSION_TABLES)):
+        mine = factors.get(name) or {}
+        signed = (doc.get("factors") or {}).get(name) or {}
+        version = mine.get("version")
+        published = known.get(str(version))
+        against: list[tuple[str, str, Any]] = [("报告签名的", "the report's signed", signed)]
+        if published is None:
+            out.fail("factor_unknown",
+                     f"{name} 系数表 {version} 不是本软件已知的公开版本 ({sorted(known)})",
+                     f"the {name} table {version} is not a published version this verifier "
+                     f"knows ({sorted(known)}): use a verifier that knows it")  # fmt: skip
+        else:
+            against.append(("公开的", "the published", published.as_json()))
+        for zh_what, what, table in against:
+            for where, a, b in _diff(mine, table):
+                out.fail("factor_differs",
+                         f"证据包的 {name} 系数表 {version} 在 {where} 与{zh_what}表不符: "
+                         f"{a!r} / {b!r}",
+                         f"factors.json's {name} table {version}, {where}: {a!r}, but "
+                         f"{what} table has {b!r}")  # fmt: skip
+
+
+def _diff(a: Any, b: Any, where: str = "") -> list[tuple[str, Any, Any]]:
+    """The places two JSON values differ, rows named by their index and content."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b))
+                for d in _diff(a.get(k), b.get(k), f"{where}.{k}" if where else k)]  # fmt: skip
+    if isinstance(a, list) and isinstance(b, list):
+        out = []
+        for i in range(max(len(a), len(b))):
+            x = a[i] if i < len(a) else None
+            y = b[i] if i < len(b) else None
+            row = x if isinstance(x, dict) else y
+            name = f"{where}[{i}]"
+            if isinstance(row, dict):
+                key = "/".join(str(row.get(k)) for k in ("carrier", "region", "year", "unit")
+                               if row.get(k) is not None)  # fmt: skip
+                name = f"{where}[{i}] ({key})"
+            out += _diff(x, y, name)
+        return out
+    if a == b and type(a) is type(b):
+        return []
+    return [(where, a, b)]
+
+
+# -- the edit trail and the registry as the report read it ------------------------------
+
+
+def _edit_text(e: Mapping[str, Any]) -> str:
+    return (f"edit {e['id']}: equipment {e['equipment']} {e['field']} {e['old']!r} -> "
+            f"{e['new']!r} by {e['account']} at {e['at']}")  # fmt: skip
+
+
+def _signed(out: KpiCheck, trail: list[dict[str, Any]], block: Any, read_at: dt.datetime) -> None:
+    """The bundle's trail against the one the report signed (`registry_audit`): each
+    listed edit, and the count and SHA-256 of all of them."""
+    if isinstance(block, dict):
+        mine = audit_block(trail, read_at, _when(block["since"]))
+        signed = {int(e["id"]): e for e in block.get("edits") or []}
+        have = {e["id"]: e for e in mine["edits"]}
+        for i in sorted(signed.keys() - have.keys()):
+            out.fail("edit_removed",
+                     f"报告签名的属性修改记录 {i} 不在证据包的修改记录中: {_edit_text(signed[i])}",
+                     f"{_edit_text(signed[i])}, signed in the report's registry_audit, is "
+                     "missing from equipment_audit.json: it was removed from the trail",
+                     )  # fmt: skip
+        for i in sorted(have.keys() - signed.keys()):
+            out.fail("edit_added",
+                     f"证据包的修改记录 {i} 不在报告签名的记录中: {_edit_text(have[i])}",
+                     f"{_edit_text(have[i])} is in equipment_audit.json but not among the "
+                     "edits the report signed: it was added to the trail")  # fmt: skip
+        for i in sorted(signed.keys() & have.keys()):
+            if json.dumps(signed[i], sort_keys=True) != json.dumps(have[i], sort_keys=True):
+                out.fail("edit_changed", f"修改记录 {i} 与报告签名的不同: {_edit_text(have[i])}",
+                         f"{_edit_text(have[i])} differs from the edit the report signed: "
+                         f"{_edit_text(signed[i])}")  # fmt: skip
+        if (mine["entries"], mine["sha256"]) != (block.get("entries"), block.get("sha256")):
+            out.fail("trail_differs",
+                     f"证据包的修改记录截至 {block['read_at']} 有 {mine['entries']} 条, "
+                     f"报告签名的是 "
+                     f"{block.get('entries')} 条 (SHA-256 不符): 修改记录被删改",
+                     f"equipment_audit.json holds {mine['entries']} edit(s) up to "
+                     f"{block['read_at']} (when the report read the registry), the report "
+                     f"signed {block.get('entries')} with another SHA-256: the trail was "
+                     "changed (an edit removed, added or altered)")  # fmt: skip
+        out.details["registry_audit"] = {k: block.get(k) for k in ("read_at", "entries", "since")}
+    else:
+        out.details["registry_audit"] = None  # a report made before it: the trail is unsigned
+
+
+def _trail(  # noqa: PLR0917 (one caller, each part named there)
+    out: KpiCheck,
+    doc: dict[str, Any],
+    registry: dict[str, Any],
+    trail: list[dict[str, Any]],
+    block: Any,
+    read_at: dt.datetime,
+) -> dict[str, dict[str, Any]]:
+    """The equipment as the report read it: registry.json (as the bundle was made) with
+    every later edit undone. Fails on a trail that is not the one the report signed
+    (an edit removed, added or changed), on an edit whose `new` is not the attribute it
+    left, and on attributes the rolled-back registry gives otherwise than the report."""
+    edits = sorted((trail_edit(e) for e in trail), key=lambda x: (_when(x["at"]), x["id"]))
+    out.details["edits"] = [{**x, "after_report": _when(x["at"]) > read_at} for x in edits]
+    _signed(out, trail, block, read_at)
+    equipment = {e["id"]: dict(e) for e in registry.get("equipment") or []}
+    for x in reversed([x for x in edits if _when(x["at"]) > read_at]):
+        row = equipment.get(x["equipment"])
+        col = _COLUMN.get(x["field"], x["field"])
+        if row is None or row.get(col) != x["new"]:
+            now = None if row is None else row.get(col)
+            out.fail("trail_inconsistent",
+                     f"{_edit_text(x)}: 登记表中该属性为 {now!r}, 与修改后的值不符",
+                     f"{_edit_text(x)}: the registry holds {now!r} there, not what the edit "
+                     "set: the trail does not account for the registry")  # fmt: skip
+        if row is not None:
+            row[col] = x["old"]
+    for r in doc.get("equipment") or []:
+        row = equipment.get(r.get("id"))
+        if row is None:
+            out.fail("equipment_unknown", f"报告中的设备 {r.get('id')} 不在证据包的登记表中",
+                     f"equipment {r.get('id')} of the report is not in registry.json")  # fmt: skip
+            continue
+        for key, col in _ATTRIBUTES.items():
+            mine_v, used = row.get(col), r.get(key)
+            if key in ("name_en",):
+                mine_v, used = mine_v or "", used or ""
+            if key in r and mine_v != used:
+                out.fail("attribute_differs",
+                         f"设备 {r['id']} 的 {key}: 按修改记录回溯到 {read_at.isoformat()} "
+                         f"的登记表为 "
+                         f"{mine_v!r}, 报告使用的是 {used!r}: 修改记录缺少一次修改",
+                         f"equipment {r['id']} {key}: the registry rolled back by the trail to "
+                         f"{read_at.isoformat()} gives {mine_v!r}, the report used {used!r}: "
+                         "an edit is missing from the trail, or the registry was changed "
+                         "without one")  # fmt: skip
+    return equipment
+
+
+# -- production entries ------------------------------------------------------------------
+
+
+def _production(
+    out: KpiCheck, doc: dict[str, Any], entries: list[dict[str, Any]], read_at: dt.datetime
+) -> None:
+    """Each entry of the report's period in production.json is one the report used, with
+    its figures; none was entered after the report read them."""
+    lo, hi = _day(doc["period"]["from"]), _day(doc["period"]["to"])
+    used = {int(r["id"]): r for r in doc.get("production") or []}
+    seen = set()
+    for p in entries:
+        name = (f"entry {p.get('id')} (entered by {p.get('entered_by')} at "
+                f"{p.get('entered_at')})")  # fmt: skip
+        late = p.get("entered_at") is not None and _when(p["entered_at"]) > read_at
+        if late:
+            out.fail("entry_after_report",
+                     f"产量录入 {name} 在报告读取数据 ({read_at.isoformat()}) 之后才录入",
+                     f"production {name} was entered after the report read its inputs "
+                     f"({read_at.isoformat()})")  # fmt: skip
+        if not (_day(p["period_from"]) <= hi and _day(p["period_to"]) >= lo):
+            continue  # the baseline's: its figures are recomputed, not listed in the report
+        seen.add(int(p["id"]))
+        r = used.get(int(p["id"]))
+        if r is None:
+            if not late:
+                out.fail("entry_not_in_report",
+                         f"产量录入 {name} 不在报告的输入中",
+                         f"production {name} is not among the report's inputs: it was added "
+                         "to the bundle")  # fmt: skip
+            continue
+        pairs = {"site": ("site_id", "site"), "from": ("period_from", "from"),
+                 "to": ("period_to", "to"), "output": ("output", "output"),
+                 "output_unit": ("output_unit", "output_unit"),
+                 "value_added_10k_cny": ("value_added_10k_cny", "value_added_10k_cny")}  # fmt: skip
+        for what, (mine_k, theirs_k) in pairs.items():
+            if p.get(mine_k) != r.get(theirs_k):
+                out.fail("entry_changed",
+                         f"产量录入 {name} 的 {what} 为 {p.get(mine_k)!r}, 报告使用的是 "
+                         f"{r.get(theirs_k)!r}",
+                         f"production {name}: {what} is {p.get(mine_k)!r}, the report used "
+                         f"{r.get(theirs_k)!r}")  # fmt: skip
+    for i in sorted(used.keys() - seen):
+        out.fail(
+            "entry_missing",
+            f"报告使用的产量录入 {i} 不在证据包中",
+            f"production entry {i}, which the report used, is not in production.json",
+        )
+    out.details["production_entries"] = len(entries)
+
+
+# -- the inputs ---------------------------------------------------------------------------
+
+
+class Measured:
+    """The bundle's samples as columns, sorted by (series, time), and its series."""
+
+    def __init__(self, files: Mapping[str, bytes]) -> None:
+        t = pq.read_table(io.BytesIO(files["samples.parquet"]), columns=_SAMPLE_COLUMNS)
+        t = t.sort_by([("series_id", "ascending"), ("ts", "ascending")])
+        self.n = t.num_rows
+        self.sid = t["series_id"].to_numpy(zero_copy_only=False).astype(np.int64)
+        self.ts = t["ts"].to_numpy(zero_copy_only=False).astype(np.int64)
+        self.value = pc.fill_null(t["value"], np.nan).to_numpy(zero_copy_only=False)
+        quality = pc.fill_null(t["quality"], 2).to_numpy(zero_copy_only=False)
+        self.good = (quality < 2) & pc.is_valid(t["value"]).to_numpy(zero_copy_only=False)
+        self.bad = quality >= 2
+        self.signed = pc.is_valid(t["batch_id"]).to_numpy(zero_copy_only=False)
+        self.text: pa.ChunkedArray = t["text"]
+        self.series = pq.read_table(io.BytesIO(files["series.parquet"])).to_pylist()
+
+    def span(self, sid: int) -> slice:
+        return slice(int(np.searchsorted(self.sid, sid, "left")),
+                     int(np.searchsorted(self.sid, sid, "right")))  # fmt: skip
+
+
+def _gids(registry: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """(site, gateway) -> the gateway's number: the registry's `gid` when the bundle gives
+    it, else its position (a key only: no figure depends on it)."""
+    rows = sorted(registry.get("gateways") or [], key=lambda g: (g["site_id"], g["id"]))
+    return {(g["site_id"], g["id"]): int(g.get("gid") or i + 1) for i, g in enumerate(rows)}
+
+
+def _inputs(  # noqa: PLR0917 (one caller, each part named there)
+    registry: dict[str, Any],
+    equipment: dict[str, dict[str, Any]],
+    entries: list[dict[str, Any]],
+    period: tuple[dt.date, dt.date],
+    as_of: dt.datetime,
+    m: Measured,
+    params: Parameters,
+) -> Inputs:
+    date_from, date_to = period
+    gids = _gids(registry)
+    calendars = {c["id"]: c["definition"] for c in registry.get("calendars") or []}
+    sites = []
+    for s in registry.get("sites") or []:
+        start, end, _ = local_period(date_from, date_to, s["timezone"], as_of)
+        cal = calendars.get(s.get("calendar_id"))
+        calendar = None if cal is None else CalendarDef.model_validate({"id": "c", **cal})
+        sites.append(Site(s["id"], s["name"], s.get("name_en") or "", s["timezone"],
+                          s["grid_region"], calendar, start, end))  # fmt: skip
+    processes = {p["id"]: p for p in registry.get("processes") or []}
+
+    def device(x: dict[str, Any]) -> tuple[int, str] | None:
+        gid = gids.get((str(x["site_id"]), str(x.get("gateway_id"))))
+        return None if gid is None or x.get("device") is None else (gid, x["device"])
+
+    eqs = []
+    for e in sorted(equipment.values(), key=lambda e: e["id"]):
+        p = processes.get(e.get("process_id")) or {}
+        eqs.append(Equipment(
+            id=e["id"], name=e["name"], name_en=e.get("name_en") or "", site=e["site_id"],
+            process=e.get("process_id"), process_name=p.get("name") or "",
+            process_name_en=p.get("name_en") or "", key_process=bool(p.get("key_process")),
+            nc=e["nc"], production=e["production"], interface=e.get("interface"),
+            ideal_cycle_time_s=e.get("ideal_cycle_time_s"), device=device(e),
+        ))  # fmt: skip
+    meters = [
+        Meter(x["id"], x.get("name") or "", x.get("name_en") or "", x["site_id"], x["carrier"],
+              x["unit"], x.get("parent_id"), device(x))
+        for x in sorted(registry.get("meters") or [], key=lambda x: x["id"])
+    ]  # fmt: skip
+    ent = registry["enterprise"]
+    inputs = Inputs({k: ent.get(k) for k in ("id", "name", "name_en", "credit_code")},
+                    ent["industry"], date_from, date_to, as_of, sites, eqs, meters)  # fmt: skip
+    inputs.production = [
+        ProductionEntry(int(p["id"]), p.get("site_id"), _day(p["period_from"]),
+                        _day(p["period_to"]), p.get("output"), p["output_unit"],
+                        p.get("value_added_10k_cny"), p.get("note") or "")
+        for p in sorted(entries, key=lambda p: int(p["id"]))
+        if _day(p["period_from"]) <= date_to and _day(p["period_to"]) >= date_from
+    ]  # fmt: skip
+    names = {gid: gw for (_, gw), gid in gids.items()}
+    devices = sorted({d for d in [*(e.device for e in eqs), *(x.device for x in meters)] if d})
+    for dev in devices:
+        inputs.device_names[dev] = f"{names.get(dev[0], dev[0])}/{dev[1]}"
+    wanted = set(devices)
+    refs = sorted(
+        (SeriesRef(int(r["series_id"]), key, r["tag"], r["role"], r["wrap"])
+         for r in m.series
+         if (key := (gids.get((r["site"], r["gateway"]), -1), r["device"])) in wanted),
+        key=lambda r: (r.device, r.tag),
+    )  # fmt: skip
+    where = site_of(inputs)
+    for (start, end), group in by_window(refs, where).items():
+        _measure(inputs, m, group, start, end, params)
+    for r in refs:  # each series' samples in its site's period, and those a gateway signed
+        s = where[r.device]
+        w = m.span(r.series_id)
+        ts = m.ts[w]
+        a, b = np.searchsorted(ts, ms_of(s.start)), np.searchsorted(ts, ms_of(s.end))
+        signed = int(np.count_nonzero(m.signed[w][a:b]))
+        inputs.origins.append(SeriesOrigin(r.device, r.tag, r.role, int(b - a), signed))
+    contracts = {(g["site_id"], g["id"]): int(g.get("contract") or 1)
+                 for g in registry.get("gateways") or []}  # fmt: skip
+    for (site, gw), gid in gids.items():
+        if any(d[0] == gid for d in devices):
+            inputs.gateways[gid] = GatewayRef(gid, site, gw, contracts[(site, gw)])
+    return inputs
+
+
+def _measure(  # noqa: PLR0917
+    inputs: Inputs,
+    m: Measured,
+    group: Sequence[SeriesRef],
+    start: dt.datetime,
+    end: dt.datetime,
+    params: Parameters,
+) -> None:
+    """One window's intervals, counters and coverage (kpi/fetch.py's raw path)."""
+    a, b = ms_of(start), ms_of(end)
+    for dev, sids in sorted(state_devices(group).items()):
+        kinds = {r.series_id: r.role for r in group if r.series_id in sids}
+        rows: list[tuple[int, dt.datetime, str | None]] = []
+        after: list[int] = []
+        for sid in sids:
+            w = m.span(sid)
+            ts = m.ts[w]
+            i0, i1 = int(np.searchsorted(ts, a)), int(np.searchsorted(ts, b))
+            lo = max(i0 - 1, 0)
+            text = m.text[w.start + lo : w.start + i1].to_pylist()
+            bad = m.bad[w][lo:i1]
+            rows += [(sid, ms_time(t), None if x else v)
+                     for t, v, x in zip(ts[lo:i1].tolist(), text, bad.tolist(),
+                                        strict=True)]  # fmt: skip
+            if i1 < len(ts):
+                after.append(int(ts[i1]))
+        first_after = ms_time(min(after)) if after else None
+        inputs.intervals[dev] = state_intervals(rows, kinds, first_after, start, end)
+    for r in group:
+        if not is_counter(r):
+            continue
+        c = inputs.counters.setdefault((r.device, r.role), CounterSum())
+        w = m.span(r.series_id)
+        good = m.good[w]
+        got = counter_sums(m.ts[w][good], m.value[w][good], wrap=r.wrap, start_ms=a, end_ms=b,
+                           prorated=r.role in PRORATED_ROLES)  # fmt: skip
+        c.quantity += got.quantity
+        c.deltas += got.deltas
+        c.rollovers += got.rollovers
+        c.resets += got.resets
+        inputs.anomalies += [Anomaly(r.device, r.tag, ms_time(t), flag, v0, v1, d)
+                             for t, flag, v0, v1, d in got.anomalies]  # fmt: skip
+    for r in group:
+        if r.role == "device_status":
+            continue
+        received, counted = tag_cover(m.ts[m.span(r.series_id)], start_ms=a, end_ms=b,
+                                      heartbeat_s=params.heartbeat_s)  # fmt: skip
+        expected = max(0.0, (end - start).total_seconds()) / params.heartbeat_s
+        inputs.tags.append(TagCoverage(r.device, r.tag, r.role, received, counted, expected))
+
+
+def digest(*parts: Inputs | None) -> tuple[int, str]:
+    """The input digest a report signs (evidence/report.py `digest`: every row of the
+    inputs, then of the baseline's)."""
+    h = hashlib.sha256()
+    n = 0
+    for part in parts:
+        for line in [] if part is None else part.rows():
+            h.update(line.encode())
+            h.update(b"\n")
+            n += 1
+    return n, h.hexdigest()
+
+
+def _partial(inputs: Inputs) -> bool:
+    return any(local_period(inputs.date_from, inputs.date_to, s.timezone, inputs.as_of)[2]
+               for s in inputs.sites)  # fmt: skip
