@@ -7,7 +7,8 @@ table per list of the report, and how a figure or an instant is shown as text.
         ├── render_html → one self-contained page (inline CSS, A4) → browser → PDF
         └── render_xlsx → 概览 Summary, 设备 Equipment, 计量 Meters, 产量 Production,
                           基准 Baseline, 数据质量 Data quality (with 数据来源 Data origin),
-                          系数 Factors, 签名 Signature
+                          系数 Factors, 时间锚定 Anchoring (when the report has it),
+                          签名 Signature
 
 Both are views of the JSON, which is the evidence the signature covers. They compute
 nothing: every figure shown is one of the report's own, at most converted in its unit
@@ -294,6 +295,33 @@ ORIGIN_NOTE = (
     "key the server issued and keeps: the server could have made those samples, so they "
     "are not gateway-signed.",
 )
+
+
+ANCHOR_LABELS = {  # a day's state in the report's `anchoring` block
+    "anchored": ("已锚定", "anchored"),
+    "pending": ("待重试", "pending: every TSA failed; retried"),
+    "not_anchored": ("未锚定", "not anchored"),
+    "not_due": ("未到期", "not due yet: the day was not over"),
+}
+ANCHOR_PARTS = {"period": ("统计期", "period"), "baseline": ("基期", "baseline")}
+ANCHORING_NOTE = (
+    "每个自然日, 服务器以当天收到的网关签名批次 (协议 v2) 的摘要构建 Merkle 树, 并请时间戳服务 "
+    "(TSA, RFC 3161) 对树根加盖时间戳。签名证明数据由谁发出, 时间戳证明数据最晚何时已经存在: "
+    "此后改写当天的数据, 树根即与时间戳不符。下表为生成报告时服务器所存的状态; 无签名批次的日期"
+    "无需锚定。",
+    "For each local day, the server builds a Merkle tree over the digests of the "
+    "gateway-signed (contract v2) batches received that day, and a time-stamping authority "
+    "(TSA, RFC 3161) stamps its root. A signature proves who sent the data; the time-stamp "
+    "proves it existed by then: a day's data rewritten later no longer matches its stamp. "
+    "The table gives what the server held when the report was made; a day without a "
+    "signed batch has nothing to anchor.",
+)
+
+
+def anchoring_of(r: Json) -> Json | None:
+    """The report's `anchoring` block; None for a report made before it."""
+    block = r.get("anchoring")
+    return block if isinstance(block, Mapping) else None
 
 
 def notices_of(r: Json) -> list[tuple[str, str, str]]:

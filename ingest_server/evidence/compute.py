@@ -4,6 +4,7 @@ a laptop with only the `verify` extra). evidence/report.py fetches and signs aro
 
     Request + Inputs (+ baseline) --compute_report--> the report's figures
     Inputs --digest--> the input digest a report signs; notices: what a reader sees first
+    (a partial period or baseline, days whose signed batches hold no time-stamp token)
 """
 
 from __future__ import annotations
@@ -47,6 +48,21 @@ PARTIAL_BASELINE_NOTICE = (
 )
 
 
+UNANCHORED_NOTICE = (
+    "以下日期的网关签名批次尚未取得可信时间戳 (RFC 3161): {zh}。签名证明数据由谁发出, "
+    "时间戳才证明数据在何时已经存在。服务器会向时间戳服务重试 (`ingest-server run --tsa` "
+    "每小时一次, 或 `ingest-server anchor --pending`; 早于最近已锚定日期的日期用 "
+    "`anchor --day`)。锚定完成后请重新生成报告。",
+    "The gateway-signed batches of these days hold no time-stamp token yet (RFC 3161): "
+    "{en}. A signature proves who sent the data; only a time-stamp proves when it "
+    "existed. The server retries the time-stamping authority (`ingest-server run --tsa` "
+    "every hour, or `ingest-server anchor --pending`; a day older than the latest "
+    "anchored one with `anchor --day`). Issue the report again once they are anchored.",
+)
+_LISTED_DAYS = 10  # in the notice; every day is in the `anchoring` block
+_UNANCHORED_STATES = {"pending": ("待重试", "pending"), "not_anchored": ("未锚定", "not anchored")}
+
+
 def notices(doc: dict[str, Any]) -> list[dict[str, str]]:
     """What a reader must know before trusting the figures, in Chinese and English."""
     out = []
@@ -56,7 +72,36 @@ def notices(doc: dict[str, Any]) -> list[dict[str, str]]:
     if (doc.get("baseline") or {}).get("partial"):
         zh, en = PARTIAL_BASELINE_NOTICE
         out.append({"code": "partial_baseline", "text": zh, "text_en": en})
+    unanchored = unanchored_days(doc)
+    if unanchored:
+        zh_days, en_days = [], []
+        for d in unanchored[:_LISTED_DAYS]:
+            zh_state, en_state = _UNANCHORED_STATES[d["state"]]
+            base = d.get("part") == "baseline"
+            zh_days.append(f"{d['day']} {zh_state}" + (" (基期)" if base else ""))
+            en_days.append(f"{d['day']} {en_state}" + (" (baseline)" if base else ""))
+        if len(unanchored) > _LISTED_DAYS:
+            more = len(unanchored) - _LISTED_DAYS
+            zh_days.append(f"另有 {more} 天 (见报告的时间锚定部分)")
+            en_days.append(f"and {more} more days (see the report's anchoring section)")
+        zh, en = UNANCHORED_NOTICE
+        out.append({"code": "unanchored_days", "text": zh.format(zh="、".join(zh_days)),
+                    "text_en": en.format(en=", ".join(en_days))})  # fmt: skip
     return out
+
+
+def unanchored_days(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The days of a report's `anchoring` block with signed batches and no token: pending
+    (every TSA failed) or not anchored. A day without a v2 batch has nothing to anchor;
+    a day not over yet is not due."""
+    block = doc.get("anchoring")
+    days = block.get("days") if isinstance(block, dict) else None
+    return [
+        d
+        for d in (days if isinstance(days, list) else [])
+        if isinstance(d, dict)
+        and (d.get("state") == "pending" or (d.get("state") == "not_anchored" and d.get("batches")))
+    ]
 
 
 def compute_report(

@@ -4,8 +4,9 @@ no scripts, no external resources) that a browser prints to PDF.
 The page's sections in order: title and notices (with the report id, its digest and a QR
 code of both with the signature, evidence/qr.py: a paper copy is matched to its file by
 them), headline KPIs (with each one's gateway-signed share), the data's origin by gateway,
-the NC rates declared and measured, the baseline, output, meters, equipment, groups, data
-quality, factors and the signature.
+each day's anchoring in time (which TSA stamped it and when, or why not), the NC rates
+declared and measured, the baseline, output, meters, equipment, groups, data quality,
+factors and the signature.
 Every figure is the report's own (evidence/columns.py); names and notes are typed in by
 the enterprise and escaped (evidence/markup.py).
 """
@@ -16,6 +17,9 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ingest_server.evidence.columns import (
+    ANCHOR_LABELS,
+    ANCHOR_PARTS,
+    ANCHORING_NOTE,
     ANOMALIES,
     CONTRACTS,
     EMISSION,
@@ -32,6 +36,7 @@ from ingest_server.evidence.columns import (
     TITLE,
     TITLE_EN,
     Json,
+    anchoring_of,
     check_format,
     kpi_value,
     kpis_of,
@@ -46,6 +51,7 @@ from ingest_server.evidence.markup import (
     Ctx,
     Raw,
     Td,
+    attr,
     bi,
     cover_cell,
     data_cell,
@@ -212,6 +218,82 @@ def _origin_html(r: Json, ctx: Ctx) -> str:
         "Data origin",
         f"<p>{bi(zh, en)}</p>{grid(heads, rows)}<p>{total}</p>",
         "keep",
+    )
+
+
+def _anchoring_html(r: Json, ctx: Ctx) -> str:
+    """Each day of the period (and baseline) with its anchor state: the TSAs that stamped
+    its root and when, or their last errors; nothing for a report made before it."""
+    block = anchoring_of(r)
+    if block is None:
+        return ""
+    rows = []
+    days = [d for d in block.get("days") or [] if isinstance(d, Mapping)]
+    # a long period (a year's baseline): every day not anchored, anchored ones counted
+    long = len(days) > MAX_HTML_ROWS
+    for d in days:
+        state = str(d.get("state"))
+        if long and state == "anchored":
+            continue
+        zh, en = ANCHOR_LABELS.get(state, (state, state))
+        part_zh, part_en = ANCHOR_PARTS.get(str(d.get("part")), (d.get("part"), ""))
+        stamps = "".join(
+            f"<div>{esc(t.get('name'))} <span class=\"en\">{esc(t.get('url'))} · "
+            f"{esc(local_time(t.get('gen_time'), ctx.tz))}</span></div>"
+            for t in d.get("tsas") or [] if isinstance(t, Mapping)
+        )  # fmt: skip
+        errors = "".join(
+            f"<div>{esc(e.get('url'))}<span class=\"en\">{esc(e.get('error'))} · "
+            f"{esc(local_time(e.get('attempted_at'), ctx.tz))}</span></div>"
+            for e in d.get("errors") or [] if isinstance(e, Mapping)
+        )  # fmt: skip
+        if state == "not_due":
+            errors = (
+                esc(bi("可锚定于", "due from")) + " " + esc(local_time(d.get("due_at"), ctx.tz))
+            )
+        root = d.get("root")
+        cls = "ok" if state == "anchored" else ("low" if state in ("pending", "not_anchored")
+                                                 and d.get("batches") else "")  # fmt: skip
+        cells = [
+            f'{esc(d.get("day"))}<span class="en">{esc(part_zh)} {esc(part_en)}</span>',
+            f'<b>{esc(zh)}</b><span class="en">{esc(en)}</span>',
+            esc(number(d.get("batches"))),
+            esc(None)
+            if root is None
+            else f'<code title="{esc(root)}">{esc(str(root)[:16])}…</code>'
+            f'<span class="en">{esc(number(d.get("leaves")))} 叶 leaves</span>',
+            stamps or esc(None),
+            errors or esc(None),
+        ]
+        rows.append(
+            f'<tr data-anchor-day="{esc(d.get("day"))}" data-anchor-state="{esc(state)}"'
+            f"{attr(cls)}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+        )
+    heads = [bi("日期", "Day"), bi("状态", "State"), bi("签名批次", "Signed batches"),
+             bi("Merkle 根", "Merkle root"),
+             bi("时间戳服务与时间", f"TSA and its time ({ctx.tz_name})"),
+             bi("失败与原因", "Failed TSAs, last error")]  # fmt: skip
+    summary = block.get("summary") or {}
+    counts = " · ".join(
+        f"{ANCHOR_LABELS[k][0]} {ANCHOR_LABELS[k][1].split(':')[0]} {number(summary.get(k))}"
+        for k in ANCHOR_LABELS
+    )
+    note_zh, note_en = ANCHORING_NOTE
+    hidden = sum(d.get("state") == "anchored" for d in days) if long else 0
+    if hidden:
+        rows.append(
+            f'<tr><td colspan="{len(heads)}" class="more">… 另有 {hidden} 个已锚定日期见 JSON 与 '
+            f"XLSX / … {hidden} more anchored days in the JSON and the workbook</td></tr>"
+        )
+    table = (
+        "<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+    return section(
+        "时间锚定",
+        "Anchoring in time",
+        f"<p>{bi(note_zh, note_en)}</p>{table}<p>{esc(counts)}</p>",
+        "anchoring",
     )
 
 
@@ -428,6 +510,7 @@ section.landscape table { font-size: 8pt; }
 .mark { display: inline-block; border: 1.5pt solid; padding: 1pt 6pt; margin-right: 6pt;
   font-weight: bold; }
 .partial { color: #b00020; }
+tr.ok td:nth-child(2) b { color: #1b6e3a; }
 .draft { color: #8a5a00; }
 .warn { border-left: 3pt solid #b00020; padding-left: 6pt; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 10pt; }
@@ -477,6 +560,7 @@ def render_html(report: Json) -> str:
         _title_html(report, ctx, mark)
         + _kpis_html(kpis, ctx, isinstance(report.get("attestation"), Mapping))
         + _origin_html(report, ctx)
+        + _anchoring_html(report, ctx)
         + _nc_html(report, by_id, ctx)
         + _baseline_html(report, by_id, ctx)
         + section(

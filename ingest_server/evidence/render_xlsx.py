@@ -2,14 +2,14 @@
 
 Sheets: 概览 Summary, 设备 Equipment, 计量 Meters, 产量 Production, 基准 Baseline,
 数据质量 Data quality (the data's origin by gateway beside it), 系数 Factors,
-签名 Signature. The workbook keeps the JSON's numbers as numbers, unrounded, so a
-verifier can recompute from the sheets; only the number formats round what is
-displayed. (openpyxl writes a double with 16 significant digits,
-Excel works with 15: a value may come back one unit in its last place off; the JSON is
-exact.) The column tables of evidence/columns.py read each list's entries by their JSON
-key, the KPIs too, so a cell holds exactly what the document holds. Names and notes are
-typed in by the enterprise: every string stays a string (a name starting with "=" is not
-a formula).
+时间锚定 Anchoring (each day's anchor state, when the report states it), 签名 Signature.
+The workbook keeps the JSON's numbers as numbers, unrounded, so a verifier can recompute
+from the sheets; only the number formats round what is displayed. (openpyxl writes a
+double with 16 significant digits, Excel works with 15: a value may come back one unit in
+its last place off; the JSON is exact.) The column tables of evidence/columns.py read each
+list's entries by their JSON key, the KPIs too, so a cell holds exactly what the document
+holds. Names and notes are typed in by the enterprise: every string stays a string (a
+name starting with "=" is not a formula).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from openpyxl.styles import Font, PatternFill  # type: ignore[import-untyped,unu
 from openpyxl.utils import get_column_letter  # type: ignore[import-untyped,unused-ignore]
 
 from ingest_server.evidence.columns import (
+    ANCHOR_LABELS,
+    ANCHORING_NOTE,
     ANOMALIES,
     EMISSION,
     ENERGY,
@@ -41,6 +43,7 @@ from ingest_server.evidence.columns import (
     TITLE_EN,
     Column,
     Json,
+    anchoring_of,
     check_format,
     notices_of,
     value_at,
@@ -164,6 +167,45 @@ def _side_by_side(ws: Any, tables: Sequence[tuple[str, Sequence[Column], Sequenc
     ws.freeze_panes = "A3"
 
 
+_ANCHOR_HEADS = (
+    "日期 Day", "部分 Part", "状态 State", "状态 (中文)", "签名批次 Signed batches",
+    "叶子数 Leaves", "Merkle 根 Merkle root (hex)", "建树时间 Built (UTC)",
+    "时间戳服务 TSAs", "时间戳时间 TSA times (UTC)", "失败的时间戳服务 Failed TSAs",
+    "最后错误 Last errors", "可锚定于 Due from (UTC)",
+)  # fmt: skip
+
+
+def _anchoring(ws: Any, block: Json) -> None:
+    """One row per day of the block, the JSON's own values; lists joined by "; "."""
+    _bold(ws, 1, 1, "时间锚定 Anchoring in time")
+    _put(ws, 2, 1, ANCHORING_NOTE[0])
+    _put(ws, 3, 1, ANCHORING_NOTE[1])
+    summary = block.get("summary") or {}
+    row = _pairs(ws, 4, [
+        *((f"{zh} {en.split(':')[0]}", [summary.get(k)]) for k, (zh, en) in ANCHOR_LABELS.items()),
+        ("读取时间 Read at (UTC)", [block.get("read_at")]),
+    ]) + 1  # fmt: skip
+    for i, head in enumerate(_ANCHOR_HEADS, start=1):
+        _bold(ws, row, i, head, fill=True)
+    ws.freeze_panes = ws.cell(row=row + 1, column=1)
+    for n, d in enumerate((d for d in block.get("days") or [] if isinstance(d, Mapping)),
+                          start=row + 1):  # fmt: skip
+        tsas = [t for t in d.get("tsas") or [] if isinstance(t, Mapping)]
+        errors = [e for e in d.get("errors") or [] if isinstance(e, Mapping)]
+        values = [
+            d.get("day"), d.get("part"), d.get("state"),
+            ANCHOR_LABELS.get(str(d.get("state")), ("",))[0], d.get("batches"),
+            d.get("leaves"), d.get("root"), d.get("built_at"),
+            "; ".join(f"{t.get('name')} {t.get('url')}" for t in tsas) or None,
+            "; ".join(str(t.get("gen_time")) for t in tsas) or None,
+            "; ".join(str(e.get("url")) for e in errors) or None,
+            "; ".join(str(e.get("error")) for e in errors) or None,
+            d.get("due_at"),
+        ]  # fmt: skip
+        for i, v in enumerate(values, start=1):
+            _put(ws, n, i, v, "#,##0" if i in (5, 6) else None)
+
+
 def _signature(ws: Any, r: Json) -> None:
     sig, digest = r.get("signature") or {}, r.get("digest") or {}
     mark = paper_mark(dict(r))  # what the printed page shows: a paper copy matches this sheet
@@ -237,6 +279,9 @@ def render_xlsx(report: Json, out: Path | BinaryIO) -> None:
         (f"排放因子 Emission factors {emission.get('version')}: {emission.get('title')}",
          EMISSION, emission.get("rows") or []),
     ])  # fmt: skip
+    block = anchoring_of(report)
+    if block is not None:  # reports made before it have none: no sheet
+        _anchoring(wb.create_sheet("时间锚定 Anchoring"), block)
     _signature(wb.create_sheet("签名 Signature"), report)
     for sheet in wb.worksheets:
         _fit(sheet)

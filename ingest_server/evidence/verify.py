@@ -30,6 +30,7 @@ from ingest_server.evidence.compare import Check, close, compare
 from ingest_server.evidence.received import Arrivals, compare_received
 from ingest_server.evidence.report import (
     Request,
+    anchoring_problems,
     compute_report,
     digest,
     fetch_baseline,
@@ -61,7 +62,8 @@ class Reason:
     period arrived after the report was issued), samples_changed (samples present at
     issue changed or are gone), derived_changed (the derived rows differ while the raw
     samples do not), rows_changed (rows differ, cause unknown: a report made before the
-    raw tally), figures_differ, factors_differ. `count`: samples or figures concerned."""
+    raw tally), figures_differ, anchoring_differs (the report's anchoring block against the
+    anchors on record), factors_differ. `count`: samples or figures concerned."""
 
     code: str
     message: str
@@ -80,6 +82,7 @@ class Verdict:
     reasons: list[Reason] = field(default_factory=list)
     arrivals: Arrivals | None = None
     self_consistent: bool = False  # the signature is valid for the key in the report
+    anchoring: list[str] = field(default_factory=list)  # the report's anchoring block vs the record
 
     @property
     def ok(self) -> bool:
@@ -88,6 +91,7 @@ class Verdict:
             and all(c.ok for c in self.checks)
             and self.digest_ok is not False
             and not self.problems
+            and not self.anchoring
         )
 
 
@@ -101,6 +105,7 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
         "digest": v.digest,
         "digest_ok": v.digest_ok,
         "problems": v.problems,
+        "anchoring": v.anchoring,
         "reasons": [{"code": r.code, "message": r.message, "count": r.count} for r in v.reasons],
         "checks": [
             {"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed, "ok": c.ok}
@@ -225,6 +230,7 @@ def verify(
         raw, base, req, as_of, report_id=doc["report_id"], energy=energy, emission=emission
     )
     verdict.checks = list(compare(doc, again))
+    verdict.anchoring = anchoring_problems(conn, doc)
     n, value = digest(fast, fast_base)
     claimed = doc.get("digest", {})
     verdict.digest_ok = claimed.get("value") == value and claimed.get("rows") == n
@@ -294,5 +300,6 @@ def reasons(doc: dict[str, Any], v: Verdict) -> list[Reason]:
             f"{bad} figure(s) recomputed from the raw samples differ from the report's",
             bad,
         ))  # fmt: skip
+    out.extend(Reason("anchoring_differs", p) for p in v.anchoring)
     out.extend(Reason("factors_differ", p) for p in v.problems)
     return out

@@ -5,6 +5,7 @@ are evidence/merkle.py and evidence/timestamp.py, docs/evidence.md).
     day_leaves       the v2 batches the enterprise's gateways delivered in a local day
     days_with_batches  the local days with v2 batches received since a time
     current_anchor   a day's current root and its tokens (or errors), per TSA
+    day_states       each local day of a period: its current anchor, v2 batches, end
     open_days        the days whose current root lacks a token from some TSA
     latest_day       the enterprise's latest day with a root
     add_anchor       a new current root for a day (the old one kept, superseded)
@@ -22,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -126,6 +128,72 @@ def current_anchor(conn: psycopg.Connection, *, enterprise: str, day: dt.date) -
     """The day's current root with its tokens, or None when the day has none."""
     row = conn.execute(_ANCHOR + "AND day = %s", (enterprise, day)).fetchone()
     return None if row is None else _anchor(conn, row)
+
+
+@dataclass(frozen=True)
+class DayState:
+    """A local day as a report states its anchoring: the current root with its tokens
+    (None: never anchored), the v2 batches received that day now, and when the day ends
+    in the last of the enterprise's site time zones."""
+
+    day: dt.date
+    anchor: Anchor | None
+    batches: int
+    ends_at: dt.datetime
+
+
+def day_states(
+    conn: psycopg.Connection, *, enterprise: str, date_from: dt.date, date_to: dt.date
+) -> list[DayState]:
+    """Every local day from..to inclusive (four queries, whatever the period's length)."""
+    zones = [
+        ZoneInfo(tz)
+        for (tz,) in conn.execute(
+            "SELECT timezone FROM sites WHERE enterprise_id = %s", (enterprise,)
+        ).fetchall()
+    ] or [ZoneInfo("UTC")]
+    days = [date_from + dt.timedelta(days=i) for i in range((date_to - date_from).days + 1)]
+    windows = site_windows(conn, enterprise=enterprise, date_from=date_from, date_to=date_to)
+    sites = sorted(windows)
+    counts: dict[dt.date, int] = dict(
+        conn.execute(
+            "SELECT (b.received_at AT TIME ZONE s.timezone)::date, count(*) FROM batches b "
+            "JOIN gateways g ON g.gid = b.gid "
+            "JOIN sites s ON s.enterprise_id = g.enterprise_id AND s.id = g.site_id "
+            "JOIN unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS w(site, lo, hi) "
+            "ON w.site = g.site_id "
+            "WHERE g.enterprise_id = %s AND b.contract = 2 "
+            "AND b.received_at >= w.lo AND b.received_at < w.hi GROUP BY 1",
+            (sites, [windows[s][0] for s in sites], [windows[s][1] for s in sites], enterprise),
+        ).fetchall()
+    )
+    rows = conn.execute(
+        _ANCHOR + "AND day BETWEEN %s AND %s", (enterprise, date_from, date_to)
+    ).fetchall()
+    tokens: dict[int, list[Token]] = {}
+    for aid, url, name, tok, gen, err, at in conn.execute(
+        "SELECT anchor_id, tsa_url, tsa_name, token, gen_time, last_error, attempted_at "
+        "FROM anchor_tokens WHERE anchor_id = ANY(%s) ORDER BY anchor_id, tsa_url",
+        ([r[0] for r in rows],),
+    ).fetchall():
+        tokens.setdefault(aid, []).append(
+            Token(url, name, None if tok is None else bytes(tok), gen, err, at)
+        )
+    by_day = {
+        day: Anchor(id_, day, bytes(root), leaves, order, built, tokens.get(id_, []))
+        for id_, day, root, leaves, order, built in rows
+    }
+    return [
+        DayState(
+            day,
+            by_day.get(day),
+            int(counts.get(day, 0)),
+            max(
+                dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=z) for z in zones
+            ).astimezone(dt.UTC),
+        )
+        for day in days
+    ]
 
 
 def open_days(conn: psycopg.Connection, *, enterprise: str, tsa_urls: list[str]) -> list[dt.date]:

@@ -519,10 +519,26 @@
         h("div", {}, `${t("report_digest")}: `, h("code", { id: "paper-digest", class: "short", title: p.digest }, p.short_digest)),
         h("p", { class: "muted" }, t("paper_hint"))));
   }
+  // the report's own `anchoring` block (days time-stamped by a TSA, as the server held them
+  // when it made the report): a count by state, and the days still waiting for a token
+  function anchoringView(doc) {
+    const a = doc?.anchoring;
+    if (!a || !Array.isArray(a.days)) return null;
+    const states = ["anchored", "pending", "not_anchored", "not_due"];
+    const open = a.days.filter((d) => d.state === "pending" || (d.state === "not_anchored" && d.batches));
+    return h("div", { id: "anchoring", "data-open": open.length },
+      `${t("anchoring")}: `,
+      states.map((s) => h("span", { class: s === "anchored" ? "ok" : (s === "not_due" ? "muted" : ""), "data-anchor-count": s, style: "margin-right:10px" },
+        `${t(`anchor_${s}`)} ${a.summary?.[s] ?? 0}`)),
+      open.length ? h("div", { class: "bad" }, `⚠ ${t("anchor_open")}: `,
+        open.map((d) => h("span", { "data-anchor-day": d.day, "data-anchor-state": d.state, title: (d.errors || []).map((e) => `${e.url}: ${e.error}`).join("\n") || null, style: "margin-right:8px" },
+          `${d.day} (${t(`anchor_${d.state}`)})`))) : null);
+  }
   function verdictView(v, doc) {
     const reasons = v.reasons || [];
     return h("div", { class: "panel", id: "verdict", "data-ok": String(v.ok) },
       paperView(v.paper),
+      anchoringView(doc),
       h("div", { class: `verdict ${v.ok ? "ok" : "bad"}` }, v.ok ? t("verified") : t("not_verified")),
       reasons.length ? h("ul", { id: "reasons" }, reasons.map((r) => h("li", { class: "bad", "data-reason": r.code, title: r.message },
         `${t("why")}: ${reasonText(r, doc)}`))) : null,

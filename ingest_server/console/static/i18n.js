@@ -61,6 +61,9 @@ window.I18N = {
     bundle: "证据包", bundle_unavailable: "证据包不可用", bundle_title: "下载证据包 (zip)：报告、原始采样、批次台账、登记与修改记录、时间戳",
     bundle_hint_1: "核查员：下载证据包，在自己的电脑上离线核验：",
     bundle_hint_2: "。trust.json 须是现场登记（注册走访）时交给您的信任文件，切勿使用从本服务器下载的文件。",
+    anchoring: "时间锚定（报告生成时）", anchor_anchored: "已锚定", anchor_pending: "待重试", anchor_not_anchored: "未锚定", anchor_not_due: "未到期",
+    reason_anchoring_differs: "报告所述的时间锚定与服务器记录不符（树根或时间戳令牌不存在，或隐瞒了已锚定的日期）",
+    anchor_open: "以下日期的签名批次尚无时间戳，服务器会重试（每小时，或 anchor --pending），锚定后请重新生成报告",
   },
   en: {
     app: "factory-evidence", app_sub: "Smart and green factory KPIs, measured and verifiable",
@@ -121,5 +124,8 @@ window.I18N = {
     bundle: "Evidence bundle", bundle_unavailable: "bundle unavailable", bundle_title: "Download the evidence bundle (zip): the report, raw samples, batch ledger, registry and edits, time-stamps",
     bundle_hint_1: "Verifiers: download the evidence bundle and check it offline on your own computer with ",
     bundle_hint_2: ", where trust.json is the trust file handed to you at the enrolment visit, never one downloaded from this server.",
+    anchoring: "Anchoring in time (when the report was made)", anchor_anchored: "anchored", anchor_pending: "pending", anchor_not_anchored: "not anchored", anchor_not_due: "not due yet",
+    reason_anchoring_differs: "the report's anchoring block contradicts the server's record (a root or token it names is not on record, or an anchored day is called unanchored)",
+    anchor_open: "these days' signed batches hold no time-stamp yet; the server retries (hourly, or anchor --pending); issue the report again once they are anchored",
   },
 };
