@@ -3,7 +3,9 @@
 
     signed report + one snapshot of the database
       --collect--> members: report.json, samples/series/ledger Parquet, registry, audit,
-                   production, factors, gateway keys, anchors (+ their days' leaves)
+                   production, factors, gateway keys, anchors (+ their days' leaves);
+                   the samples streamed (server-side cursor, a batch range at a time)
+                   into Parquet files in a spool directory, never all in memory
       --write----> one zip: manifest.json first (each member's SHA-256 and row count,
                    the report's id and hashes), then the members
 
@@ -18,6 +20,7 @@ bundle; what binds them is said in docs/evidence.md.
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import datetime as dt
 import hashlib
@@ -25,6 +28,10 @@ import io
 import json
 import os
 import secrets
+import shutil
+import tempfile
+import time
+import weakref
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -35,6 +42,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import psycopg
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -89,16 +97,40 @@ LEAF_SCHEMA = pa.schema([
 
 @dataclass(frozen=True)
 class Member:
+    """One file of the bundle: its bytes, or a file of the bundle's spool directory (the
+    samples, streamed there while they were read; `sha256` and `size` computed on the
+    way)."""
+
     name: str
-    data: bytes
+    data: bytes | Path
     rows: int | None  # None: a document, not a table
     content: str  # what it holds, one line
+    sha256: str = ""  # hex; computed from `data` when it is bytes
+    size: int = -1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.data, bytes):
+            object.__setattr__(self, "sha256", hashlib.sha256(self.data).hexdigest())
+            object.__setattr__(self, "size", len(self.data))
 
 
 @dataclass(frozen=True)
 class Bundle:
     manifest: dict[str, Any]
     members: list[Member]
+    spool: Path | None = None  # the members' files; removed with the bundle (or `close`)
+
+    def __post_init__(self) -> None:
+        if self.spool is not None:
+            object.__setattr__(
+                self, "_remove", weakref.finalize(self, shutil.rmtree, self.spool, True)
+            )
+
+    def close(self) -> None:
+        """Remove the spooled members now (else when the bundle is collected)."""
+        remove = getattr(self, "_remove", None)
+        if remove is not None:
+            remove()
 
     @property
     def samples(self) -> int:
@@ -138,14 +170,126 @@ def _parquet(table: pa.Table, **options: Any) -> bytes:
 SAMPLE_ROW_GROUP = 1 << 20  # rows; a row group of samples spans its own batches
 
 
-def _samples_parquet(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> bytes:
-    """Rows sorted by (series_id, ts), written in row groups by batch (samples_parquet)."""
+class _HashingFile(io.RawIOBase):
+    """A file written through, its SHA-256 and size kept on the way (the manifest's)."""
+
+    def __init__(self, f: io.BufferedWriter) -> None:
+        self._f = f
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self._f.write(b)
+        self.sha256.update(b)
+        self.size += len(b)
+        return len(b)
+
+    def tell(self) -> int:
+        return self.size
+
+
+FETCH_ROWS = 1 << 16  # samples a fetch from the database; with a row group, the working set
+_BY_KEY = [("series_id", "ascending"), ("ts", "ascending")]
+
+
+def _rows_table(rows: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    """Fetched rows as `schema`'s columns, but ts in microseconds (exact: the sort key;
+    `_ms_ts` makes it the bundle's ms, floored as ledger.ts_ms does)."""
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
     arrays = [
-        pa.array([ts_ms(t) for t in col] if f.name == "ts" else col, type=f.type)
+        pa.array(col, pa.timestamp("us", "UTC")).cast(pa.int64())
+        if f.name == "ts" else pa.array(col, type=f.type)
         for f, col in zip(schema, cols, strict=True)
-    ]
-    return samples_parquet(pa.Table.from_arrays(arrays, schema=schema))
+    ]  # fmt: skip
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _ms_ts(table: pa.Table) -> pa.Table:
+    i = table.schema.get_field_index("ts")
+    ms = np.floor_divide(table.column(i).to_numpy(), 1000)
+    return table.set_column(i, "ts", pa.array(ms, pa.int64()))
+
+
+def _merged(chunks: Iterator[pa.Table], extra: pa.Table) -> Iterator[pa.Table]:
+    """`chunks` (by (series_id, ts)) with the few `extra` rows (the same order, none of
+    them in `chunks`) put in their places."""
+    keys = list(zip(extra["series_id"].to_pylist(), extra["ts"].to_pylist(), strict=True))
+    i = 0
+    for chunk in chunks:
+        if not chunk.num_rows:
+            continue
+        last = (chunk["series_id"][-1].as_py(), chunk["ts"][-1].as_py())
+        j = bisect.bisect_right(keys, last, lo=i)
+        if j > i:
+            yield pa.concat_tables([chunk, extra.slice(i, j - i)]).sort_by(_BY_KEY)
+            i = j
+        else:
+            yield chunk
+    if i < len(keys):
+        yield extra.slice(i)
+
+
+def _group_plan(
+    counts: Sequence[tuple[int | None, int]],
+) -> list[tuple[tuple[int, int] | None, int]]:
+    """The row groups' batch ranges and rows, as `batch_groups` cuts them: the v1 samples
+    (None) first, then consecutive batch ids (`counts` by id), a batch in the group where
+    its first sample falls."""
+    out: list[tuple[tuple[int, int] | None, int]] = []
+    v1 = sum(n for b, n in counts if b is None)
+    if v1:
+        out.append((None, v1))
+    start, group = 0, -1
+    for b, n in counts:
+        if b is None:
+            continue
+        if start // SAMPLE_ROW_GROUP != group:
+            group = start // SAMPLE_ROW_GROUP
+            out.append(((b, b), 0))
+        (first, _), rows = out[-1]  # type: ignore[misc]
+        out[-1] = ((first, b), rows + n)
+        start += n
+    return out
+
+
+def _write_samples(
+    path: Path,
+    schema: pa.Schema,
+    groups: Sequence[tuple[tuple[int, int] | None, int]],
+    fetch: Any,  # Callable[[range or None], Iterator[pa.Table]] (µs ts, by key)
+) -> tuple[str, int, int]:
+    """The samples' Parquet at `path`, as `samples_parquet` writes it, from each group's
+    tables in order (`fetch`): a row group each SAMPLE_ROW_GROUP rows of a batch group.
+    Holds at most one row group and one fetch. Returns (SHA-256 hex, bytes, rows)."""
+    total = 0
+    with open(path, "wb") as f:
+        sink = _HashingFile(f)
+        with sample_writer(sink, schema) as w:
+            for batches, _rows in groups:
+                pending: list[pa.Table] = []
+                held = 0
+                for t in fetch(batches):
+                    pending.append(t)
+                    held += t.num_rows
+                    while held >= SAMPLE_ROW_GROUP:
+                        table = pa.concat_tables(pending)
+                        w.write_table(_ms_ts(table.slice(0, SAMPLE_ROW_GROUP)),
+                                      row_group_size=SAMPLE_ROW_GROUP)  # fmt: skip
+                        pending = [table.slice(SAMPLE_ROW_GROUP)]
+                        held -= SAMPLE_ROW_GROUP
+                        total += SAMPLE_ROW_GROUP
+                if held:
+                    w.write_table(
+                        _ms_ts(pa.concat_tables(pending)), row_group_size=SAMPLE_ROW_GROUP
+                    )
+                    total += held
+            if not total:  # two empty row groups, as samples_parquet writes no rows
+                w.write_table(schema.empty_table())
+                w.write_table(schema.empty_table())
+    return sink.sha256.hexdigest(), sink.size, total
 
 
 def sample_writer(sink: Any, schema: pa.Schema) -> pq.ParquetWriter:
@@ -217,43 +361,54 @@ _ROLE_RANK = {"period": 0, "span": 1, "before": 2, "after": 2, "extra": 3}
 
 def collect(conn: psycopg.Connection, doc: dict[str, Any], report: bytes) -> Bundle:
     """The bundle of a signed report `doc` whose file holds `report` (its bytes exactly as
-    written), read from `conn` (module docstring; call it in the report's snapshot)."""
+    written), read from `conn` (module docstring; call it in the report's snapshot). The
+    samples are streamed to Parquet files in a spool directory (`Bundle.spool`), so memory
+    grows with the batches and the series, not with the samples (docs/evidence.md)."""
+    spool = Path(tempfile.mkdtemp(prefix="fe-bundle-"))
+    try:
+        return _collect(conn, doc, report, spool)
+    except BaseException:
+        shutil.rmtree(spool, ignore_errors=True)
+        raise
+
+
+def _collect(conn: psycopg.Connection, doc: dict[str, Any], report: bytes, spool: Path) -> Bundle:
     enterprise = doc["enterprise"]["id"]
     periods = _periods(doc)
     windows = _windows(conn, enterprise, periods)
     series = bundle.series_rows(conn, enterprise=enterprise)
     site_of = {r[0]: r[1] for r in series}
+    pairs = list(site_of.items())
     counters = [r[0] for r in series if r[5] in COUNTERS]
-    found: dict[tuple[int, dt.datetime], tuple[Any, ...]] = {}
+    edges: dict[tuple[int, dt.datetime], tuple[Any, ...]] = {}
     batches: dict[int, tuple[Any, ...]] = {}
+    used: set[int] = set()  # the batches of the windows' samples and their edges
     for window in windows:
-        rows = bundle.window_samples(
-            conn, series=list(site_of.items()), window=window, counters=counters
-        )
-        for r in rows:
-            found[(r[0], r[1])] = r
-        ids = sorted({r[6] for r in rows if r[6] is not None})
-        for b in bundle.batch_rows(conn, enterprise=enterprise, window=window, ids=ids):
+        rows = bundle.window_edges(conn, series=pairs, window=window, counters=counters)
+        edges.update(((r[0], r[1]), r) for r in rows)
+        ids = set(bundle.window_batch_ids(conn, series=pairs, window=window))
+        ids |= {r[6] for r in rows if r[6] is not None}
+        used |= ids
+        for b in bundle.batch_rows(conn, enterprise=enterprise, window=window, ids=sorted(ids)):
             old = batches.get(b[0])
             if old is None or _ROLE_RANK[b[-1]] < _ROLE_RANK[old[-1]]:
                 batches[b[0]] = b
     # a v2 batch's samples go in whole (its digest is recomputed from them), except the
     # chain's neighbours before and after, there for their digest unless they hold a
     # sample the period reads
-    used = {r[6] for r in found.values() if r[6] is not None}
     whole = sorted(
         b[0]
         for b in batches.values()
         if b[7] == 2 and (b[-1] not in ("before", "after") or b[0] in used)
     )
-    more, aside = bundle.batches_samples(
+    near, far = bundle.batches_reach(
         conn, batches=[(i, batches[i][5], batches[i][6], batches[i][11]) for i in whole],
         series_ids=list(site_of),
     )  # fmt: skip
-    for r in more:
-        found.setdefault((r[0], r[1]), r)
-    samples = sorted(found.values(), key=lambda r: (r[0], r[1]))
-    aside = sorted(aside, key=lambda r: (r[0], r[1], r[6], r[7]))
+    chosen = bundle.Selection(sorted(site_of), windows, site_of, whole, near)
+    extra = {(r[0], r[1]): r for r in (*far, *edges.values()) if not chosen.holds(r)}
+    n_samples, samples_member = _samples_member(conn, chosen, list(extra.values()), spool)
+    n_aside, aside_member = _aside_member(conn, whole, spool)
     whole_set = set(whole)
     ledger_rows = [
         (*b[:5], _ms(b[5]), _ms(b[6]), b[7], *(None if x is None else bytes(x) for x in b[8:11]),
@@ -290,11 +445,8 @@ def collect(conn: psycopg.Connection, doc: dict[str, Any], report: bytes) -> Bun
 
     members = [
         Member("report.json", report, None, "the signed report, as `report --out` writes it"),
-        Member("samples.parquet", _samples_parquet(samples, SAMPLE_SCHEMA), len(samples),
-               "raw samples (table samples): the periods', those just outside them, and every "
-               "other sample of their v2 batches; batch_id null: a v1 sample"),
-        Member("samples_aside.parquet", _samples_parquet(aside, ASIDE_SCHEMA), len(aside),
-               "samples of those v2 batches not in `samples` (reason 1 repeat, 2 bad time)"),
+        samples_member,
+        aside_member,
         Member("series.parquet", _parquet(pa.Table.from_pylist(
             [dict(zip(SERIES_SCHEMA.names, r, strict=True)) for r in series], SERIES_SCHEMA)),
             len(series), "every series of the enterprise's gateways"),
@@ -328,8 +480,77 @@ def collect(conn: psycopg.Connection, doc: dict[str, Any], report: bytes) -> Bun
             [dict(zip(LEAF_SCHEMA.names, r, strict=True)) for r in leaves], LEAF_SCHEMA)),
             len(leaves), "each anchored day's leaves in tree order (the inclusion proofs' source)"),
     ]  # fmt: skip
-    manifest = _manifest(doc, report, periods, windows, members, len(samples), len(aside))
-    return Bundle(manifest, members)
+    manifest = _manifest(doc, report, periods, windows, members, n_samples, n_aside)
+    return Bundle(manifest, members, spool)
+
+
+def _samples_member(
+    conn: psycopg.Connection, chosen: bundle.Selection, extra: list[tuple[Any, ...]], spool: Path
+) -> tuple[int, Member]:
+    """samples.parquet: the selection's samples (streamed, a batch group at a time) with
+    the `extra` rows put in their places."""
+    counts = bundle.selection_counts(conn, selection=chosen)
+    more = _rows_table(sorted(extra, key=lambda r: (r[0], r[1])), SAMPLE_SCHEMA)
+    per_batch: dict[int | None, int] = {b: int(n) for b, n, _lo, _hi in counts}
+    for b in more["batch_id"].to_pylist():
+        per_batch[b] = per_batch.get(b, 0) + 1
+    v2 = sorted(b for b in per_batch if b is not None)
+    plan = _group_plan([(b, per_batch[b]) for b in ([None] if None in per_batch else []) + v2])
+    spans = {b: (lo, hi) for b, _n, lo, hi in counts}
+    ids = [b for b in spans if b is not None]  # ascending (selection_counts)
+
+    def fetch(batches: tuple[int, int] | None) -> Iterator[pa.Table]:
+        if batches is None:
+            mine, span = more.filter(pc.is_null(more["batch_id"])), spans.get(None)
+            whole: list[int] = []
+        else:
+            lo, hi = batches
+            mine = more.filter(pc.and_(pc.greater_equal(more["batch_id"], lo),
+                                       pc.less_equal(more["batch_id"], hi)))  # fmt: skip
+            inside = ids[bisect.bisect_left(ids, lo) : bisect.bisect_right(ids, hi)]
+            span = (
+                (min(spans[b][0] for b in inside), max(spans[b][1] for b in inside))
+                if inside
+                else None
+            )
+            whole = chosen.whole[
+                bisect.bisect_left(chosen.whole, lo) : bisect.bisect_right(chosen.whole, hi)
+            ]
+        chunks: Iterator[pa.Table] = iter(())
+        if span is not None:
+            chunks = (
+                _rows_table(rows, SAMPLE_SCHEMA)
+                for rows in bundle.selection_samples(
+                    conn, selection=chosen, batches=batches, span=span, whole=whole, size=FETCH_ROWS
+                )
+            )
+        return _merged(chunks, mine)
+
+    sha, size, rows = _write_samples(spool / "samples.parquet", SAMPLE_SCHEMA, plan, fetch)
+    return rows, Member(
+        "samples.parquet", spool / "samples.parquet", rows,
+        "raw samples (table samples): the periods', those just outside them, and every "
+        "other sample of their v2 batches; batch_id null: a v1 sample", sha, size,
+    )  # fmt: skip
+
+
+def _aside_member(conn: psycopg.Connection, whole: list[int], spool: Path) -> tuple[int, Member]:
+    """samples_aside.parquet: every `samples_aside` row of the whole batches, streamed."""
+    counts = bundle.aside_counts(conn, ids=whole) if whole else []
+    plan = _group_plan(counts)
+
+    def fetch(batches: tuple[int, int] | None) -> Iterator[pa.Table]:
+        assert batches is not None  # every aside row has its batch
+        ids = [b for b, _n in counts if batches[0] <= b <= batches[1]]
+        for rows in bundle.aside_samples(conn, ids=ids, size=FETCH_ROWS):
+            yield _rows_table(rows, ASIDE_SCHEMA)
+
+    path = spool / "samples_aside.parquet"
+    sha, size, rows = _write_samples(path, ASIDE_SCHEMA, plan, fetch)
+    return rows, Member(
+        "samples_aside.parquet", path, rows,
+        "samples of those v2 batches not in `samples` (reason 1 repeat, 2 bad time)", sha, size,
+    )  # fmt: skip
 
 
 def _days(a: dt.date, b: dt.date) -> list[dt.date]:
@@ -373,8 +594,8 @@ def _manifest(  # noqa: PLR0917 (one caller, every part named there)
         "members": [
             {
                 "name": m.name,
-                "sha256": hashlib.sha256(m.data).hexdigest(),
-                "bytes": len(m.data),
+                "sha256": m.sha256,
+                "bytes": m.size,
                 "rows": m.rows,
                 "content": m.content,
             }
@@ -392,10 +613,25 @@ def write(path: Path, b: Bundle) -> None:
             z.writestr("manifest.json", _json(b.manifest), zipfile.ZIP_DEFLATED)
             for m in b.members:
                 method = zipfile.ZIP_STORED if m.name.endswith(".parquet") else zipfile.ZIP_DEFLATED
-                z.writestr(m.name, m.data, method)
+                if isinstance(m.data, bytes):
+                    z.writestr(m.name, m.data, method)
+                else:
+                    _copy_member(z, m, method)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _copy_member(z: zipfile.ZipFile, m: Member, method: int) -> None:
+    """A spooled member copied into the zip a piece at a time, with the header `writestr`
+    would write (zip64 only when its size needs it)."""
+    info = zipfile.ZipInfo(m.name, date_time=time.localtime(time.time())[:6])
+    info.compress_type = method
+    info.external_attr = 0o600 << 16
+    info.file_size = m.size
+    assert isinstance(m.data, Path)
+    with open(m.data, "rb") as f, z.open(info, "w") as out:
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 # --- the trust file ----------------------------------------------------------------------
