@@ -162,9 +162,11 @@ def _json(doc: Any) -> bytes:
 
 
 def _parquet(table: pa.Table, **options: Any) -> bytes:
-    sink = io.BytesIO()
+    # pyarrow's own buffer, never a Python file object: with one, arrow may still be
+    # tidying up on a worker thread when the interpreter exits (apache/arrow#33975)
+    sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", compression_level=ZSTD_LEVEL, **options)
-    return sink.getvalue()
+    return bytes(sink.getvalue())
 
 
 SAMPLE_ROW_GROUP = 1 << 20  # rows; a row group of samples spans its own batches
@@ -324,13 +326,13 @@ def samples_parquet(table: pa.Table) -> bytes:
     order = np.argsort(groups, kind="stable")
     table, groups = table.take(pa.array(order)), groups[order]
     cuts = np.flatnonzero(np.diff(groups)) + 1
-    sink = io.BytesIO()
+    sink = pa.BufferOutputStream()  # not a Python file object (`_parquet`)
     with sample_writer(sink, table.schema) as w:
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(groups)], strict=True):
             w.write_table(table.slice(int(lo), int(hi - lo)), row_group_size=SAMPLE_ROW_GROUP)
         if not len(groups):
             w.write_table(table)
-    return sink.getvalue()
+    return bytes(sink.getvalue())
 
 
 def _ms(t: dt.datetime | None) -> int | None:

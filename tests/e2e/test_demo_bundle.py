@@ -281,7 +281,7 @@ def test_the_demo_bundle_verifies_offline_with_no_database_and_no_socket(
 
 
 def _samples(files: dict[str, bytes]) -> int:
-    return sum(pq.read_metadata(io.BytesIO(files[name])).num_rows
+    return sum(pq.read_metadata(pa.BufferReader(files[name])).num_rows
                for name in ("samples.parquet", "samples_aside.parquet"))  # fmt: skip
 
 
@@ -291,10 +291,10 @@ def live_batches_cost(files: dict[str, bytes]) -> dict[str, Any]:
     one anchor leaf per such second (digest, previous digest, signature and leaf digest are
     random bytes that do not compress), the samples' own columns about the same. Measured
     by writing ledger and leaf tables of that many rows, fresh random hashes in each."""
-    samples = pq.read_table(io.BytesIO(files["samples.parquet"]), columns=["ts"])
+    samples = pq.read_table(pa.BufferReader(files["samples.parquet"]), columns=["ts"])
     seconds = len(set((samples["ts"].to_numpy() // 1000).tolist()))
-    ledger = pq.read_table(io.BytesIO(files["ledger.parquet"]))
-    leaves = pq.read_table(io.BytesIO(files["anchor_leaves.parquet"]))
+    ledger = pq.read_table(pa.BufferReader(files["ledger.parquet"]))
+    leaves = pq.read_table(pa.BufferReader(files["anchor_leaves.parquet"]))
 
     def grown(table: pa.Table, n: int, random: dict[str, int]) -> int:
         idx = pa.array([i % table.num_rows for i in range(n)])
@@ -350,9 +350,9 @@ def test_a_fresh_venv_with_only_the_verify_extra_reaches_the_same_verdict(
 
 def test_a_changed_machine_state_sample_fails_batches_and_kpis(demo: Made, tmp_path: Path) -> None:
     files = demo["files"]
-    series = pq.read_table(io.BytesIO(files["series.parquet"])).to_pylist()
+    series = pq.read_table(pa.BufferReader(files["series.parquet"])).to_pylist()
     states = {s["series_id"]: s for s in series if s["role"] == "machine_state"}
-    table = pq.read_table(io.BytesIO(files["samples.parquet"]))
+    table = pq.read_table(pa.BufferReader(files["samples.parquet"]))
     texts = table["text"].to_pylist()
     sids = table["series_id"].to_pylist()
     ts = table["ts"].to_pylist()
@@ -365,7 +365,7 @@ def test_a_changed_machine_state_sample_fails_batches_and_kpis(demo: Made, tmp_p
     table = table.set_column(table.schema.get_field_index("text"), "text",
                              pa.array(texts, pa.string()))  # fmt: skip
     batch_id = table["batch_id"][i].as_py()
-    (b,) = [r for r in pq.read_table(io.BytesIO(files["ledger.parquet"])).to_pylist()
+    (b,) = [r for r in pq.read_table(pa.BufferReader(files["ledger.parquet"])).to_pylist()
             if r["batch_id"] == batch_id]  # fmt: skip
     bundle = zipped(tmp_path, {**files, "samples.parquet": parquet(table)},
                     fix=("samples.parquet",))  # fmt: skip

@@ -12,7 +12,6 @@ would, and the check must fail naming the figure, row, entry or edit.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,9 +96,9 @@ def test_a_clean_bundle_recomputes_every_kpi_and_passes(made: Made, tmp_path: Pa
 
 
 def test_a_counter_reading_changed_fails_the_figures_it_moves(made: Made, tmp_path: Path) -> None:
-    series = pq.read_table(io.BytesIO(made["files"]["series.parquet"])).to_pylist()
+    series = pq.read_table(pa.BufferReader(made["files"]["series.parquet"])).to_pylist()
     (parts,) = [r["series_id"] for r in series if r["tag"] == "parts"]
-    table = pq.read_table(io.BytesIO(made["files"]["samples.parquet"]))
+    table = pq.read_table(pa.BufferReader(made["files"]["samples.parquet"]))
     values = table["value"].to_pylist()
     sids = table["series_id"].to_pylist()
     # the counter's last reading before the reset, raised by 50 parts
