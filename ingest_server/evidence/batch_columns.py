@@ -108,7 +108,11 @@ def _first_ranks(group: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.nd
     n = len(code)
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    order = np.lexsort((code, group))  # stable: within a (group, code), event order
+    span = int(code.max()) - int(code.min()) + 1
+    if int(group.max()) < (1 << 62) // span:  # one int64 key: a faster stable sort
+        order = np.argsort(group * span + (code - int(code.min())), kind="stable")
+    else:
+        order = np.lexsort((code, group))  # stable: within a (group, code), event order
     g, c = group[order], code[order]
     new = np.empty(n, bool)
     new[0] = True
@@ -321,3 +325,110 @@ def _batch_offsets(entry_group: np.ndarray, entry_bytes: np.ndarray, n_batches: 
     out = np.zeros(n_batches + 1, np.int64)
     out[1:] = np.cumsum(per.astype(np.int64))
     return out
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A table's rows as arrays, in (batch_id, batch_pos) order, with its strings coded
+    (`prepare_columns`): what a caller that holds codes already (the offline verifier:
+    a series id for the device and tag, the Parquet's dictionary for the texts) hands
+    over instead of a table of strings."""
+
+    batch_id: np.ndarray  # int64
+    pair: np.ndarray  # int64: the row's (device, tag) entry in `pairs`, -1 when refused
+    pairs: list[bytes]  # each entry: device, tag (each u16 length + UTF-8)
+    ts: np.ndarray  # int64 ms (0 where null)
+    ts_ok: np.ndarray  # bool
+    value: np.ndarray  # float64 (0 where null)
+    value_ok: np.ndarray  # bool
+    text: np.ndarray  # int64: code in `strings`, -1 null
+    status: np.ndarray  # int64: code in `strings`, -1 null
+    strings: list[str]  # distinct
+    quality: np.ndarray  # int64 (-1 where null)
+
+
+def prepare_columns(c: Columns) -> Prepared:  # noqa: PLR0915 (prepare's three steps, inline)
+    """`prepare` over coded columns: the same batches, byte for byte (the tests hold the
+    two to `batch_digest`)."""
+    n = len(c.batch_id)
+    bid = c.batch_id
+    bstart = np.flatnonzero(np.r_[True, bid[1:] != bid[:-1]]) if n else np.zeros(0, np.int64)
+    batch_ids = bid[bstart]
+    starts = np.r_[bstart, n].astype(np.int64)
+    nb = len(bstart)
+    group = np.repeat(np.arange(nb), np.diff(starts))
+    bad = c.pair < 0
+    # the series tables
+    s_rank, s_first = _first_ranks(group, c.pair)
+    distinct, entries = np.unique(c.pair[s_first], return_inverse=True)
+    pairs = [b"" if p < 0 else c.pairs[p] for p in distinct.tolist()]
+    series_n = np.bincount(group[s_first], minlength=nb).astype(np.int64)
+    series_at = np.zeros(nb + 1, np.int64)
+    series_at[1:] = np.cumsum(series_n)
+    # the text tables: a text value, then its status when it has one (not empty)
+    strings = c.strings
+    k = len(strings)
+    t_code = np.where(c.text < 0, k, c.text)
+    st_code = np.where(c.status < 0, k, c.status)
+    t_ok = c.text >= 0
+    empty = np.array([s == "" for s in strings] + [True], bool)
+    st_ok = (c.status >= 0) & ~empty[st_code]
+    ev_row = np.r_[np.flatnonzero(t_ok), np.flatnonzero(st_ok)]
+    ev_slot = np.r_[np.zeros(int(t_ok.sum()), np.int64), np.ones(int(st_ok.sum()), np.int64)]
+    ev_order = np.argsort(ev_row * 2 + ev_slot, kind="stable")
+    ev_row, ev_slot = ev_row[ev_order], ev_slot[ev_order]
+    ev_code = np.where(ev_slot == 0, t_code[ev_row], st_code[ev_row])
+    x_rank, x_first = _first_ranks(group[ev_row], ev_code)
+    txt_blob, txt_at, txt_fit = _encoded(strings, ">I")
+    if not txt_fit.all():
+        bad[ev_row[~txt_fit[ev_code]]] = True
+    x_codes = ev_code[x_first]
+    texts = _gather(txt_blob, txt_at, x_codes)
+    x_group = group[ev_row[x_first]]
+    texts_n = np.bincount(x_group, minlength=nb).astype(np.int64)
+    texts_at = _batch_offsets(x_group, (txt_at[1:] - txt_at[:-1])[x_codes], nb)
+    text_index = np.zeros(n, np.int64)
+    status_index = np.full(n, NO_STATUS, np.int64)
+    text_index[ev_row[ev_slot == 0]] = x_rank[ev_slot == 0]
+    status_index[ev_row[ev_slot == 1]] = x_rank[ev_slot == 1]
+    # the records
+    v = np.where(c.value_ok, c.value, 0.0).astype(np.float64)
+    kind = np.where(t_ok, KIND_TEXT, np.where(c.value_ok, KIND_NUMBER, KIND_NULL)).astype(np.uint8)
+    bad |= (kind == KIND_NUMBER) & ~np.isfinite(v)
+    q_bad = (c.quality < 0) | (c.quality > 2)
+    bad |= q_bad | ~c.ts_ok
+    rec = np.zeros(n, RECORD)
+    rec["series"] = s_rank
+    rec["ts"] = np.where(c.ts_ok, c.ts, 0)
+    rec["quality"] = np.where(q_bad, 0, c.quality).astype(np.uint8)
+    rec["kind"] = kind
+    rec["status"] = status_index
+    bits = np.where(np.isfinite(v), v, 0.0).view(np.uint64)
+    rec["value"] = np.where(kind == KIND_TEXT, text_index.astype(np.uint64),
+                            np.where(kind == KIND_NUMBER, bits, np.uint64(0)))  # fmt: skip
+    return Prepared(
+        batch_ids, starts, _bytes(rec.view(np.uint8)), entries.astype(np.int32).ravel(),
+        series_at, series_n, pairs, _bytes(texts), texts_at, texts_n,
+        frozenset(np.unique(bid[bad]).tolist()),
+    )  # fmt: skip
+
+
+def pair_entries(
+    devices: list[str | None], tags: list[str | None]
+) -> tuple[np.ndarray, list[bytes]]:
+    """Each series' (device, tag) entry code, -1 when the digest refuses it (no device or
+    tag, over 65535 bytes, not UTF-8), and the distinct entries' bytes."""
+    code = np.full(len(devices), -1, np.int64)
+    seen: dict[bytes, int] = {}
+    for i, (d, t) in enumerate(zip(devices, tags, strict=True)):
+        if d is None or t is None:
+            continue
+        try:
+            raw_d, raw_t = d.encode(), t.encode()
+        except UnicodeEncodeError:
+            continue
+        if len(raw_d) > _U16 or len(raw_t) > _U16:
+            continue
+        entry = struct.pack(">H", len(raw_d)) + raw_d + struct.pack(">H", len(raw_t)) + raw_t
+        code[i] = seen.setdefault(entry, len(seen))
+    return code, list(seen)

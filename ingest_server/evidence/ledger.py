@@ -573,3 +573,16 @@ def _grouped(samples: Iterable[StoredSample], ids: list[int]) -> Iterator[list[S
                 group.append(pending)
             pending = next(it, None)
         yield group
+
+
+def link_findings(
+    b: Batch, p: Batch | None, known: Mapping[bytes, Batch], declared: Disclosed
+) -> list[Finding]:
+    """check_chain's findings for the one link into `b` from `p`, the stored batch just
+    before it in its gateway's (boot, seq) order (None: b is its first): for a caller
+    that has found column-wise which links do not hold (the offline verifier), so that
+    the findings are check_chain's, worded alike. A broken declaration found on the way
+    goes to `declared.findings`, as check_chain leaves it when given `declared`."""
+    if b.role == "before" or b.contract != 2:
+        return []
+    return _link(b, p, known, declared)

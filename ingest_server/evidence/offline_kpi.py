@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from ingest_server.derive.runs import GAP_AFTER
 from ingest_server.evidence.compare import compare
 from ingest_server.kpi.columnar import (
     audit_block,
@@ -35,10 +35,12 @@ from ingest_server.kpi.columnar import (
     ms_of,
     ms_time,
     state_intervals,
+    state_samples_needed,
     tag_cover,
     trail_edit,
 )
 from ingest_server.kpi.edges import (
+    PART_ROLES,
     PRORATED_ROLES,
     SeriesRef,
     by_window,
@@ -77,6 +79,7 @@ _COLUMN = {"process": "process_id"}
 _ATTRIBUTES = {"name": "name", "name_en": "name_en", "process": "process_id", "nc": "nc",
                "production": "production", "interface": "interface",
                "ideal_cycle_time_s": "ideal_cycle_time_s"}  # fmt: skip
+GAP_AFTER_S = GAP_AFTER.total_seconds()  # the runs' NO_DATA rule (state_intervals uses it)
 _SAMPLE_COLUMNS = ["series_id", "ts", "value", "text", "quality", "batch_id"]
 
 
@@ -360,26 +363,159 @@ def _production(
 # -- the inputs ---------------------------------------------------------------------------
 
 
+@dataclass
+class _Series:
+    """One series' samples, sorted by time: what the figures read of it (by its role)."""
+
+    ts: np.ndarray  # int64 ms, every sample
+    signed: np.ndarray  # bool: in a batch (a gateway signed it)
+    value: np.ndarray | None = None  # float64 (NaN when null): counters
+    good: np.ndarray | None = None  # quality < 2 and a value: counters
+    bad: np.ndarray | None = None  # quality >= 2: state and status series
+    text: np.ndarray | None = None  # int32 code in Measured.strings, -1 null: states
+
+
+@dataclass
+class _Kept:
+    """A series' samples (or a row group's piece of them) as kept: times as offsets from
+    `base` (uint32 when they fit: 49 days), the rest as _Series holds them."""
+
+    base: int
+    offsets: np.ndarray
+    signed: np.ndarray
+    value: np.ndarray | None = None
+    good: np.ndarray | None = None
+    bad: np.ndarray | None = None
+    text: np.ndarray | None = None
+
+    @staticmethod
+    def times(ts: np.ndarray) -> tuple[int, np.ndarray]:
+        if not len(ts):
+            return 0, ts.astype(np.int64)
+        base = int(ts.min())
+        off = ts - base
+        return base, off.astype(np.uint32) if int(off.max()) <= 0xFFFFFFFF else off
+
+    def ts(self) -> np.ndarray:
+        out: np.ndarray = self.offsets.astype(np.int64) + self.base
+        return out
+
+
+_STATE_ROLES = ("machine_state", "device_status")
+_EMPTY = _Series(np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0), np.zeros(0, bool),
+                 np.zeros(0, bool), np.zeros(0, np.int32))  # fmt: skip
+
+
 class Measured:
-    """The bundle's samples as columns, sorted by (series, time), and its series."""
+    """The bundle's samples, one series at a time, and its series (docs/evidence-verify.md,
+    "Speed"). samples.parquet is read a row group at a time, only the columns the figures
+    need; each row group's rows of a series (sorted by (series_id, ts) within the group,
+    as the bundle writes them; sorted here if not) are copied out as the few arrays its
+    role needs (counters: time, value, good; states: time, text code, bad; every series:
+    time and signed), times as 4-byte offsets, the row group then let go; a series'
+    pieces are joined and put in time order (stable: the file's order among equal
+    times) when it is first asked for. Memory: about 14 bytes a counter sample and 10 a
+    state sample, not the whole table with its sort."""
 
     def __init__(self, files: Mapping[str, bytes]) -> None:
-        t = pq.read_table(io.BytesIO(files["samples.parquet"]), columns=_SAMPLE_COLUMNS)
-        t = t.sort_by([("series_id", "ascending"), ("ts", "ascending")])
-        self.n = t.num_rows
-        self.sid = t["series_id"].to_numpy(zero_copy_only=False).astype(np.int64)
-        self.ts = t["ts"].to_numpy(zero_copy_only=False).astype(np.int64)
-        self.value = pc.fill_null(t["value"], np.nan).to_numpy(zero_copy_only=False)
-        quality = pc.fill_null(t["quality"], 2).to_numpy(zero_copy_only=False)
-        self.good = (quality < 2) & pc.is_valid(t["value"]).to_numpy(zero_copy_only=False)
-        self.bad = quality >= 2
-        self.signed = pc.is_valid(t["batch_id"]).to_numpy(zero_copy_only=False)
-        self.text: pa.ChunkedArray = t["text"]
-        self.series = pq.read_table(io.BytesIO(files["series.parquet"])).to_pylist()
+        self.series = _read(files, "series.parquet").read().to_pylist()
+        roles = {int(r["series_id"]): str(r["role"]) for r in self.series}
+        counters = {sid for sid, role in roles.items() if role in PRORATED_ROLES
+                    or role in PART_ROLES}  # fmt: skip
+        states = {sid for sid, role in roles.items() if role in _STATE_ROLES}
+        self.strings: list[str] = []  # the texts, each once
+        self._string_at: dict[str, int] = {}
+        self._pieces: dict[int, list[_Kept]] = {}
+        self._joined: dict[int, _Kept] = {}
+        self.n = 0
+        pf = _read(files, "samples.parquet")
+        for g in range(pf.num_row_groups):
+            t = pf.read_row_group(g, columns=_SAMPLE_COLUMNS)
+            self.n += t.num_rows
+            self._split(t, counters, states)
+            del t
 
-    def span(self, sid: int) -> slice:
-        return slice(int(np.searchsorted(self.sid, sid, "left")),
-                     int(np.searchsorted(self.sid, sid, "right")))  # fmt: skip
+    def _codes(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """A text column's codes in `strings` (-1 null)."""
+        enc = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray)
+                                   else col)  # fmt: skip
+        at = [self._string_at.setdefault(x, len(self._string_at)) for x in
+              enc.dictionary.to_pylist()]  # fmt: skip
+        self.strings = list(self._string_at)
+        local = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        out: np.ndarray = np.array([*at, -1], np.int32)[local]
+        return out
+
+    def _split(self, t: pa.Table, counters: set[int], states: set[int]) -> None:
+        n = t.num_rows
+        if not n:
+            return
+        sid = pc.fill_null(t["series_id"], -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        if np.any(sid[1:] < sid[:-1]):  # not as the bundle writes it: group it (stable)
+            order = np.argsort(sid, kind="stable")
+            t, sid = t.take(pa.array(order)), sid[order]
+        ts = pc.fill_null(t["ts"], 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        signed = pc.is_valid(t["batch_id"]).to_numpy(zero_copy_only=False)
+        quality = pc.fill_null(t["quality"], 2).to_numpy(zero_copy_only=False)
+        at = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
+        value = good = bad = text = None
+        for lo, hi in zip(at[:-1].tolist(), at[1:].tolist(), strict=True):
+            s = int(sid[lo])
+            base, off = _Kept.times(ts[lo:hi])
+            piece = _Kept(base, off, signed[lo:hi].copy())
+            if s in counters:
+                if value is None:
+                    value = pc.fill_null(t["value"], np.nan).to_numpy(zero_copy_only=False)
+                    good = (quality < 2) & pc.is_valid(t["value"]).to_numpy(zero_copy_only=False)
+                piece.value, piece.good = value[lo:hi].copy(), good[lo:hi].copy()  # type: ignore[index]
+            if s in states:
+                if bad is None:
+                    bad, text = quality >= 2, self._codes(t["text"])
+                piece.bad, piece.text = bad[lo:hi].copy(), text[lo:hi].copy()  # type: ignore[index]
+            self._pieces.setdefault(s, []).append(piece)
+
+    def of(self, sid: int) -> _Series:
+        """Series `sid`'s samples, sorted by time."""
+        kept = self._joined.get(sid)
+        if kept is None:
+            kept = self._join(sid)
+            if kept is None:
+                return _EMPTY
+            self._joined[sid] = kept
+        return _Series(kept.ts(), kept.signed, kept.value, kept.good, kept.bad, kept.text)
+
+    def _join(self, sid: int) -> _Kept | None:
+        pieces = self._pieces.pop(sid, None)
+        if not pieces:
+            return None
+        ts = np.concatenate([p.ts() for p in pieces])
+        signed = np.concatenate([p.signed for p in pieces])
+        value = good = bad = text = None
+        if pieces[0].value is not None:
+            value = np.concatenate([p.value for p in pieces])
+            good = np.concatenate([p.good for p in pieces])
+        if pieces[0].bad is not None:
+            bad = np.concatenate([p.bad for p in pieces])
+            text = np.concatenate([p.text for p in pieces])
+        del pieces
+        if np.any(ts[1:] < ts[:-1]):
+            order = np.argsort(ts, kind="stable")
+            ts, signed = ts[order], signed[order]
+            if value is not None:
+                value, good = value[order], good[order]  # type: ignore[index]
+            if bad is not None:
+                bad, text = bad[order], text[order]  # type: ignore[index]
+        base, off = _Kept.times(ts)
+        return _Kept(base, off, signed, value, good, bad, text)
+
+
+def _read(files: Mapping[str, bytes], name: str) -> pq.ParquetFile:
+    """A Parquet member: opened where it lies in the zip when `files` can (offline.py's
+    Members), else over its bytes."""
+    opener = getattr(files, "parquet", None)
+    if opener is not None:
+        return opener(name)
+    return pq.ParquetFile(pa.BufferReader(files[name]))
 
 
 def _gids(registry: dict[str, Any]) -> dict[tuple[str, str], int]:
@@ -455,10 +591,9 @@ def _inputs(  # noqa: PLR0917 (one caller, each part named there)
         _measure(inputs, m, group, start, end, params)
     for r in refs:  # each series' samples in its site's period, and those a gateway signed
         s = where[r.device]
-        w = m.span(r.series_id)
-        ts = m.ts[w]
-        a, b = np.searchsorted(ts, ms_of(s.start)), np.searchsorted(ts, ms_of(s.end))
-        signed = int(np.count_nonzero(m.signed[w][a:b]))
+        x = m.of(r.series_id)
+        a, b = np.searchsorted(x.ts, ms_of(s.start)), np.searchsorted(x.ts, ms_of(s.end))
+        signed = int(np.count_nonzero(x.signed[a:b]))
         inputs.origins.append(SeriesOrigin(r.device, r.tag, r.role, int(b - a), signed))
     contracts = {(g["site_id"], g["id"]): int(g.get("contract") or 1)
                  for g in registry.get("gateways") or []}  # fmt: skip
@@ -483,14 +618,20 @@ def _measure(  # noqa: PLR0917
         rows: list[tuple[int, dt.datetime, str | None]] = []
         after: list[int] = []
         for sid in sids:
-            w = m.span(sid)
-            ts = m.ts[w]
+            x = m.of(sid)
+            ts = x.ts
             i0, i1 = int(np.searchsorted(ts, a)), int(np.searchsorted(ts, b))
             lo = max(i0 - 1, 0)
-            text = m.text[w.start + lo : w.start + i1].to_pylist()
-            bad = m.bad[w][lo:i1]
-            rows += [(sid, ms_time(t), None if x else v)
-                     for t, v, x in zip(ts[lo:i1].tolist(), text, bad.tolist(),
+            code = x.text[lo:i1] if x.text is not None else np.full(i1 - lo, -1, np.int32)
+            bad = x.bad[lo:i1] if x.bad is not None else np.zeros(i1 - lo, bool)
+            times = ts[lo:i1]
+            if len(sids) == 1:  # one state series: only the samples the runs need
+                keep = state_samples_needed(times, np.where(bad, -1, code), GAP_AFTER_S)
+                at = np.flatnonzero(keep)
+                code, bad, times = code[at], bad[at], times[at]
+            words = [*m.strings, None]
+            rows += [(sid, ms_time(t), None if x else words[c])
+                     for t, c, x in zip(times.tolist(), code.tolist(), bad.tolist(),
                                         strict=True)]  # fmt: skip
             if i1 < len(ts):
                 after.append(int(ts[i1]))
@@ -500,9 +641,11 @@ def _measure(  # noqa: PLR0917
         if not is_counter(r):
             continue
         c = inputs.counters.setdefault((r.device, r.role), CounterSum())
-        w = m.span(r.series_id)
-        good = m.good[w]
-        got = counter_sums(m.ts[w][good], m.value[w][good], wrap=r.wrap, start_ms=a, end_ms=b,
+        x = m.of(r.series_id)
+        if x.good is None or x.value is None:  # not read as a counter: no role of one
+            continue
+        good = x.good
+        got = counter_sums(x.ts[good], x.value[good], wrap=r.wrap, start_ms=a, end_ms=b,
                            prorated=r.role in PRORATED_ROLES)  # fmt: skip
         c.quantity += got.quantity
         c.deltas += got.deltas
@@ -513,7 +656,7 @@ def _measure(  # noqa: PLR0917
     for r in group:
         if r.role == "device_status":
             continue
-        received, counted = tag_cover(m.ts[m.span(r.series_id)], start_ms=a, end_ms=b,
+        received, counted = tag_cover(m.of(r.series_id).ts, start_ms=a, end_ms=b,
                                       heartbeat_s=params.heartbeat_s)  # fmt: skip
         expected = max(0.0, (end - start).total_seconds()) / params.heartbeat_s
         inputs.tags.append(TagCoverage(r.device, r.tag, r.role, received, counted, expected))
@@ -535,3 +678,20 @@ def digest(*parts: Inputs | None) -> tuple[int, str]:
 def _partial(inputs: Inputs) -> bool:
     return any(local_period(inputs.date_from, inputs.date_to, s.timezone, inputs.as_of)[2]
                for s in inputs.sites)  # fmt: skip
+
+
+def plant_inputs(  # noqa: PLR0917 (each part named by the caller)
+    files: Mapping[str, bytes],
+    registry: dict[str, Any],
+    entries: list[dict[str, Any]],
+    period: tuple[dt.date, dt.date],
+    as_of: dt.datetime,
+    params: Parameters,
+) -> tuple[Inputs, bool]:
+    """The inputs `check_kpis` recomputes a period from (registry.json as it stands, no
+    edit after the report), and whether the period is partial: for a maker of synthetic
+    bundles (bench/verify_throughput.py) to compute, with kpi/engine.py `compute`, the
+    report a verifier then checks."""
+    equipment = {e["id"]: dict(e) for e in registry.get("equipment") or []}
+    inputs = _inputs(registry, equipment, entries, period, as_of, Measured(files), params)
+    return inputs, _partial(inputs)

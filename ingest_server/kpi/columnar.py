@@ -225,3 +225,25 @@ def audit_block(
         "since": _iso_us(since),
         "edits": [x for x in edits if _at(x["at"]) >= since],
     }
+
+
+def state_samples_needed(
+    ts: Ms, code: npt.NDArray[np.int64], gap_s: float
+) -> npt.NDArray[np.bool_]:
+    """Which samples of a device's one state series (sorted by time; `code` a code of each
+    value, -1 for bad quality) `state_intervals` needs to give the same intervals: in each
+    run of one value, the first and the last sample of each stretch of gap/2, so that a
+    sample dropped repeats the value in force and leaves no silence over `gap_s` (derive/
+    runs.py's NO_DATA rule) that was not there, nor hides one that was: a silence over it
+    lies between two samples kept. A series with two samples at one time is kept whole
+    (those apply together)."""
+    n = len(ts)
+    if n <= 2 or bool(np.any(ts[1:] <= ts[:-1])):
+        return np.ones(n, bool)
+    half = max(int(gap_s * 1000) // 2, 1)
+    change = np.r_[True, code[1:] != code[:-1]]
+    run = np.cumsum(change)
+    bucket = (ts - ts[0]) // half
+    first = np.r_[True, (run[1:] != run[:-1]) | (bucket[1:] != bucket[:-1])]
+    keep: npt.NDArray[np.bool_] = first | np.r_[first[1:], True]
+    return keep

@@ -95,7 +95,7 @@ def _make(world: World, tsa: Tsa, tmp: Path) -> dict[str, Any]:
     ).fetchall()  # fmt: skip
     return {"files": files, "report": report.read_bytes(), "trust": json.loads(trust.read_text()),
             "trust_text": trust.read_text(), "lo": lo, "hi": hi, "db_rows": db_rows,
-            "tsa": tsa}  # fmt: skip
+            "tsa": tsa, "report_key": key}  # fmt: skip
 
 
 def table(made: dict[str, Any], name: str) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from ingest_server.evidence.canonical import sign
 from ingest_server.evidence.offline import Verdict, check_bundle
@@ -46,7 +47,7 @@ def zipped(tmp: Path, files: dict[str, bytes], *, fix: tuple[str, ...] = ()) -> 
                 data = files[m["name"]]
                 m["sha256"], m["bytes"] = hashlib.sha256(data).hexdigest(), len(data)
                 if m["name"].endswith(".parquet"):
-                    m["rows"] = pq.read_metadata(io.BytesIO(data)).num_rows
+                    m["rows"] = pq.read_metadata(pa.BufferReader(data)).num_rows
         files["manifest.json"] = json.dumps(manifest).encode()
     path = tmp / f"b{len(list(tmp.iterdir()))}.zip"
     with zipfile.ZipFile(path, "w") as z:
@@ -90,7 +91,7 @@ def test_a_clean_bundle_passes_every_check(made: Made, tmp_path: Path) -> None:
 
 
 def test_a_sample_value_edited_fails_its_batchs_digest(made: Made, tmp_path: Path) -> None:
-    table = pq.read_table(io.BytesIO(made["files"]["samples.parquet"]))
+    table = pq.read_table(pa.BufferReader(made["files"]["samples.parquet"]))
     # the first numeric sample of a v2 batch, its value changed
     i = next(i for i, (b, x) in enumerate(zip(table["batch_id"].to_pylist(),
                                               table["value"].to_pylist(), strict=True))
@@ -104,7 +105,7 @@ def test_a_sample_value_edited_fails_its_batchs_digest(made: Made, tmp_path: Pat
     v = check_bundle(zipped(tmp_path, files, fix=("samples.parquet",)), made["trust"])
     assert v.check("manifest").status == "ok"  # the attacker fixed the manifest
     reasons = failed(v, "batches")
-    ledger = pq.read_table(io.BytesIO(made["files"]["ledger.parquet"])).to_pylist()
+    ledger = pq.read_table(pa.BufferReader(made["files"]["ledger.parquet"])).to_pylist()
     (b,) = [r for r in ledger if r["batch_id"] == batch_id]
     (reason,) = reasons
     assert f"{b['gateway']} boot {b['boot']} seq {b['seq']}: a stored sample" in reason
@@ -145,7 +146,7 @@ def test_a_report_resigned_with_a_key_not_in_the_trust_file_fails(
 def test_a_ledger_row_removed_is_a_gap_with_its_time_and_devices(
     made: Made, tmp_path: Path
 ) -> None:
-    table = pq.read_table(io.BytesIO(made["files"]["ledger.parquet"]))
+    table = pq.read_table(pa.BufferReader(made["files"]["ledger.parquet"]))
     gone = pc.and_(pc.equal(table["gateway"], "gw-01"),
                    pc.and_(pc.equal(table["boot"], 2), pc.equal(table["seq"], 3)))  # fmt: skip
     assert pc.sum(gone).as_py() == 1
@@ -214,15 +215,15 @@ def _without(table: pa.Table, batch_id: int) -> pa.Table:
 
 
 def test_a_batch_deleted_whole_is_a_gap_in_the_chain(made: Made, tmp_path: Path) -> None:
-    ledger = pq.read_table(io.BytesIO(made["files"]["ledger.parquet"]))
+    ledger = pq.read_table(pa.BufferReader(made["files"]["ledger.parquet"]))
     (row,) = [r for r in ledger.to_pylist()
               if (r["gateway"], r["boot"], r["seq"]) == ("gw-01", 2, 3)]  # fmt: skip
     files = dict(made["files"])
     files["ledger.parquet"] = parquet(_without(ledger, row["batch_id"]))
     for name in ("samples.parquet", "samples_aside.parquet"):
-        table = pq.read_table(io.BytesIO(files[name]))
+        table = pq.read_table(pa.BufferReader(files[name]))
         files[name] = parquet(_without(table, row["batch_id"]))
-    gone = pq.read_table(io.BytesIO(made["files"]["samples.parquet"]))["batch_id"]
+    gone = pq.read_table(pa.BufferReader(made["files"]["samples.parquet"]))["batch_id"]
     assert pc.sum(pc.equal(gone, row["batch_id"])).as_py() > 0  # it had samples to delete
     fix = ("ledger.parquet", "samples.parquet", "samples_aside.parquet")
     v = check_bundle(zipped(tmp_path, files, fix=fix), made["trust"])
@@ -238,7 +239,7 @@ def test_a_batch_deleted_whole_is_a_gap_in_the_chain(made: Made, tmp_path: Path)
 def test_a_batch_resigned_with_a_key_not_enrolled_fails_naming_it(
     made: Made, tmp_path: Path
 ) -> None:
-    ledger = pq.read_table(io.BytesIO(made["files"]["ledger.parquet"]))
+    ledger = pq.read_table(pa.BufferReader(made["files"]["ledger.parquet"]))
     rows = ledger.to_pylist()
     (i,) = [i for i, r in enumerate(rows) if (r["gateway"], r["boot"], r["seq"]) == ("gw-02", 1, 2)]
     stranger = Ed25519PrivateKey.generate()  # the key of whoever rewrote the ledger
@@ -262,7 +263,7 @@ def test_a_day_rewritten_after_its_time_stamp_fails_its_anchor(made: Made, tmp_p
     from ingest_server.evidence import merkle  # noqa: PLC0415
 
     anchors, day = _anchored_day(made)
-    leaves = pq.read_table(io.BytesIO(made["files"]["anchor_leaves.parquet"]))
+    leaves = pq.read_table(pa.BufferReader(made["files"]["anchor_leaves.parquet"]))
     rows = leaves.to_pylist()
     mine = sorted((r for r in rows if str(r["day"]) == day["day"]), key=lambda r: r["index"])
     mine[1]["digest"] = hashlib.sha256(b"a batch the gateway never sent").digest()
@@ -302,3 +303,67 @@ def test_a_token_from_a_tsa_not_in_the_trust_file_fails_naming_the_day(
     assert any(r.startswith(f"{day['day']}: the token of") and "does not verify under a TSA "
                "of the trust file" in r for r in reasons)  # fmt: skip
     assert day["day"] in v.check("anchors").details["unanchored_days"]
+
+
+# --- libsodium for the batch signatures (helper P) -----------------------------------------
+
+_L = 2**252 + 27742317777372353535851937790883648493  # the order of Ed25519's base point
+
+
+def test_a_malleated_signature_s_plus_l_fails_naming_the_batch(made: Made, tmp_path: Path) -> None:
+    """S + L verifies the same equation; both libsodium and OpenSSL refuse a non-canonical
+    S, and so does the check (the finding is check_batch's, worded by cryptography's)."""
+    ledger = pq.read_table(pa.BufferReader(made["files"]["ledger.parquet"]))
+    rows = ledger.to_pylist()
+    (i,) = [i for i, r in enumerate(rows) if (r["gateway"], r["boot"], r["seq"]) == ("gw-01", 2, 2)]
+    sig = rows[i]["signature"]
+    s = int.from_bytes(sig[32:], "little") + _L
+    rows[i]["signature"] = sig[:32] + s.to_bytes(32, "little")
+    files = {**made["files"], "ledger.parquet": parquet(pa.Table.from_pylist(rows, ledger.schema))}
+    v = check_bundle(zipped(tmp_path, files, fix=("ledger.parquet",)), made["trust"])
+    (reason,) = failed(v, "batches")
+    assert reason.startswith(f"{ENT}/p1/gw-01 boot 2 seq 2: the signature does not verify "
+                             "under key")  # fmt: skip
+
+
+def test_a_signature_libsodium_refuses_is_verified_again_with_cryptography(
+    made: Made, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """libsodium is the stricter: what it refuses is re-checked by cryptography (OpenSSL)
+    before it is reported, so a libsodium that refused everything changes no verdict."""
+    from ingest_server.evidence import offline  # noqa: PLC0415
+
+    monkeypatch.setattr(offline, "_sodium_verify", lambda signed, public: False)
+    v = check_bundle(zipped(tmp_path, made["files"]), made["trust"])
+    assert v.verdict == "pass", v.as_json()
+    details = v.check("batches").details
+    assert details["batches_walked"] == details["v2_batches"] > 0
+
+
+def test_a_report_whose_anchoring_block_the_bundle_contradicts_fails(
+    made: Made, tmp_path: Path
+) -> None:
+    """The enterprise re-signs its report (with its own, trusted key) saying a day was
+    anchored under a root the bundle does not hold: the anchors check names the day."""
+    doc = json.loads(made["files"]["report.json"])
+    (day,) = [d for d in doc["anchoring"]["days"] if d["state"] == "anchored"]
+    day["root"] = "ab" * 32
+    key = load_pem_private_key(made["report_key"].read_bytes(), None)
+    assert isinstance(key, Ed25519PrivateKey)
+    sign(doc, key)
+    report = json.dumps(doc, ensure_ascii=False).encode()
+    files = {**made["files"], "report.json": report}
+    manifest = json.loads(files["manifest.json"])
+    manifest["report"].update(sha256=hashlib.sha256(report).hexdigest(),
+                              signature=doc["signature"]["value"])  # fmt: skip
+    files["manifest.json"] = json.dumps(manifest).encode()
+    v = check_bundle(zipped(tmp_path, files, fix=("report.json",)), made["trust"])
+    assert v.check("report_signature").status == "ok"
+    codes = [r.code for r in v.check("anchors").reasons]
+    assert codes == ["report_anchoring"], v.check("anchors").reasons
+    (reason,) = v.check("anchors").reasons
+    assert reason.text_en.startswith(f"{day['day']}: the report says anchored (root abab")
+    assert "报告称已锚定" in reason.text
+    clean = check_bundle(zipped(tmp_path, made["files"]), made["trust"]).check("anchors")
+    assert clean.status == "ok"
+    assert clean.details["report_open_days"] == []
