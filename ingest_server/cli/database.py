@@ -8,6 +8,7 @@ sites, equipment and gateways with their keys (ingest_server/repo/registry.py).
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import psycopg
 from ingest_server.cli.common import db_args, resolve_dsn
 from ingest_server.db.schema import describe, migrate
 from ingest_server.repo import status
-from ingest_server.repo.registry import gateway_keys, import_registry, load_registry
+from ingest_server.repo.registry import gateway_keys, import_with_trail, load_registry
 
 
 def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
@@ -41,6 +42,14 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
         default=[],
         metavar="GATEWAY=KEYFILE",
         help="HMAC key file of a gateway (mode 600); repeat per gateway",
+    )
+    imp.add_argument(
+        "--account",
+        metavar="NAME",
+        help="who makes the changes, in the edit trail (default: cli:<OS user>)",
+    )
+    imp.add_argument(
+        "--note", default="", metavar="TEXT", help="why, in the edit trail of each change"
     )
 
 
@@ -157,8 +166,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _os_account() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for the uid (a bare container)
+        return "cli:unknown"
+
+
 def cmd_registry_import(args: argparse.Namespace) -> int:
 
+    account = args.account if args.account is not None else _os_account()
+    if not account.strip():
+        print("ingest-server: --account is empty: name who makes the changes, e.g. "
+              "--account alice", file=sys.stderr)  # fmt: skip
+        return 2
     registry = load_registry(args.file)
     overrides: dict[str, Path] = {}
     for item in args.key:
@@ -172,14 +193,17 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
     try:
         migrate(dsn)
         with psycopg.connect(dsn) as conn:
-            counts = import_registry(conn, registry, keys)
+            counts, changes = import_with_trail(
+                conn, registry, keys, account=account, note=args.note
+            )
     finally:
         if pg is not None:
             pg.release()
     print(
         f"imported {args.file}: "
         + ", ".join(f"{n} {what}" for what, n in counts.items())
-        + f"; keys for {len(keys)} gateway(s)"
+        + f"; keys for {len(keys)} gateway(s); {changes} change(s) on the edit trail"
+        + (f" as {account}" if changes else "")
     )
     missing = sorted(
         g.id for e in registry.enterprises for s in e.sites for g in s.gateways if g.id not in keys

@@ -218,12 +218,20 @@ def _edits(edits: list[Any]) -> list[tuple[str, str]]:
         used: set[str] = {"field", "old", "new"}
         when = _first(e, used, "when", "at", "changed_at")
         who = _first(e, used, "who", "account", "by")
-        what = _first(e, used, "equipment", "item", "id")
-        line = (f"  {_value(when)} {_value(who)}: {_value(what)} {_value(e.get('field'))} "
-                f"{_value(e.get('old'))} → {_value(e.get('new'))}")  # fmt: skip
+        if "kind" in e:  # the registry's other trail: a site, calendar, process, meter, ...
+            used |= {"kind", "entity", "trail"}
+            what = f"{_value(e['kind'])} {_value(e.get('entity'))}"
+        else:
+            what = _value(_first(e, used, "equipment", "item", "id"))
+        change = zh = f"{_value(e.get('field'))} {_value(e.get('old'))} → {_value(e.get('new'))}"
+        if e.get("field") == "*" and e.get("old") is None:  # a row inserted, or removed
+            change, zh = f"inserted {_value(e.get('new'))}", f"新增 {_value(e.get('new'))}"
+        elif e.get("field") == "*" and e.get("new") is None:
+            change, zh = f"removed {_value(e.get('old'))}", f"删除 {_value(e.get('old'))}"
         rest = {k: v for k, v in e.items() if k not in used}
-        line += f" ({_kv(rest)})" if rest else ""
-        out.append((line, line))
+        tail = f" ({_kv(rest)})" if rest else ""
+        out.append((f"  {_value(when)} {_value(who)}: {what} {zh}{tail}",
+                    f"  {_value(when)} {_value(who)}: {what} {change}{tail}"))  # fmt: skip
     return out + _more(len(edits))
 
 

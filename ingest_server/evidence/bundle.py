@@ -461,10 +461,14 @@ def _collect(conn: psycopg.Connection, doc: dict[str, Any], report: bytes, spool
              "declared_at": d[5], "received_at": d[6], "payload": d[7]} for d in declared]),
             len(declared), "batches the gateways declared dropped, with the signed status"),
         Member("registry.json", _json({k: v for k, v in registry.items()
-                                       if k != "equipment_audit"}), None,
-               "enterprise, sites, calendars, processes, equipment, meters, gateways"),
+                                       if k not in ("equipment_audit", "registry_audit")}),
+               None, "enterprise, sites, calendars, processes, equipment, meters, gateways"),
         Member("equipment_audit.json", _json(registry["equipment_audit"]),
                len(registry["equipment_audit"]), "every edit of declared attributes"),
+        Member("registry_audit.json", _json(registry["registry_audit"]),
+               len(registry["registry_audit"]), "every other change `registry import` made "
+               "to the registry (sites, calendars, processes, meters, the enterprise, what "
+               "was inserted or removed)"),
         Member("production.json", _json(production), len(production),
                "production and value-added entries overlapping the periods"),
         Member("factors.json", _json({"energy": energy.as_json(), "emission": emission.as_json()}),

@@ -7,7 +7,7 @@ series' samples sorted by time.
     counter readings --counter_sums--> quantity, deltas, rollovers, resets, anomalies
     a series' times  --tag_cover-----> samples received, heartbeats covered (coverage)
     state samples    --state_intervals> the device's intervals (derive/runs.py's rules)
-    audit trail      --audit_block---> what a report signs of it (`registry_audit`)
+    edit trails      --audit_block---> what a report signs of them (`registry_audit`)
 
 Each function states which SQL or loop of the database path it stands for; the tests
 (tests/evidence/test_offline_kpi.py) hold the two to the same figures.
@@ -200,31 +200,70 @@ def trail_edit(e: Mapping[str, Any]) -> dict[str, Any]:
             "note": e.get("note") or ""}  # fmt: skip
 
 
-def audit_block(
-    entries: Sequence[Mapping[str, Any]], read_at: dt.datetime, since: dt.datetime
+def registry_edit(e: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry of the registry's other trail (repo/audit.py registry_trail's row, or
+    registry_audit.json's) as a report lists it: id, at, kind, entity, field, old, new,
+    account, note (field `*`: the entity inserted, old null, or removed, new null)."""
+    return {"id": int(e["id"]), "at": _iso_us(_at(e["at"])), "kind": e["kind"],
+            "entity": e["entity_id"], "field": e["field"], "old": e["old"], "new": e["new"],
+            "account": e["account"], "note": e.get("note") or ""}  # fmt: skip
+
+
+_EQUIPMENT_LINE = ("id", "at", "equipment", "field", "old", "new", "account", "note")
+_REGISTRY_LINE = ("id", "at", "kind", "entity", "field", "old", "new", "account", "note")
+
+
+def _signed_part(
+    edits: list[dict[str, Any]], line: Sequence[str], since: dt.datetime
 ) -> dict[str, Any]:
-    """What a report signs of the equipment audit trail (`registry_audit`, docs/evidence.md):
-    when the registry was read, how many edits the trail held then and the SHA-256 of
-    their canonical lines (one JSON array per edit, oldest first: id, at, equipment,
-    field, old, new, account, note), and the edits since `since` (the period's start)
-    listed in full: the ones that moved the attributes of the period."""
-    upto = sorted((e for e in entries if _at(e["at"]) <= read_at),
-                  key=lambda e: (_at(e["at"]), int(e["id"])))  # fmt: skip
     h = hashlib.sha256()
-    edits = [trail_edit(e) for e in upto]
     for x in edits:
-        line = json.dumps([x["id"], x["at"], x["equipment"], x["field"], x["old"], x["new"],
-                           x["account"], x["note"]], ensure_ascii=False,
-                          separators=(",", ":"), sort_keys=True)  # fmt: skip
-        h.update(line.encode())
+        text = json.dumps([x[k] for k in line], ensure_ascii=False, separators=(",", ":"),
+                          sort_keys=True)  # fmt: skip
+        h.update(text.encode())
         h.update(b"\n")
-    return {
+    return {"entries": len(edits), "sha256": h.hexdigest(),
+            "edits": [x for x in edits if _at(x["at"]) >= since]}  # fmt: skip
+
+
+def _upto(entries: Sequence[Mapping[str, Any]], read_at: dt.datetime) -> list[Mapping[str, Any]]:
+    return sorted((e for e in entries if _at(e["at"]) <= read_at),
+                  key=lambda e: (_at(e["at"]), int(e["id"])))  # fmt: skip
+
+
+# the block's versions: 1 the equipment trail only; 2 with `registry`, the other trail
+AUDIT_BLOCK_VERSION = 2
+
+
+def audit_block(
+    entries: Sequence[Mapping[str, Any]],
+    read_at: dt.datetime,
+    since: dt.datetime,
+    registry: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """What a report signs of the registry's edit trails (`registry_audit`, docs/evidence.md):
+    when the registry was read, how many edits the equipment trail (`entries`) held then
+    and the SHA-256 of their canonical lines (one JSON array per edit, oldest first: id,
+    at, equipment, field, old, new, account, note), and the edits since `since` (the
+    period's start) listed in full: the ones that moved the attributes of the period.
+    With `registry` (the other trail, repo/audit.py registry_trail; version 2), the same
+    of it under `registry`, its lines [id, at, kind, entity, field, old, new, account,
+    note]. Without (a version 1 block, as reports made before it sign): no `version`."""
+    part = _signed_part([trail_edit(e) for e in _upto(entries, read_at)], _EQUIPMENT_LINE,
+                        since)  # fmt: skip
+    block: dict[str, Any] = {
         "read_at": _iso_us(read_at),
-        "entries": len(edits),
-        "sha256": h.hexdigest(),
+        "entries": part["entries"],
+        "sha256": part["sha256"],
         "since": _iso_us(since),
-        "edits": [x for x in edits if _at(x["at"]) >= since],
+        "edits": part["edits"],
     }
+    if registry is not None:
+        block["version"] = AUDIT_BLOCK_VERSION
+        block["registry"] = _signed_part(
+            [registry_edit(e) for e in _upto(registry, read_at)], _REGISTRY_LINE, since
+        )
+    return block
 
 
 def state_samples_needed(

@@ -158,6 +158,7 @@ def compute(
         "quality": _quality(inputs),
         "attestation": origin_summary(inputs),
     }
-    if inputs.registry_audit is not None:  # the trail as the registry was read (kpi/plant.py)
+    # the edit trails as the registry was read (kpi/plant.py; versioned, docs/evidence.md)
+    if inputs.registry_audit is not None:
         doc["registry_audit"] = inputs.registry_audit
     return doc

@@ -1,7 +1,7 @@
 """The declared side of a KPI computation: the period in each site's time zone, and the
 plant the registry holds (enterprise, sites and their calendars, equipment, meters,
-production entries) as the records of kpi/records.py, with the equipment audit trail as
-the registry was read (what the report signs of it, `registry_audit`). What was measured
+production entries) as the records of kpi/records.py, with the registry's edit trails as
+the registry was read (what the report signs of them, `registry_audit`). What was measured
 is fetched on top of these (kpi/fetch.py).
 """
 
@@ -95,11 +95,13 @@ def load_registry(
     ]
     inputs = Inputs(ent, row["industry"], date_from, date_to, as_of, sites, equipment, meters)
     inputs.production = production
-    # the trail of the attributes just read, signed with the report (`registry_audit`)
+    # the trails of what was just read, signed with the report (`registry_audit`, version
+    # 2: the equipment trail and the registry's other trail, kpi/columnar.py audit_block)
     read_at, trail = audit.equipment_trail(conn, enterprise=enterprise)
+    others = audit.registry_trail(conn, enterprise=enterprise)
     midnight = dt.datetime.combine(date_from, dt.time(), tzinfo=dt.UTC)
     since = min((s.start for s in sites), default=midnight)
-    inputs.registry_audit = audit_block(trail, read_at, since)
+    inputs.registry_audit = audit_block(trail, read_at, since, others)
     gw_names = plant.gateway_names(conn)
     for dev in devices_of(inputs):
         inputs.device_names[dev] = f"{gw_names.get(dev[0], dev[0])}/{dev[1]}"

@@ -147,8 +147,9 @@ class Inputs:
     # stays theirs): counted from the raw samples both ways, recomputed at verification
     origins: list[SeriesOrigin] = field(default_factory=list)
     gateways: dict[int, GatewayRef] = field(default_factory=dict)
-    # the equipment audit trail as the registry was read (kpi/columnar.py audit_block):
-    # signed as the report's `registry_audit`, not an input row either
+    # the registry's edit trails as it was read (kpi/columnar.py audit_block: the
+    # equipment trail, and from version 2 the other one, `registry`): signed as the
+    # report's `registry_audit`, not an input row either
     registry_audit: dict[str, object] | None = None
 
     def site(self, site_id: str) -> Site:

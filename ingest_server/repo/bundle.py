@@ -14,7 +14,7 @@ of the verifier's trust file (`ingest-server trust export`): the one home of the
     selection_samples  its samples of a range of batches, by (series, ts), streamed
     aside_counts, aside_samples   the same for `samples_aside` of given v2 batches
     registry_rows      enterprise, sites with calendars, processes, equipment, meters,
-                       gateways; and the equipment audit trail
+                       gateways; and the two edit trails (equipment, the rest)
     production_rows    the production entries overlapping the periods, with who and when
     anchor_rows        the anchors (current and superseded) of given days, with their tokens
     gateway_key_rows   every public key the enterprise's gateways have had
@@ -36,6 +36,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from ingest_server.repo import audit
 from ingest_server.repo.ledger import DEFAULT_MAX_PAST, NEAR
 
 Window = dict[str, tuple[dt.datetime, dt.datetime]]  # site -> [start, end) in UTC
@@ -371,8 +372,9 @@ _CURSORS = itertools.count()
 def registry_rows(conn: psycopg.Connection, *, enterprise: str) -> dict[str, Any]:
     """The enterprise's registry as it stands: its row, sites (with their calendar's id),
     calendars, processes, equipment with every declared attribute, meters, gateways (ids,
-    contract, enrolment and revocation, no secret), and the equipment audit trail (every
-    edit: when, who, the attribute, before, after, why), oldest first."""
+    contract, enrolment and revocation, no secret), the equipment audit trail (every
+    edit: when, who, the attribute, before, after, why) and the registry's other trail
+    (repo/audit.py: the same with kind and entity_id), oldest first."""
     e = (enterprise,)
     ent = _dicts(
         conn, "SELECT id, name, name_en, credit_code, industry FROM enterprises WHERE id = %s", e
@@ -415,12 +417,8 @@ def registry_rows(conn: psycopg.Connection, *, enterprise: str) -> dict[str, Any
             "WHERE enterprise_id = %s ORDER BY site_id, id",
             e,
         ),
-        "equipment_audit": _dicts(
-            conn,
-            "SELECT id, at, equipment_id, account, field, old, new, note FROM equipment_audit "
-            "WHERE enterprise_id = %s ORDER BY at, id",
-            e,
-        ),
+        "equipment_audit": _dicts(conn, audit.EQUIPMENT_TRAIL, e),
+        "registry_audit": _dicts(conn, audit.REGISTRY_TRAIL, e),
     }
 
 

@@ -13,14 +13,26 @@ dead-lettered until a key is given.
 Equipment carries the declared attributes the KPIs need: process (工序), NC flag (数控),
 whether it is production equipment (counted in the networking rate), ideal cycle time,
 product, and where its data comes from (gateway and device id in the agent's config).
+
+Every change an import makes to a registry that exists is on the trail, with who (`account`,
+`registry import --account`) and why (`note`), at the import's transaction time: an
+equipment attribute as a row of `equipment_audit` (the shape an edit through the API
+writes, repo/equipment.py), anything else (a site's time zone, grid region or calendar, a
+calendar, a process's key_process, a meter, the enterprise's attributes, and any of these
+or an equipment inserted or removed: field `*`) as a row of `registry_audit` (migration
+0010). The registry is read before and after the upsert and the two compared, so the trail
+says what changed whatever the upsert did. An import that changes nothing writes nothing;
+the import that creates an enterprise writes no row (there was no registry to change).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg.rows import dict_row
 from pydantic import ValidationError
 
 from edge_agent.contract.secrets import read_secret
@@ -52,7 +64,7 @@ from ingest_server.repo.registry_model import (
 __all__ = [
     "CARRIER_ROLES", "DOCS", "CalendarDef", "EnterpriseDef", "EquipmentDef", "GatewayDef",
     "MeterDef", "ProcessDef", "Registry", "RegistryError", "Shift", "ShiftBreak", "SiteDef",
-    "gateway_keys", "hhmm", "import_registry", "load_registry",
+    "gateway_keys", "hhmm", "import_registry", "import_with_trail", "load_registry",
 ]  # fmt: skip
 
 DOCS = "docs/ingest.md#registry"
@@ -94,20 +106,141 @@ def gateway_keys(registry: Registry, base: Path, overrides: dict[str, Path]) -> 
 
 
 def import_registry(
-    conn: psycopg.Connection, registry: Registry, keys: dict[str, bytes]
+    conn: psycopg.Connection,
+    registry: Registry,
+    keys: dict[str, bytes],
+    *,
+    account: str = "registry-import",
+    note: str = "",
 ) -> dict[str, int]:
     """Upsert everything in one transaction; returns counts of what the file holds.
+    Each change to a registry that exists is written to the trail as `account` with
+    `note` (module docstring; `import_with_trail` also returns how many rows).
 
     ValueError, before anything is written, if a meter's device has announced (birth)
     more than one tag of the meter's counter role: the KPIs would add them up."""
+    counts, _ = import_with_trail(conn, registry, keys, account=account, note=note)
+    return counts
+
+
+def import_with_trail(
+    conn: psycopg.Connection,
+    registry: Registry,
+    keys: dict[str, bytes],
+    *,
+    account: str,
+    note: str = "",
+) -> tuple[dict[str, int], int]:
+    """`import_registry`, and the number of trail rows it wrote (both trails)."""
     counts = {"enterprises": 0, "sites": 0, "gateways": 0, "equipment": 0, "meters": 0}
+    written = 0
     with conn.transaction():
         problems = [p for ent in registry.enterprises for p in _ambiguous_meters(conn, ent)]
         if problems:
             raise ValueError("; ".join(problems))
         for ent in registry.enterprises:
+            before = _declared(conn, ent.id)
             _enterprise(conn, ent, keys, counts)
-    return counts
+            if before["enterprise"]:  # a registry that existed: its changes are the trail
+                written += _record(conn, ent.id, before, _declared(conn, ent.id), account, note)
+    return counts, written
+
+
+# What the trail compares, by kind: (table, columns); the first column is the id. The
+# columns are registry.json's (repo/bundle.py registry_rows), so that the offline verifier
+# rolls registry.json back by a row's `field` as it stands.
+_DECLARED: dict[str, tuple[str, tuple[str, ...]]] = {
+    "enterprise": ("enterprises", ("id", "name", "name_en", "credit_code", "industry")),
+    "calendar": ("shift_calendars", ("id", "definition")),
+    "process": ("processes", ("id", "name", "name_en", "key_process")),
+    "site": ("sites", ("id", "name", "name_en", "timezone", "calendar_id", "grid_region")),
+    "equipment": ("equipment", (
+        "id", "site_id", "name", "name_en", "process_id", "nc", "production", "interface",
+        "ideal_cycle_time_s", "product", "vendor", "model", "serial", "year", "gateway_id",
+        "device")),
+    "meter": ("meters", ("id", "site_id", "name", "name_en", "carrier", "unit", "parent_id",
+                         "covers", "gateway_id", "device")),
+}  # fmt: skip
+# an equipment column -> the attribute name an edit through the API gives it (EDITABLE)
+_EQUIPMENT_FIELD = {"process_id": "process"}
+
+Declared = dict[str, dict[str, dict[str, Any]]]
+
+
+def _declared(conn: psycopg.Connection, enterprise: str) -> Declared:
+    """kind -> id -> the row's declared columns, of one enterprise as the database holds it."""
+    out: Declared = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for kind, (table, columns) in _DECLARED.items():
+            key = "id" if kind == "enterprise" else "enterprise_id"
+            rows = cur.execute(
+                f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = %s",
+                (enterprise,),
+            ).fetchall()
+            out[kind] = {str(r["id"]): {k: v for k, v in r.items() if k != "id"} for r in rows}
+    return out
+
+
+def _record(  # noqa: PLR0917 (one caller)
+    conn: psycopg.Connection,
+    enterprise: str,
+    before: Declared,
+    after: Declared,
+    account: str,
+    note: str,
+) -> int:
+    """Write the trail of `before` -> `after`; the number of rows written."""
+    n = 0
+    for kind in _DECLARED:
+        old_rows, new_rows = before[kind], after[kind]
+        for entity in sorted(old_rows.keys() | new_rows.keys()):
+            old, new = old_rows.get(entity), new_rows.get(entity)
+            if old is None or new is None:  # inserted or removed: one row, field '*'
+                _registry_row(conn, enterprise, kind, entity, "*", old, new, account, note)
+                n += 1
+                continue
+            for column in old:
+                if _same(old[column], new[column]):
+                    continue
+                if kind == "equipment":
+                    conn.execute(
+                        "INSERT INTO equipment_audit (enterprise_id, equipment_id, account, "
+                        "field, old, new, note) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                        (enterprise, entity, account, _EQUIPMENT_FIELD.get(column, column),
+                         _json(old[column]), _json(new[column]), note),
+                    )  # fmt: skip
+                else:
+                    _registry_row(conn, enterprise, kind, entity, column, old[column],
+                                  new[column], account, note)  # fmt: skip
+                n += 1
+    return n
+
+
+def _registry_row(  # noqa: PLR0917
+    conn: psycopg.Connection,
+    enterprise: str,
+    kind: str,
+    entity: str,
+    field: str,
+    old: Any,
+    new: Any,
+    account: str,
+    note: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO registry_audit (enterprise_id, kind, entity_id, field, old, new, account, "
+        "note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (enterprise, kind, entity, field, _json(old), _json(new), account, note),
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    return _json(a) == _json(b)
+
+
+def _json(value: Any) -> str:
+    """A value as the trail's jsonb (None: JSON null, as repo/equipment.py writes it)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def _ambiguous_meters(conn: psycopg.Connection, ent: EnterpriseDef) -> list[str]:

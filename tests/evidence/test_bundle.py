@@ -36,8 +36,8 @@ from tests.harness.tsa import Tsa
 MEMBERS = {
     "manifest.json", "report.json", "samples.parquet", "samples_aside.parquet",
     "series.parquet", "ledger.parquet", "declarations.json", "registry.json",
-    "equipment_audit.json", "production.json", "factors.json", "gateway_keys.json",
-    "anchors.json", "anchor_leaves.parquet",
+    "equipment_audit.json", "registry_audit.json", "production.json", "factors.json",
+    "gateway_keys.json", "anchors.json", "anchor_leaves.parquet",
 }  # fmt: skip
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
