@@ -249,6 +249,26 @@ def _texts(
     both = np.where(both < 0, len(strings), both)
     t_code, st_code = both[:n], both[n:]
     t_ok, st_ok = both_ok[:n], both_ok[n:]
+    text_index, status_index, texts, texts_at, texts_n = _text_tables(
+        strings, t_code, st_code, t_ok, st_ok, group, n_batches, bad
+    )
+    return text_index, status_index, t_ok, texts, texts_at, texts_n
+
+
+def _text_tables(  # noqa: PLR0917 (the two preparations' columns, positionally)
+    strings: list[str],
+    t_code: np.ndarray,
+    st_code: np.ndarray,
+    t_ok: np.ndarray,
+    st_ok: np.ndarray,
+    group: np.ndarray,
+    n_batches: int,
+    bad: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's text and status index and the batches' text tables (a text value, then
+    its status when it has one and it is not empty, in row order), from the rows' codes
+    into `strings` (len(strings): none). Rows with a text the digest refuses go in `bad`."""
+    n = len(t_code)
     empty = np.array([s == "" for s in strings] + [True], bool)
     st_ok = st_ok & ~empty[st_code]
     ev_row = np.r_[np.flatnonzero(t_ok), np.flatnonzero(st_ok)]
@@ -269,7 +289,7 @@ def _texts(
     status_index = np.full(n, NO_STATUS, np.int64)
     text_index[ev_row[ev_slot == 0]] = x_rank[ev_slot == 0]
     status_index[ev_row[ev_slot == 1]] = x_rank[ev_slot == 1]
-    return text_index, status_index, t_ok, texts, texts_at, texts_n
+    return text_index, status_index, texts, texts_at, texts_n
 
 
 def _records(  # noqa: PLR0917 (one caller; the columns prepare has built)
@@ -347,7 +367,7 @@ class Columns:
     quality: np.ndarray  # int64 (-1 where null)
 
 
-def prepare_columns(c: Columns) -> Prepared:  # noqa: PLR0915 (prepare's three steps, inline)
+def prepare_columns(c: Columns) -> Prepared:
     """`prepare` over coded columns: the same batches, byte for byte (the tests hold the
     two to `batch_digest`)."""
     n = len(c.batch_id)
@@ -371,26 +391,9 @@ def prepare_columns(c: Columns) -> Prepared:  # noqa: PLR0915 (prepare's three s
     t_code = np.where(c.text < 0, k, c.text)
     st_code = np.where(c.status < 0, k, c.status)
     t_ok = c.text >= 0
-    empty = np.array([s == "" for s in strings] + [True], bool)
-    st_ok = (c.status >= 0) & ~empty[st_code]
-    ev_row = np.r_[np.flatnonzero(t_ok), np.flatnonzero(st_ok)]
-    ev_slot = np.r_[np.zeros(int(t_ok.sum()), np.int64), np.ones(int(st_ok.sum()), np.int64)]
-    ev_order = np.argsort(ev_row * 2 + ev_slot, kind="stable")
-    ev_row, ev_slot = ev_row[ev_order], ev_slot[ev_order]
-    ev_code = np.where(ev_slot == 0, t_code[ev_row], st_code[ev_row])
-    x_rank, x_first = _first_ranks(group[ev_row], ev_code)
-    txt_blob, txt_at, txt_fit = _encoded(strings, ">I")
-    if not txt_fit.all():
-        bad[ev_row[~txt_fit[ev_code]]] = True
-    x_codes = ev_code[x_first]
-    texts = _gather(txt_blob, txt_at, x_codes)
-    x_group = group[ev_row[x_first]]
-    texts_n = np.bincount(x_group, minlength=nb).astype(np.int64)
-    texts_at = _batch_offsets(x_group, (txt_at[1:] - txt_at[:-1])[x_codes], nb)
-    text_index = np.zeros(n, np.int64)
-    status_index = np.full(n, NO_STATUS, np.int64)
-    text_index[ev_row[ev_slot == 0]] = x_rank[ev_slot == 0]
-    status_index[ev_row[ev_slot == 1]] = x_rank[ev_slot == 1]
+    text_index, status_index, texts, texts_at, texts_n = _text_tables(
+        strings, t_code, st_code, t_ok, c.status >= 0, group, nb, bad
+    )
     # the records
     v = np.where(c.value_ok, c.value, 0.0).astype(np.float64)
     kind = np.where(t_ok, KIND_TEXT, np.where(c.value_ok, KIND_NUMBER, KIND_NULL)).astype(np.uint8)

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from ingest_server.derive.intervals import Event, hold_until, runs
+from ingest_server.kpi.columnar import state_intervals
 from ingest_server.kpi.records import Anomaly, CounterSum
 from ingest_server.kpi.window import (
     PRORATED_ROLES,
     Slice,
-    clip_intervals,
     is_counter,
-    spans,
     state_devices,
 )
 from ingest_server.repo import measurements
@@ -30,35 +28,10 @@ def raw_intervals(s: Slice) -> None:
     for dev, sids in sorted(state_devices(group).items()):
         kinds = {r.series_id: r.role for r in group if r.series_id in sids}
         rows = measurements.state_samples_around(conn, series_ids=sids, start=start, end=end)
-        after = [r for r in rows if r[1] >= end]
-        events = sorted(
-            (
-                Event(ts, "state" if kinds[sid] == "machine_state" else "status", v)
-                for sid, ts, v in rows
-                if ts < end
-            ),
-            key=lambda e: (e.ts, e.kind),
-        )
-        # the earlier of the two "last before start" samples only sets a value: the
-        # silence before the later one says nothing about the period
-        pre = [e for e in events if e.ts < start]
-        if len(pre) == 2:
-            pre[0] = Event(pre[1].ts, pre[0].kind, pre[0].value)
-            events = sorted([*pre, *(e for e in events if e.ts >= start)], key=lambda e: e.ts)
-        result = [(t.timestamp(), state) for t, state in runs(events)]
-        nxt = after[0][1].timestamp() if after else None
-        rows_iv: list[tuple[float, float | None, str]] = []
-        for i, (a, state) in enumerate(result):
-            b = result[i + 1][0] if i + 1 < len(result) else None
-            rows_iv.append((a, b, state))
-        if rows_iv and nxt is not None:
-            # the last run lasts until the first sample after the period, as the silence
-            # before that leaves it
-            a, _, state = rows_iv.pop()
-            rows_iv += spans(hold_until(a, state, events[-1].ts.timestamp(), nxt), nxt)
-        last_seen = events[-1].ts.timestamp() if events and nxt is None else None
-        inputs.intervals[dev] = clip_intervals(
-            rows_iv, start.timestamp(), end.timestamp(), last_seen
+        after = [ts for _, ts, _ in rows if ts >= end]
+        # the run rules over these rows are the offline verifier's too (kpi/columnar.py)
+        inputs.intervals[dev] = state_intervals(
+            rows, kinds, min(after) if after else None, start, end
         )
 
 

@@ -27,6 +27,7 @@ from edge_agent.contract.topics import parse_stored, prefix, topic
 from edge_agent.contract.wire import encode_message_v2
 from ingest_server.cli.main import main
 from ingest_server.evidence import ledger
+from ingest_server.ingest import store as ingest_store
 from ingest_server.ingest.check import Group
 from ingest_server.ingest.payload import RejectedError
 from ingest_server.ingest.payload_v2 import parse_message_v2
@@ -42,29 +43,13 @@ def signer() -> FileSigner:
     return FileSigner(Ed25519PrivateKey.generate())
 
 
-# a sealed batch's samples added to the hourly rollups, as ingest/store.py adds fresh rows
-_BATCH_ROLLUP = """
-    INSERT INTO samples_hourly AS h (series_id, bucket, n, n_good, v_sum, v_min, v_max,
-                                     first_ts, first_value, last_ts, last_value)
-    SELECT series_id, date_trunc('hour', ts, 'UTC'), count(*),
-           count(*) FILTER (WHERE quality = 0), sum(value), min(value), max(value), min(ts),
-           (array_agg(value ORDER BY ts))[1], max(ts), (array_agg(value ORDER BY ts DESC))[1]
-    FROM samples WHERE batch_id = %s GROUP BY 1, 2
-    ON CONFLICT (series_id, bucket) DO UPDATE SET
-        n = h.n + excluded.n,
-        n_good = h.n_good + excluded.n_good,
-        v_sum = CASE WHEN h.v_sum IS NULL THEN excluded.v_sum
-                     WHEN excluded.v_sum IS NULL THEN h.v_sum
-                     ELSE h.v_sum + excluded.v_sum END,
-        v_min = least(h.v_min, excluded.v_min),
-        v_max = greatest(h.v_max, excluded.v_max),
-        first_value = CASE WHEN excluded.first_ts < h.first_ts
-                           THEN excluded.first_value ELSE h.first_value END,
-        first_ts = least(h.first_ts, excluded.first_ts),
-        last_value = CASE WHEN excluded.last_ts > h.last_ts
-                          THEN excluded.last_value ELSE h.last_value END,
-        last_ts = greatest(h.last_ts, excluded.last_ts)
-"""
+# a sealed batch's samples added to the hourly rollups with the Store's own statement
+# (its FROM a batch's stored samples instead of the group's fresh ones)
+_BATCH_ROLLUP = (
+    ingest_store._ROLLUP_INSERT
+    + ingest_store._ROLLUP_FROM_FRESH.replace("FROM fresh", "FROM samples WHERE batch_id = %s")
+    + ingest_store._ROLLUP_MERGE
+)
 
 
 class World:
