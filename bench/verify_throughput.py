@@ -12,7 +12,8 @@ by the next run of the same builder version (BUILD). `--quick`: 1 day of a 20-ma
 plant and 3 days of the demo plant, about a minute. `--profile`: cProfile of the largest
 run's main thread on stderr.
 
-The bundles (bundle.py's schemas, its sample writer and `write`; no PostgreSQL):
+The bundles (bundle_parquet.py's schemas and sample writer, bundle.py's `write`; no
+PostgreSQL):
   100 machines  the KPI bench's plant (bench/kpi_query.py `plant`: 100 equipment in 6
                 processes, 10 a gateway; meters main, 20 submeters, water, gas on gw-m),
                 each machine's state (canonical states, held about 5 minutes), part
@@ -30,10 +31,10 @@ order 1) and an RFC 3161 token over its root from a real TSA on 127.0.0.1
 (tests/harness/tsa.py: OpenSSL's `ts` behind a small HTTP server). The registry declares
 the plant (equipment, meters, a two-shift calendar), one production entry covers the
 period, factors.json holds the published tables, and the report is computed by
-kpi/engine.py from the bundle's own members (offline_kpi.plant_inputs, as the verifier
-recomputes it) and signed by a generated report key. The trust file holds the gateways'
-and the report's public keys and the TSA's chain. So every check must be `ok` and the
-verdict `pass`: a run that is not says so loudly, and the bench exits 1.
+kpi/engine.py from the bundle's own members (offline/kpi_inputs.py `plant_inputs`, as the
+verifier recomputes it) and signed by a generated report key. The trust file holds the
+gateways' and the report's public keys and the TSA's chain. So every check must be `ok`
+and the verdict `pass`: a run that is not says so loudly, and the bench exits 1.
 
 Measured, in a child process per bundle (peak RSS: its VmHWM; CPU: its user + system):
 `check_bundle`'s wall time and each check's; samples per second; the month measured with
@@ -73,9 +74,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.kpi_query import CALENDAR, PROCESSES, plant
 from edge_agent.contract.digest import ZERO, batch_digest
-from ingest_server.evidence import batch_columns, merkle, offline_kpi
+from ingest_server.evidence import batch_columns, merkle, trust_file
 from ingest_server.evidence import bundle as bdl
+from ingest_server.evidence import bundle_parquet as bpq
 from ingest_server.evidence.canonical import sign
+from ingest_server.evidence.offline import kpi_inputs
 from ingest_server.evidence.timestamp import request_token
 from ingest_server.kpi.engine import Parameters, compute
 from ingest_server.reference.factors import EMISSION_TABLES, ENERGY_TABLES
@@ -243,7 +246,8 @@ def build(p: Plant, days: int, path: Path, tsa: Tsa, seed: int = 7) -> dict[str,
     }  # fmt: skip
     bdl.write(path, bdl.Bundle(manifest, members))
     trust = {
-        "format": bdl.TRUST_FORMAT, "format_version": bdl.TRUST_FORMAT_VERSION, "enterprise": ENT,
+        "format": trust_file.TRUST_FORMAT, "format_version": trust_file.TRUST_FORMAT_VERSION,
+        "enterprise": ENT,
         "gateways": [{"gateway": f"{ENT}/p1/{g}", "revoked_at": None, "keys": [{
             "public_key": base64.b64encode(raw(p.keys[g])).decode(),
             "enrolled_at": "2026-01-01T00:00:00+00:00", "retired_at": None}]}
@@ -267,7 +271,7 @@ def report(p: Plant, days: int, files: dict[str, bytes]) -> dict[str, Any]:
     period = (T0.astimezone(ZoneInfo(TZ)).date(),
               (T0 + dt.timedelta(days=days - 1)).astimezone(ZoneInfo(TZ)).date())  # fmt: skip
     as_of = T0 + dt.timedelta(days=days, hours=1)
-    inputs, partial = offline_kpi.plant_inputs(
+    inputs, partial = kpi_inputs.plant_inputs(
         files, json.loads(files["registry.json"]), json.loads(files["production.json"]),
         period, as_of, params,
     )  # fmt: skip
@@ -283,7 +287,7 @@ def members_of(
     series = pa.Table.from_pylist([
         {"series_id": i + 1, "site": "p1", "gateway": g, "device": d, "tag": t, "role": role,
          "unit": unit, "data_type": k, "scale": None, "offset": None, "wrap": None}
-        for i, (g, d, t, k, role, unit) in enumerate(p.series)], bdl.SERIES_SCHEMA)  # fmt: skip
+        for i, (g, d, t, k, role, unit) in enumerate(p.series)], bpq.SERIES_SCHEMA)  # fmt: skip
     registry = p.registry()
     first = T0.astimezone(ZoneInfo(TZ)).date()
     production = [{"id": 1, "site_id": "p1", "period_from": first.isoformat(),
@@ -294,14 +298,14 @@ def members_of(
                "emission": EMISSION_TABLES[sorted(EMISSION_TABLES)[0]].as_json()}  # fmt: skip
     anchors, leaves = anchor(ledger, tsa)
     return [
-        bdl.Member("samples.parquet", bdl.samples_parquet(samples), samples.num_rows, "samples"),
+        bdl.Member("samples.parquet", bpq.samples_parquet(samples), samples.num_rows, "samples"),
         bdl.Member(
-            "samples_aside.parquet", bdl.samples_parquet(bdl.ASIDE_SCHEMA.empty_table()), 0, "aside"
+            "samples_aside.parquet", bpq.samples_parquet(bpq.ASIDE_SCHEMA.empty_table()), 0, "aside"
         ),
-        bdl.Member("series.parquet", bdl._parquet(series), series.num_rows, "series"),
+        bdl.Member("series.parquet", bpq._parquet(series), series.num_rows, "series"),
         bdl.Member(
             "ledger.parquet",
-            bdl._parquet(pa.table(list(zip(*ledger, strict=True)), schema=bdl.LEDGER_SCHEMA)),
+            bpq._parquet(pa.table(list(zip(*ledger, strict=True)), schema=bpq.LEDGER_SCHEMA)),
             len(ledger),
             "batches",
         ),
@@ -312,7 +316,7 @@ def members_of(
         bdl.Member("factors.json", json.dumps(factors).encode(), None, "factors"),
         bdl.Member("gateway_keys.json", b"[]", 0, "keys (a copy)"),
         bdl.Member("anchors.json", json.dumps(anchors).encode(), len(anchors), "anchors"),
-        bdl.Member("anchor_leaves.parquet", bdl._parquet(leaves), leaves.num_rows, "leaves"),
+        bdl.Member("anchor_leaves.parquet", bpq._parquet(leaves), leaves.num_rows, "leaves"),
     ]
 
 
@@ -325,7 +329,7 @@ def anchor(ledger: list[tuple[Any, ...]], tsa: Tsa) -> tuple[list[dict[str, Any]
     for b in ledger:
         day = (EPOCH + dt.timedelta(milliseconds=b[6])).astimezone(zone)
         days.setdefault(day.date(), []).append(merkle.Leaf(b[1], b[2], b[3], b[4], b[9]))
-    anchors, cols = [], {k: [] for k in bdl.LEAF_SCHEMA.names}  # type: ignore[var-annotated]
+    anchors, cols = [], {k: [] for k in bpq.LEAF_SCHEMA.names}  # type: ignore[var-annotated]
     for day in sorted(days):
         tree, ordered = merkle.day_tree(days[day])
         stamp = request_token(tsa.url, tree.root)
@@ -335,16 +339,16 @@ def anchor(ledger: list[tuple[Any, ...]], tsa: Tsa) -> tuple[list[dict[str, Any]
         anchors.append({"day": day.isoformat(), "root": root, "leaves": len(ordered),
                         "superseded_at": None, "tokens": [token]})  # fmt: skip
         for i, lf in enumerate(ordered):
-            for k, v in zip(bdl.LEAF_SCHEMA.names, (day, i, lf.site, lf.gateway, lf.boot, lf.seq,
+            for k, v in zip(bpq.LEAF_SCHEMA.names, (day, i, lf.site, lf.gateway, lf.boot, lf.seq,
                                                     lf.digest), strict=True):  # fmt: skip
                 cols[k].append(v)
-    return anchors, pa.table(cols, schema=bdl.LEAF_SCHEMA)
+    return anchors, pa.table(cols, schema=bpq.LEAF_SCHEMA)
 
 
 CHILD = """
 import cProfile, json, pstats, resource, sys, time
 from pathlib import Path
-from ingest_server.evidence import offline
+from ingest_server.evidence.offline import batches, check
 path, profile = Path(sys.argv[1]), sys.argv[2] == "1"
 spent = {}
 def timed(name, fn):
@@ -355,14 +359,14 @@ def timed(name, fn):
         finally:
             spent[name] = round(time.perf_counter() - t, 2)
     return run
-for name in ("_manifest", "_report_signature", "_batches", "_chain", "_anchors", "_kpis",
-             "_batches_finish"):
-    setattr(offline, name, timed(name.strip("_"), getattr(offline, name)))
+for name in ("_manifest", "_report_signature", "_batches", "_chain", "_anchors", "_kpis"):
+    setattr(check, name, timed(name.strip("_"), getattr(check, name)))  # as check_bundle calls them
+batches._batches_finish = timed("batches_finish", batches._batches_finish)
 prof = cProfile.Profile() if profile else None
 t = time.perf_counter()
 if prof:
     prof.enable()
-v = offline.check_bundle(path, path.with_suffix(".trust.json"))
+v = check.check_bundle(path, path.with_suffix(".trust.json"))
 wall = time.perf_counter() - t
 if prof:
     prof.disable()

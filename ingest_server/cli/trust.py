@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest_server.cli.common import db_args, migrated_connection, signing_key_path
-from ingest_server.evidence.bundle import trust_document, trust_json
 from ingest_server.evidence.keys import load_or_create_key, register_key
+from ingest_server.evidence.trust_file import trust_document, trust_json
 from ingest_server.files import write_atomic
 from ingest_server.repo import enterprises
 from ingest_server.repo.enterprises import EnterpriseNotFoundError

@@ -3,7 +3,7 @@
     ingest-server verify BUNDLE.zip --trust trust.json [--json] [--lang zh|en]
     ingest-server paper "FE1:..." --bundle BUNDLE.zip --trust trust.json [--json] [--lang zh|en]
 
-`verify` with `--trust` checks an evidence bundle (evidence/offline.py `check_bundle`)
+`verify` with `--trust` checks an evidence bundle (evidence/offline/ `check_bundle`)
 with no database and no network; without `--trust` it is the report verify of
 cli/evidence.py (`verify r.json [--dsn ...]`), which defines the same parser (here, so
 that its `--help` is one text on both paths). `paper` matches a printed report's scanned

@@ -1,6 +1,6 @@
 """A report's signature checked against a key, and a report file read strictly: pure, no
 database. The server's `verify` (evidence/verify.py) adds the database's signing keys on
-top; the offline verifier (evidence/offline.py) checks against the trust file's keys. The
+top; the offline verifier (evidence/offline/) checks against the trust file's keys. The
 algorithm comes from the signature block and is looked up in evidence/algorithms.py's
 table (the seam for SM2/SM3).
 

@@ -1,6 +1,6 @@
 """A report's measured inputs from samples held as columns: the rules of kpi/raw.py and of
 kpi/fetch.py's raw path (`fetch_inputs(raw=True)`), over numpy arrays instead of SQL rows,
-for the offline verifier (evidence/offline_kpi.py rebuilds `Inputs` from a bundle with
+for the offline verifier (evidence/offline/kpi_inputs.py rebuilds `Inputs` from a bundle with
 these). Pure: no database, no file format; times are epoch milliseconds (int64), one
 series' samples sorted by time.
 

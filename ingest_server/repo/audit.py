@@ -5,7 +5,7 @@ repo/bundle.py reads them for a bundle).
 
 kpi/plant.py reads the trails with the plant, and the report signs how many rows each held
 and their SHA-256 (`registry_audit`, docs/evidence.md), so that a row removed from a
-bundle's trail shows (evidence/offline_kpi.py).
+bundle's trail shows (evidence/offline/kpi_trail.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ equipment and meters as pydantic models (validated, frozen), the carrier roles m
 read by, and the error of asking for an enterprise the registry does not hold.
 
 Pure: no SQL, no database driver, no YAML. The KPI engine reads calendars and carrier
-roles from here, and so does the offline verifier (evidence/offline.py) on a laptop that
+roles from here, and so does the offline verifier (evidence/offline/) on a laptop that
 installs only the `verify` extra. repo/registry.py reads the registry file into these
 models and writes them to the database; repo/enterprises.py reads enterprises back.
 """

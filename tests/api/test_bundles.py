@@ -4,7 +4,7 @@
 The plant is test_bundle's (a real PostgreSQL, two v2 gateways whose batches are sealed as
 a gateway seals them, v1 samples, an audited edit, a production entry, the day anchored by
 a real RFC 3161 TSA). A report is issued through the API on uvicorn; the enterprise's
-verifier downloads its bundle over HTTP, and the offline verifier (evidence/offline.py)
+verifier downloads its bundle over HTTP, and the offline verifier (evidence/offline/)
 checks those bytes against a trust file from `ingest-server trust export`, with no
 database. Another enterprise's verifier and an unknown id get the same 404, no token a
 401. The console, in a real browser, shows the download link with size and hash and the

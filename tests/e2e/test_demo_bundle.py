@@ -50,7 +50,7 @@ import pytest
 
 from ingest_server.cli.verifier import EXIT_CODES
 from ingest_server.db.schema import migrate
-from ingest_server.evidence.bundle import ZSTD_LEVEL
+from ingest_server.evidence.bundle_parquet import ZSTD_LEVEL
 from ingest_server.evidence.offline import check_bundle
 from simulators.scenario import default_scenario_path, load_scenario
 from tests.evidence.test_ledger import run

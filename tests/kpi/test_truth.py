@@ -34,7 +34,7 @@ import psycopg
 import pytest
 
 from ingest_server.db.schema import migrate
-from ingest_server.evidence.offline_kpi import check_kpis
+from ingest_server.evidence.offline.kpis import check_kpis
 from ingest_server.evidence.report import Request, make_report
 from ingest_server.evidence.verify import verify
 from ingest_server.kpi.engine import Parameters
@@ -337,7 +337,7 @@ def test_a_partial_period_and_single_days(plant: Any) -> None:
 
 
 def test_every_kpi_recomputed_from_a_bundle_equals_the_report(plant: Any, tmp_path: Path) -> None:
-    """The offline verifier's recomputation (evidence/offline_kpi.py: the bundle's samples
+    """The offline verifier's recomputation (evidence/offline/kpis.py: the bundle's samples
     through kpi/columnar.py, no database) gives the signed report's every figure, over
     the two days and over the partial period cut mid-shift."""
     db, _ = plant
