@@ -5,7 +5,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-PYTEST_ARGS ?=
+# The suite runs on one worker per core (pytest-xdist), a test file to a worker: most of
+# its time is spent waiting on real outages (a broker down 30 s, a link cut 60 s), which
+# overlap. One file stays on one worker, so a module's fixture is built once.
+# `make pytest PYTEST_ARGS=-n0` runs it in one process.
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 .PHONY: test demo lint typecheck pytest setup system-deps clean
 
