@@ -380,8 +380,8 @@ class _Anchoring:
     and retried next time: the consumer goes on."""
 
     def __init__(self, args: argparse.Namespace, dsn: str) -> None:
-        from ingest_server.cli.anchor import anchor_pending_everywhere  # noqa: PLC0415 - a cycle
-        from ingest_server.evidence.timestamp import load_trust  # noqa: PLC0415
+        from ingest_server.cli.anchor import anchor_pending_everywhere  # noqa: PLC0415 - on --tsa only
+        from ingest_server.evidence.timestamp import load_trust  # noqa: PLC0415 - on --tsa only
 
         self.run = anchor_pending_everywhere
         self.dsn, self.urls, self.every = dsn, list(args.tsa), args.anchor_every
