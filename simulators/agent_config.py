@@ -11,6 +11,7 @@ free ports. Tag ids are the simulator's source names, the same as in history fil
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import yaml
@@ -187,6 +188,30 @@ def dump_agent_config(data: dict[str, Any], scenario: Scenario) -> str:
 
 
 CARRIER_UNIT = {"electricity": "kWh", "water": "m3", "gas": "m3"}
+# the demo's nameplates: a type designation and accuracy class (准确度等级) by carrier
+NAMEPLATE = {"electricity": ("DTSD-3P4W", "0.5S"), "water": ("LXS-50E", "2"),
+             "gas": ("LWQ-50", "1.5")}  # fmt: skip
+DEMO_LAB = "演示计量检定站 (模拟) Demo Metrology Station (simulated)"
+
+
+def nameplate(index: int, carrier: str, count: int) -> dict[str, Any]:
+    """A meter's serial, model, accuracy class and calibration certificate, invented for
+    the demo: the last meter has no certificate and the one before it an expired one, so
+    that a report shows both warnings; the others are valid through March 2027."""
+    model, accuracy = NAMEPLATE[carrier]
+    item: dict[str, Any] = {
+        "serial": f"HF{index + 1:06d}", "model": model, "accuracy_class": accuracy,
+    }  # fmt: skip
+    if index == count - 1:
+        return item
+    expired = index == count - 2
+    item["calibration"] = {
+        "certificate": f"JD{2024 if expired else 2026}-{index + 1:04d}",
+        "issued_by": DEMO_LAB,
+        "calibrated_on": dt.date(2024, 5, 20) if expired else dt.date(2026, 3, 10),
+        "valid_until": dt.date(2026, 5, 19) if expired else dt.date(2027, 3, 9),
+    }
+    return item
 
 
 def registry(scenario: Scenario, *, gateway_id: str = "gw-01") -> dict[str, Any]:
@@ -219,7 +244,7 @@ def registry(scenario: Scenario, *, gateway_id: str = "gw-01") -> dict[str, Any]
             item["year"] = e.year
         equipment.append(item | source(e.id))
     meters = []
-    for m in scenario.meters:
+    for i, m in enumerate(scenario.meters):
         item = {
             "id": m.id,
             "name": m.name,
@@ -231,6 +256,7 @@ def registry(scenario: Scenario, *, gateway_id: str = "gw-01") -> dict[str, Any]
             item["parent"] = parent[m.id]
         if m.covers:
             item["covers"] = list(m.covers)
+        item |= nameplate(i, m.carrier.value, len(scenario.meters))
         meters.append(item | source(m.id))
     cal = scenario.calendar.model_dump(mode="json")
     return {
@@ -241,6 +267,8 @@ def registry(scenario: Scenario, *, gateway_id: str = "gw-01") -> dict[str, Any]
                 "name": scenario.enterprise.name,
                 "name_en": scenario.enterprise.name_en,
                 "credit_code": scenario.enterprise.credit_code,
+                # the default text (docs/kpi.md#declaration); an invented signatory
+                "declaration": {"signatory": "王建国", "position": "总经理 General manager"},
                 "calendars": [{"id": "default", **cal}],
                 "processes": [
                     {"id": p.id, "name": p.name, "name_en": p.name_en, "key": p.key}

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ingest_server.api.params import Day
+from ingest_server.reference.targets import TargetDef
 
 # -- sessions ---------------------------------------------------------------------------
 
@@ -270,3 +271,15 @@ class SigningKeyPublic(BaseModel):
     public_key: str = Field(description="raw Ed25519 public key, base64")
     created_at: str = Field(description="ISO 8601, with its offset")
     retired_at: str | None
+
+
+# -- programme targets ------------------------------------------------------------------
+
+
+class TargetTablePublic(BaseModel):
+    """A version of the built-in target table (reference/targets.py): what a report cites
+    in its `targets` block."""
+
+    version: str
+    title: str
+    rows: list[TargetDef]

@@ -17,9 +17,15 @@ from typing import Any
 import psycopg
 
 from ingest_server.cli.common import db_args, resolve_dsn
+from ingest_server.cli.registry_targets import target_problems
 from ingest_server.db.schema import describe, migrate
 from ingest_server.repo import status
-from ingest_server.repo.registry import gateway_keys, import_with_trail, load_registry
+from ingest_server.repo.registry import (
+    RegistryError,
+    gateway_keys,
+    import_with_trail,
+    load_registry,
+)
 
 
 def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
@@ -181,6 +187,9 @@ def cmd_registry_import(args: argparse.Namespace) -> int:
               "--account alice", file=sys.stderr)  # fmt: skip
         return 2
     registry = load_registry(args.file)
+    problems = target_problems(registry)
+    if problems:
+        raise RegistryError(str(args.file), problems)
     overrides: dict[str, Path] = {}
     for item in args.key:
         gw, sep, path = item.partition("=")

@@ -2,10 +2,10 @@
 
     ingest-server report --enterprise E --from 2026-11-01 --to 2026-11-30 --out r.json
                          [--baseline-from D --baseline-to D] [--html F] [--xlsx F]
-                         [--bundle F.zip]
+                         [--pdf F] [--bundle F.zip]
     ingest-server verify r.json [--dsn DSN] [--public-key server.pub]
     ingest-server verify bundle.zip --trust trust.json [--json] [--lang zh|en]  (verifier.py)
-    ingest-server render r.json [--html F] [--xlsx F]
+    ingest-server render r.json [--html F] [--xlsx F] [--pdf F]
     ingest-server keys export [--out server.pub] | rotate [--compromised] | list
     ingest-server production add --enterprise E --from D --to D --output N --value-added X
     ingest-server production list --enterprise E
@@ -13,8 +13,8 @@
 
 Exit codes: 0 ok (verify: signature valid and every figure recomputed equal), 3 verify
 found a bad signature, an untrusted key or a difference, 2 bad arguments or input, 1 the
-database could not be used; a bundle checked with --trust also 4 (incomplete: a check
-could not be run), cli/verifier.py.
+database could not be used, or for --pdf no browser could print the report; a bundle
+checked with --trust also 4 (incomplete: a check could not be run), cli/verifier.py.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ingest_server.evidence.keys import (
     rotate_key,
 )
 from ingest_server.evidence.render_html import render_html
+from ingest_server.evidence.render_pdf import find_browser, render_pdf
 from ingest_server.evidence.render_xlsx import render_xlsx
 from ingest_server.evidence.report import Request, make_report
 from ingest_server.evidence.verify import parse_report, verdict_json, verify
@@ -102,6 +103,11 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
     rep.add_argument("--html", type=Path, help="also write the printable HTML rendering")
     rep.add_argument("--xlsx", type=Path, help="also write the XLSX rendering")
     rep.add_argument(
+        "--pdf", type=Path,
+        help="also write the printed report as PDF (headless Chromium: $FE_CHROMIUM or "
+        "/usr/bin/chromium; fonts embedded)",
+    )  # fmt: skip
+    rep.add_argument(
         "--coverage-threshold",
         type=_share,
         default=0.8,
@@ -130,10 +136,11 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
 
     verifier.add_verify_parser(sub)  # a report, or with --trust a bundle (cli/verifier.py)
 
-    ren = sub.add_parser("render", help="render a report JSON as HTML and/or XLSX")
+    ren = sub.add_parser("render", help="render a report JSON as HTML, XLSX and/or PDF")
     ren.add_argument("report", type=Path)
     ren.add_argument("--html", type=Path)
     ren.add_argument("--xlsx", type=Path)
+    ren.add_argument("--pdf", type=Path, help="the printed report (headless Chromium)")
 
     keys = sub.add_parser("keys", help="the report signing key")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -172,19 +179,23 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    if args.pdf is not None:
+        find_browser()  # no browser: say so before anything is written
     doc = _read_report(args.report)
-    _render(doc, args.html, args.xlsx)
+    _render(doc, args.html, args.xlsx, args.pdf)
     return 0
 
 
-def _render(doc: dict[str, Any], html: Path | None, xlsx: Path | None) -> None:
-
+def _render(doc: dict[str, Any], html: Path | None, xlsx: Path | None, pdf: Path | None) -> None:
     if html is not None:
         html.write_text(render_html(doc), encoding="utf-8")
         print(f"wrote {html}", file=sys.stderr)
     if xlsx is not None:
         render_xlsx(doc, xlsx)
         print(f"wrote {xlsx}", file=sys.stderr)
+    if pdf is not None:
+        pdf.write_bytes(render_pdf(doc))
+        print(f"wrote {pdf}", file=sys.stderr)
 
 
 def _keep_bundle(conn: psycopg.Connection, doc: dict[str, Any], made: bundle.Bundle | None) -> None:
@@ -208,8 +219,9 @@ def _keep_bundle(conn: psycopg.Connection, doc: dict[str, Any], made: bundle.Bun
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-
     check_period(args.date_from, args.date_to, args.baseline_from, args.baseline_to)
+    if args.pdf is not None:
+        find_browser()  # no browser: say so before the report is made and stored
     energy_table(args.energy_factors)  # fail early on an unknown version
     emission_table(args.emission_factors)
     req = Request(
@@ -253,7 +265,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         args.out.write_text(text + "\n", encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)
-    _render(doc, args.html, args.xlsx)
+    _render(doc, args.html, args.xlsx, args.pdf)
     for k in doc["kpis"]:
         value = "—" if k["value"] is None else f"{k['value']:.4g} {k['unit']}"
         print(f"  {k['name_en']:<44} {value}", file=sys.stderr)

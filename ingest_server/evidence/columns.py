@@ -4,7 +4,7 @@ table per list of the report, and how a figure or an instant is shown as text.
 
     report (dict, format "factory-evidence.report" v1: the signed JSON)
         │   column tables (EQUIPMENT, METERS, …): JSON key, bilingual header, kind
-        ├── render_html → one self-contained page (inline CSS, A4) → browser → PDF
+        ├── render_html → one self-contained page (inline CSS, A4) → render_pdf → PDF
         └── render_xlsx → 概览 Summary, 设备 Equipment, 计量 Meters, 产量 Production,
                           基准 Baseline, 数据质量 Data quality (with 数据来源 Data origin),
                           系数 Factors, 时间锚定 Anchoring (when the report has it),
@@ -12,10 +12,12 @@ table per list of the report, and how a figure or an instant is shown as text.
 
 Both are views of the JSON, which is the evidence the signature covers. They compute
 nothing: every figure shown is one of the report's own, at most converted in its unit
-(seconds to hours, a fraction to a percent). A KPI in "%" carries percent (83.3, as
-programmes state their targets); per-equipment ratios and coverages are fractions.
-One column table per list drives both renderings, so the page and the workbook cannot
-disagree on what a column is or how it is shown.
+(seconds to hours, a fraction to a percent) or added up for the one-line summary of the
+gaps. A KPI in "%" carries percent (83.3, as programmes state their targets);
+per-equipment ratios and coverages are fractions. One column table per list drives both
+renderings, so the page and the workbook cannot disagree on what a column is or how it is
+shown, and one set of formatters below shows a number for people: a number of digits per
+unit, never the tail of a binary double (6552.400000000001 is shown 6,552.4).
 """
 
 from __future__ import annotations
@@ -83,8 +85,9 @@ class Column(NamedTuple):
     en: str
     key: str  # "parent.key" reaches one object down
     # text, entity (id with its names), enum, bool, pct, coverage, tce, seconds (shown in
-    # hours), count, number, exact (shown as stored), instant (ISO UTC), kpi (by its unit),
-    # scope (null: all sites)
+    # hours), count, number, quantity (a meter's kWh, m3: by size), reading (a counter's
+    # reading or delta: its own decimals), exact (shown as stored: declared constants),
+    # instant (ISO UTC), date (ISO local date), kpi (by its unit), scope (null: all sites)
     kind: str = "text"
 
 
@@ -143,15 +146,15 @@ METERS = (
     Column("计量表", "Meter", "id", "entity"), Column("名称", "Name", "name"),
     Column("名称(英文)", "Name (English)", "name_en"), Column("厂区", "Site", "site"),
     Column("上级表", "Parent", "parent"), Column("介质", "Carrier", "carrier", "enum"),
-    Column("用量", "Quantity", "quantity", "number"), Column("单位", "Unit", "unit"),
+    Column("用量", "Quantity", "quantity", "quantity"), Column("单位", "Unit", "unit"),
     Column("覆盖率", "Coverage", "coverage", "coverage"),
     Column("翻转", "Rollovers", "rollovers", "count"), Column("复位", "Resets", "resets", "count"),
     Column("折标煤", "tce", "tce", "tce"), Column("二氧化碳", "tCO2", "tco2", "tce"),
     Column("计入总量", "Top level", "top_level", "bool"),
 )
 PRODUCTION = (
-    Column("厂区", "Site", "site", "scope"), Column("起", "From", "from"),
-    Column("止", "To", "to"), Column("产量", "Output", "output", "number"),
+    Column("厂区", "Site", "site", "scope"), Column("起", "From", "from", "date"),
+    Column("止", "To", "to", "date"), Column("产量", "Output", "output", "quantity"),
     Column("单位", "Unit", "output_unit"),
     Column("工业增加值 万元", "Value added, 10k CNY", "value_added_10k_cny", "number"),
     Column("计入比例", "Share in period", "share", "pct"), Column("说明", "Note", "note"),
@@ -170,8 +173,15 @@ GAPS = (
 ANOMALIES = (
     Column("设备", "Device", "device"), Column("标签", "Tag", "tag"),
     Column("时间", "Time", "ts", "instant"), Column("类型", "Flag", "flag", "enum"),
-    Column("前值", "Previous", "prev_value", "exact"), Column("值", "Value", "value", "exact"),
-    Column("计入增量", "Delta", "delta", "exact"),
+    Column("前值", "Previous", "prev_value", "reading"),
+    Column("值", "Value", "value", "reading"), Column("计入增量", "Delta", "delta", "reading"),
+)
+UNKNOWN = (  # rows of `unknown_time`: each machine's unknown time, as its KPIs count it
+    Column("设备", "Equipment", "id", "entity"),
+    Column("覆盖率", "Coverage", "coverage", "coverage"),
+    Column("统计期内", "In the period", "unknown_period_s", "seconds"),
+    Column("计划运行内", "In planned operation", "unknown_pot_s", "seconds"),
+    Column("计划占用内", "In planned busy time", "unknown_s", "seconds"),
 )
 ORIGIN = (  # the report's `attestation.gateways`
     Column("网关", "Gateway", "gateway"), Column("厂区", "Site", "site"),
@@ -217,6 +227,7 @@ def fixed(v: float | None, digits: int) -> str:
 
 
 def percent(v: float | None) -> str:
+    """A share 0..1 as a percent, 1 decimal."""
     return DASH if v is None else f"{v * 100:.1f}%"
 
 
@@ -235,7 +246,25 @@ def number(v: float | None) -> str:
     return fixed(v, min(6, max(1, 3 - math.floor(math.log10(abs(v))))))
 
 
+def quantity(v: float | None) -> str:
+    """A metered quantity (kWh, m3) or an output: whole units from 1,000 up, 1 decimal
+    below, and significant digits under 1 (0.0042 m3 is not 0.0)."""
+    if v is None or not math.isfinite(v) or abs(v) < 1:
+        return number(v)
+    return fixed(v, 0 if abs(v) >= 1000 else 1)
+
+
+def reading(v: float | None) -> str:
+    """A counter's reading or delta with the decimals its register has (at most 6): the
+    binary double's tail dropped, so 6552.400000000001 reads 6,552.4 and a rollover's
+    delta can be checked against the two readings by hand."""
+    if v is None or not math.isfinite(v):
+        return number(v)
+    return f"{v:,.6f}".rstrip("0").rstrip(".")
+
+
 def exact(v: object) -> str:
+    """A declared constant (a factor, a cycle time) as the document holds it."""
     return DASH if v is None else str(v)
 
 
@@ -330,3 +359,67 @@ def notices_of(r: Json) -> list[tuple[str, str, str]]:
     if isinstance(notices, list):
         return [(str(n.get("code")), str(n.get("text")), str(n.get("text_en"))) for n in notices]
     return [LEGACY_PARTIAL] if (r.get("period") or {}).get("partial") else []
+
+
+# --- gaps: the unknown time the KPIs count, per machine --------------------------------
+
+
+def unknown_time(r: Json) -> list[dict[str, Any]]:
+    """Each machine with unknown state time in the period (offline, unknown, no data, and
+    time with no state at all, e.g. before its first sample), most first: the figures of
+    its `time` the KPIs count (availability leaves out the unknown planned busy time, the
+    coverage the unknown planned operation time). A report's `gaps` list only the
+    intervals of those states, so a machine silent from the start of the period has
+    unknown time and no gap interval. Reports whose `time` predates the period and
+    planned-operation figures show what they hold."""
+    out = []
+    for e in r.get("equipment") or []:
+        t = e.get("time") if isinstance(e, Mapping) else None
+        if not isinstance(t, Mapping):
+            continue
+        row = {
+            "id": e.get("id"), "name": e.get("name"), "name_en": e.get("name_en"),
+            "coverage": e.get("coverage"), "unknown_period_s": t.get("unknown_period_s"),
+            "unknown_pot_s": t.get("unknown_pot_s"), "unknown_s": t.get("unknown_s"),
+        }  # fmt: skip
+        if _most_unknown(row) > 0:
+            out.append(row)
+    return sorted(out, key=_most_unknown, reverse=True)
+
+
+def _most_unknown(row: Json) -> float:
+    keys = ("unknown_period_s", "unknown_pot_s", "unknown_s")
+    return max((float(row[k]) for k in keys if isinstance(row.get(k), int | float)), default=0)
+
+
+def gaps_line(r: Json) -> tuple[str, str]:
+    """The data gaps in one line (Chinese, English): machines with unknown time, tags
+    under the coverage threshold, gap intervals, counter anomalies; "无" / "none" only
+    when there is none of them."""
+    q = r.get("quality") or {}
+    threshold = (r.get("parameters") or {}).get("coverage_threshold")
+    zh, en = [], []
+    machines = unknown_time(r)
+    if machines:
+        total = hours(sum(_most_unknown(m) for m in machines))
+        worst = f"{machines[0]['id']} {hours(_most_unknown(machines[0]))} h"
+        zh.append(f"{len(machines)} 台设备状态未知共 {total} h (最多 {worst})")
+        en.append(f"{len(machines)} machines with unknown state, {total} h in all (most: {worst})")
+    tags = q.get("tags") or []
+    if isinstance(threshold, int | float):
+        low = [t for t in tags if isinstance(t.get("coverage"), int | float)
+               and t["coverage"] < threshold]  # fmt: skip
+        if low:
+            zh.append(f"覆盖率低于 {percent(threshold)} 的标签 {len(low)} 个")
+            en.append(f"{len(low)} tags under {percent(threshold)} coverage")
+    gaps = q.get("gaps") or []
+    if gaps:
+        zh.append(f"离线/未知/无数据区间 {len(gaps)} 段")
+        en.append(f"{len(gaps)} offline, unknown or no-data intervals")
+    anomalies = q.get("counter_anomalies") or []
+    if anomalies:
+        zh.append(f"计数器翻转或复位 {len(anomalies)} 次")
+        en.append(f"{len(anomalies)} counter rollovers or resets")
+    if not zh:
+        return "无", "none"
+    return "; ".join(zh), "; ".join(en)

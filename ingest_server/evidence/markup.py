@@ -22,6 +22,8 @@ from ingest_server.evidence.columns import (
     local_time,
     number,
     percent,
+    quantity,
+    reading,
     value_at,
 )
 
@@ -31,6 +33,8 @@ HTML_NUMBERS: dict[str, Callable[[Any], str]] = {
     "seconds": hours,
     "count": number,
     "number": number,
+    "quantity": quantity,
+    "reading": reading,
     "exact": exact,
 }
 
@@ -88,6 +92,8 @@ def data_cell(item: Json, c: Column, ctx: Ctx) -> Td:
         return Td(f"{LABELS.get(str(v), '')} {exact(v)}".strip())
     if c.kind == "instant":
         return Td(local_time(v, ctx.tz), "nowrap")
+    if c.kind == "date":
+        return Td(v, "nowrap")
     if c.kind == "scope":
         return Td("全部 all" if v is None else v)
     if c.kind == "kpi":
@@ -97,7 +103,9 @@ def data_cell(item: Json, c: Column, ctx: Ctx) -> Td:
     return Td(v)
 
 
-def grid(heads: Sequence[object], rows: Sequence[Sequence[Td]], *, total: int = -1) -> str:
+def grid(
+    heads: Sequence[object], rows: Sequence[Sequence[Td]], *, total: int = -1, cls: str = ""
+) -> str:
     """A table; `total` above the rows given adds a line that points to the JSON."""
     head = "".join(f"<th>{esc(x)}</th>" for x in heads)
     body = [
@@ -113,7 +121,7 @@ def grid(heads: Sequence[object], rows: Sequence[Sequence[Td]], *, total: int = 
             f'<tr><td {span} class="more">… 另有 {more} 行见 JSON / … {more} more in the JSON'
             "</td></tr>"
         )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<table{attr(cls)}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def rows_table(columns: Sequence[Column], items: Sequence[Json], ctx: Ctx, limit: int = -1) -> str:

@@ -1,12 +1,18 @@
 """An evidence report as a printable HTML page: one self-contained page (inline CSS, A4,
-no scripts, no external resources) that a browser prints to PDF.
+no scripts, no external resources) that a browser prints to PDF (evidence/render_pdf.py).
 
-The page's sections in order: title and notices (with the report id, its digest and a QR
-code of both with the signature, evidence/qr.py: a paper copy is matched to its file by
-them), headline KPIs (with each one's gateway-signed share), the data's origin by gateway,
-each day's anchoring in time (which TSA stamped it and when, or why not), the NC rates
-declared and measured, the baseline, output, meters, equipment, groups, data quality,
-factors and the signature.
+Page one is the summary a reader takes in at once: title and notices, the claim (who,
+which period, what), the report id, its digest and a QR code of both with the signature
+(evidence/qr.py: a paper copy is matched to its file by them), each headline figure with
+its coverage and change against the baseline (and its target, once targets are known),
+the data gaps in one line and how to verify. The detail follows from page two: the
+report's particulars, the KPIs with formulas and each one's gateway-signed share, the
+data's origin by gateway, each day's anchoring in time (which TSA stamped it and when, or
+why not), the NC rates declared and measured, the baseline, output, meters and their
+register (nameplates and calibration certificates, evidence/render_register.py),
+equipment, groups, data quality (the unknown time per machine the KPIs count, the gap
+intervals), factors, the enterprise's declaration with a box for its seal, and the
+signature.
 Every figure is the report's own (evidence/columns.py); names and notes are typed in by
 the enterprise and escaped (evidence/markup.py).
 """
@@ -34,17 +40,18 @@ from ingest_server.evidence.columns import (
     TAGS,
     TIME_BUCKETS,
     TITLE,
-    TITLE_EN,
+    UNKNOWN,
     Json,
     anchoring_of,
     check_format,
+    gaps_line,
     kpi_value,
     kpis_of,
     local_time,
-    notices_of,
     number,
     percent,
     pick,
+    unknown_time,
     zone,
 )
 from ingest_server.evidence.markup import (
@@ -62,64 +69,23 @@ from ingest_server.evidence.markup import (
     rows_table,
     section,
 )
-from ingest_server.evidence.qr import PaperMark, paper_mark, qr_svg
+from ingest_server.evidence.qr import PaperMark, paper_mark
+from ingest_server.evidence.render_register import (
+    REGISTER_CSS,
+    declaration_html,
+    meter_register_html,
+)
+from ingest_server.evidence.render_summary import page_one, period_cell
+from ingest_server.evidence.render_targets import targets_html
 from ingest_server.kpi.labels import KPI_LABELS
 from ingest_server.kpi.results import Kpi
 
 MAX_HTML_ROWS = 200  # per data-quality list; the JSON and the workbook hold them all
 
 
-PARTIAL = '<span class="mark partial">未完结 / partial</span>'
-
-
-def _period(p: Json) -> Raw:
-    partial = f" {PARTIAL}" if p.get("partial") else ""
-    return Raw(
-        f"{esc(p.get('from'))} 至 {esc(p.get('to'))} ({esc(p.get('timezone'))}){partial}"
-        f'<span class="en">UTC [{esc(p.get("start"))}, {esc(p.get("end"))})</span>'
-    )
-
-
-# reports made before the report carried its own "notices" say the same on their face
-
-
-def _digest_cell(mark: PaperMark | None) -> Raw:
-    if mark is None:
-        return Raw(bi("无法计算", "cannot be computed: the signed content cannot be reproduced"))
-    return Raw(
-        f'<code class="short">{esc(mark.short_digest)}</code><span class="en">'
-        "SHA-256 签名内容 (RFC 8785) 前 16 位 / of the signed content, first 16 hex digits"
-        "</span>"
-    )
-
-
-def _qr_html(r: Json, mark: PaperMark | None) -> str:
-    """The code on the first page, beside the id and digest it holds; a draft has none
-    (nothing signed to match)."""
-    if mark is None or mark.qr_text is None:
-        why = (
-            bi("无二维码: 未签名草稿", "no QR code: unsigned draft")
-            if not r.get("signature")
-            else bi(
-                "无二维码: 编号或签名无法编码", "no QR code: the id or signature cannot be encoded"
-            )
-        )
-        return f'<figure class="qr none">{why}</figure>'
-    caption = bi("扫码核对纸质件与签名文件", "scan to match this copy with its signed file")
-    return f'<figure class="qr">{qr_svg(mark.qr_text)}<figcaption>{caption}</figcaption></figure>'
-
-
-def _title_html(r: Json, ctx: Ctx, mark: PaperMark | None) -> str:
-    ent, period = r.get("enterprise") or {}, r.get("period") or {}
+def _details_html(r: Json, ctx: Ctx) -> str:
+    """What page one leaves out: when and by which software, the sites, the parameters."""
     software, params = r.get("software") or {}, r.get("parameters") or {}
-    marks = PARTIAL if period.get("partial") else ""
-    if not r.get("signature"):
-        marks += '<span class="mark draft">未签名草稿 / unsigned draft</span>'
-    partial_note = "".join(
-        f'<p class="warn" data-notice="{esc(zh_en[0])}">{esc(zh_en[1])}'
-        f'<span class="en">{esc(zh_en[2])}</span></p>'
-        for zh_en in notices_of(r)
-    )
     sites = "; ".join(
         f"{s.get('name') or ''} {s.get('name_en') or ''} "
         f"({s.get('timezone')}, 电网 grid {s.get('grid_region')})"
@@ -129,26 +95,17 @@ def _title_html(r: Json, ctx: Ctx, mark: PaperMark | None) -> str:
     generated = r.get("generated_at")
     made = local_time(generated, ctx.tz)
     meta = [
-        ("企业名称", "Enterprise", bi(ent.get("name"), ent.get("name_en"))),
-        ("统一社会信用代码", "Unified social credit code", ent.get("credit_code")),
-        ("统计期", "Period", _period(period)),
         ("生成时间", "Generated", bi(f"{made} ({ctx.tz_name})", generated)),
         ("软件版本", "Software", f"{software.get('name')} {software.get('version')}"),
-        ("报告编号", "Report ID", Raw(f"<code>{esc(r.get('report_id'))}</code>")),
-        ("报告摘要", "Report digest", _digest_cell(mark)),
         ("厂区", "Sites", sites or None),
         ("计算参数", "Parameters",
          f"覆盖率阈值 coverage threshold {percent(params.get('coverage_threshold'))}; "
-         f"断线判定 gap after {params.get('gap_after_s')} s; "
-         f"心跳 heartbeat {params.get('heartbeat_s')} s; "
+         f"断线判定 gap after {number(params.get('gap_after_s'))} s; "
+         f"心跳 heartbeat {number(params.get('heartbeat_s'))} s; "
          f"行业 industry {LABELS.get(industry, '')} {industry}"),
     ]  # fmt: skip
     rows = "".join(f"<tr><th>{bi(zh, en)}</th><td>{esc(v)}</td></tr>" for zh, en, v in meta)
-    return (
-        f'<header class="title keep"><div class="marks">{marks}</div><h1>{esc(TITLE)}</h1>'
-        f'<p class="subtitle">{esc(TITLE_EN)}</p>{partial_note}'
-        f'<div class="ident"><table class="meta">{rows}</table>{_qr_html(r, mark)}</div></header>'
-    )
+    return section("报告信息", "Report details", f'<table class="meta">{rows}</table>', "keep")
 
 
 def _attested_cell(k: Kpi) -> Td:
@@ -382,7 +339,7 @@ def _baseline_html(r: Json, current: Mapping[str, Kpi], ctx: Ctx) -> str:
     return section(
         "基准期对比",
         "Baseline comparison",
-        f"<p>{bi('基准期', 'Baseline period')} {esc(_period(base))}</p>{grid(heads, rows)}",
+        f"<p>{bi('基准期', 'Baseline period')} {esc(period_cell(base))}</p>{grid(heads, rows)}",
     )
 
 
@@ -416,13 +373,28 @@ def _quality_html(r: Json, ctx: Ctx) -> str:
         q.get("tags") or [],
         key=lambda t: (t.get("coverage") is not None, t.get("coverage") or 0.0),
     )
+    gaps_zh, gaps_en = gaps_line(r)
+    unknown_note = bi(
+        "设备状态未知 (离线、状态未知、无数据, 以及没有任何状态的时间, 如首个数据之前) 的小时数, "
+        "即指标所扣除的时间: 可用率的分母不含计划占用内的未知时间, 覆盖率为计划运行内已知时间"
+        "的比例。下表的区间只列出前三种状态, 没有任何状态的时间不成区间, 只计入此表。",
+        "Hours of unknown machine state (offline, unknown, no data, and time with no state at "
+        "all, e.g. before the first sample): the time the KPIs leave out. Availability's "
+        "denominator excludes the unknown planned busy time; coverage is the known share of "
+        "planned operation. The intervals below list the first three states only: time with "
+        "no state at all forms no interval and counts in this table.",
+    )
     return section(
         "数据质量",
         "Data quality",
-        h3("标签覆盖率", "Tag coverage, lowest first")
-        + rows_table(TAGS, tags, ctx, MAX_HTML_ROWS)
-        + h3("数据缺口", "Gaps")
+        f"<p><b>{bi('数据缺口', 'Data gaps')}</b> {bi(gaps_zh, gaps_en)}</p>"
+        + h3("状态未知时间 (小时)", "Unknown state time by machine (hours)")
+        + f"<p>{unknown_note}</p>"
+        + rows_table(UNKNOWN, unknown_time(r), ctx, MAX_HTML_ROWS)
+        + h3("缺口区间", "Gap intervals: offline, unknown, no data")
         + rows_table(GAPS, q.get("gaps") or [], ctx, MAX_HTML_ROWS)
+        + h3("标签覆盖率", "Tag coverage, lowest first")
+        + rows_table(TAGS, tags, ctx, MAX_HTML_ROWS)
         + h3("计数器异常", "Counter anomalies")
         + rows_table(ANOMALIES, q.get("counter_anomalies") or [], ctx, MAX_HTML_ROWS),
         "quality",
@@ -483,8 +455,9 @@ def _signature_html(r: Json, mark: PaperMark | None) -> str:
 CSS = """
 @page { size: A4; margin: 15mm 12mm 16mm; }
 @page landscape { size: A4 landscape; margin: 12mm; }
-body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC",
-  "Microsoft YaHei", "SimSun", sans-serif; font-size: 10pt; color: #111; line-height: 1.35; }
+body { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
+  "PingFang SC", "Microsoft YaHei", "SimSun", sans-serif; font-size: 10pt; color: #111;
+  line-height: 1.35; }
 h1 { font-size: 18pt; margin: 4pt 0 0; }
 h2 { font-size: 13pt; border-bottom: 1.5pt solid #1f3b63; margin: 16pt 0 6pt;
   padding-bottom: 2pt; color: #1f3b63; }
@@ -520,6 +493,12 @@ figure.qr { flex: none; width: 36mm; margin: 2pt 0 0; text-align: center; font-s
 figure.qr svg { display: block; margin: 0 auto; }
 figure.qr .en { display: block; }
 figure.qr.none { border: 0.5pt dashed #9aa3ad; padding: 6pt 2pt; color: #666; }
+.claim { font-size: 10.5pt; margin: 4pt 0 8pt; }
+.gapline, .howto { margin: 5pt 0; }
+.gapline .en, .howto .en { display: block; }
+table.headline td { padding: 1.5pt 4pt; }
+table.headline td .en { display: inline; margin-left: 4pt; }
+table.headline td.num .en { display: block; margin-left: 0; }
 code.short { font-size: 11pt; font-weight: bold; word-break: normal; white-space: nowrap; }
 .figure { font-size: 13pt; }
 code { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 8.5pt;
@@ -529,6 +508,8 @@ section.landscape { page: landscape; }
 @media print {
   body { font-size: 9pt; }
   .keep { break-inside: avoid; page-break-inside: avoid; }
+  .page-one { break-after: page; page-break-after: always; }
+  .page-one h2 { margin-top: 8pt; }
   section.landscape, section.quality { break-before: page; page-break-before: always; }
   thead th, .low { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
@@ -553,12 +534,14 @@ def render_html(report: Json) -> str:
     if mark is not None:
         ref += f" · {mark.short_digest}"
     footer = (
-        f'@page {{ @bottom-left {{ content: "{ref}"; font-size: 7pt; color: #666; }}'
-        ' @bottom-right { content: counter(page) " / " counter(pages); font-size: 7pt; } }'
+        f'@page {{ @bottom-left {{ content: "{ref}"; font: 7pt sans-serif; color: #666; }}'
+        ' @bottom-right { content: counter(page) " / " counter(pages); font: 7pt sans-serif; } }'
     )
     body = (
-        _title_html(report, ctx, mark)
+        page_one(report, kpis, ctx, mark)
+        + _details_html(report, ctx)
         + _kpis_html(kpis, ctx, isinstance(report.get("attestation"), Mapping))
+        + targets_html(report)
         + _origin_html(report, ctx)
         + _anchoring_html(report, ctx)
         + _nc_html(report, by_id, ctx)
@@ -569,16 +552,18 @@ def render_html(report: Json) -> str:
             rows_table(PRODUCTION, report.get("production") or [], ctx),
         )
         + _meters_html(report, ctx)
+        + meter_register_html(report, ctx)
         + _equipment_html(report, ctx)
         + _groups_html(report, by_id)
         + _quality_html(report, ctx)
         + _factors_html(report, ctx)
+        + declaration_html(report)
         + _signature_html(report, mark)
     )
     ent = report.get("enterprise") or {}
     return (
         '<!DOCTYPE html>\n<html lang="zh-CN"><head><meta charset="utf-8">'
         f"<title>{esc(TITLE)} · {esc(ent.get('name'))} · {esc(period.get('from'))} 至 "
-        f"{esc(period.get('to'))}</title><style>{CSS}{footer}</style></head>"
+        f"{esc(period.get('to'))}</title><style>{CSS}{REGISTER_CSS}{footer}</style></head>"
         f"<body>{body}</body></html>\n"
     )

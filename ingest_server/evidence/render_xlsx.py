@@ -2,18 +2,24 @@
 
 Sheets: 概览 Summary, 设备 Equipment, 计量 Meters, 产量 Production, 基准 Baseline,
 数据质量 Data quality (the data's origin by gateway beside it), 系数 Factors,
-时间锚定 Anchoring (each day's anchor state, when the report states it), 签名 Signature.
+时间锚定 Anchoring (each day's anchor state, when the report states it), 计量器具 Meter
+register (when the report states it: evidence/render_register.py), 签名 Signature.
 The workbook keeps the JSON's numbers as numbers, unrounded, so a verifier can recompute
 from the sheets; only the number formats round what is displayed. (openpyxl writes a
 double with 16 significant digits, Excel works with 15: a value may come back one unit in
 its last place off; the JSON is exact.) The column tables of evidence/columns.py read each
-list's entries by their JSON key, the KPIs too, so a cell holds exactly what the document
-holds. Names and notes are typed in by the enterprise: every string stays a string (a
-name starting with "=" is not a formula).
+list's entries by their JSON key, the KPIs too, so a cell holds what the document holds,
+in one convention for every share: a real fraction with a percent format (0.833 shown
+83.3 %), so a formula over it computes as Excel users expect. A KPI in "%" carries percent
+in the JSON (83.3) and is written divided by 100; every coverage, share and ratio is a
+fraction already. Dates and instants are date cells (instants in UTC, as the headers
+say), not text. Names and notes are typed in by the enterprise: every string stays a
+string (a name starting with "=" is not a formula).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -41,32 +47,65 @@ from ingest_server.evidence.columns import (
     TAGS,
     TITLE,
     TITLE_EN,
+    UNKNOWN,
     Column,
     Json,
     anchoring_of,
     check_format,
+    gaps_line,
     notices_of,
+    unknown_time,
     value_at,
 )
 from ingest_server.evidence.qr import paper_mark
+from ingest_server.evidence.render_register import SHEET_TITLE, register_of, write_meter_register
+from ingest_server.evidence.render_targets import targets_sheet
 
+PERCENT = "0.0%"
+DATE = "yyyy-mm-dd"
+DATETIME = "yyyy-mm-dd hh:mm:ss"
 XLSX_FORMATS = {
-    "pct": "0.0%",
-    "coverage": "0.0%",
+    "pct": PERCENT,
+    "coverage": PERCENT,
     "tce": "0.000",
     "seconds": "#,##0",
     "count": "#,##0",
+    "quantity": "#,##0.0",
+    "reading": "#,##0.0###",
+    "instant": DATETIME,
+    "date": DATE,
 }
-# a KPI in "%" carries percent (83.3): shown with a literal % sign, not multiplied
-KPI_FORMATS = {"%": '0.0"%"', "tce": "0.000", "tCO2": "0.000", "h": "0.0"}
+# by the KPI's unit; a KPI in "%" is written as its fraction (`_kpi_cell`)
+KPI_FORMATS = {"%": PERCENT, "tce": "0.000", "tCO2": "0.000", "h": "0.0"}
 # summary rows whose figure is a share 0..1, shown as a percent
 _SHARES = ("覆盖率阈值", "网关签名数据占比")
 _BOLD = Font(bold=True)
 _HEAD_FILL = PatternFill("solid", fgColor="E8EDF3")
 
 
+def when(value: object) -> object:
+    """An ISO date as a date, an ISO instant as a naive UTC datetime (Excel has no time
+    zones); anything else, an unparsable string too, as it is."""
+    if not isinstance(value, str) or len(value) < 10:
+        return value
+    try:
+        if len(value) == 10:
+            return dt.date.fromisoformat(value)
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
+def _kpi_cell(value: object, unit: object) -> object:
+    """A KPI's figure as the cell holds it: one in "%" as its fraction (83.3 → 0.833)."""
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    return value / 100 if unit == "%" and numeric else value  # type: ignore[operator]
+
+
 def _put(ws: Any, row: int, col: int, value: object, fmt: str | None = None) -> Any:
-    """One cell with the JSON's value: numbers as numbers, text never a formula."""
+    """One cell with the JSON's value: numbers as numbers, dates as dates, text never a
+    formula."""
     if isinstance(value, list | tuple):
         value = ", ".join(str(v) for v in value)
     elif isinstance(value, Mapping):
@@ -76,7 +115,9 @@ def _put(ws: Any, row: int, col: int, value: object, fmt: str | None = None) -> 
     cell = ws.cell(row=row, column=col, value=value)
     if isinstance(value, str) and cell.data_type == "f":
         cell.data_type = "s"  # a name starting with "=" stays a name
-    if fmt and isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, dt.datetime | dt.date):
+        cell.number_format = DATETIME if isinstance(value, dt.datetime) else DATE
+    elif fmt and isinstance(value, int | float) and not isinstance(value, bool):
         cell.number_format = fmt
     return cell
 
@@ -95,15 +136,21 @@ def _records(ws: Any, row: int, col: int, columns: Sequence[Column], items: Sequ
         _bold(ws, row, col + i, f"{c.zh} {c.en}{suffix}", fill=True)
     for n, item in enumerate(items, start=row + 1):
         for i, c in enumerate(columns):
-            fmt = KPI_FORMATS.get(str(item.get("unit"))) if c.kind == "kpi" else None
-            _put(ws, n, col + i, value_at(item, c.key), fmt or XLSX_FORMATS.get(c.kind))
+            value = value_at(item, c.key)
+            if c.kind == "kpi":
+                unit = item.get("unit")
+                _put(ws, n, col + i, _kpi_cell(value, unit), KPI_FORMATS.get(str(unit)))
+            elif c.kind in ("instant", "date"):
+                _put(ws, n, col + i, when(value))
+            else:
+                _put(ws, n, col + i, value, XLSX_FORMATS.get(c.kind))
 
 
 def _pairs(ws: Any, row: int, items: Sequence[tuple[str, Sequence[object]]]) -> int:
     """Label and values, a row each; the next free row."""
     for label, values in items:
         _bold(ws, row, 1, label)
-        fmt = "0.0%" if label.startswith(_SHARES) else None
+        fmt = PERCENT if label.startswith(_SHARES) else None
         for i, v in enumerate(values, start=2):
             _put(ws, row, i, v, fmt)
         row += 1
@@ -112,8 +159,8 @@ def _pairs(ws: Any, row: int, items: Sequence[tuple[str, Sequence[object]]]) -> 
 
 def _period_pairs(p: Json) -> list[tuple[str, Sequence[object]]]:
     return [
-        ("统计期 Period", [p.get("from"), p.get("to"), p.get("timezone")]),
-        ("区间 Interval [start, end) UTC", [p.get("start"), p.get("end")]),
+        ("统计期 Period", [when(p.get("from")), when(p.get("to")), p.get("timezone")]),
+        ("区间 Interval [start, end) UTC", [when(p.get("start")), when(p.get("end"))]),
         ("未完结 Partial", [p.get("partial"), "未完结 / partial" if p.get("partial") else None]),
     ]
 
@@ -145,7 +192,8 @@ def _summary(ws: Any, r: Json) -> None:
         ("统一社会信用代码 Credit code", [ent.get("credit_code")]),
         *_period_pairs(r.get("period") or {}),
         *(("注意 Notice", [zh, en]) for _code, zh, en in notices_of(r)),
-        ("生成时间 Generated (UTC)", [r.get("generated_at")]),
+        ("生成时间 Generated (UTC)", [when(r.get("generated_at"))]),
+        ("数据缺口 Data gaps", list(gaps_line(r))),
         ("软件 Software", [software.get("name"), software.get("version")]),
         ("报告编号 Report ID", [r.get("report_id")]),
         ("覆盖率阈值 Coverage threshold", [params.get("coverage_threshold")]),
@@ -183,7 +231,7 @@ def _anchoring(ws: Any, block: Json) -> None:
     summary = block.get("summary") or {}
     row = _pairs(ws, 4, [
         *((f"{zh} {en.split(':')[0]}", [summary.get(k)]) for k, (zh, en) in ANCHOR_LABELS.items()),
-        ("读取时间 Read at (UTC)", [block.get("read_at")]),
+        ("读取时间 Read at (UTC)", [when(block.get("read_at"))]),
     ]) + 1  # fmt: skip
     for i, head in enumerate(_ANCHOR_HEADS, start=1):
         _bold(ws, row, i, head, fill=True)
@@ -193,14 +241,14 @@ def _anchoring(ws: Any, block: Json) -> None:
         tsas = [t for t in d.get("tsas") or [] if isinstance(t, Mapping)]
         errors = [e for e in d.get("errors") or [] if isinstance(e, Mapping)]
         values = [
-            d.get("day"), d.get("part"), d.get("state"),
+            when(d.get("day")), d.get("part"), d.get("state"),
             ANCHOR_LABELS.get(str(d.get("state")), ("",))[0], d.get("batches"),
-            d.get("leaves"), d.get("root"), d.get("built_at"),
+            d.get("leaves"), d.get("root"), when(d.get("built_at")),
             "; ".join(f"{t.get('name')} {t.get('url')}" for t in tsas) or None,
             "; ".join(str(t.get("gen_time")) for t in tsas) or None,
             "; ".join(str(e.get("url")) for e in errors) or None,
             "; ".join(str(e.get("error")) for e in errors) or None,
-            d.get("due_at"),
+            when(d.get("due_at")),
         ]  # fmt: skip
         for i, v in enumerate(values, start=1):
             _put(ws, n, i, v, "#,##0" if i in (5, 6) else None)
@@ -267,8 +315,9 @@ def render_xlsx(report: Json, out: Path | BinaryIO) -> None:
     energy, emission = f.get("energy") or {}, f.get("emission") or {}
     origin = report.get("attestation")
     _side_by_side(wb.create_sheet("数据质量 Data quality"), [
+        ("状态未知时间 Unknown state time by machine", UNKNOWN, unknown_time(report)),
+        ("缺口区间 Gap intervals", GAPS, q.get("gaps") or []),
         ("标签覆盖率 Tag coverage", TAGS, q.get("tags") or []),
-        ("数据缺口 Gaps", GAPS, q.get("gaps") or []),
         ("计数器异常 Counter anomalies", ANOMALIES, q.get("counter_anomalies") or []),
         *([("数据来源 Data origin (contract 1: v1 HMAC, 2: v2 Ed25519, gateway-signed)",
             ORIGIN, origin.get("gateways") or [])] if isinstance(origin, Mapping) else []),
@@ -282,6 +331,9 @@ def render_xlsx(report: Json, out: Path | BinaryIO) -> None:
     block = anchoring_of(report)
     if block is not None:  # reports made before it have none: no sheet
         _anchoring(wb.create_sheet("时间锚定 Anchoring"), block)
+    if register_of(report) is not None:  # nor the meter register
+        write_meter_register(wb.create_sheet(SHEET_TITLE), report)
+    targets_sheet(wb, report)  # reports made before the block have none: no sheet
     _signature(wb.create_sheet("签名 Signature"), report)
     for sheet in wb.worksheets:
         _fit(sheet)

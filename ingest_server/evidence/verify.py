@@ -34,9 +34,11 @@ from ingest_server.evidence.report import (
     compute_report,
     digest,
     fetch_baseline,
+    register_problems,
     snapshot,
 )
 from ingest_server.evidence.signature import TrustedKey, parse_report
+from ingest_server.evidence.targets import targets_problems
 from ingest_server.kpi.engine import Parameters
 from ingest_server.kpi.fetch import fetch_inputs
 from ingest_server.kpi.results import FORMAT
@@ -63,7 +65,10 @@ class Reason:
     issue changed or are gone), derived_changed (the derived rows differ while the raw
     samples do not), rows_changed (rows differ, cause unknown: a report made before the
     raw tally), figures_differ, anchoring_differs (the report's anchoring block against the
-    anchors on record), factors_differ. `count`: samples or figures concerned."""
+    anchors on record), register_differs (a meter's stated calibration state against its
+    certificate's dates and the period), targets_differ (the report's targets block against
+    its own figures and rows, or a built-in target table edited), factors_differ. `count`:
+    samples or figures concerned."""
 
     code: str
     message: str
@@ -83,6 +88,8 @@ class Verdict:
     arrivals: Arrivals | None = None
     self_consistent: bool = False  # the signature is valid for the key in the report
     anchoring: list[str] = field(default_factory=list)  # the report's anchoring block vs the record
+    register: list[str] = field(default_factory=list)  # meter_register vs its own dates
+    targets: list[str] = field(default_factory=list)  # the report's targets block vs its figures
 
     @property
     def ok(self) -> bool:
@@ -92,6 +99,8 @@ class Verdict:
             and self.digest_ok is not False
             and not self.problems
             and not self.anchoring
+            and not self.register
+            and not self.targets
         )
 
 
@@ -106,6 +115,8 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
         "digest_ok": v.digest_ok,
         "problems": v.problems,
         "anchoring": v.anchoring,
+        "register": v.register,
+        "targets": v.targets,
         "reasons": [{"code": r.code, "message": r.message, "count": r.count} for r in v.reasons],
         "checks": [
             {"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed, "ok": c.ok}
@@ -199,6 +210,8 @@ def verify(
     verdict.self_consistent = ok or (
         (trusted is not None or conn is not None) and check_signature(doc)[0]
     )
+    verdict.register = register_problems(doc)  # pure: the block's own dates and period
+    verdict.targets = targets_problems(doc)  # pure: the report's own figures and rows
     if conn is None:
         verdict.reasons = reasons(doc, verdict)
         return verdict
@@ -301,5 +314,7 @@ def reasons(doc: dict[str, Any], v: Verdict) -> list[Reason]:
             bad,
         ))  # fmt: skip
     out.extend(Reason("anchoring_differs", p) for p in v.anchoring)
+    out.extend(Reason("register_differs", p) for p in v.register)
+    out.extend(Reason("targets_differ", p) for p in v.targets)
     out.extend(Reason("factors_differ", p) for p in v.problems)
     return out

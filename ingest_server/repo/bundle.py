@@ -377,7 +377,10 @@ def registry_rows(conn: psycopg.Connection, *, enterprise: str) -> dict[str, Any
     (repo/audit.py: the same with kind and entity_id), oldest first."""
     e = (enterprise,)
     ent = _dicts(
-        conn, "SELECT id, name, name_en, credit_code, industry FROM enterprises WHERE id = %s", e
+        conn,
+        "SELECT id, name, name_en, credit_code, industry, declaration, targets FROM enterprises "
+        "WHERE id = %s",
+        e,
     )
     return {
         "enterprise": ent[0] if ent else None,
@@ -408,7 +411,8 @@ def registry_rows(conn: psycopg.Connection, *, enterprise: str) -> dict[str, Any
         "meters": _dicts(
             conn,
             "SELECT id, site_id, name, name_en, carrier, unit, parent_id, covers, gateway_id, "
-            "device FROM meters WHERE enterprise_id = %s ORDER BY id",
+            "device, serial, model, accuracy_class, calibration FROM meters "
+            "WHERE enterprise_id = %s ORDER BY id",
             e,
         ),
         "gateways": _dicts(

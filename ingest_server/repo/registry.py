@@ -13,6 +13,9 @@ dead-lettered until a key is given.
 Equipment carries the declared attributes the KPIs need: process (工序), NC flag (数控),
 whether it is production equipment (counted in the networking rate), ideal cycle time,
 product, and where its data comes from (gateway and device id in the agent's config).
+Meters carry their nameplate (serial, model, accuracy class) and calibration certificate,
+the enterprise its declaration (承诺) and its own targets: declarations a report states
+(repo/declarations.py reads them back), not inputs of its figures.
 
 Every change an import makes to a registry that exists is on the trail, with who (`account`,
 `registry import --account`) and why (`note`), at the import's transaction time: an
@@ -33,6 +36,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
 from edge_agent.contract.secrets import read_secret
@@ -150,7 +154,8 @@ def import_with_trail(
 # columns are registry.json's (repo/bundle.py registry_rows), so that the offline verifier
 # rolls registry.json back by a row's `field` as it stands.
 _DECLARED: dict[str, tuple[str, tuple[str, ...]]] = {
-    "enterprise": ("enterprises", ("id", "name", "name_en", "credit_code", "industry")),
+    "enterprise": ("enterprises", ("id", "name", "name_en", "credit_code", "industry",
+                                   "declaration", "targets")),
     "calendar": ("shift_calendars", ("id", "definition")),
     "process": ("processes", ("id", "name", "name_en", "key_process")),
     "site": ("sites", ("id", "name", "name_en", "timezone", "calendar_id", "grid_region")),
@@ -159,7 +164,8 @@ _DECLARED: dict[str, tuple[str, tuple[str, ...]]] = {
         "ideal_cycle_time_s", "product", "vendor", "model", "serial", "year", "gateway_id",
         "device")),
     "meter": ("meters", ("id", "site_id", "name", "name_en", "carrier", "unit", "parent_id",
-                         "covers", "gateway_id", "device")),
+                         "covers", "gateway_id", "device", "serial", "model",
+                         "accuracy_class", "calibration")),
 }  # fmt: skip
 # an equipment column -> the attribute name an edit through the API gives it (EDITABLE)
 _EQUIPMENT_FIELD = {"process_id": "process"}
@@ -273,13 +279,18 @@ def _ambiguous_meters(conn: psycopg.Connection, ent: EnterpriseDef) -> list[str]
 def _enterprise(
     conn: psycopg.Connection, ent: EnterpriseDef, keys: dict[str, bytes], counts: dict[str, int]
 ) -> None:
-    conn.execute(
-        "INSERT INTO enterprises (id, name, name_en, credit_code, industry) "
-        "VALUES (%s, %s, %s, %s, %s) "
-        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_en = excluded.name_en, "
-        "credit_code = excluded.credit_code, industry = excluded.industry",
-        (ent.id, ent.name, ent.name_en, ent.credit_code, ent.industry),
+    declaration = (
+        None if ent.declaration is None else Jsonb(ent.declaration.model_dump(mode="json"))
     )
+    conn.execute(
+        "INSERT INTO enterprises (id, name, name_en, credit_code, industry, declaration, "
+        "targets) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_en = excluded.name_en, "
+        "credit_code = excluded.credit_code, industry = excluded.industry, "
+        "declaration = excluded.declaration, targets = excluded.targets",
+        (ent.id, ent.name, ent.name_en, ent.credit_code, ent.industry, declaration,
+         Jsonb([t.model_dump(mode="json") for t in ent.targets])),
+    )  # fmt: skip
     counts["enterprises"] += 1
     for cal in ent.calendars:
         conn.execute(
@@ -356,16 +367,20 @@ def _enterprise(
             conn.execute(
                 """
                 INSERT INTO meters (enterprise_id, id, site_id, name, name_en, carrier, unit,
-                    parent_id, covers, gateway_id, device)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    parent_id, covers, gateway_id, device, serial, model, accuracy_class,
+                    calibration)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (enterprise_id, id) DO UPDATE SET site_id = excluded.site_id,
                     name = excluded.name, name_en = excluded.name_en, carrier = excluded.carrier,
                     unit = excluded.unit, parent_id = excluded.parent_id, covers = excluded.covers,
-                    gateway_id = excluded.gateway_id, device = excluded.device
+                    gateway_id = excluded.gateway_id, device = excluded.device,
+                    serial = excluded.serial, model = excluded.model,
+                    accuracy_class = excluded.accuracy_class, calibration = excluded.calibration
                 """,
                 (
                     ent.id, m.id, site.id, m.name, m.name_en, m.carrier, m.unit, m.parent,
-                    m.covers, m.gateway, m.device,
+                    m.covers, m.gateway, m.device, m.serial, m.model, m.accuracy_class,
+                    None if m.calibration is None else Jsonb(m.calibration.model_dump(mode="json")),
                 ),
             )  # fmt: skip
             counts["meters"] += 1

@@ -1,6 +1,7 @@
 """The registry's declared model: enterprises, sites, shift calendars, processes, gateways,
-equipment and meters as pydantic models (validated, frozen), the carrier roles meters are
-read by, and the error of asking for an enterprise the registry does not hold.
+equipment and meters (with their calibration certificates), the enterprise's declaration
+(承诺) and its own targets, as pydantic models (validated, frozen), the carrier roles meters
+are read by, and the error of asking for an enterprise the registry does not hold.
 
 Pure: no SQL, no database driver, no YAML. The KPI engine reads calendars and carrier
 roles from here, and so does the offline verifier (evidence/offline/) on a laptop that
@@ -18,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from ingest_server.errors import NotFoundError
 from ingest_server.reference.factors import DEFAULT_EMISSION, grid_regions
+from ingest_server.reference.targets import TargetDef
 
 
 class EnterpriseNotFoundError(NotFoundError):
@@ -116,6 +118,26 @@ class EquipmentDef(_Strict):
         return self
 
 
+class CalibrationDef(_Strict):
+    """A meter's current verification or calibration certificate (检定/校准证书): the
+    meter register of a report states it, and warns when it is missing or out of date
+    (GB 17167: docs/kpi.md#meter-register)."""
+
+    certificate: str = Field(min_length=1, description="the certificate's number")
+    issued_by: str = Field(min_length=1, description="the body that issued it (检定机构)")
+    calibrated_on: dt.date
+    valid_until: dt.date = Field(description="the last day it is valid (有效期至)")
+
+    @model_validator(mode="after")
+    def _dates(self) -> CalibrationDef:
+        if self.valid_until < self.calibrated_on:
+            raise ValueError(
+                f"valid_until {self.valid_until} is before calibrated_on {self.calibrated_on}: "
+                "give the certificate's dates as printed on it"
+            )
+        return self
+
+
 class MeterDef(_Strict):
     id: Id
     name: str = ""
@@ -126,6 +148,12 @@ class MeterDef(_Strict):
     covers: list[Id] = []
     gateway: Id | None = None
     device: str | None = None
+    serial: str | None = Field(default=None, description="the serial number on its nameplate")
+    model: str | None = None
+    accuracy_class: str | None = Field(
+        default=None, description="准确度等级 as on its nameplate, e.g. 1, 0.5S, 2"
+    )
+    calibration: CalibrationDef | None = None
 
 
 class SiteDef(_Strict):
@@ -176,6 +204,25 @@ class SiteDef(_Strict):
         return self
 
 
+class DeclarationDef(_Strict):
+    """The enterprise's declaration (承诺) a report ends with; `text` left empty: the
+    report's default text (evidence/report.py DECLARATION_TEXT)."""
+
+    text: str = ""
+    text_en: str = ""
+    signatory: str = Field(min_length=1, description="who signs for the enterprise")
+    position: str = Field(min_length=1, description="the signatory's position (职务)")
+
+    @model_validator(mode="after")
+    def _both_languages(self) -> DeclarationDef:
+        if bool(self.text.strip()) != bool(self.text_en.strip()):
+            raise ValueError(
+                "give the declaration's text in both languages (text and text_en), or "
+                "neither for the default text"
+            )
+        return self
+
+
 class EnterpriseDef(_Strict):
     id: Id
     name: str
@@ -187,6 +234,12 @@ class EnterpriseDef(_Strict):
     calendars: list[CalendarDef] = []
     processes: list[ProcessDef] = []
     sites: list[SiteDef] = Field(min_length=1)
+    declaration: DeclarationDef | None = None
+    targets: list[TargetDef] = Field(
+        default=[],
+        description="thresholds of the enterprise's chosen programme or grade, with their "
+        "source; the KPI ids and units are checked at import (cli/database.py)",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> EnterpriseDef:

@@ -3,6 +3,7 @@ every typed-in string must stay text, and a draft with nothing in it must still 
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 from html.parser import HTMLParser
@@ -102,7 +103,7 @@ def expected_value(value: float, unit: str) -> str:
 
 def test_html_shows_every_kpi_bilingual_with_its_formatted_value() -> None:
     report = example_report()
-    page = render_html(report)
+    page = section(render_html(report), "关键指标")  # the detail (page one: its summary)
     for k in report["kpis"]:
         row = row_starting(page, k["name"])
         assert k["name_en"] in row[0]
@@ -217,7 +218,8 @@ def test_html_renders_an_empty_unsigned_draft() -> None:
     page = render_html(minimal_report())
     assert "未签名草稿 / unsigned draft" in page
     assert "No baseline" in page
-    row = row_starting(page, "综合能耗")
+    assert "this draft is unsigned: no evidence yet" in page  # the claim on page one
+    row = row_starting(section(page, "关键指标"), "综合能耗")
     assert row[1] == "—"
     assert "no data" in row[4]
     assert row_starting(page, "统一社会信用代码")[1] == "—"
@@ -273,9 +275,14 @@ def test_xlsx_holds_the_json_kpi_values_as_numbers() -> None:
             assert cell.value is None
         else:
             assert isinstance(cell.value, int | float)
-            assert cell.value == stored(k["value"]), k["id"]
+            # one convention for shares: a KPI in "%" (83.3) as its fraction, shown 83.3%
+            value = k["value"] / 100 if k["unit"] == "%" else k["value"]
+            assert cell.value == stored(value), k["id"]
+            assert (cell.number_format == "0.0%") is (k["unit"] == "%"), k["id"]
         assert rows[k["id"]]["数据覆盖率 Coverage"].value == stored(k["coverage"])
-    assert rows["nc_rate_declared"]["数值 Value"].number_format == '0.0"%"'
+        assert rows[k["id"]]["数据覆盖率 Coverage"].number_format == "0.0%"
+    assert rows["nc_rate_declared"]["数值 Value"].value == pytest.approx(10 / 12)
+    assert rows["energy_per_unit_change"]["数值 Value"].value == pytest.approx(-0.08222901588)
     assert rows["energy_tce"]["数值 Value"].number_format == "0.000"
     assert rows["nc_rate_declared"]["分子 Numerator"].value == 10
     assert ws.freeze_panes == f"A{header + 1}"
@@ -349,3 +356,140 @@ def test_xlsx_renders_an_empty_unsigned_draft_to_a_path(tmp_path: Path) -> None:
     summary = wb["概览 Summary"]
     rows = by_id(summary, header_row(summary, "编号 ID"))
     assert all(r["数值 Value"].value is None for r in rows.values())
+
+
+# --- page one, numbers for people, gaps stated truly ------------------------------------
+
+
+def page_one(page: str) -> str:
+    return page[page.index('<div class="page-one">') : page.index('<section class="keep"><h2>')]
+
+
+def test_page_one_is_the_summary_and_the_detail_starts_on_page_two() -> None:
+    report = example_report()
+    page = render_html(report)
+    one = page_one(page)
+    # the claim: who, which period, what
+    assert "合肥精工传动机械有限公司 声明" in one
+    assert "from 2026-11-01 to 2026-11-30" in one
+    # every headline figure with its coverage and change against the baseline
+    for k in report["kpis"]:
+        if k["id"].endswith("_change"):
+            continue
+        row = row_starting(one, k["name"])
+        value = "—" if k["value"] is None else expected_value(k["value"], k["unit"])
+        assert row[1] == value, k["id"]
+        assert row[2] == f"{k['coverage'] * 100:.1f}%", k["id"]
+    assert row_starting(one, "单位产品综合能耗")[3] == "-8.2%基期 baseline 0.7530 kgce/件"
+    assert row_starting(one, "综合能耗")[3] == "—"  # no change KPI for it
+    assert "目标" not in one  # no target known yet: no target column
+    # the gaps in one line, how to verify: the id, digest and QR code
+    assert "15 machines with unknown state" in one
+    assert "ingest-server verify report.json" in one
+    assert report["report_id"] in one
+    assert '<figure class="qr"><svg' in one
+    assert "Generated" not in one  # the particulars follow on page two
+    css = page[page.index("@media print") :]
+    assert ".page-one { break-after: page;" in css
+
+
+def test_numbers_show_no_binary_float_tail() -> None:
+    report = example_report()
+    report["quality"]["counter_anomalies"] = [
+        {"device": "em-ht", "tag": "energy_kwh", "ts": "2026-11-24T22:01:10Z",
+         "flag": "rollover", "prev_value": 6552.400000000001, "value": 0.30000000000000004,
+         "delta": 1.4999999999997726},
+    ]  # fmt: skip
+    report["meters"][0]["quantity"] = 40172.30000000001
+    report["meters"][1]["quantity"] = 12.349999999999
+    page = render_html(report)
+    assert not re.search(r"\d\.\d*0000000", page), "a binary-float tail is printed"
+    assert row_starting(section(page, "数据质量"), "em-ht")[4:7] == ["6,552.4", "0.3", "1.5"]
+    assert row_starting(page, report["meters"][0]["id"])[3] == "40,172"
+    assert row_starting(page, report["meters"][1]["id"])[3] == "12.3"
+    assert "gap after 900 s; 心跳 heartbeat 300 s" in page
+    report["parameters"].update(gap_after_s=900.0, heartbeat_s=300.0)
+    assert "gap after 900 s; 心跳 heartbeat 300 s" in render_html(report)
+
+
+def unknown_49h(report: dict[str, Any]) -> dict[str, Any]:
+    """Every machine with 49 h of unknown time, no gap interval (silent from the start of
+    the period: time with no state at all), every tag in good order."""
+    for e in report["equipment"]:
+        e["time"].update(unknown_period_s=49 * 3600.0, unknown_pot_s=49 * 3600.0,
+                         unknown_s=45 * 3600.0)  # fmt: skip
+    report["quality"] = {
+        "tags": [dict(t, coverage=1.0) for t in report["quality"]["tags"]],
+        "gaps": [],
+        "counter_anomalies": [],
+    }
+    return report
+
+
+def test_gaps_state_the_unknown_time_the_kpis_count() -> None:
+    report = unknown_49h(example_report())
+    n = len(report["equipment"])
+    page = render_html(report)
+    line = f"{n} machines with unknown state, {49 * n:,}.0 h in all (most: cnc-01 49.0 h)"
+    assert line in page_one(page)
+    quality = section(page, "数据质量")
+    assert '数据缺口 <span class="en">Data gaps</span></b> 无' not in quality
+    assert line in quality
+    for e in report["equipment"]:
+        row = row_starting(quality, e["id"])
+        assert row[2:5] == ["49.0", "49.0", "45.0"], e["id"]
+    # a report whose machines' time has only the planned busy time's unknown (older ones)
+    old = example_report()
+    old_quality = section(render_html(old), "数据质量")
+    assert row_starting(old_quality, "cnc-08")[2:5] == ["—", "—", "375.0"]
+    # nothing unknown, no gap, no anomaly, every tag covered: "none" only then
+    clean = unknown_49h(example_report())
+    for e in clean["equipment"]:
+        e["time"].update(unknown_period_s=0.0, unknown_pot_s=0.0, unknown_s=0.0)
+    clean_page = render_html(clean)
+    assert 'data-gaps="none"' in page_one(clean_page)
+    wb = workbook(report)
+    summary = wb["概览 Summary"]
+    gaps = summary.cell(row=header_row(summary, "数据缺口 Data gaps"), column=3).value
+    assert gaps.startswith(f"{n} machines with unknown state")
+    ws = wb["数据质量 Data quality"]
+    assert ws["A1"].value == "状态未知时间 Unknown state time by machine"
+    unknown = by_id(ws, 2)
+    assert unknown["cnc-01"]["统计期内 In the period s"].value == 49 * 3600
+
+
+def test_xlsx_one_percent_convention_and_real_dates() -> None:
+    report = example_report()
+    wb = workbook(report)
+    percent_heads = (
+        "覆盖率",
+        "占比",
+        "可用率",
+        "性能率",
+        "质量率",
+        "综合效率",
+        "利用率",
+        "计入比例",
+    )
+    for ws in wb.worksheets:
+        for row in ws.iter_rows():
+            for cell in row:
+                head = ws.cell(row=1, column=cell.column).value or ""
+                if isinstance(cell.value, float) and cell.number_format == "0.0%":
+                    assert -1.5 <= cell.value <= 1.5, (ws.title, cell.coordinate, cell.value)
+                numeric = isinstance(cell.value, int | float)
+                if numeric and str(head).startswith(percent_heads) and cell.row > 1:
+                    assert cell.number_format == "0.0%", (ws.title, cell.coordinate)
+    production = wb["产量 Production"]
+    assert production["B2"].value == dt.datetime(2026, 11, 1)
+    assert production["B2"].is_date
+    assert production["B2"].number_format == "yyyy-mm-dd"
+    summary = wb["概览 Summary"]
+    period = header_row(summary, "统计期 Period")
+    assert summary.cell(row=period, column=2).value == dt.datetime(2026, 11, 1)
+    generated = summary.cell(row=header_row(summary, "生成时间 Generated (UTC)"), column=2)
+    assert generated.value == dt.datetime(2026, 12, 1, 1, 30, 12)
+    assert generated.number_format == "yyyy-mm-dd hh:mm:ss"
+    gaps = wb["数据质量 Data quality"]
+    starts = [c.value for c in gaps[3] if isinstance(c.value, dt.datetime)]
+    assert dt.datetime(2026, 11, 9, 1, 12) in starts  # the first gap's start, UTC

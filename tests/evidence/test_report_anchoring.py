@@ -173,7 +173,9 @@ def test_the_report_names_anchored_and_pending_days_until_the_tsa_is_back(
     render_xlsx(doc, buf)
     sheet = load_workbook(io.BytesIO(buf.getvalue()))["时间锚定 Anchoring"]
     rows = [[c.value for c in r] for r in sheet.iter_rows()]
-    states = {r[0]: r[2] for r in rows if r and r[0] in (str(BEFORE), str(DAY), str(DAY2))}
+    # each day a date cell, read back as a datetime at midnight
+    days = {dt.datetime.combine(d, dt.time()): str(d) for d in (BEFORE, DAY, DAY2)}
+    states = {days[r[0]]: r[2] for r in rows if r and r[0] in days}
     assert states == {str(BEFORE): "not_anchored", str(DAY): "anchored", str(DAY2): "pending"}
 
     # the TSA is back; the next run anchors the pending day; a new report says so

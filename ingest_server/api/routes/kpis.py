@@ -4,6 +4,7 @@ and the reference tables they use.
     GET /api/v1/enterprises/{e}/kpis     every KPI of a period (unsigned)
     GET /api/v1/enterprises/{e}/trend    KPIs per day / week / month
     GET /api/v1/factors                  coefficient and factor tables
+    GET /api/v1/targets                  programme target tables, each row with its source
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from fastapi import APIRouter, Query
 
 from ingest_server.api.auth import ApiError, Caller
 from ingest_server.api.deps import Reading
+from ingest_server.api.models import TargetTablePublic
 from ingest_server.api.params import Day, check_period
 from ingest_server.evidence.report import Request as ReportRequest
 from ingest_server.evidence.report import make_report
 from ingest_server.kpi.engine import Parameters
 from ingest_server.reference.factors import EMISSION_TABLES, ENERGY_TABLES
+from ingest_server.reference.targets import TARGET_TABLES
 
 router = APIRouter(prefix="/api/v1", tags=["kpis"])
 
@@ -34,9 +37,10 @@ def kpis(  # noqa: PLR0917 (query parameters)
     baseline_to: Day | None = None,
 ) -> dict[str, Any]:
     """Every KPI of the period with its groups (site, process), equipment, meters and data
-    quality (tag coverage, gaps, counter anomalies), and the change vs a baseline period
-    when one is given: the report's body, unsigned (for the console; evidence is the
-    signed report)."""
+    quality (tag coverage, gaps, counter anomalies), the change vs a baseline period
+    when one is given, and each KPI against its programme targets (`targets`: the
+    built-in table's and the enterprise's own, evidence/targets.py): the report's body,
+    unsigned (for the console; evidence is the signed report)."""
     check_period(date_from, date_to, baseline_from, baseline_to)
     req = ReportRequest(
         e.id, date_from, date_to, baseline_from, baseline_to,
@@ -45,7 +49,7 @@ def kpis(  # noqa: PLR0917 (query parameters)
     doc = make_report(e.conn, req, key=None)
     keep = (
         "enterprise", "period", "baseline", "parameters", "sites", "kpis", "groups",
-        "equipment", "meters", "production", "quality", "attestation",
+        "equipment", "meters", "production", "quality", "attestation", "targets",
     )  # fmt: skip
     return {k: doc[k] for k in keep}
 
@@ -111,3 +115,10 @@ def factors(_caller: Caller) -> dict[str, Any]:
         "energy": [t.as_json() for t in ENERGY_TABLES.values()],
         "emission": [t.as_json() for t in EMISSION_TABLES.values()],
     }
+
+
+@router.get("/targets")
+def targets(_caller: Caller) -> list[TargetTablePublic]:
+    """Every version of the built-in programme target table, each row with its source
+    (superseded versions stay: reports cite them)."""
+    return [TargetTablePublic.model_validate(t.as_json()) for t in TARGET_TABLES.values()]

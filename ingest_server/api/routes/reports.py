@@ -7,10 +7,15 @@ the public keys that sign them.
                                                               with its evidence bundle
     GET  /api/v1/enterprises/{e}/reports                      the issued reports, bundles
     GET  /api/v1/reports/{report_id}[?format=json|html|xlsx]  one, as issued
+    GET  /api/v1/reports/{report_id}/pdf                      its printed page as PDF
     GET  /api/v1/reports/{report_id}/bundle                   its evidence bundle (zip)
     POST /api/v1/reports/{report_id}/verify                   claimed vs recomputed
     POST /api/v1/reports/verify                               a report file: claimed vs recomputed
     GET  /api/v1/keys                                         the public signing keys
+
+The PDF is the HTML page printed by headless Chromium on this server (evidence/render_pdf.py),
+for whoever may read the report as HTML; without a browser the answer is 503
+`pdf_unavailable`, its message naming how to install one in Chinese and English.
 
 Both verdicts carry the report's `paper` mark (evidence/qr.py: id, report digest, QR text
 and the QR as an SVG data URI), so the console shows what the printed copy must show.
@@ -50,6 +55,7 @@ from ingest_server.api.params import Day, check_period
 from ingest_server.evidence import bundle
 from ingest_server.evidence.qr import paper_json
 from ingest_server.evidence.render_html import render_html
+from ingest_server.evidence.render_pdf import PdfUnavailableError, render_pdf
 from ingest_server.evidence.render_xlsx import render_xlsx
 from ingest_server.evidence.report import Request as ReportRequest
 from ingest_server.evidence.report import make_report
@@ -193,6 +199,34 @@ def stored_report(
     caller: Caller, conn: Conn, report_id: str, format: Format = "json"
 ) -> Response | dict[str, Any]:
     return _rendered(_stored(caller, conn, report_id), format)
+
+
+_PDF_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the printed report, fonts embedded",
+    },
+    503: {"description": "no browser on the server to print with (pdf_unavailable)"},
+}
+
+
+@router.get("/reports/{report_id}/pdf", response_class=Response, responses=_PDF_ANSWER)
+def report_pdf(caller: Caller, pool: Pool, report_id: str) -> Response:
+    """An issued report's printed page as a PDF, for whoever may read it as HTML. The
+    browser takes seconds: the database connection is given back before it starts."""
+    with pool.connection() as conn:
+        doc = _stored(caller, conn, report_id)
+    try:
+        pdf = render_pdf(doc)
+    except PdfUnavailableError as exc:
+        raise ApiError(503, "pdf_unavailable", str(exc)) from None
+    p = doc["period"]
+    name = f"report-{doc['enterprise']['id']}-{p['from']}-{p['to']}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 _ZIP_ANSWER: dict[int | str, dict[str, Any]] = {

@@ -210,12 +210,37 @@
     "effectiveness", "quality_ratio", "energy_tce", "energy_per_unit", "energy_per_value_added",
     "water_per_unit", "water_per_value_added", "carbon_tco2", "carbon_per_value_added"];
 
-  function kpiCard(k, change, threshold) {
+  // A KPI against a programme target (the API's `targets.results`, evidence/targets.py):
+  // met / not met with how far, a region's target for reference, or why not comparable;
+  // the programme named, its source in the tooltip and in the card's evidence.
+  const SIGN = { ">=": "≥", ">": ">", "<=": "≤", "<": "<" };
+  const tgtProgramme = (r) => (S.lang === "en" ? r.target.programme_en || r.target.programme : r.target.programme);
+  const tgtSource = (r) => [r.target.source, S.lang === "en" ? r.target.note_en || r.target.note : r.target.note].filter(Boolean).join(" — ");
+  function tgtResult(r) {
+    const tg = r.target;
+    const goal = `${SIGN[tg.comparison]} ${num(tg.threshold)} ${tg.unit}${tg.by ? ` (${t("tgt_by")} ${tg.by})` : ""}`;
+    let far = "";
+    if (r.reason === "unit_mismatch") far = t("tgt_unit_mismatch").replace("{t}", tg.unit).replace("{k}", r.unit || "—");
+    else if (r.reason) far = t(`tgt_${r.reason}`);
+    else if (r.difference !== null) {
+      const unit = r.difference_unit === "pp" ? t("tgt_pp") : r.difference_unit;
+      far = `${r.difference > 0 ? "+" : ""}${num(r.difference, r.difference_unit === "pp" ? 1 : undefined)} ${unit}`;
+    }
+    return `${t(`tgt_${r.status}`)} ${goal}${far ? ` · ${far}` : ""}`;
+  }
+  function targetLine(r) {
+    const mark = { met: "✓", not_met: "✗", reference: "ⓘ", not_comparable: "–" }[r.status];
+    return h("div", { class: `target ${r.status}`, "data-testid": "target", "data-status": r.status, "data-kpi-target": r.kpi, title: `${t("source")}: ${tgtSource(r)}` },
+      h("span", { class: "mark" }, mark), " ", tgtResult(r), h("span", { class: "prog" }, ` · ${tgtProgramme(r)}`));
+  }
+
+  function kpiCard(k, change, threshold, targets) {
     const details = h("div", { class: "details", hidden: true },
       h("div", {}, h("b", {}, `${t("formula")}: `), k.formula),
       h("div", {}, h("b", {}, `${t("numerator")}: `), num(k.numerator), " · ", h("b", {}, `${t("denominator")}: `), num(k.denominator)),
       k.note ? h("div", {}, h("b", {}, `${t("note")}: `), k.note) : null,
       h("div", {}, h("b", {}, `${t("inputs")}: `), (k.inputs || []).slice(0, 12).join(", "), (k.inputs || []).length > 12 ? ` … (+${k.inputs.length - 12})` : ""),
+      targets.map((r) => h("div", { "data-testid": "target-source" }, h("b", {}, `${t("tgt_source")} (${tgtProgramme(r)}): `), tgtSource(r))),
       h("div", {}, h("a", { href: "#/evidence" }, `→ ${t("evidence")}`)));
     const low = k.coverage !== null && k.coverage !== undefined && k.coverage < threshold;
     return h("div", { class: `card${low ? " low" : ""}`, "data-kpi": k.id, "data-value": k.value === null ? "" : String(k.value) },
@@ -226,6 +251,7 @@
         change && change.value !== null
           ? h("span", { class: `change ${change.value < 0 ? "down" : "up"}`, "data-testid": "change" },
             `${t("vs_baseline")} ${change.value > 0 ? "+" : ""}${num(change.value, 1)} %`) : null),
+      targets.length ? h("div", { class: "targets" }, targets.map(targetLine)) : null,
       h("button", { class: "link", "data-testid": "show-evidence", onclick: () => { details.hidden = !details.hidden; } }, t("show_evidence")),
       details);
   }
@@ -235,7 +261,10 @@
     const doc = await kpis();
     const byId = Object.fromEntries(doc.kpis.map((k) => [k.id, k]));
     const threshold = doc.parameters.coverage_threshold;
-    const cards = CARDS.filter((id) => byId[id]).map((id) => kpiCard(byId[id], byId[`${id}_change`], threshold));
+    // a card shows its KPI's targets and those of its change vs the baseline
+    const results = doc.targets?.results || [];
+    const targetsOf = (id) => results.filter((r) => r.kpi === id || r.kpi === `${id}_change`);
+    const cards = CARDS.filter((id) => byId[id]).map((id) => kpiCard(byId[id], byId[`${id}_change`], threshold, targetsOf(id)));
     const procChart = h("div", { class: "chart", id: "chart-process" });
     const keyEq = doc.equipment.filter((e) => e.key_process);
     main.replaceChildren(

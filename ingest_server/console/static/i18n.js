@@ -64,6 +64,11 @@ window.I18N = {
     anchoring: "时间锚定（报告生成时）", anchor_anchored: "已锚定", anchor_pending: "待重试", anchor_not_anchored: "未锚定", anchor_not_due: "未到期",
     reason_anchoring_differs: "报告所述的时间锚定与服务器记录不符（树根或时间戳令牌不存在，或隐瞒了已锚定的日期）",
     anchor_open: "以下日期的签名批次尚无时间戳，服务器会重试（每小时，或 anchor --pending），锚定后请重新生成报告",
+    tgt_met: "达到", tgt_not_met: "未达到", tgt_reference: "参考（区域目标，不判定）", tgt_not_comparable: "无法比较",
+    tgt_no_kpi: "报告中无此指标（如未设基期）", tgt_no_figure: "指标无数值", tgt_unit_mismatch: "单位不符：目标为 {t}，指标为 {k}",
+    tgt_pp: "个百分点", tgt_by: "期限", tgt_source: "目标来源",
+    reason_targets_differ: "报告的目标对照与其自身数值或所引目标不符（或内置目标表被改动）",
+    reason_register_differs: "报告的计量器具一览表中某表的检定状态与其证书日期及统计期不符",
   },
   en: {
     app: "factory-evidence", app_sub: "Smart and green factory KPIs, measured and verifiable",
@@ -127,5 +132,10 @@ window.I18N = {
     anchoring: "Anchoring in time (when the report was made)", anchor_anchored: "anchored", anchor_pending: "pending", anchor_not_anchored: "not anchored", anchor_not_due: "not due yet",
     reason_anchoring_differs: "the report's anchoring block contradicts the server's record (a root or token it names is not on record, or an anchored day is called unanchored)",
     anchor_open: "these days' signed batches hold no time-stamp yet; the server retries (hourly, or anchor --pending); issue the report again once they are anchored",
+    tgt_met: "met", tgt_not_met: "not met", tgt_reference: "for reference (a region's target, no verdict)", tgt_not_comparable: "not comparable",
+    tgt_no_kpi: "the report has no such KPI (no baseline?)", tgt_no_figure: "the KPI has no figure", tgt_unit_mismatch: "unit mismatch: target in {t}, KPI in {k}",
+    tgt_pp: "pp", tgt_by: "by", tgt_source: "Target source",
+    reason_targets_differ: "the report's targets block contradicts its own figures or the targets it cites (or a built-in target table was edited)",
+    reason_register_differs: "the report's meter register states a calibration status its certificate's dates and the period contradict",
   },
 };
