@@ -23,6 +23,7 @@ import pytest
 from ingest_server.evidence import bundle as evidence_bundle
 from ingest_server.evidence.offline import check_bundle
 from ingest_server.repo.registry import Registry, import_with_trail, load_registry
+from ingest_server.repo.registry_model import DeclarationDef
 from tests.evidence.test_bundle import _make
 from tests.evidence.test_ledger import run
 from tests.evidence.test_offline import failed, zipped
@@ -35,9 +36,13 @@ Made = dict[str, Any]
 
 
 def _changed(reg: Registry, *, process_name: str | None = None, key: bool | None = None,
-             nc: bool | None = None) -> Registry:  # fmt: skip
-    """`reg` with its first enterprise's first process and first machine changed."""
+             nc: bool | None = None, signatory: str | None = None) -> Registry:  # fmt: skip
+    """`reg` with its first enterprise's first process and first machine changed, and its
+    declaration signed by `signatory`."""
     ent = reg.enterprises[0]
+    if signatory is not None:
+        ent = ent.model_copy(update={"declaration": DeclarationDef(signatory=signatory,
+                                                                   position="总经理")})  # fmt: skip
     p = ent.processes[0]
     p = p.model_copy(update={k: v for k, v in (("name", process_name), ("key", key))
                              if v is not None})  # fmt: skip
@@ -150,9 +155,10 @@ def made(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> Iterator[M
             with psycopg.connect(db) as conn:  # after the report
                 _, n = import_with_trail(
                     conn, _changed(small_registry(("gw-01", "gw-02")), process_name="精密车削",
-                                   key=False),
+                                   key=False, signatory="李明"),
                     {}, account="importer-2", note="not a key process after all")  # fmt: skip
-                assert n == 2  # key_process, and nc set back to the file's (the API edit)
+                # key_process, nc set back to the file's (the API edit), and the declaration
+                assert n == 3
                 doc = json.loads(first["report"])
                 b = evidence_bundle.collect(conn, doc, first["report"])
                 path = tmp / "after.zip"
@@ -188,14 +194,23 @@ def test_a_report_made_before_a_reimport_passes_on_a_bundle_made_after(made: Mad
     registry = json.loads(files["registry.json"])
     assert registry["processes"][0]["key_process"] is False  # as it stands now
     manifest = {m["name"]: m for m in json.loads(files["manifest.json"])["members"]}
-    assert manifest["registry_audit.json"]["rows"] == 2
+    assert manifest["registry_audit.json"]["rows"] == 3
+    assert registry["enterprise"]["declaration"]["signatory"] == "李明"  # as it stands now
     v = check_bundle(made["after"], made["trust"])
     c = v.check("kpis")
     assert c.status == "ok", [r.text_en for r in c.reasons]
     later = [e for e in c.details["edits"] if e["after_report"]]
     assert {(e.get("kind", "equipment"), e["field"], e["old"], e["new"], e["account"])
-            for e in later} == {("process", "key_process", True, False, "importer-2"),
-                                ("equipment", "nc", False, True, "importer-2")}  # fmt: skip
+            for e in later if e["field"] != "declaration"} == {
+        ("process", "key_process", True, False, "importer-2"),
+        ("equipment", "nc", False, True, "importer-2")}  # fmt: skip
+    # a declared field a report states but does not compute from, rolled back all the same
+    (signed,) = [e for e in later if e["field"] == "declaration"]
+    assert (signed["kind"], signed["old"], signed["new"]["signatory"]) == (
+        "enterprise",
+        None,
+        "李明",
+    )
     assert v.verdict == "pass", [(x.name, x.status, [r.text_en for r in x.reasons])
                                  for x in v.checks]  # fmt: skip
 
