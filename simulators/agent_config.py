@@ -214,6 +214,24 @@ def nameplate(index: int, carrier: str, count: int) -> dict[str, Any]:
     return item
 
 
+# a small catalogue of downtime reasons (停机原因) for operators to attach to DOWN and
+# IDLE intervals in the console (docs/ingest.md#downtime-reasons); categories are ISO
+# 22400-2's planned and unplanned time and the enterprise's own groupings
+DEMO_DOWNTIME_REASONS = [
+    {"id": "breakdown", "name": "设备故障", "name_en": "Breakdown", "category": "unplanned",
+     "applies_to": "DOWN"},
+    {"id": "tooling", "name": "刀具更换", "name_en": "Tool change", "category": "unplanned"},
+    {"id": "no-material", "name": "待料", "name_en": "Waiting for material",
+     "category": "material", "applies_to": "IDLE"},
+    {"id": "quality-check", "name": "质量检验", "name_en": "Quality inspection",
+     "category": "quality"},
+    {"id": "maintenance", "name": "计划保养", "name_en": "Planned maintenance",
+     "category": "planned"},
+    {"id": "no-operator", "name": "缺人", "name_en": "No operator", "category": "unplanned",
+     "applies_to": "IDLE"},
+]  # fmt: skip
+
+
 def registry(scenario: Scenario, *, gateway_id: str = "gw-01") -> dict[str, Any]:
     """The ingestion server's registry for the scenario's plant (ingest-server registry
     import): the same enterprise, site, calendar, processes, equipment and meters, with
@@ -269,6 +287,7 @@ def registry(scenario: Scenario, *, gateway_id: str = "gw-01") -> dict[str, Any]
                 "credit_code": scenario.enterprise.credit_code,
                 # the default text (docs/kpi.md#declaration); an invented signatory
                 "declaration": {"signatory": "王建国", "position": "总经理 General manager"},
+                "downtime_reasons": DEMO_DOWNTIME_REASONS,
                 "calendars": [{"id": "default", **cal}],
                 "processes": [
                     {"id": p.id, "name": p.name, "name_en": p.name_en, "key": p.key}

@@ -10,8 +10,11 @@ period parameters in api/params.py. No route holds SQL: they call ingest_server/
 Every endpoint but /login needs `Authorization: Bearer <token>` (`ingest-server accounts
 token`, or a console login): 401 without a valid one, 403 when the account's role or
 enterprises do not allow the request (ingest_server/repo/accounts.py). Errors are JSON
-`{"error": {"code": ..., "message": ...}}`, the status chosen by the exception's kind
-(ingest_server/errors.py), never by its message:
+`{"error": {"code": ..., "message": ..., "message_zh": ...}}`, the status chosen by the
+exception's kind (ingest_server/errors.py), never by its message; `message` is English,
+`message_zh` its Chinese where the server words one (an exception's `message_zh`: the
+period checks, the login lockout), else absent and the console says the code in its
+language (docs/console.md, "Languages"):
 
     ApiError                      its own status and code (api/auth.py)
     invalid request parameters    422 invalid_parameter, the field named (dates: api/params.py)
@@ -44,7 +47,16 @@ from psycopg_pool import ConnectionPool
 from ingest_server import __version__, console
 from ingest_server.api.auth import ApiError
 from ingest_server.api.ratelimit import LoginLimiter, TooManyAttemptsError
-from ingest_server.api.routes import auth, gateways, kpis, production, registry, reports, series
+from ingest_server.api.routes import (
+    auth,
+    downtime,
+    gateways,
+    kpis,
+    production,
+    registry,
+    reports,
+    series,
+)
 from ingest_server.errors import InvalidInputError, NotFoundError, UnavailableError
 from ingest_server.evidence.keys import SigningKeyFile, register_key
 from ingest_server.kpi.records import ReportError, UnknownEnterpriseError
@@ -74,7 +86,7 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
         app.add_exception_handler(kind, handler)
     # in this order in the OpenAPI schema: sessions last, so a client that walks the
     # schema (tests/api/test_fuzz.py) logs out after the rest
-    for module in (registry, series, gateways, kpis, reports, production, auth):
+    for module in (registry, series, gateways, kpis, reports, production, downtime, auth):
         app.include_router(module.router)
     console.mount(app)
     app.middleware("http")(_no_store)  # after the console's: the outermost
@@ -107,16 +119,21 @@ async def _no_store(
 
 
 def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    message_zh: str | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    error = {"code": code, "message": message}
+    if message_zh:
+        error["message_zh"] = message_zh
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return _error(exc.status, exc.code, exc.message, headers)
+    return _error(exc.status, exc.code, exc.message, headers, getattr(exc, "message_zh", None))
 
 
 def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -150,7 +167,8 @@ def _not_found(_req: Request, exc: NotFoundError) -> JSONResponse:
 
 
 def _too_many(_req: Request, exc: TooManyAttemptsError) -> JSONResponse:
-    return _error(429, "too_many_attempts", str(exc), {"Retry-After": str(exc.retry_after)})
+    retry = {"Retry-After": str(exc.retry_after)}
+    return _error(429, "too_many_attempts", str(exc), retry, exc.message_zh)
 
 
 def _unavailable(_req: Request, exc: UnavailableError) -> JSONResponse:

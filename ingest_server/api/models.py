@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ingest_server.api.params import Day
+from ingest_server.api.params import Day, Instant
 from ingest_server.reference.targets import TargetDef
 
 # -- sessions ---------------------------------------------------------------------------
@@ -283,3 +283,136 @@ class TargetTablePublic(BaseModel):
     version: str
     title: str
     rows: list[TargetDef]
+
+
+# -- downtime reasons -------------------------------------------------------------------
+
+
+class DowntimeReasonPublic(BaseModel):
+    """A reason of the enterprise's catalogue (the registry's `downtime_reasons`)."""
+
+    id: str
+    name: str
+    name_en: str
+    category: str = Field(description="planned, unplanned, or the enterprise's own grouping")
+    applies_to: str = Field(description="DOWN, IDLE or both")
+    active: bool = Field(description="false: retired, kept for the intervals that carry it")
+
+
+class StopPublic(BaseModel):
+    """A DOWN or IDLE interval of the machine and the reason attached to it, if any."""
+
+    start: dt.datetime = Field(description="the interval's own start: the key to attach by")
+    end: dt.datetime = Field(description="its end; now while `open`")
+    open: bool
+    state: str
+    reason: str | None = Field(description="the reason's id; null: none attached")
+    note: str | None
+    account: str | None = Field(description="who attached the reason")
+    at: dt.datetime | None
+
+
+class ChangedAssignmentPublic(BaseModel):
+    """A reason whose interval no longer exists as it was given to (re-derived from
+    late data): shown as "interval changed", counted nowhere."""
+
+    start: dt.datetime
+    state: str
+    reason: str
+    note: str
+    account: str
+    at: dt.datetime
+
+
+class StopsPublic(BaseModel):
+    equipment: str
+    start: dt.datetime
+    end: dt.datetime
+    stops: list[StopPublic]
+    changed: list[ChangedAssignmentPublic]
+
+
+class DowntimeReasonIn(BaseModel):
+    """Attach a reason to the interval starting at `start`, change it, or clear it
+    (`reason` null)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: Instant = Field(description="the interval's start, exactly as the stops list it")
+    reason: str | None = Field(
+        default=None, max_length=64,
+        description="a catalogue id; null or omitted: clear (nothing to clear: no change)",
+    )  # fmt: skip
+    note: str = Field(default="", max_length=2000, description="what happened, kept with it")
+
+
+class AssignmentPublic(BaseModel):
+    start: dt.datetime
+    state: str
+    reason: str
+    note: str
+    account: str
+    at: dt.datetime
+
+
+class DowntimeAuditPublic(BaseModel):
+    at: dt.datetime
+    equipment: str
+    start: dt.datetime
+    state: str
+    account: str
+    old: dict[str, Any] | None = Field(description="{reason, note} before; null: none")
+    new: dict[str, Any] | None = Field(description="{reason, note} after; null: cleared")
+
+
+class ParetoBarPublic(BaseModel):
+    reason: str | None = Field(description="null: the time no reason is attached to")
+    down_s: float
+    idle_s: float
+    loss_s: float
+    stops: int
+    share: float
+    cumulative_share: float
+
+
+class ParetoPublic(BaseModel):
+    group: str | None
+    loss_s: float
+    bars: list[ParetoBarPublic]
+
+
+class CausePublic(BaseModel):
+    reason: str | None = Field(description="null: DOWN time no reason is attached to")
+    events: int
+    down_s: float
+    mtbf_s: float | None
+    mttr_s: float | None
+
+
+class LossesPublic(BaseModel):
+    start: dt.datetime
+    end: dt.datetime
+    site: str | None
+    process: str | None
+    equipment: str | None
+    running_s: float
+    total: list[ParetoPublic] = Field(description="one Pareto of every stop (none: no loss)")
+    by_process: list[ParetoPublic]
+    by_equipment: list[ParetoPublic]
+    by_cause: list[CausePublic] = Field(description="MTBF, MTTR per reason of DOWN")
+    reasons: list[DowntimeReasonPublic] = Field(description="the catalogue, for the names")
+
+
+class AlarmPublic(BaseModel):
+    tag: str
+    start: dt.datetime
+    end: dt.datetime
+    text: str | None = Field(description="the text the device published; null: a number")
+    value: float | None
+
+
+class AlarmsPublic(BaseModel):
+    equipment: str
+    start: dt.datetime
+    end: dt.datetime
+    alarms: list[AlarmPublic]

@@ -4,6 +4,7 @@ Every date and time parameter of the API (`Day`, `Instant`) lies in 1970-01-01 .
 2999-12-31 (stated in the OpenAPI schema); anything else is a 422 that names the
 parameter and the range, never an overflow deep in a query. A report's period is at most
 five years (`check_period`); a window of data views at most 92 days (`time_window`).
+Their refusals say what is wrong in English and in Chinese (`InvalidDatesError`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ def _instant(t: dt.datetime) -> dt.datetime:
     return t
 
 
+class InvalidDatesError(ApiError):
+    """A period or window refused: a 422 naming the parameter, its `message_zh` the same
+    in Chinese (kpi/period.py words its rules in English; the console shows the user's
+    language)."""
+
+    def __init__(self, message: str, message_zh: str) -> None:
+        super().__init__(422, "invalid_parameter", message)
+        self.message_zh = message_zh
+
+
 # the API's date and time parameters: FastAPI answers 422 naming the parameter, and the
 # OpenAPI schema (/docs) states the range
 Day = Annotated[dt.date, AfterValidator(_day), Field(description=DAYS)]
@@ -67,7 +78,37 @@ def check_period(
     try:
         period.check_period(date_from, date_to, baseline_from, baseline_to, longest=longest)
     except period.PeriodError as exc:
-        raise ApiError(422, "invalid_parameter", str(exc)) from None
+        zh = _period_zh(
+            exc.field, date_from=date_from, date_to=date_to, baseline_from=baseline_from,
+            baseline_to=baseline_to, longest=longest,
+        )  # fmt: skip
+        raise InvalidDatesError(str(exc), zh) from None
+
+
+def _period_zh(
+    field: str,
+    *,
+    date_from: dt.date,
+    date_to: dt.date,
+    baseline_from: dt.date | None,
+    baseline_to: dt.date | None,
+    longest: int | None,
+) -> str:
+    """The rule of kpi/period.py that `field` broke, in Chinese."""
+    if field == "to" and date_to < date_from:
+        return f"止日期 {date_to} 早于起日期 {date_from}: 统计期的结束早于开始"
+    a, b, name = (
+        (baseline_from, baseline_to, "基期")
+        if field == "baseline_to"
+        else (date_from, date_to, "统计期")
+    )
+    if longest is not None and a is not None and b is not None and (b - a).days >= longest:
+        return f"{name}为 {(b - a).days + 1} 天, 最长 {longest} 天 (五年): 请缩短, 或分几段查询"
+    if field == "baseline_to" and (baseline_from is None) != (baseline_to is None):
+        return "基期的起止日期须同时填写, 或都不填"
+    if field == "baseline_to":
+        return f"基期止日期 {baseline_to} 早于基期起日期 {baseline_from}"
+    return f"基期起日期 {baseline_from} 晚于统计期起日期 {date_from}: 基期须在统计期之前开始"
 
 
 def time_window(
@@ -77,10 +118,13 @@ def time_window(
     end = end or dt.datetime.now(dt.UTC)
     start = start or max(end - dt.timedelta(days=1), FIRST_INSTANT)
     if end <= start:
-        raise ApiError(
-            422, "invalid_parameter",
+        raise InvalidDatesError(
             f"end: {end.isoformat()} must be after start ({start.isoformat()})",
-        )  # fmt: skip
+            f"结束时间 {end.isoformat()} 须晚于开始时间 ({start.isoformat()})",
+        )
     if end - start > limit:
-        raise ApiError(422, "invalid_parameter", f"end: at most {limit.days} days after start")
+        raise InvalidDatesError(
+            f"end: at most {limit.days} days after start",
+            f"结束时间最多在开始时间之后 {limit.days} 天",
+        )
     return start, end

@@ -38,6 +38,7 @@ class TooManyAttemptsError(RefusedError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"too many failed logins; try again in {retry_after} s")
+        self.message_zh = f"登录失败次数过多, 请 {retry_after} 秒后再试"
         self.retry_after = retry_after
 
 

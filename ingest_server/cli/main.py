@@ -7,6 +7,8 @@
                                                                                 (database.py)
     ingest-server report | verify | render | keys | production | factors   KPI evidence
                                                                                 (evidence.py)
+    ingest-server green set | show --enterprise E --from D --to D   green-factory and GHG
+                                  entries of a period                           (green.py)
     ingest-server accounts | api                   API accounts, the HTTP API   (api.py)
     ingest-server gateway                          gateway identities           (gateway.py)
     ingest-server ledger check --enterprise E --from D --to D   the signed batches (ledger.py)
@@ -53,7 +55,9 @@ from ingest_server.errors import InvalidInputError, NotFoundError, UnavailableEr
 # import the database driver, the web stack and the protocol libraries, which the
 # verifier's laptop (the `verify` extra) does not have. The parser and its help are the
 # same whichever path builds them: the light path adds the very same `verify` and `paper`.
-_MODULES = ("run", "database", "evidence", "api", "gateway", "ledger", "anchor", "trust")
+_MODULES = (
+    "run", "database", "evidence", "green", "api", "gateway", "ledger", "anchor", "trust",
+)  # fmt: skip
 log = logging.getLogger("ingest_server")
 
 
@@ -77,6 +81,7 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
     m["run"].add_parsers(sub)  # run
     m["database"].add_parsers(sub)  # migrate, status, registry
     m["evidence"].add_parsers(sub)  # report, verify, render, keys, production, factors
+    m["green"].add_parsers(sub)  # green
     m["api"].add_parsers(sub)  # accounts, api
     m["gateway"].add_parsers(sub)  # gateway
     m["ledger"].add_parsers(sub)  # ledger
@@ -97,6 +102,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("evidence", "cmd_keys"),
     "production": ("evidence", "cmd_production"),
     "factors": ("evidence", "cmd_factors"),
+    "green": ("green", "cmd_green"),
     "accounts": ("api", "cmd_accounts"),
     "api": ("api", "cmd_api"),
     "gateway": ("gateway", "cmd_gateway"),

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from ingest_server.errors import InvalidInputError
 from ingest_server.kpi.results import FORMAT, FORMAT_VERSION, Kpi
+from ingest_server.reference.factors import REGION_NAMES
 
 TITLE = "智能工厂/绿色工厂关键指标测量证明"
 TITLE_EN = "Measured KPI evidence"
@@ -41,7 +42,15 @@ LABELS = {  # Chinese for the format's enumerated values
     "electricity": "电力", "gas": "天然气", "water": "水", "diesel": "柴油", "heat": "热力",
     "steam": "蒸汽", "compressed_air": "压缩空气", "offline": "离线", "unknown": "状态未知",
     "no_data": "无数据", "rollover": "翻转", "reset": "复位", "discrete": "离散型",
-    "process": "流程型",
+    "process": "流程型", "consumption": "用能", "generation": "现场发电",
+    # tag roles (edge_agent/contract/sample.py `Role`)
+    "machine_state": "设备状态", "part_count_total": "总产量计数", "part_count_good": "合格品计数",
+    "part_count_scrap": "废品计数", "energy_kwh": "电能", "power_kw": "功率", "water_m3": "水量",
+    "gas_m3": "燃气量", "steam_t": "蒸汽量", "air_m3": "压缩空气量", "program": "加工程序",
+    "alarm": "报警", "spindle_speed": "主轴转速", "feed_override": "进给倍率",
+    "generic": "通用点位", "device_status": "设备通信状态",
+    # grid regions (reference/factors.py)
+    **{region: zh for region, (zh, _) in REGION_NAMES.items()},
 }  # fmt: skip
 
 Json = Mapping[str, Any]
@@ -151,6 +160,7 @@ METERS = (
     Column("翻转", "Rollovers", "rollovers", "count"), Column("复位", "Resets", "resets", "count"),
     Column("折标煤", "tce", "tce", "tce"), Column("二氧化碳", "tCO2", "tco2", "tce"),
     Column("计入总量", "Top level", "top_level", "bool"),
+    Column("用途", "Role", "role", "enum"),  # reports made before roles: none (用能)
 )
 PRODUCTION = (
     Column("厂区", "Site", "site", "scope"), Column("起", "From", "from", "date"),
@@ -158,10 +168,12 @@ PRODUCTION = (
     Column("单位", "Unit", "output_unit"),
     Column("工业增加值 万元", "Value added, 10k CNY", "value_added_10k_cny", "number"),
     Column("计入比例", "Share in period", "share", "pct"), Column("说明", "Note", "note"),
+    Column("填报人", "Entered by", "entered_by"),
+    Column("填报时间", "Entered at", "entered_at", "instant"),
 )
 TAGS = (
     Column("设备", "Device", "device"), Column("标签", "Tag", "tag"),
-    Column("用途", "Role", "role"), Column("收到", "Received", "received", "count"),
+    Column("用途", "Role", "role", "enum"), Column("收到", "Received", "received", "count"),
     Column("应收", "Expected", "expected", "count"),
     Column("覆盖率", "Coverage", "coverage", "coverage"),
 )
@@ -191,6 +203,12 @@ ORIGIN = (  # the report's `attestation.gateways`
     Column("未经网关签名", "Not gateway-signed", "not_attested", "count"),
     Column("网关签名数据占比", "Gateway-signed share", "share", "pct"),
 )
+CHANGES = (  # an edit of the registry_audit block (kpi/columnar.py registry_edit)
+    Column("时间", "At", "at", "instant"), Column("类别", "Kind", "kind"),
+    Column("对象", "Entity", "entity"), Column("字段", "Field", "field"),
+    Column("原值", "Old", "old", "exact"), Column("新值", "New", "new", "exact"),
+    Column("账号", "Account", "account"), Column("说明", "Note", "note"),
+)
 ENERGY = (
     Column("介质", "Carrier", "carrier", "enum"), Column("单位", "Unit", "unit"),
     Column("系数", "Coefficient", "coefficient", "exact"),
@@ -198,7 +216,7 @@ ENERGY = (
     Column("依据", "Basis", "basis"), Column("来源", "Source", "source"),
 )
 EMISSION = (
-    Column("介质", "Carrier", "carrier", "enum"), Column("区域", "Region", "region"),
+    Column("介质", "Carrier", "carrier", "enum"), Column("区域", "Region", "region", "enum"),
     Column("年份", "Year", "year"), Column("单位", "Unit", "unit"),
     Column("因子", "Factor", "factor", "exact"), Column("因子单位", "Factor unit", "factor_unit"),
     Column("来源", "Source", "source"),
@@ -345,6 +363,22 @@ ANCHORING_NOTE = (
     "The table gives what the server held when the report was made; a day without a "
     "signed batch has nothing to anchor.",
 )
+
+
+def declared_changes(r: Json) -> list[dict[str, Any]] | None:
+    """The declared attribute edits a report signs in its `registry_audit` block (those
+    since the period began, until the registry was read), oldest first: the equipment
+    trail's as kind "equipment", then the other trail's; None for a report without the
+    block."""
+    block = r.get("registry_audit")
+    if not isinstance(block, Mapping):
+        return None
+    edits = [{**e, "kind": "equipment", "entity": e.get("equipment")}
+             for e in block.get("edits") or [] if isinstance(e, Mapping)]  # fmt: skip
+    other = block.get("registry")
+    if isinstance(other, Mapping):
+        edits += [dict(e) for e in other.get("edits") or [] if isinstance(e, Mapping)]
+    return sorted(edits, key=lambda e: (str(e.get("at")), str(e.get("kind")), e.get("id") or 0))
 
 
 def anchoring_of(r: Json) -> Json | None:

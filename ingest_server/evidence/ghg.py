@@ -20,7 +20,12 @@ purchased electricity, heat and steam purchased heat. Each emission is the meter
 to the last bit. A meter whose carrier has no factor in the report's table is listed with
 its activity data and counted nowhere, and the report says so (`gaps`). Process emissions
 (e.g. CO2 used as welding shielding gas) are entered: activity x factor in tonnes of the
-gas, x its GWP for tCO2e; the total is in tCO2e.
+gas, x its GWP for tCO2e; the total is in tCO2e. A meter of role `generation` (on-site
+PV) is no source: it has no CO2 in the report.
+
+A report signs this as its `ghg` block (`ghg_block`, added by evidence/report.py after
+the figures, with the process emissions entered for its period); `ghg_problems` computes
+it again from the report's figures and the block's entries (evidence/verify.py).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ingest_server.evidence.columns import Json, ReportFormatError, check_format, kpis_of
+from ingest_server.reference.factors import TITLES_ZH
 
 Category = Literal["fuel_combustion", "process", "purchased_electricity", "purchased_heat"]
 CATEGORIES: dict[Category, tuple[str, str]] = {
@@ -120,6 +126,14 @@ class GhgReport(_Strict):
     gaps: list[GhgNote]
 
 
+def _table_title(table: Mapping[str, Any]) -> str:
+    """The factor table as the GHG report names it: its version, its Chinese title (where
+    reference/factors.py has one) and the title it carries."""
+    version, title = table.get("version"), table.get("title")
+    zh = TITLES_ZH.get(str(version))
+    return f"{version}: {zh} / {title}" if zh else f"{version}: {title}"
+
+
 def ghg_report(report: Json, process: list[ProcessEmission]) -> GhgReport:
     """The GHG report of the report's period."""
     check_format(report)
@@ -133,6 +147,8 @@ def ghg_report(report: Json, process: list[ProcessEmission]) -> GhgReport:
     for m in report.get("meters") or []:
         if not isinstance(m, Mapping) or not m.get("top_level"):
             continue
+        if m.get("role") == "generation":
+            continue  # on-site generation: electricity made, no emission source
         carrier = str(m.get("carrier"))
         category = CARRIER_CATEGORY.get(carrier)
         tco2 = m.get("tco2")
@@ -171,7 +187,7 @@ def ghg_report(report: Json, process: list[ProcessEmission]) -> GhgReport:
         enterprise=dict(report.get("enterprise") or {}),
         sites=[dict(s) for s in report.get("sites") or [] if isinstance(s, Mapping)],
         period={k: period.get(k) for k in ("from", "to", "timezone", "partial")},
-        factor_table=f"{table.get('version')}: {table.get('title')}",
+        factor_table=_table_title(table),
         sources=sources,
         categories=[_category(c, sources) for c in CATEGORIES],
         energy_tco2=energy_tco2,
@@ -181,17 +197,23 @@ def ghg_report(report: Json, process: list[ProcessEmission]) -> GhgReport:
     )
 
 
+def publication(m: Json, rows: list[Mapping[str, Any]]) -> str:
+    """The publication of the emission factor a report's meter row used: the `source` of
+    the factor table's row of its carrier, unit, region and year; "" without a factor."""
+    ef = m.get("emission_factor") if isinstance(m.get("emission_factor"), Mapping) else None
+    if ef is None:
+        return ""
+    key = (m.get("carrier"), m.get("unit"), ef.get("region"), ef.get("year"))
+    return next(
+        (str(r.get("source")) for r in rows
+         if (r.get("carrier"), r.get("unit"), r.get("region"), r.get("year")) == key),
+        "",
+    )  # fmt: skip
+
+
 def _meter_source(m: Json, category: Category, rows: list[Mapping[str, Any]]) -> GhgSource:
     ef = m.get("emission_factor") if isinstance(m.get("emission_factor"), Mapping) else None
-    carrier, unit = str(m.get("carrier")), str(m.get("unit"))
-    publication = ""
-    if ef is not None:
-        key = (carrier, unit, ef.get("region"), ef.get("year"))
-        publication = next(
-            (str(r.get("source")) for r in rows
-             if (r.get("carrier"), r.get("unit"), r.get("region"), r.get("year")) == key),
-            "",
-        )  # fmt: skip
+    unit = str(m.get("unit"))
     coverage = m.get("coverage")
     return GhgSource(
         category=category, id=str(m.get("id")), name=str(m.get("name") or m.get("id")),
@@ -199,7 +221,7 @@ def _meter_source(m: Json, category: Category, rows: list[Mapping[str, Any]]) ->
         gas="CO2", activity=m.get("quantity"), unit=unit,
         factor=None if ef is None else ef.get("factor"),
         factor_unit="" if ef is None else str(ef.get("factor_unit")),
-        factor_source=publication, emission_t=m.get("tco2"), tco2e=m.get("tco2"),
+        factor_source=publication(m, rows), emission_t=m.get("tco2"), tco2e=m.get("tco2"),
         evidence=f"计量表 meter {m.get('id')}"
         + (f", 数据覆盖率 coverage {coverage:.1%}" if isinstance(coverage, int | float) else ""),
     )  # fmt: skip
@@ -219,3 +241,67 @@ def _category(c: Category, sources: list[GhgSource]) -> GhgCategory:
     counted = [s.tco2e for s in sources if s.category == c and s.tco2e is not None]
     zh, en = CATEGORIES[c]
     return GhgCategory(id=c, name=zh, name_en=en, tco2e=sum(counted) if counted else None)
+
+
+# --- the report's signed block ----------------------------------------------------------
+
+GHG_VERSION = 1
+
+
+def ghg_block(
+    report: Json, process: list[ProcessEmission], entered: Mapping[str, Any] | None
+) -> Json:
+    """The report's `ghg` block: the process emissions entered for its period (`entered`:
+    which row, by whom and when; None when nothing was entered) and the GHG report
+    computed from the report's own figures (`report`), or why it could not be (`error`)."""
+    try:
+        ghg, error = ghg_report(report, process).model_dump(mode="json"), None
+    except ReportFormatError as exc:
+        ghg, error = None, str(exc)
+    return {
+        "version": GHG_VERSION,
+        "entered": None if entered is None else dict(entered),
+        "process": [p.model_dump(mode="json") for p in process],
+        "report": ghg,
+        "error": error,
+    }
+
+
+def ghg_of(r: Json) -> GhgReport | None:
+    """The GHG report a report's `ghg` block holds; None without one (a report made before
+    the block) or when it could not be computed."""
+    block = r.get("ghg")
+    if not isinstance(block, Mapping) or not isinstance(block.get("report"), Mapping):
+        return None
+    return GhgReport.model_validate(block["report"])
+
+
+def ghg_problems(doc: Json) -> list[str]:
+    """What in a report's `ghg` block its own figures and entries contradict: a GHG report
+    (or an error) other than the one computed again from the report and the block's
+    process emissions. [] for a report made before the block."""
+    block = doc.get("ghg")
+    if block is None:
+        return []
+    if not isinstance(block, Mapping) or not isinstance(block.get("process"), list):
+        return ["ghg: not an object with a list of process emissions"]
+    try:
+        process = [ProcessEmission.model_validate(p) for p in block["process"]]
+    except ValueError as exc:
+        return [f"ghg: a process emission is not one ({exc})"]
+    again = ghg_block(doc, process, block.get("entered"))
+    if block.get("error") != again["error"]:
+        return [f"ghg: the report says {block.get('error')!r}, its figures give "
+                f"{again['error']!r}"]  # fmt: skip
+    claimed, ghg = block.get("report"), again["report"]
+    if ghg is None or claimed == ghg:
+        return []
+    if not isinstance(claimed, Mapping):
+        return ["ghg: the block holds no GHG report"]
+    return [
+        f"ghg: {key} in the report differs from the one its figures and entries give"
+        + (f" ({claimed.get(key)!r}, computed again {ghg[key]!r})"
+           if not isinstance(ghg[key], list | dict) else "")
+        for key in ghg
+        if claimed.get(key) != ghg[key]
+    ]  # fmt: skip

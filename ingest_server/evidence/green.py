@@ -17,10 +17,14 @@ value and evidence) from the enterprise. No score is computed: only where the fi
 stands (`Position`), which needs no formula.
 
 Measured here, from the report's own figures: energy, water and carbon per unit of good
-product, and the share of renewable electricity (on-site PV, measured by meters or
-entered, plus renewable power bought with certificates, entered). Carbon per unit is the
-report's CO2 KPI (energy-related CO2) per unit; process emissions are in the GHG report
-(evidence/ghg.py), not in this figure.
+product, and the share of renewable electricity (on-site PV, measured by meters of role
+`generation` or entered, plus renewable power bought with certificates, entered). Carbon
+per unit is the report's CO2 KPI (energy-related CO2) per unit; process emissions are in
+the GHG report (evidence/ghg.py), not in this figure.
+
+A report signs the sheet as its `green` block (`green_block`, added by evidence/report.py
+after the figures, with the entries in force for its period); `green_problems` computes
+it again from the report's figures and the block's entries (evidence/verify.py).
 """
 
 from __future__ import annotations
@@ -204,10 +208,7 @@ def indicators(report: Json, entries: GreenEntries) -> list[GreenRow]:
         if e.id in measured_ids:
             continue
         if e.group is None or e.direction is None or not e.name or e.unit is None:
-            raise ReportFormatError(
-                f"indicator {e.id}: no meter measures it, so enter its group, name, unit and "
-                f"direction (measured here: {', '.join(sorted(measured_ids))})"
-            )
+            raise ReportFormatError(_unmeasured(e.id))
         label = _Label(id=e.id, group=e.group, name=e.name, name_en=e.name_en or e.name,
                        unit=e.unit, direction=e.direction)  # fmt: skip
         note = "" if e.value is not None else "未填报 / not entered"
@@ -231,14 +232,7 @@ def _row(label: _Label, fig: _Figure, entry: IndicatorEntry | None) -> GreenRow:
     base = entry.baseline if entry else None
     lead = entry.leading if entry else None
     direction = label.direction
-    if base is not None and lead is not None:
-        better = lead <= base if direction == "lower" else lead >= base
-        if not better:
-            raise ReportFormatError(
-                f"indicator {label.id}: the leading value {lead:g} is worse than the baseline "
-                f"value {base:g} for an indicator where {direction} is better: swap them or "
-                f"check the sector's table"
-            )
+    _in_order(label.id, base, lead, direction)
     note, pos = fig.note, None
     if fig.value is not None and base is not None and lead is not None:
         pos = position(fig.value, base, lead, direction)
@@ -253,6 +247,44 @@ def _row(label: _Label, fig: _Figure, entry: IndicatorEntry | None) -> GreenRow:
         leading=lead, reference=entry.reference if entry else "", position=pos,
         position_name=zh, position_name_en=en, note=note,
     )  # fmt: skip
+
+
+def _in_order(id: str, base: float | None, lead: float | None, direction: Direction) -> None:
+    if base is not None and lead is not None:
+        better = lead <= base if direction == "lower" else lead >= base
+        if not better:
+            raise ReportFormatError(
+                f"indicator {id}: the leading value {lead:g} is worse than the baseline "
+                f"value {base:g} for an indicator where {direction} is better: swap them or "
+                f"check the sector's table"
+            )
+
+
+def entry_problems(entries: GreenEntries) -> list[str]:
+    """What in the entries is wrong whatever the report: a measured indicator given its own
+    figure, an entered one without its group, name, unit or direction, a leading value
+    worse than the baseline. (A PV meter or figure is checked against a report's.)"""
+    measured = {m.id: m for m in MEASURED}
+    out = []
+    for e in entries.indicators:
+        try:
+            if e.id in measured:
+                _no_own_figure(e)
+                _in_order(e.id, e.baseline, e.leading, measured[e.id].direction)
+            elif e.group is None or e.direction is None or not e.name or e.unit is None:
+                raise ReportFormatError(_unmeasured(e.id))
+            else:
+                _in_order(e.id, e.baseline, e.leading, e.direction)
+        except ReportFormatError as exc:
+            out.append(str(exc))
+    return out
+
+
+def _unmeasured(id: str) -> str:
+    return (
+        f"indicator {id}: no meter measures it, so enter its group, name, unit and "
+        f"direction (measured here: {', '.join(sorted(m.id for m in MEASURED))})"
+    )
 
 
 def _output_unit(kpis: Mapping[str, Kpi]) -> str:
@@ -361,3 +393,58 @@ def _kwh_per(unit: str | None, what: str) -> float:
             f"{what}: unit {unit!r} is not kWh or MWh; electricity shares need one of them "
             f"(a consumption mixing units cannot be added up)"
         ) from None
+
+
+# --- the report's signed block ----------------------------------------------------------
+
+GREEN_VERSION = 1
+
+
+def green_block(report: Json, entries: GreenEntries, entered: Mapping[str, Any] | None) -> Json:
+    """The report's `green` block: the entries in force for its period (`entered`: which
+    row, by whom and when; None when nothing was entered) and the sheet's rows computed
+    from the report's own figures. Entries the figures refuse (a PV meter the report
+    does not have, bought power above the grid's) leave no rows and say why (`error`),
+    so that the report is still issued."""
+    try:
+        rows, error = [r.model_dump(mode="json") for r in indicators(report, entries)], None
+    except ReportFormatError as exc:
+        rows, error = [], str(exc)
+    return {
+        "version": GREEN_VERSION,
+        "entered": None if entered is None else dict(entered),
+        "entries": entries.model_dump(mode="json"),
+        "rows": rows,
+        "error": error,
+    }
+
+
+def green_problems(doc: Json) -> list[str]:
+    """What in a report's `green` block its own figures and entries contradict: rows (or
+    an error) other than the sheet computed again from the report and the block's
+    entries. [] for a report made before the block."""
+    block = doc.get("green")
+    if block is None:
+        return []
+    if not isinstance(block, Mapping) or not isinstance(block.get("rows"), list):
+        return ["green: not an object with a list of rows"]
+    try:
+        entries = GreenEntries.model_validate(block.get("entries"))
+    except ValueError as exc:
+        return [f"green: the entries are not green-factory entries ({exc})"]
+    again = green_block(doc, entries, block.get("entered"))
+    if block.get("error") != again["error"]:
+        return [f"green: the report says {block.get('error')!r}, its entries give "
+                f"{again['error']!r}"]  # fmt: skip
+    claimed, rows = block["rows"], again["rows"]
+    if [r.get("id") if isinstance(r, Mapping) else None for r in claimed] != [
+        r["id"] for r in rows
+    ]:
+        return [f"green: the rows listed are not the {len(rows)} indicators the report and "
+                "its entries give, in order"]  # fmt: skip
+    return [
+        f"green {a['id']}: {key} {c.get(key)!r} in the report, {a[key]!r} computed again"
+        for c, a in zip(claimed, rows, strict=True)
+        for key in a
+        if c.get(key) != a[key]
+    ]

@@ -9,10 +9,13 @@ the data gaps in one line and how to verify. The detail follows from page two: t
 report's particulars, the KPIs with formulas and each one's gateway-signed share, the
 data's origin by gateway, each day's anchoring in time (which TSA stamped it and when, or
 why not), the NC rates declared and measured, the baseline, output, meters and their
-register (nameplates and calibration certificates, evidence/render_register.py),
-equipment, groups, data quality (the unknown time per machine the KPIs count, the gap
-intervals), factors, the enterprise's declaration with a box for its seal, and the
-signature.
+register (nameplates and calibration certificates, evidence/render_register.py), the
+declared changes in the period (the signed `registry_audit` block's edits), equipment,
+groups, data quality (the unknown time per machine the KPIs count, the gap intervals),
+factors, the green-factory indicators and the GHG report (evidence/render_green.py), the
+methodology references (evidence/render_methods.py), the enterprise's declaration with a
+box for its seal, and the signature. Output and value added say who entered them and
+when (reports made before that was recorded show a dash).
 Every figure is the report's own (evidence/columns.py); names and notes are typed in by
 the enterprise and escaped (evidence/markup.py).
 """
@@ -27,6 +30,7 @@ from ingest_server.evidence.columns import (
     ANCHOR_PARTS,
     ANCHORING_NOTE,
     ANOMALIES,
+    CHANGES,
     CONTRACTS,
     EMISSION,
     ENERGY,
@@ -44,6 +48,7 @@ from ingest_server.evidence.columns import (
     Json,
     anchoring_of,
     check_format,
+    declared_changes,
     gaps_line,
     kpi_value,
     kpis_of,
@@ -70,6 +75,8 @@ from ingest_server.evidence.markup import (
     section,
 )
 from ingest_server.evidence.qr import PaperMark, paper_mark
+from ingest_server.evidence.render_green import ghg_html, green_html
+from ingest_server.evidence.render_methods import methods_html
 from ingest_server.evidence.render_register import (
     REGISTER_CSS,
     declaration_html,
@@ -79,6 +86,7 @@ from ingest_server.evidence.render_summary import page_one, period_cell
 from ingest_server.evidence.render_targets import targets_html
 from ingest_server.kpi.labels import KPI_LABELS
 from ingest_server.kpi.results import Kpi
+from ingest_server.reference.factors import TITLES_ZH
 
 MAX_HTML_ROWS = 200  # per data-quality list; the JSON and the workbook hold them all
 
@@ -124,11 +132,16 @@ def _kpis_html(kpis: Sequence[Kpi], ctx: Ctx, attested: bool) -> str:
     rows = []
     for k in kpis:
         value = k.value
-        formula = esc(k.formula)
+        # Chinese first, the English under it (reports made before `formula_zh` lack it)
+        formula = esc(k.formula_zh or k.formula)
+        if k.formula_zh:
+            formula += f'<span class="en">{esc(k.formula)}</span>'
         if k.numerator is not None or k.denominator is not None:
             ratio = f"= {number(k.numerator)} / {number(k.denominator)}"
             formula += f'<span class="en">{esc(ratio)}</span>'
-        note = esc(k.note or ("无法计算 / not computable" if value is None else ""))
+        note = esc(k.note_zh or k.note or ("无法计算 / not computable" if value is None else ""))
+        if k.note_zh:
+            note += f'<span class="en">{esc(k.note)}</span>'
         inputs = k.inputs
         if inputs:
             more = f" … (+{len(inputs) - 10})" if len(inputs) > 10 else ""
@@ -411,9 +424,31 @@ def _factors_html(r: Json, ctx: Ctx) -> str:
         table = f.get(key) or {}
         body += (
             f"<h3>{bi(zh, en)} <code>{esc(table.get('version'))}</code></h3>"
-            f"<p>{esc(table.get('title'))}</p>{rows_table(columns, table.get('rows') or [], ctx)}"
+            f"<p>{esc(TITLES_ZH.get(str(table.get('version')), table.get('title')))}"
+            f'<span class="en">{esc(table.get("title"))}</span></p>'
+            f"{rows_table(columns, table.get('rows') or [], ctx)}"
         )
     return section("折标系数与排放因子", "Coefficients and emission factors", body)
+
+
+def _changes_html(r: Json, ctx: Ctx) -> str:
+    """The declared attribute edits of the period, as the report signs them; "" for a
+    report made before its `registry_audit` block."""
+    edits = declared_changes(r)
+    if edits is None:
+        return ""
+    note = bi(
+        "统计期开始至读取登记表时, 企业对登记信息 (设备属性、厂区、日历、工序、计量表、企业) 的"
+        "每一次变更, 含变更人与时间。",
+        "Every change of the declared registry (equipment attributes, sites, calendars, "
+        "processes, meters, the enterprise) from the period's start until the registry was "
+        "read, with who made it and when.",
+    )
+    return section(
+        "期间内的申报变更",
+        "Declared changes in the period",
+        f"<p>{note}</p>{rows_table(CHANGES, edits, ctx)}",
+    )
 
 
 def _signature_html(r: Json, mark: PaperMark | None) -> str:
@@ -553,10 +588,14 @@ def render_html(report: Json) -> str:
         )
         + _meters_html(report, ctx)
         + meter_register_html(report, ctx)
+        + _changes_html(report, ctx)
         + _equipment_html(report, ctx)
         + _groups_html(report, by_id)
         + _quality_html(report, ctx)
         + _factors_html(report, ctx)
+        + green_html(report)
+        + ghg_html(report)
+        + methods_html(report)
         + declaration_html(report)
         + _signature_html(report, mark)
     )

@@ -4,7 +4,7 @@ is out of date or missing) and the declaration (承诺) with its signature line 
 for the seal. HTML fragments for evidence/render_html.py and a sheet for
 evidence/render_xlsx.py; a report made before a block renders without it.
 
-Both read the report's own blocks (evidence/report.py `meter_register_block`,
+Both read the report's own blocks (evidence/declared.py `meter_register_block`,
 `declaration_block`); nothing is computed here.
 """
 

@@ -3,7 +3,9 @@
 Sheets: 概览 Summary, 设备 Equipment, 计量 Meters, 产量 Production, 基准 Baseline,
 数据质量 Data quality (the data's origin by gateway beside it), 系数 Factors,
 时间锚定 Anchoring (each day's anchor state, when the report states it), 计量器具 Meter
-register (when the report states it: evidence/render_register.py), 签名 Signature.
+register (when the report states it: evidence/render_register.py), 目标 Targets, 绿色工厂
+Green factory and 温室气体 GHG (when the report states them: evidence/render_targets.py,
+evidence/render_green.py), 签名 Signature.
 The workbook keeps the JSON's numbers as numbers, unrounded, so a verifier can recompute
 from the sheets; only the number formats round what is displayed. (openpyxl writes a
 double with 16 significant digits, Excel works with 15: a value may come back one unit in
@@ -26,9 +28,7 @@ from typing import Any, BinaryIO
 
 # openpyxl ships no type information; the ignores stay quiet should stubs be installed
 from openpyxl import Workbook  # type: ignore[import-untyped,unused-ignore]
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE  # type: ignore[import-untyped,unused-ignore]
-from openpyxl.styles import Font, PatternFill  # type: ignore[import-untyped,unused-ignore]
-from openpyxl.utils import get_column_letter  # type: ignore[import-untyped,unused-ignore]
+from openpyxl.styles import Font  # type: ignore[import-untyped,unused-ignore]
 
 from ingest_server.evidence.columns import (
     ANCHOR_LABELS,
@@ -58,12 +58,12 @@ from ingest_server.evidence.columns import (
     value_at,
 )
 from ingest_server.evidence.qr import paper_mark
+from ingest_server.evidence.render_green import ghg_sheet_of, green_sheet_of
 from ingest_server.evidence.render_register import SHEET_TITLE, register_of, write_meter_register
 from ingest_server.evidence.render_targets import targets_sheet
+from ingest_server.evidence.xlsx_cells import DATE, DATETIME, bold, fit, put
 
 PERCENT = "0.0%"
-DATE = "yyyy-mm-dd"
-DATETIME = "yyyy-mm-dd hh:mm:ss"
 XLSX_FORMATS = {
     "pct": PERCENT,
     "coverage": PERCENT,
@@ -79,8 +79,6 @@ XLSX_FORMATS = {
 KPI_FORMATS = {"%": PERCENT, "tce": "0.000", "tCO2": "0.000", "h": "0.0"}
 # summary rows whose figure is a share 0..1, shown as a percent
 _SHARES = ("覆盖率阈值", "网关签名数据占比")
-_BOLD = Font(bold=True)
-_HEAD_FILL = PatternFill("solid", fgColor="E8EDF3")
 
 
 def when(value: object) -> object:
@@ -103,56 +101,30 @@ def _kpi_cell(value: object, unit: object) -> object:
     return value / 100 if unit == "%" and numeric else value  # type: ignore[operator]
 
 
-def _put(ws: Any, row: int, col: int, value: object, fmt: str | None = None) -> Any:
-    """One cell with the JSON's value: numbers as numbers, dates as dates, text never a
-    formula."""
-    if isinstance(value, list | tuple):
-        value = ", ".join(str(v) for v in value)
-    elif isinstance(value, Mapping):
-        value = str(dict(value))
-    if isinstance(value, str):
-        value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
-    cell = ws.cell(row=row, column=col, value=value)
-    if isinstance(value, str) and cell.data_type == "f":
-        cell.data_type = "s"  # a name starting with "=" stays a name
-    if isinstance(value, dt.datetime | dt.date):
-        cell.number_format = DATETIME if isinstance(value, dt.datetime) else DATE
-    elif fmt and isinstance(value, int | float) and not isinstance(value, bool):
-        cell.number_format = fmt
-    return cell
-
-
-def _bold(ws: Any, row: int, col: int, text: str, fill: bool = False) -> None:
-    cell = _put(ws, row, col, text)
-    cell.font = _BOLD
-    if fill:
-        cell.fill = _HEAD_FILL
-
-
 def _records(ws: Any, row: int, col: int, columns: Sequence[Column], items: Sequence[Json]) -> None:
     """A bold header row at `row`, then one row per JSON object."""
     for i, c in enumerate(columns):
         suffix = {"seconds": " s", "instant": " (UTC)"}.get(c.kind, "")
-        _bold(ws, row, col + i, f"{c.zh} {c.en}{suffix}", fill=True)
+        bold(ws, row, col + i, f"{c.zh} {c.en}{suffix}", fill=True)
     for n, item in enumerate(items, start=row + 1):
         for i, c in enumerate(columns):
             value = value_at(item, c.key)
             if c.kind == "kpi":
                 unit = item.get("unit")
-                _put(ws, n, col + i, _kpi_cell(value, unit), KPI_FORMATS.get(str(unit)))
+                put(ws, n, col + i, _kpi_cell(value, unit), KPI_FORMATS.get(str(unit)))
             elif c.kind in ("instant", "date"):
-                _put(ws, n, col + i, when(value))
+                put(ws, n, col + i, when(value))
             else:
-                _put(ws, n, col + i, value, XLSX_FORMATS.get(c.kind))
+                put(ws, n, col + i, value, XLSX_FORMATS.get(c.kind))
 
 
 def _pairs(ws: Any, row: int, items: Sequence[tuple[str, Sequence[object]]]) -> int:
     """Label and values, a row each; the next free row."""
     for label, values in items:
-        _bold(ws, row, 1, label)
+        bold(ws, row, 1, label)
         fmt = PERCENT if label.startswith(_SHARES) else None
         for i, v in enumerate(values, start=2):
-            _put(ws, row, i, v, fmt)
+            put(ws, row, i, v, fmt)
         row += 1
     return row
 
@@ -186,7 +158,7 @@ def _origin_pairs(r: Json) -> list[tuple[str, Sequence[object]]]:
 def _summary(ws: Any, r: Json) -> None:
     ent, software = r.get("enterprise") or {}, r.get("software") or {}
     params = r.get("parameters") or {}
-    _put(ws, 1, 1, f"{TITLE} {TITLE_EN}").font = Font(bold=True, size=14)
+    put(ws, 1, 1, f"{TITLE} {TITLE_EN}").font = Font(bold=True, size=14)
     row = _pairs(ws, 2, [
         ("企业 Enterprise", [ent.get("name"), ent.get("name_en"), ent.get("id")]),
         ("统一社会信用代码 Credit code", [ent.get("credit_code")]),
@@ -209,7 +181,7 @@ def _side_by_side(ws: Any, tables: Sequence[tuple[str, Sequence[Column], Sequenc
     """Tables next to each other: titles in row 1, headers in row 2, frozen below."""
     col = 1
     for title, columns, items in tables:
-        _bold(ws, 1, col, title)
+        bold(ws, 1, col, title)
         _records(ws, 2, col, columns, items)
         col += len(columns) + 1
     ws.freeze_panes = "A3"
@@ -225,16 +197,16 @@ _ANCHOR_HEADS = (
 
 def _anchoring(ws: Any, block: Json) -> None:
     """One row per day of the block, the JSON's own values; lists joined by "; "."""
-    _bold(ws, 1, 1, "时间锚定 Anchoring in time")
-    _put(ws, 2, 1, ANCHORING_NOTE[0])
-    _put(ws, 3, 1, ANCHORING_NOTE[1])
+    bold(ws, 1, 1, "时间锚定 Anchoring in time")
+    put(ws, 2, 1, ANCHORING_NOTE[0])
+    put(ws, 3, 1, ANCHORING_NOTE[1])
     summary = block.get("summary") or {}
     row = _pairs(ws, 4, [
         *((f"{zh} {en.split(':')[0]}", [summary.get(k)]) for k, (zh, en) in ANCHOR_LABELS.items()),
         ("读取时间 Read at (UTC)", [when(block.get("read_at"))]),
     ]) + 1  # fmt: skip
     for i, head in enumerate(_ANCHOR_HEADS, start=1):
-        _bold(ws, row, i, head, fill=True)
+        bold(ws, row, i, head, fill=True)
     ws.freeze_panes = ws.cell(row=row + 1, column=1)
     for n, d in enumerate((d for d in block.get("days") or [] if isinstance(d, Mapping)),
                           start=row + 1):  # fmt: skip
@@ -251,14 +223,14 @@ def _anchoring(ws: Any, block: Json) -> None:
             when(d.get("due_at")),
         ]  # fmt: skip
         for i, v in enumerate(values, start=1):
-            _put(ws, n, i, v, "#,##0" if i in (5, 6) else None)
+            put(ws, n, i, v, "#,##0" if i in (5, 6) else None)
 
 
 def _signature(ws: Any, r: Json) -> None:
     sig, digest = r.get("signature") or {}, r.get("digest") or {}
     mark = paper_mark(dict(r))  # what the printed page shows: a paper copy matches this sheet
-    _bold(ws, 1, 1, "项目 Item", fill=True)
-    _bold(ws, 1, 2, "值 Value", fill=True)
+    bold(ws, 1, 1, "项目 Item", fill=True)
+    bold(ws, 1, 2, "值 Value", fill=True)
     _pairs(ws, 2, [
         ("状态 Status", ["已签名 signed" if sig else "未签名草稿 unsigned draft"]),
         ("签名算法 Algorithm", [sig.get("algorithm")]),
@@ -273,19 +245,6 @@ def _signature(ws: Any, r: Json) -> None:
         ("校验 Verify", ["ingest-server verify report.json"]),
     ])  # fmt: skip
     ws.freeze_panes = "A2"
-
-
-def _fit(ws: Any) -> None:
-    """Column widths from the longest entry (CJK characters are two wide), 8 to 60."""
-    widths: dict[int, int] = {}
-    for row in ws.iter_rows():
-        for cell in row:
-            if cell.value is not None:
-                text = str(cell.value)[:60]
-                wide = sum(2 if ord(ch) > 0x2E7F else 1 for ch in text)
-                widths[cell.column] = max(widths.get(cell.column, 0), wide)
-    for col, width in widths.items():
-        ws.column_dimensions[get_column_letter(col)].width = min(60, max(8, width + 2))
 
 
 def render_xlsx(report: Json, out: Path | BinaryIO) -> None:
@@ -309,7 +268,7 @@ def render_xlsx(report: Json, out: Path | BinaryIO) -> None:
         _records(ws, row, 1, _kpi_columns(report), base.get("kpis") or [])
         ws.freeze_panes = ws.cell(row=row + 1, column=1)
     else:
-        _bold(ws, 1, 1, "无基准期 No baseline")
+        bold(ws, 1, 1, "无基准期 No baseline")
 
     q, f = report.get("quality") or {}, report.get("factors") or {}
     energy, emission = f.get("energy") or {}, f.get("emission") or {}
@@ -334,7 +293,9 @@ def render_xlsx(report: Json, out: Path | BinaryIO) -> None:
     if register_of(report) is not None:  # nor the meter register
         write_meter_register(wb.create_sheet(SHEET_TITLE), report)
     targets_sheet(wb, report)  # reports made before the block have none: no sheet
+    green_sheet_of(wb, report)  # nor these two
+    ghg_sheet_of(wb, report)
     _signature(wb.create_sheet("签名 Signature"), report)
     for sheet in wb.worksheets:
-        _fit(sheet)
+        fit(sheet)
     wb.save(out)

@@ -27,6 +27,9 @@ from ingest_server.evidence import signature
 # the pure halves (no database) are evidence/compare.py and evidence/signature.py; these
 # names stay importable from here
 from ingest_server.evidence.compare import Check, close, compare
+from ingest_server.evidence.declared import register_problems
+from ingest_server.evidence.ghg import ghg_problems
+from ingest_server.evidence.green import green_problems
 from ingest_server.evidence.received import Arrivals, compare_received
 from ingest_server.evidence.report import (
     Request,
@@ -34,7 +37,6 @@ from ingest_server.evidence.report import (
     compute_report,
     digest,
     fetch_baseline,
-    register_problems,
     snapshot,
 )
 from ingest_server.evidence.signature import TrustedKey, parse_report
@@ -67,7 +69,9 @@ class Reason:
     raw tally), figures_differ, anchoring_differs (the report's anchoring block against the
     anchors on record), register_differs (a meter's stated calibration state against its
     certificate's dates and the period), targets_differ (the report's targets block against
-    its own figures and rows, or a built-in target table edited), factors_differ. `count`:
+    its own figures and rows, or a built-in target table edited), green_differs and
+    ghg_differs (the green-factory sheet or the GHG report against the report's own
+    figures and the entries the block holds), factors_differ. `count`:
     samples or figures concerned."""
 
     code: str
@@ -90,6 +94,8 @@ class Verdict:
     anchoring: list[str] = field(default_factory=list)  # the report's anchoring block vs the record
     register: list[str] = field(default_factory=list)  # meter_register vs its own dates
     targets: list[str] = field(default_factory=list)  # the report's targets block vs its figures
+    green: list[str] = field(default_factory=list)  # the green block vs its figures and entries
+    ghg: list[str] = field(default_factory=list)  # the ghg block vs its figures and entries
 
     @property
     def ok(self) -> bool:
@@ -101,6 +107,8 @@ class Verdict:
             and not self.anchoring
             and not self.register
             and not self.targets
+            and not self.green
+            and not self.ghg
         )
 
 
@@ -117,6 +125,8 @@ def verdict_json(v: Verdict) -> dict[str, Any]:
         "anchoring": v.anchoring,
         "register": v.register,
         "targets": v.targets,
+        "green": v.green,
+        "ghg": v.ghg,
         "reasons": [{"code": r.code, "message": r.message, "count": r.count} for r in v.reasons],
         "checks": [
             {"item": c.item, "claimed": c.claimed, "recomputed": c.recomputed, "ok": c.ok}
@@ -212,6 +222,8 @@ def verify(
     )
     verdict.register = register_problems(doc)  # pure: the block's own dates and period
     verdict.targets = targets_problems(doc)  # pure: the report's own figures and rows
+    verdict.green = green_problems(doc)  # pure: its own figures and the block's entries
+    verdict.ghg = ghg_problems(doc)
     if conn is None:
         verdict.reasons = reasons(doc, verdict)
         return verdict
@@ -316,5 +328,7 @@ def reasons(doc: dict[str, Any], v: Verdict) -> list[Reason]:
     out.extend(Reason("anchoring_differs", p) for p in v.anchoring)
     out.extend(Reason("register_differs", p) for p in v.register)
     out.extend(Reason("targets_differ", p) for p in v.targets)
+    out.extend(Reason("green_differs", p) for p in v.green)
+    out.extend(Reason("ghg_differs", p) for p in v.ghg)
     out.extend(Reason("factors_differ", p) for p in v.problems)
     return out

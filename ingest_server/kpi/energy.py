@@ -2,15 +2,21 @@
 standard coal and CO2 (`meter_results`, by the factor tables), the production entered for
 the period (`production_of`), the totals and intensities (`energy_kpis`), and the
 intensities' change against a baseline period (`change_kpis`).
+
+A meter of role `generation` (on-site generation such as rooftop PV, registry `role`)
+measures electricity made, not consumed: it is listed with its quantity and role, and
+counts in no consumption, comprehensive energy or CO2 (it has no tce nor tCO2 of its
+own); the green-factory sheet's renewable share reads it (evidence/green.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ingest_server.kpi.labels import CARRIER_ZH
+from ingest_server.kpi.labels import CARRIER_ZH, KPI_NOTES, NO_NOTE, Note, factor_fallback
 from ingest_server.kpi.records import CounterSum, Inputs
 from ingest_server.kpi.results import Kpi, mean
 from ingest_server.reference.factors import EmissionTable, EnergyTable
@@ -28,7 +34,8 @@ class MeterResult:
     counter: CounterSum | None
     tce: float | None
     tco2: float | None
-    factor_note: str = ""  # the emission factor was another region's or year's: which
+    factor_note: Note = NO_NOTE  # the emission factor was another region's or year's: which
+    role: str = "consumption"  # "generation": on-site generation, counted in no total
 
 
 def meter_results(
@@ -48,20 +55,26 @@ def meter_results(
         ef, ef_note = emission.find_noted(
             m.carrier, m.unit, site.grid_region, inputs.date_from.year
         )
-        tce = q * coef.coefficient / 1000 if q is not None and coef else None
-        tco2 = q * ef.factor / 1000 if q is not None and ef else None
-        coverage = cov.get((m.device, role or ""), 0.0) if m.device else 0.0
-        r = MeterResult(
-            m.id, m.carrier, m.unit, m.parent is None, q, coverage, c, tce, tco2, ef_note
+        ef_notes = (
+            factor_fallback(site.grid_region, inputs.date_from.year, ef.region, ef.year, ef.source)
+            if ef is not None and ef_note
+            else NO_NOTE
         )
+        consumed = m.role != "generation"
+        tce = q * coef.coefficient / 1000 if q is not None and coef and consumed else None
+        tco2 = q * ef.factor / 1000 if q is not None and ef and consumed else None
+        coverage = cov.get((m.device, role or ""), 0.0) if m.device else 0.0
+        r = MeterResult(m.id, m.carrier, m.unit, m.parent is None, q, coverage, c, tce, tco2,
+                        ef_notes, m.role)  # fmt: skip
         out.append(r)
         rows.append({
             "id": m.id, "name": m.name, "name_en": m.name_en, "site": m.site,
             "carrier": m.carrier, "unit": m.unit, "parent": m.parent, "top_level": r.top_level,
+            "role": m.role,
             "quantity": q, "coverage": coverage,
             "rollovers": c.rollovers if c else 0, "resets": c.resets if c else 0,
             "tce": tce, "tco2": tco2,
-            "emission_factor": None if ef is None else {
+            "emission_factor": None if ef is None or not consumed else {
                 "region": ef.region, "year": ef.year, "factor": ef.factor,
                 "factor_unit": ef.factor_unit},
         })  # fmt: skip
@@ -98,12 +111,18 @@ def production_of(inputs: Inputs) -> Production:
             "id": p.id, "site": p.site, "from": p.period_from.isoformat(),
             "to": p.period_to.isoformat(), "output": p.output, "output_unit": p.output_unit,
             "value_added_10k_cny": p.value_added_10k_cny, "share": share, "note": p.note,
+            "entered_by": p.entered_by or None,
+            "entered_at": None if p.entered_at is None else _utc(p.entered_at),
         })  # fmt: skip
     return Production(output if has_out else None, va if has_va else None, unit, rows)
 
 
+def _utc(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def energy_kpis(meters: Sequence[MeterResult], prod: Production) -> list[Kpi]:
-    top = [m for m in meters if m.top_level]
+    top = [m for m in meters if m.top_level and m.role != "generation"]
     out: list[Kpi] = []
     carriers = sorted({m.carrier for m in top})
     for carrier in carriers:
@@ -121,20 +140,19 @@ def energy_kpis(meters: Sequence[MeterResult], prod: Production) -> list[Kpi]:
     out.append(Kpi.of(
         "energy_tce", value=tce, coverage=mean(m.coverage for m in energy),
         inputs=[m.id for m in energy],
-        note=(f"no coefficient for: {', '.join(no_coef)}" if no_coef else "")))  # fmt: skip
+        note=KPI_NOTES["no_coefficient"].filled(ids=", ".join(no_coef)) if no_coef
+        else NO_NOTE))  # fmt: skip
     carbon = [m for m in top if m.tco2 is not None]
     tco2 = sum(m.tco2 or 0.0 for m in carbon) if carbon else None
     out.append(Kpi.of(
         "carbon_tco2", value=tco2, coverage=mean(m.coverage for m in carbon),
         inputs=[m.id for m in carbon],
-        note="; ".join(dict.fromkeys(m.factor_note for m in carbon if m.factor_note))))  # fmt: skip
+        note=Note.join(m.factor_note for m in carbon)))  # fmt: skip
     water = [m for m in top if m.carrier == "water" and m.quantity is not None]
     w = sum(m.quantity or 0.0 for m in water) if water else None
-    missing_out = "enter output with `ingest-server production add`" if prod.output is None else ""
-    missing_va = (
-        "enter value added with `ingest-server production add`" if prod.value_added is None else ""
-    )
-    per: tuple[tuple[str, float | None, float | None, float, str, list[MeterResult]], ...] = (
+    missing_out = KPI_NOTES["no_output"] if prod.output is None else NO_NOTE
+    missing_va = KPI_NOTES["no_value_added"] if prod.value_added is None else NO_NOTE
+    per: tuple[tuple[str, float | None, float | None, float, Note, list[MeterResult]], ...] = (
         # the KPI, what is divided, by what, scaled by, what is missing if nothing, meters
         ("energy_per_unit", tce, prod.output, 1000, missing_out, energy),
         ("energy_per_value_added", tce, prod.value_added, 1.0, missing_va, energy),
@@ -164,9 +182,11 @@ def _div(a: float | None, b: float | None, scale: float = 1.0) -> float | None:
     return a * scale / b if a is not None and b else None
 
 
-def _anomaly_note(ms: Sequence[MeterResult]) -> str:
-    return "; ".join(
-        f"{m.id}: {m.counter.rollovers} rollover(s), {m.counter.resets} reset(s)"
+def _anomaly_note(ms: Sequence[MeterResult]) -> Note:
+    return Note.join(
+        KPI_NOTES["counter_anomalies"].filled(
+            meter=m.id, rollovers=m.counter.rollovers, resets=m.counter.resets
+        )
         for m in ms
         if m.counter and (m.counter.rollovers or m.counter.resets)
     )
@@ -184,7 +204,8 @@ def change_kpis(current: Sequence[Kpi], base: Sequence[Kpi]) -> list[Kpi]:
         change = (v - b) / b * 100 if v is not None and b else None
         out.append(Kpi.of(
             "{kpi}_change", value=change, numerator=v, denominator=b, coverage=k.coverage,
-            inputs=k.inputs, note="" if change is not None else "needs the value in both periods",
+            inputs=k.inputs,
+            note=NO_NOTE if change is not None else KPI_NOTES["needs_both_periods"],
             kpi=k.id, name=k.name, name_en=k.name_en))  # fmt: skip
     return out
 

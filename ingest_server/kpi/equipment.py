@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ingest_server.kpi.calendar import windows
-from ingest_server.kpi.labels import PROCESS_INDUSTRY_LABELS
+from ingest_server.kpi.labels import KPI_NOTES, NO_NOTE, PROCESS_INDUSTRY_LABELS
 from ingest_server.kpi.records import Equipment, Inputs, Site
 from ingest_server.kpi.results import Kpi, mean, percent, ratio
 from ingest_server.kpi.timemodel import (
@@ -141,7 +141,7 @@ def oee_kpis(results: Sequence[EquipmentResult]) -> list[Kpi]:
     cov = ratio(known, pbt)
     ids = [r.eq.id for r in timed]
     missing = sorted(r.eq.id for r in prod if not r.has_state)
-    note = f"no state data from: {', '.join(missing)}" if missing else ""
+    note = KPI_NOTES["no_state_data"].filled(ids=", ".join(missing)) if missing else NO_NOTE
     availability = ratio(t.apt_s, known)
     eff = [r for r in timed if r.eq.ideal_cycle_time_s and r.produced is not None]
     ideal = sum((r.eq.ideal_cycle_time_s or 0.0) * (r.produced or 0.0) for r in eff)
@@ -175,7 +175,7 @@ def oee_kpis(results: Sequence[EquipmentResult]) -> list[Kpi]:
     ]  # fmt: skip
 
 
-_DECLARED = "declared in the registry (not measured): see the measured rate beside it"
+_DECLARED = KPI_NOTES["declared"]
 
 
 def nc_kpis(results: Sequence[EquipmentResult], industry: str, threshold: float) -> list[Kpi]:
@@ -217,7 +217,7 @@ def networking_kpi(results: Sequence[EquipmentResult]) -> Kpi:
         "networking_rate", value=percent(ratio(len(on), len(prod))), numerator=len(on),
         denominator=len(prod), inputs=[r.eq.id for r in on],
         coverage=mean(r.coverage for r in on),
-        note="coverage: the mean share of planned time with data of the networked equipment",
+        note=KPI_NOTES["networking_coverage"],
     )  # fmt: skip
 
 

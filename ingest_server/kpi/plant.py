@@ -84,6 +84,7 @@ def load_registry(
             r[5],
             r[6],
             None if r[7] is None or r[8] is None else (r[7], r[8]),
+            r[9],
         )
         for r in plant.meter_rows(conn, enterprise=enterprise)
     ]

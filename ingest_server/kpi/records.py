@@ -64,6 +64,8 @@ class Meter:
     unit: str
     parent: str | None
     device: DeviceKey | None
+    # "generation": on-site generation (PV), kept out of consumption, tce and CO2
+    role: str = "consumption"
 
 
 @dataclass(slots=True)
@@ -125,6 +127,9 @@ class ProductionEntry:
     output_unit: str
     value_added_10k_cny: float | None
     note: str
+    # who entered it and when: shown with the figures, not an input row (not in `rows()`)
+    entered_at: dt.datetime | None = None
+    entered_by: str = ""
 
 
 @dataclass(slots=True)
@@ -164,7 +169,10 @@ class Inputs:
             yield _line("equipment", e.id, e.site, e.process, e.key_process, e.nc, e.production,
                         e.interface, _num(e.ideal_cycle_time_s), e.device)  # fmt: skip
         for m in self.meters:
-            yield _line("meter", m.id, m.site, m.carrier, m.unit, m.parent, m.device)
+            # a role only when not the default, so the lines of reports made before roles
+            # existed stay theirs
+            roles = () if m.role == "consumption" else (m.role,)
+            yield _line("meter", m.id, m.site, m.carrier, m.unit, m.parent, m.device, *roles)
         for dev in sorted(self.intervals):
             head = '["interval",' + json.dumps(dev, ensure_ascii=False, separators=(",", ":"))
             for iv in self.intervals[dev]:  # the bulk of the rows: written the quick way

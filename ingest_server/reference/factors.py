@@ -265,6 +265,41 @@ EMISSION_TABLES["cn-2023.2"] = EmissionTable(
     rows=_grid_2023(),
 )
 
+# The names people read beside a version and a region id, Chinese and English. Not part of
+# a table's content (`as_json`, which reports sign and bundles carry): a better name
+# changes no report.
+TITLES_ZH: dict[str, str] = {
+    "gbt2589-2020.1": "GB/T 2589-2020 当量值默认折标系数",
+    "gbt2589-2020.2": "GB/T 2589-2020 当量值默认折标系数 (逐行注明来源)",
+    "cn-2023.1": "2023年全国及省级电网二氧化碳排放因子与燃料缺省值",
+    "cn-2023.2": "2023年电力二氧化碳排放因子 (生态环境部 国家统计局公告2025年第47号: 全国、区域、"
+    "省级)与天然气缺省值",
+}
+_REGIONS_EN = {
+    "national": "National", "north_china": "North China", "northeast_china": "Northeast China",
+    "east_china": "East China", "central_china": "Central China",
+    "northwest_china": "Northwest China", "south_china": "China Southern", "southwest_china":
+    "Southwest China", "inner_mongolia": "Inner Mongolia",
+}  # fmt: skip
+REGION_NAMES: dict[str, tuple[str, str]] = {
+    "*": ("各地通用", "any region"),
+    **{r: (zh, _REGIONS_EN.get(r, r.capitalize())) for r, zh, _, _ in GRID_2023},
+}
+
+
+def region_name(region: str) -> tuple[str, str]:
+    """A region id's name (Chinese, English); the id itself for one this table lacks."""
+    return REGION_NAMES.get(region, (region, region))
+
+
+def names_json() -> dict[str, Any]:
+    """The tables' Chinese titles by version and the regions' names by id, for the API."""
+    return {
+        "titles_zh": TITLES_ZH,
+        "regions": {r: {"name": zh, "name_en": en} for r, (zh, en) in REGION_NAMES.items()},
+    }
+
+
 DEFAULT_ENERGY = "gbt2589-2020.2"
 DEFAULT_EMISSION = "cn-2023.2"
 

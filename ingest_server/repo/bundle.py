@@ -411,7 +411,7 @@ def registry_rows(conn: psycopg.Connection, *, enterprise: str) -> dict[str, Any
         "meters": _dicts(
             conn,
             "SELECT id, site_id, name, name_en, carrier, unit, parent_id, covers, gateway_id, "
-            "device, serial, model, accuracy_class, calibration FROM meters "
+            "device, serial, model, accuracy_class, calibration, role FROM meters "
             "WHERE enterprise_id = %s ORDER BY id",
             e,
         ),

@@ -33,12 +33,13 @@ def equipment_rows(conn: psycopg.Connection, *, enterprise: str) -> list[tuple[A
 
 
 def meter_rows(conn: psycopg.Connection, *, enterprise: str) -> list[tuple[Any, ...]]:
-    """(id, name, name_en, site, carrier, unit, parent, gateway gid, device) of the
-    enterprise's meters, by id; gid and device None when it reads no device."""
+    """(id, name, name_en, site, carrier, unit, parent, gateway gid, device, role) of the
+    enterprise's meters, by id; gid and device None when it reads no device; role
+    `consumption` or `generation` (on-site generation, migration 0013)."""
     return conn.execute(
         """
         SELECT m.id, m.name, m.name_en, m.site_id, m.carrier, m.unit, m.parent_id,
-               g.gid, m.device
+               g.gid, m.device, m.role
         FROM meters m
         LEFT JOIN gateways g ON g.enterprise_id = m.enterprise_id
              AND g.site_id = m.site_id AND g.id = m.gateway_id

@@ -51,12 +51,13 @@ def list_entries(conn: psycopg.Connection, *, enterprise: str) -> list[dict[str,
 def entries_overlapping(
     conn: psycopg.Connection, *, enterprise: str, date_from: dt.date, date_to: dt.date
 ) -> list[tuple[Any, ...]]:
-    """(id, site, from, to, output, unit, value added, note) of the entries that overlap
-    the days `date_from`..`date_to`, by id: what a KPI computation prorates."""
+    """(id, site, from, to, output, unit, value added, note, entered at, entered by) of
+    the entries that overlap the days `date_from`..`date_to`, by id: what a KPI
+    computation prorates, and who entered it when."""
     return conn.execute(
         "SELECT id, site_id, period_from, period_to, output, output_unit, "
-        "value_added_10k_cny, note FROM production_entries WHERE enterprise_id = %s "
-        "AND period_from <= %s AND period_to >= %s ORDER BY id",
+        "value_added_10k_cny, note, entered_at, entered_by FROM production_entries "
+        "WHERE enterprise_id = %s AND period_from <= %s AND period_to >= %s ORDER BY id",
         (enterprise, date_to, date_from),
     ).fetchall()
 

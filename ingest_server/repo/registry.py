@@ -16,6 +16,10 @@ product, and where its data comes from (gateway and device id in the agent's con
 Meters carry their nameplate (serial, model, accuracy class) and calibration certificate,
 the enterprise its declaration (承诺) and its own targets: declarations a report states
 (repo/declarations.py reads them back), not inputs of its figures.
+The enterprise's catalogue of downtime reasons (`downtime_reasons`) is what operators
+attach to DOWN and IDLE intervals (repo/downtime.py): a reason removed from the file is
+deleted, or kept inactive while intervals carry it. It moves no figure and is not on the
+trail below; attaching a reason has a trail of its own (`downtime_audit`).
 
 Every change an import makes to a registry that exists is on the trail, with who (`account`,
 `registry import --account`) and why (`note`), at the import's transaction time: an
@@ -165,7 +169,7 @@ _DECLARED: dict[str, tuple[str, tuple[str, ...]]] = {
         "device")),
     "meter": ("meters", ("id", "site_id", "name", "name_en", "carrier", "unit", "parent_id",
                          "covers", "gateway_id", "device", "serial", "model",
-                         "accuracy_class", "calibration")),
+                         "accuracy_class", "calibration", "role")),
 }  # fmt: skip
 # an equipment column -> the attribute name an edit through the API gives it (EDITABLE)
 _EQUIPMENT_FIELD = {"process_id": "process"}
@@ -305,6 +309,7 @@ def _enterprise(
             "name = excluded.name, name_en = excluded.name_en, key_process = excluded.key_process",
             (ent.id, p.id, p.name, p.name_en, p.key),
         )
+    _downtime_reasons(conn, ent)
     for site in ent.sites:
         conn.execute(
             "INSERT INTO sites (enterprise_id, id, name, name_en, timezone, calendar_id, "
@@ -368,19 +373,46 @@ def _enterprise(
                 """
                 INSERT INTO meters (enterprise_id, id, site_id, name, name_en, carrier, unit,
                     parent_id, covers, gateway_id, device, serial, model, accuracy_class,
-                    calibration)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    calibration, role)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (enterprise_id, id) DO UPDATE SET site_id = excluded.site_id,
                     name = excluded.name, name_en = excluded.name_en, carrier = excluded.carrier,
                     unit = excluded.unit, parent_id = excluded.parent_id, covers = excluded.covers,
                     gateway_id = excluded.gateway_id, device = excluded.device,
                     serial = excluded.serial, model = excluded.model,
-                    accuracy_class = excluded.accuracy_class, calibration = excluded.calibration
+                    accuracy_class = excluded.accuracy_class, calibration = excluded.calibration,
+                    role = excluded.role
                 """,
                 (
                     ent.id, m.id, site.id, m.name, m.name_en, m.carrier, m.unit, m.parent,
                     m.covers, m.gateway, m.device, m.serial, m.model, m.accuracy_class,
                     None if m.calibration is None else Jsonb(m.calibration.model_dump(mode="json")),
+                    m.role,
                 ),
             )  # fmt: skip
             counts["meters"] += 1
+
+
+def _downtime_reasons(conn: psycopg.Connection, ent: EnterpriseDef) -> None:
+    """The catalogue as the file gives it; a reason no longer in the file is deleted, or,
+    when intervals carry it, kept inactive so that they keep their reason."""
+    ids = [r.id for r in ent.downtime_reasons]
+    conn.execute(
+        "DELETE FROM downtime_reasons d WHERE enterprise_id = %s AND NOT id = ANY(%s) "
+        "AND NOT EXISTS (SELECT 1 FROM downtime_assignments a "
+        "WHERE a.enterprise_id = d.enterprise_id AND a.reason_id = d.id)",
+        (ent.id, ids),
+    )
+    conn.execute(
+        "UPDATE downtime_reasons SET active = false WHERE enterprise_id = %s AND NOT id = ANY(%s)",
+        (ent.id, ids),
+    )
+    for r in ent.downtime_reasons:
+        conn.execute(
+            "INSERT INTO downtime_reasons (enterprise_id, id, name, name_en, category, "
+            "applies_to, active) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (enterprise_id, id) DO UPDATE SET name = excluded.name, "
+            "name_en = excluded.name_en, category = excluded.category, "
+            "applies_to = excluded.applies_to, active = excluded.active",
+            (ent.id, r.id, r.name, r.name_en, r.category, r.applies_to, r.active),
+        )

@@ -1,7 +1,8 @@
 """The registry's declared model: enterprises, sites, shift calendars, processes, gateways,
 equipment and meters (with their calibration certificates), the enterprise's declaration
-(承诺) and its own targets, as pydantic models (validated, frozen), the carrier roles meters
-are read by, and the error of asking for an enterprise the registry does not hold.
+(承诺), its own targets and its catalogue of downtime reasons, as pydantic models
+(validated, frozen), the carrier roles meters are read by, and the error of asking for an
+enterprise the registry does not hold.
 
 Pure: no SQL, no database driver, no YAML. The KPI engine reads calendars and carrier
 roles from here, and so does the offline verifier (evidence/offline/) on a laptop that
@@ -154,6 +155,20 @@ class MeterDef(_Strict):
         default=None, description="准确度等级 as on its nameplate, e.g. 1, 0.5S, 2"
     )
     calibration: CalibrationDef | None = None
+    role: Literal["consumption", "generation"] = Field(
+        default="consumption",
+        description="generation: on-site generation (e.g. rooftop PV), kept out of "
+        "consumption, tce and CO2; the renewable share reads it",
+    )
+
+    @model_validator(mode="after")
+    def _generation_is_electricity(self) -> MeterDef:
+        if self.role == "generation" and self.carrier != "electricity":
+            raise ValueError(
+                f"meter {self.id}: role generation is for on-site electricity (PV), not "
+                f"{self.carrier}; set carrier: electricity or remove role"
+            )
+        return self
 
 
 class SiteDef(_Strict):
@@ -206,7 +221,7 @@ class SiteDef(_Strict):
 
 class DeclarationDef(_Strict):
     """The enterprise's declaration (承诺) a report ends with; `text` left empty: the
-    report's default text (evidence/report.py DECLARATION_TEXT)."""
+    report's default text (evidence/declared.py DECLARATION_TEXT)."""
 
     text: str = ""
     text_en: str = ""
@@ -221,6 +236,21 @@ class DeclarationDef(_Strict):
                 "neither for the default text"
             )
         return self
+
+
+class DowntimeReasonDef(_Strict):
+    """A reason (停机原因) of the enterprise's catalogue that operators attach to a machine's
+    DOWN or IDLE intervals (repo/downtime.py; docs/ingest.md#downtime-reasons)."""
+
+    id: Id
+    name: str = Field(min_length=1)
+    name_en: str = Field(min_length=1)
+    category: Id = Field(
+        description="ISO 22400-2's planned or unplanned, or a grouping of the enterprise's "
+        "own (material, quality, ...): the loss Pareto can group by it"
+    )
+    applies_to: Literal["DOWN", "IDLE", "both"] = "both"
+    active: bool = Field(default=True, description="false: no longer offered to operators")
 
 
 class EnterpriseDef(_Strict):
@@ -240,6 +270,18 @@ class EnterpriseDef(_Strict):
         description="thresholds of the enterprise's chosen programme or grade, with their "
         "source; the KPI ids and units are checked at import (cli/database.py)",
     )
+    downtime_reasons: list[DowntimeReasonDef] = Field(
+        default=[], description="the catalogue operators attach to DOWN and IDLE intervals"
+    )
+
+    @field_validator("downtime_reasons")
+    @classmethod
+    def _unique_reasons(cls, reasons: list[DowntimeReasonDef]) -> list[DowntimeReasonDef]:
+        ids = [r.id for r in reasons]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"downtime reason id(s) {twice} given twice: give each once")
+        return reasons
 
     @model_validator(mode="after")
     def _references(self) -> EnterpriseDef:

@@ -271,8 +271,12 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/production"): {"json": ENTRY},
     ("POST", "/reports"): {"json": DAY},
     ("PATCH", "/equipment/{eid}"): {"json": {"nc": False}},
+    ("PUT", "/equipment/{eid}/stops/reason"): {
+        "json": {"start": "2026-11-16T00:00:00Z", "reason": None}
+    },
 }
-WRITES = {("POST", "/production"), ("POST", "/reports"), ("PATCH", "/equipment/{eid}")}
+WRITES = {("POST", "/production"), ("POST", "/reports"), ("PATCH", "/equipment/{eid}"),
+          ("PUT", "/equipment/{eid}/stops/reason")}  # fmt: skip
 
 
 def test_every_enterprise_route_enforces_the_roles(api: Any) -> None:

@@ -45,6 +45,11 @@ OUTPUT = 30000.0
 def plant_report() -> dict[str, Any]:
     """A month of a small plant computed by the engine (compute_report) from its inputs:
     electricity (with a PV submeter), natural gas, steam and water; 30,000 pieces."""
+    return compute_report(plant_inputs(), None, Request("hf", FROM, TO), AS_OF)
+
+
+def plant_inputs() -> Inputs:
+    """The inputs of `plant_report`."""
     start = dt.datetime(2026, 10, 31, 16, tzinfo=dt.UTC)
     site = Site("p1", "一厂", "Plant 1", "Asia/Shanghai", "anhui", None, start,
                 start + dt.timedelta(days=30))  # fmt: skip
@@ -54,12 +59,11 @@ def plant_report() -> dict[str, Any]:
     expected = 30 * 86400 / 300
     tags = [TagCoverage((1, m), CARRIER_ROLES[c], CARRIER_ROLES[c], 8000, 0.9 * expected,
                         expected) for m, c, _, _, _ in METERS]  # fmt: skip
-    inputs = Inputs(
+    return Inputs(
         {"id": "hf", "name": "测试企业", "name_en": "Test Co", "credit_code": None}, "discrete",
         FROM, TO, AS_OF, [site], [], meters, counters=counters, tags=tags,
         production=[ProductionEntry(1, None, FROM, TO, OUTPUT, "件", 600.0, "")],
     )  # fmt: skip
-    return compute_report(inputs, None, Request("hf", FROM, TO), AS_OF)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from openpyxl import Workbook, load_workbook  # type: ignore[import-untyped,unused-ignore]
 
 from ingest_server.evidence.canonical import sign
+from ingest_server.evidence.declared import (
+    DECLARATION_TEXT,
+    calibration_state,
+    register_problems,
+)
 from ingest_server.evidence.markup import Ctx
 from ingest_server.evidence.render_html import render_html
 from ingest_server.evidence.render_register import (
@@ -28,13 +33,7 @@ from ingest_server.evidence.render_register import (
     write_meter_register,
 )
 from ingest_server.evidence.render_xlsx import render_xlsx
-from ingest_server.evidence.report import (
-    DECLARATION_TEXT,
-    Request,
-    calibration_state,
-    make_report,
-    register_problems,
-)
+from ingest_server.evidence.report import Request, make_report
 from ingest_server.evidence.verify import verify
 from ingest_server.repo.registry import import_registry, load_registry
 from simulators.scenario import default_scenario_path

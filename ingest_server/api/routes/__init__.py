@@ -28,6 +28,13 @@ api/app.py), all under /api/v1:
                   GET   /keys                                    the public signing keys
     production.py GET   /enterprises/{e}/production              output / value added entries
                   POST  /enterprises/{e}/production              enter one
+    downtime.py   GET   /enterprises/{e}/downtime-reasons        the reason catalogue
+                  GET   /enterprises/{e}/equipment/{id}/stops    DOWN/IDLE intervals + reasons
+                  PUT   /enterprises/{e}/equipment/{id}/stops/reason  attach/change/clear
+                                                                 a reason (audited)
+                  GET   /enterprises/{e}/downtime-audit          who attached what, when
+                  GET   /enterprises/{e}/losses                  loss Pareto, MTBF/MTTR by cause
+                  GET   /enterprises/{e}/equipment/{id}/alarms   alarm texts of a window
 
 The signed report takes `from`, `to` (dates), optionally `baseline_from` and
 `baseline_to`, `coverage_threshold` (0.8), `heartbeat_s` and `format` (json|html|xlsx);

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ingest_server.derive.runs import GAP_AFTER
-from ingest_server.evidence.offline.kpi_check import _day
+from ingest_server.evidence.offline.kpi_check import _day, _when
 from ingest_server.evidence.offline.kpi_samples import Measured
 from ingest_server.kpi.columnar import (
     counter_sums,
@@ -96,7 +96,7 @@ def _inputs(  # noqa: PLR0917 (one caller, each part named there)
         ))  # fmt: skip
     meters = [
         Meter(x["id"], x.get("name") or "", x.get("name_en") or "", x["site_id"], x["carrier"],
-              x["unit"], x.get("parent_id"), device(x))
+              x["unit"], x.get("parent_id"), device(x), x.get("role") or "consumption")
         for x in sorted(registry.get("meters") or [], key=lambda x: x["id"])
     ]  # fmt: skip
     ent = registry["enterprise"]
@@ -105,7 +105,9 @@ def _inputs(  # noqa: PLR0917 (one caller, each part named there)
     inputs.production = [
         ProductionEntry(int(p["id"]), p.get("site_id"), _day(p["period_from"]),
                         _day(p["period_to"]), p.get("output"), p["output_unit"],
-                        p.get("value_added_10k_cny"), p.get("note") or "")
+                        p.get("value_added_10k_cny"), p.get("note") or "",
+                        None if p.get("entered_at") is None else _when(p["entered_at"]),
+                        p.get("entered_by") or "")
         for p in sorted(entries, key=lambda p: int(p["id"]))
         if _day(p["period_from"]) <= date_to and _day(p["period_to"]) >= date_from
     ]  # fmt: skip

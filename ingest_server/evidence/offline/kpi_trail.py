@@ -223,7 +223,8 @@ def _against_report(
                            "grid_region": "grid_region"}),
         ("equipment", "equipment", {**_ATTRIBUTES, "site": "site_id"}),
         ("meters", "meter", {"name": "name", "name_en": "name_en", "site": "site_id",
-                             "carrier": "carrier", "unit": "unit", "parent": "parent_id"}),
+                             "carrier": "carrier", "unit": "unit", "parent": "parent_id",
+                             "role": "role"}),
     )  # fmt: skip
     for section, kind, keys in plan:
         if not isinstance(doc.get(section), list):
