@@ -1,8 +1,9 @@
 """The web console: static pages served by the API process, nothing from the internet.
 
     GET /                       -> /console/
-    GET /console/               the single page (login, overview, equipment, energy,
-                                evidence, data quality; Chinese by default, English switch)
+    GET /console/               the single page (login, overview, equipment, losses,
+                                energy, evidence, data quality; Chinese by default,
+                                English switch)
     GET /console/static/...     its script and style
     GET /console/vendor/plotly.min.js   plotly.js from the installed `plotly` wheel
 

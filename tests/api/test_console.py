@@ -193,7 +193,7 @@ def test_enterprise_sees_the_apis_figures(browser: Any, site: dict[str, Any]) ->
         in c.page.locator("[data-kpi=energy_per_unit] [data-testid=change]").inner_text()
     )
     c.page.click("[data-kpi=oee] [data-testid=show-evidence]")
-    assert api["oee"]["formula"] in c.page.locator("[data-kpi=oee] .details").inner_text()
+    assert api["oee"]["formula_zh"] in c.page.locator("[data-kpi=oee] .details").inner_text()
     c.shot("overview")
 
     # English and back

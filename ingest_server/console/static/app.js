@@ -20,11 +20,19 @@
     to: prefs.getItem("fe.to") || null,
     bfrom: prefs.getItem("fe.bfrom"),
     bto: prefs.getItem("fe.bto"),
+    // the bar's site and process filters ("": all)
+    site: prefs.getItem("fe.site") || "",
+    proc: prefs.getItem("fe.proc") || "",
     ents: null, info: {}, timer: null, renderId: 0,
   };
 
   const t = (k) => (window.I18N[S.lang] || {})[k] ?? window.I18N.zh[k] ?? k;
   const nm = (o) => (S.lang === "en" ? o.name_en || o.name : o.name || o.name_en) || o.id || "";
+  // a text the server gives in both languages: `key` in English, `key_zh` in Chinese
+  const tx = (o, key) => (S.lang === "zh" ? o[`${key}_zh`] || o[key] : o[key]);
+  // a word of a closed vocabulary (a tag role, a counter flag) in the console's language,
+  // the raw word where the catalogue has none
+  const word = (prefix, w) => (window.I18N.zh[`${prefix}_${w}`] ? t(`${prefix}_${w}`) : w);
 
   // -- DOM ------------------------------------------------------------------------------
   function h(tag, attrs, ...kids) {
@@ -41,10 +49,26 @@
     }
     return el;
   }
-  const table = (cols, rows, attrs) => h("table", attrs || {},
-    h("thead", {}, h("tr", {}, cols.map((c) => h("th", { class: c.num ? "num" : null }, c.label)))),
-    h("tbody", {}, rows.length ? rows.map((r) => h("tr", {}, cols.map((c) => h("td", { class: c.num ? "num" : null }, c.get(r)))))
-      : h("tr", {}, h("td", { colspan: cols.length, class: "muted" }, t("none")))));
+  // A table of rows; one with an id gets a CSV download of what it shows (every column but
+  // those marked `csv: false`, the cells' text as read).
+  function table(cols, rows, attrs) {
+    const el = h("table", attrs || {},
+      h("thead", {}, h("tr", {}, cols.map((c) => h("th", { class: c.num ? "num" : null, "data-nocsv": c.csv === false }, c.label)))),
+      h("tbody", {}, rows.length ? rows.map((r) => h("tr", {}, cols.map((c) => h("td", { class: c.num ? "num" : null }, c.get(r)))))
+        : h("tr", { "data-empty": true }, h("td", { colspan: cols.length, class: "muted" }, t("none")))));
+    if (!attrs?.id) return el;
+    return h("div", { class: "tablebox" },
+      h("button", { class: "link csv", "data-csv": attrs.id, title: t("csv_title"), onclick: () => saveCsv(el, `${attrs.id}-${S.ent}-${S.from}-${S.to}.csv`) }, `⤓ ${t("csv")}`),
+      el);
+  }
+  // UTF-8 with a byte-order mark, so that spreadsheet programs read the Chinese
+  const csvCell = (v) => (/[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+  function saveCsv(el, name) {
+    const keep = [...el.tHead.rows[0].cells].map((c) => !c.hasAttribute("data-nocsv"));
+    const lines = [...el.rows].filter((r) => !r.hasAttribute("data-empty"))
+      .map((r) => [...r.cells].filter((c, i) => keep[i]).map((c) => csvCell(c.textContent.trim())).join(","));
+    saveBlob(new Blob([`\ufeff${lines.join("\r\n")}\r\n`], { type: "text/csv;charset=utf-8" }), name);
+  }
   const errorBox = (e) => h("div", { class: "error", role: "alert" }, `${t("error")}: ${e.message || e}`);
 
   // -- numbers and times ----------------------------------------------------------------
@@ -63,6 +87,12 @@
   }
   const pct = (f) => (f === null || f === undefined ? "—" : `${num(f * 100, 1)} %`);
   const tz = () => (S.info[S.ent]?.sites?.[0]?.timezone) || "Asia/Shanghai";
+  // the site's time zone as people read it: its UTC offset in Chinese, its name in English
+  function zone() {
+    if (S.lang !== "zh") return tz();
+    const part = new Intl.DateTimeFormat("en-US", { timeZone: tz(), timeZoneName: "shortOffset" }).formatToParts(new Date()).find((p) => p.type === "timeZoneName");
+    return `${t("site_time")} ${(part?.value || "GMT").replace("GMT", "UTC")}`;
+  }
   // wall-clock time at the site: plotly's date axes have no time zones
   function local(iso) {
     const f = new Intl.DateTimeFormat("sv-SE", { timeZone: tz(), year: "numeric", month: "2-digit", day: "2-digit",
@@ -89,8 +119,8 @@
   const periodOpen = () => Boolean(S.to) && S.to >= siteToday();
   function seconds(s) {
     if (s === null || s === undefined) return "—";
-    if (s < 120) return `${num(s, 0)} s`;
-    if (s < 7200) return `${num(s / 60, 1)} min`;
+    if (s < 120) return `${num(s, 0)} ${t("s")}`;
+    if (s < 7200) return `${num(s / 60, 1)} ${t("min")}`;
     return `${num(s / 3600, 1)} ${t("h")}`;
   }
 
@@ -107,8 +137,13 @@
     const data = type.includes("json") ? await r.json() : await r.text();
     if (r.status === 401 && path !== "/login") { logout(); throw new Error(t("wrong_login")); }
     if (!r.ok) {
-      const e = new Error((data && data.error && data.error.message) || `${r.status} ${r.statusText}`);
+      // the server's own Chinese where it has one, else what its code means, from the catalogue
+      const er = (data && data.error) || {};
+      const known = window.I18N.zh[`err_${er.code}`] ? t(`err_${er.code}`) : null;
+      const text = S.lang === "zh" ? er.message_zh || known || t("err_http").replace("{n}", r.status) : er.message || `${r.status} ${r.statusText}`;
+      const e = new Error(text);
       e.status = r.status;
+      e.detail = er.message;  // the server's own words: which field, why (shown beside a generic text)
       throw e;
     }
     return data;
@@ -118,16 +153,26 @@
   const E = () => `/enterprises/${encodeURIComponent(S.ent)}`;
   const hasBaseline = () => Boolean(S.bfrom && S.bto);
   const kpisCache = {};
-  function kpis() {
-    const key = [S.ent, S.from, S.to, S.bfrom, S.bto].join("|");
+  // the figures of the bar's period, of the chosen site and process (energy, water and
+  // carbon are metered per site: `byProcess` false leaves the process out)
+  function kpis(byProcess = true) {
+    const proc = byProcess ? S.proc : "";
+    const key = [S.ent, S.from, S.to, S.bfrom, S.bto, S.site, proc].join("|");
     if (!kpisCache[key]) {
-      kpisCache[key] = api(`${E()}/kpis?${q({ from: S.from, to: S.to, baseline_from: hasBaseline() ? S.bfrom : null, baseline_to: hasBaseline() ? S.bto : null })}`);
+      kpisCache[key] = api(`${E()}/kpis?${q({ from: S.from, to: S.to, baseline_from: hasBaseline() ? S.bfrom : null, baseline_to: hasBaseline() ? S.bto : null, site: S.site, process: proc })}`);
       kpisCache[key].catch(() => delete kpisCache[key]);
     }
     return kpisCache[key];
   }
+  // a row passes the bar's filters when it is of the chosen site and process
+  const inScope = (e) => (!S.site || e.site === S.site) && (!S.proc || e.process === S.proc);
+  // a line saying what the filters leave as they are on this page
+  // (as a list: replaceChildren and append write a null as the text "null")
+  const scopeNote = (key) => (S.site || S.proc ? [h("p", { class: "muted", "data-testid": "scope-note" }, t(key))] : []);
   async function download(path, name) {
-    const blob = await api(path, { blob: true });
+    saveBlob(await api(path, { blob: true }), name);
+  }
+  function saveBlob(blob, name) {
     const url = URL.createObjectURL(blob);
     const a = h("a", { href: url, download: name });
     document.body.append(a); a.click(); a.remove();
@@ -142,10 +187,11 @@
   }
 
   // -- charts (plotly.js, served from the installed wheel) --------------------------------
+  if (window.Plotly && window.I18N_PLOTLY) window.Plotly.register(window.I18N_PLOTLY);
   function chart(el, traces, layout) {
     const base = { margin: { l: 60, r: 20, t: 30, b: 50 }, font: { family: "system-ui, sans-serif", size: 12 },
       legend: { orientation: "h", y: -0.2 }, paper_bgcolor: "#fff", plot_bgcolor: "#fff" };
-    window.Plotly.newPlot(el, traces, { ...base, ...layout }, { displaylogo: false, responsive: true });
+    window.Plotly.newPlot(el, traces, { ...base, ...layout }, { displaylogo: false, responsive: true, locale: S.lang === "zh" ? "zh-CN" : "en" });
   }
   const STATE_COLORS = { RUNNING: "#1f8a4c", IDLE: "#c98a12", SETUP: "#2d7fc1", DOWN: "#c0392b",
     PLANNED_STOP: "#6f7f8f", OFF: "#3d4a57", OFFLINE: "#9aa6b2", UNKNOWN: "#c3cbd3", NO_DATA: "#dfe4e9" };
@@ -155,9 +201,13 @@
   function shell(page) {
     const main = h("main", { id: "main", "data-page": page });
     const save = () => {
-      for (const k of ["from", "to", "bfrom", "bto"]) prefs.setItem(`fe.${k}`, S[k] || "");
+      for (const k of ["from", "to", "bfrom", "bto", "site", "proc"]) prefs.setItem(`fe.${k}`, S[k] || "");
       prefs.setItem("fe.ent", S.ent || "");
     };
+    const info = S.info[S.ent] || {};
+    const filter = (k, label, options) => [h("label", {}, label),
+      h("select", { "data-field": k, onchange: (ev) => { S[k] = ev.target.value; save(); render(); } },
+        h("option", { value: "" }, t("all")), options.map((o) => h("option", { value: o.id, selected: o.id === S[k] }, nm(o))))];
     const dateInput = (k) => h("input", { type: "date", value: S[k] || "", "data-field": k, onchange: (ev) => { S[k] = ev.target.value; } });
     const header = h("header", {},
       h("h1", {}, t("app"), h("small", {}, t("app_sub"))),
@@ -173,7 +223,8 @@
         (S.ents || []).map((e) => h("option", { value: e.id, selected: e.id === S.ent }, `${nm(e)} (${e.id})`))),
       h("label", {}, t("period")), dateInput("from"), "–", dateInput("to"),
       h("label", {}, t("baseline")), dateInput("bfrom"), "–", dateInput("bto"),
-      h("button", { class: "primary", "data-testid": "apply", onclick: () => { save(); render(); } }, t("apply")));
+      h("button", { class: "primary", "data-testid": "apply", onclick: () => { save(); render(); } }, t("apply")),
+      filter("site", t("site"), info.sites || []), filter("proc", t("col_process"), info.processes || []));
     document.body.replaceChildren(header, bar, main);
     return main;
   }
@@ -206,6 +257,8 @@
   }
 
   // -- overview -------------------------------------------------------------------------
+  const MACHINE_KPIS = new Set(["nc_rate_declared", "nc_rate_measured", "networking_rate", "availability",
+    "effectiveness", "quality_ratio", "oee", "utilisation", "mtbf", "mttr"]);
   const CARDS = ["nc_rate_declared", "nc_rate_measured", "networking_rate", "oee", "availability",
     "effectiveness", "quality_ratio", "energy_tce", "energy_per_unit", "energy_per_value_added",
     "water_per_unit", "water_per_value_added", "carbon_tco2", "carbon_per_value_added"];
@@ -234,11 +287,35 @@
       h("span", { class: "mark" }, mark), " ", tgtResult(r), h("span", { class: "prog" }, ` · ${tgtProgramme(r)}`));
   }
 
-  function kpiCard(k, change, threshold, targets) {
+  // the machines (or meters) behind a KPI: those it counts, and for the rates over a
+  // population (key-process or production machines) the rest of it, not counted
+  const POPULATION = { nc_rate_declared: "key_process", nc_rate_measured: "key_process" };
+  function behind(k, doc) {
+    const ids = new Set(k.inputs || []);
+    const of = POPULATION[k.id] || (MACHINE_KPIS.has(k.id) ? "production" : null);
+    const eqs = doc.equipment.filter((e) => ids.has(e.id) || (of && e[of]));
+    const meters = doc.meters.filter((m) => ids.has(m.id));
+    return h("div", { class: "panel", id: "kpi-machines", "data-kpi": k.id },
+      h("h2", {}, `${nm(k)} · ${t("behind")}`),
+      eqs.length || !meters.length ? table([
+        { label: t("col_equipment"), get: (e) => h("a", { href: `#/equipment/${encodeURIComponent(e.id)}`, "data-machine": e.id, "data-counted": String(ids.has(e.id)) }, `${nm(e)} (${e.id})`) },
+        { label: t("col_process"), get: (e) => (S.lang === "en" ? e.process_name_en || e.process_name : e.process_name) || e.process },
+        { label: t("col_coverage"), num: true, get: (e) => pct(e.coverage) },
+        { label: t("counted"), get: (e) => h("span", { class: ids.has(e.id) ? "ok" : "bad" }, ids.has(e.id) ? t("yes") : t("no")) },
+      ], eqs, { id: "kpi-machine-list" }) : null,
+      meters.length ? table([
+        { label: t("meters"), get: (m) => h("span", { "data-meter": m.id }, `${nm(m)} (${m.id})`) },
+        { label: "", get: (m) => carrierName(m.carrier) },
+        { label: t("quantity"), num: true, get: (m) => `${num(m.quantity)} ${m.unit}` },
+        { label: t("col_coverage"), num: true, get: (m) => pct(m.coverage) },
+      ], meters, { id: "kpi-meter-list" }) : null);
+  }
+
+  function kpiCard(k, change, threshold, targets, onMachines) {
     const details = h("div", { class: "details", hidden: true },
-      h("div", {}, h("b", {}, `${t("formula")}: `), k.formula),
+      h("div", {}, h("b", {}, `${t("formula")}: `), tx(k, "formula")),
       h("div", {}, h("b", {}, `${t("numerator")}: `), num(k.numerator), " · ", h("b", {}, `${t("denominator")}: `), num(k.denominator)),
-      k.note ? h("div", {}, h("b", {}, `${t("note")}: `), k.note) : null,
+      k.note ? h("div", {}, h("b", {}, `${t("note")}: `), tx(k, "note")) : null,
       h("div", {}, h("b", {}, `${t("inputs")}: `), (k.inputs || []).slice(0, 12).join(", "), (k.inputs || []).length > 12 ? ` … (+${k.inputs.length - 12})` : ""),
       targets.map((r) => h("div", { "data-testid": "target-source" }, h("b", {}, `${t("tgt_source")} (${tgtProgramme(r)}): `), tgtSource(r))),
       h("div", {}, h("a", { href: "#/evidence" }, `→ ${t("evidence")}`)));
@@ -252,7 +329,9 @@
           ? h("span", { class: `change ${change.value < 0 ? "down" : "up"}`, "data-testid": "change" },
             `${t("vs_baseline")} ${change.value > 0 ? "+" : ""}${num(change.value, 1)} %`) : null),
       targets.length ? h("div", { class: "targets" }, targets.map(targetLine)) : null,
-      h("button", { class: "link", "data-testid": "show-evidence", onclick: () => { details.hidden = !details.hidden; } }, t("show_evidence")),
+      h("div", { class: "row" },
+        h("button", { class: "link", "data-testid": "show-evidence", onclick: () => { details.hidden = !details.hidden; } }, t("show_evidence")),
+        (k.inputs || []).length || MACHINE_KPIS.has(k.id) ? h("button", { class: "link", "data-testid": "show-machines", onclick: () => onMachines(k) }, `${t("behind")} (${(k.inputs || []).length})`) : null),
       details);
   }
 
@@ -264,13 +343,19 @@
     // a card shows its KPI's targets and those of its change vs the baseline
     const results = doc.targets?.results || [];
     const targetsOf = (id) => results.filter((r) => r.kpi === id || r.kpi === `${id}_change`);
-    const cards = CARDS.filter((id) => byId[id]).map((id) => kpiCard(byId[id], byId[`${id}_change`], threshold, targetsOf(id)));
+    const machines = h("div", {});
+    const onMachines = (k) => { machines.replaceChildren(behind(k, doc)); machines.scrollIntoView({ block: "nearest" }); };
+    const cards = CARDS.filter((id) => byId[id]).map((id) => kpiCard(byId[id], byId[`${id}_change`], threshold, targetsOf(id), onMachines));
+    const unscoped = doc.scope?.unscoped || [];
     const procChart = h("div", { class: "chart", id: "chart-process" });
     const keyEq = doc.equipment.filter((e) => e.key_process);
     main.replaceChildren(
       h("h2", {}, `${t("kpi_cards")} · ${doc.period.from} – ${doc.period.to}`,
         doc.period.partial ? h("span", { class: "muted" }, ` (${t("partial")})`) : null),
+      ...(unscoped.length ? [h("p", { class: "muted", "data-testid": "unscoped" }, t("unscoped_process"))] : []),
       h("div", { class: "cards", id: "kpi-cards" }, cards),
+      h("p", { class: "legend", "data-testid": "legend-coverage" }, h("span", { class: "swatch warn" }), t("legend_low").replace("{p}", pct(threshold))),
+      machines,
       h("div", { class: "grid2" },
         h("div", { class: "panel" }, h("h2", {}, t("by_process")), procChart),
         h("div", { class: "panel" }, h("h2", {}, t("nc_equipment")),
@@ -280,7 +365,7 @@
             { label: t("col_declared_nc"), get: (e) => (e.nc ? t("yes") : t("no")) },
             { label: t("col_measured_nc"), get: (e) => h("span", { class: e.nc_measured ? "ok" : "bad" }, e.nc_measured ? t("yes") : t("no")) },
             { label: t("col_coverage"), num: true, get: (e) => pct(e.coverage) },
-          ], keyEq))));
+          ], keyEq, { id: "nc-equipment" }))));
     const procs = Object.entries(doc.groups.process);
     const label = (p) => (S.lang === "en" ? p.name_en || p.name : p.name) || "—";
     chart(procChart, ["availability", "effectiveness", "quality_ratio", "oee"].map((id) => ({
@@ -293,9 +378,10 @@
   async function equipmentBoard(main) {
     const board = h("div", { class: "board", id: "board" });
     const stamp = h("span", { class: "muted" });
-    main.append(h("h2", {}, t("live_board"), " ", h("span", { class: "muted" }, t("refresh_note"))), board, stamp);
+    main.append(h("h2", {}, t("live_board"), " ", h("span", { class: "muted" }, t("refresh_note"))), board,
+      h("p", { class: "legend", "data-testid": "legend-star" }, t("legend_star")), stamp);
     async function refresh() {
-      const rows = await api(`${E()}/equipment`);
+      const rows = (await api(`${E()}/equipment`)).filter(inScope);
       board.replaceChildren(...rows.map((e) => {
         const st = !e.device ? "NOT_NETWORKED" : e.gateway_online === false ? "OFFLINE" : e.state || "none";
         return h("button", { class: `tile st-${st}`, "data-equipment": e.id, "data-state": st, onclick: () => { location.hash = `#/equipment/${encodeURIComponent(e.id)}`; } },
@@ -344,12 +430,12 @@
         row(t("col_declared_nc"), f.nc), row(t("production_eq"), f.production), row(t("col_process"), f.process),
         row(t("ideal_cycle"), f.ideal_cycle_time_s), row(t("interface"), eq.interface || "—"),
         row(t("vendor_model"), `${eq.vendor || "—"} / ${eq.model || "—"} (${eq.year || "—"})`),
-        row(t("col_gateway"), `${eq.gateway || "—"} (${eq.gateway_online ? t("online") : t("offline")})`))),
+        row(t("col_gateway"), eq.gateway ? `${eq.gateway} (${eq.gateway_online ? t("online") : t("offline")})` : t("no_gateway")))),
       canWrite ? h("div", { class: "row", style: "margin-top:8px" }, note, save) : null, msg,
       h("h2", {}, t("audit")),
       table([
         { label: t("time"), get: (a) => local(a.at).slice(0, 16) }, { label: t("user"), get: (a) => a.account },
-        { label: t("field"), get: (a) => a.field }, { label: t("change"), get: (a) => `${JSON.stringify(a.old)} → ${JSON.stringify(a.new)}` },
+        { label: t("field"), get: (a) => word("attr", a.field) }, { label: t("change"), get: (a) => `${JSON.stringify(a.old)} → ${JSON.stringify(a.new)}` },
         { label: t("note"), get: (a) => a.note },
       ], audit, { id: "audit" }));
   }
@@ -374,14 +460,18 @@
       ["day", "week"].map((s) => h("button", { class: (S.span || "day") === s ? "on" : null, "data-span": s, onclick: () => { S.span = s; S.shift = 0; render(); } }, t(s))),
       h("button", { onclick: () => { S.shift = (S.shift || 0) + 1; render(); } }, "◀"),
       h("button", { disabled: !S.shift, onclick: () => { S.shift = Math.max(0, (S.shift || 0) - 1); render(); } }, "▶"),
-      h("span", { class: "muted" }, `${local(start.toISOString()).slice(0, 16)} – ${local(end.toISOString()).slice(0, 16)} (${tz()})`));
+      h("span", { class: "muted" }, `${local(start.toISOString()).slice(0, 16)} – ${local(end.toISOString()).slice(0, 16)} (${zone()})`));
     const gantt = h("div", { class: "chart", id: "chart-timeline", style: "height:220px" });
     const parts = h("div", { class: "chart", id: "chart-parts" });
     const power = h("div", { class: "chart", id: "chart-power" });
+    // a machine with no device of its own has no states or parts to chart: say what it is
+    const kind = eq.device ? "networked" : eq.interface === "meter_only" ? "meter_only" : "not_networked";
+    const pc = counters.counters.find((c) => c.role === "part_count_total") || counters.counters.find((c) => c.role === "part_count_good");
     main.replaceChildren(
       h("h2", {}, `${nm(eq)} (${eq.id})`), tabs,
-      h("div", { class: "panel" }, h("h2", {}, t("timeline")), gantt),
-      h("div", { class: "grid2" }, h("div", { class: "panel" }, h("h2", {}, t("parts")), parts),
+      kind === "networked" ? h("div", { class: "panel" }, h("h2", {}, t("timeline")), gantt)
+        : h("div", { class: "panel kind", "data-kind": kind }, h("b", {}, t(`kind_${kind}`)), " · ", t(`kind_${kind}_note`)),
+      h("div", { class: "grid2" }, kind === "networked" ? h("div", { class: "panel" }, h("h2", {}, t("parts")), pc ? parts : h("p", { class: "muted", "data-testid": "no-parts" }, t("no_parts"))) : null,
         h("div", { class: "panel" }, h("h2", {}, t("power")), power)),
       attributes(eq, audit));
     // Gantt: one bar per state interval on a date axis (base = start, length in ms)
@@ -394,19 +484,24 @@
       customdata: ivs.map((iv) => [local(iv.start).slice(5, 16), local(iv.end).slice(5, 16), seconds((new Date(iv.end) - new Date(iv.start)) / 1000)]),
       hovertemplate: `${t(`state_${state}`)}: %{customdata[0]} – %{customdata[1]} (%{customdata[2]})<extra></extra>`,
     })), { barmode: "overlay", xaxis: { type: "date", range: [local(start.toISOString()), local(end.toISOString())] }, yaxis: { visible: false }, margin: { l: 20, r: 20, t: 10, b: 40 } });
-    const pc = counters.counters.find((c) => c.role === "part_count_total") || counters.counters.find((c) => c.role === "part_count_good");
-    chart(parts, pc ? [{ type: "bar", name: pc.tag, x: pc.points.map((p) => local(p.t)), y: pc.points.map((p) => p.quantity), marker: { color: "#2d7fc1" } }] : [],
+    if (kind === "networked" && pc) chart(parts, [{ type: "bar", name: pc.tag, x: pc.points.map((p) => local(p.t)), y: pc.points.map((p) => p.quantity), marker: { color: "#2d7fc1" } }],
       { xaxis: { type: "date" }, yaxis: { title: { text: S.lang === "zh" ? "件" : "parts" } }, showlegend: false });
     const pw = counters.power[0];
     if (pw) {
       const s = await api(`${E()}/series?${q({ device: pw.device, tag: pw.tag, start: start.toISOString(), end: end.toISOString(), points: 400 })}`);
       const label = pw.meter ? `${S.lang === "en" ? pw.meter_name_en || pw.meter_name : pw.meter_name} (${pw.meter}: ${pw.covers.join(", ")})` : pw.tag;
-      power.before(h("p", { class: "muted", "data-testid": "power-source" }, label));
+      // a line meter's power is the sum of every machine on it, not this machine's
+      const shared = Boolean(pw.meter) && pw.covers.length > 1;
+      const source = !pw.meter ? "power_own_tag" : shared ? "power_shared" : "power_own_meter";
+      power.before(h("p", { class: shared ? "warn" : "muted", "data-testid": "power-source", "data-shared": String(shared) },
+        t(source).replace("{n}", pw.covers.length), ": ", label));
       chart(power, [{ type: "scatter", mode: "lines", name: label, x: s.points.map((p) => local(p.t)), y: s.points.map((p) => p.avg), line: { color: "#c0392b" } }],
         { xaxis: { type: "date" }, yaxis: { title: { text: s.unit || "kW" } }, showlegend: false });
     } else {
-      power.replaceChildren(h("p", { class: "muted" }, t("none")));
+      power.replaceChildren(h("p", { class: "muted", "data-testid": "no-power" }, t("no_power")));
     }
+    // (a machine with no device of its own has no stops: no timeline to attach them to)
+    if (kind === "networked") await window.FE.machineDowntime?.(eq, start, end, gantt);
   }
 
   // -- energy ---------------------------------------------------------------------------
@@ -453,24 +548,45 @@
 
   // the coefficient and emission factor tables the figures are converted with, and
   // where each number comes from
-  async function factorsPanel() {
-    const f = await api("/factors");
+  function factorsPanel(f) {
     const tables = [...f.energy.map((t) => [t, "coefficient"]), ...f.emission.map((t) => [t, "factor"])];
+    const title = (tb) => (S.lang === "zh" ? f.titles_zh?.[tb.version] || tb.title : tb.title);
     return h("details", { class: "panel", id: "factors" },
-      h("summary", {}, `${t("factors")} (${tables.map(([tb]) => tb.version).join(", ")})`),
+      h("summary", {}, `${t("factors")} (`, tables.map(([tb], i) => [i ? ", " : "", h("code", {}, tb.version)]), ")"),
       tables.map(([tb, key]) => h("div", {},
-        h("h2", {}, `${tb.title} · ${tb.version}`),
+        h("h2", {}, `${title(tb)} · `, h("code", {}, tb.version)),
         table([
           { label: "", get: (r) => carrierName(r.carrier) }, { label: t("unit"), get: (r) => r.unit },
-          { label: t("region_year"), get: (r) => (r.region ? `${r.region} ${r.year ?? ""}` : "—") },
+          { label: t("region_year"), get: (r) => (r.region ? `${regionName(r.region, f.regions)} ${r.year ?? ""}` : "—") },
           { label: key === "factor" ? t("factor") : t("coefficient"), num: true, get: (r) => `${r[key]} ${r[`${key}_unit`]}` },
           { label: t("source"), get: (r) => [r.basis, r.source].filter(Boolean).join(" · ") },
         ], tb.rows))));
   }
 
+  // a grid region's name (reference/factors.py, by the API's /factors), its id where unnamed
+  const regionName = (id, regions) => { const r = regions?.[id]; return r ? nm(r) : id; };
+
+  // A trend's targets as levels to draw: a target on the KPI itself at its threshold (same
+  // unit), one on its change vs the baseline (in %) at the baseline's value moved by it
+  function trendTargets(id, meta, base, doc) {
+    const out = [];
+    for (const r of (doc.targets?.results || [])) {
+      const tg = r.target;
+      let y = null;
+      if (r.kpi === id && tg.unit.trim() === (meta.unit || "").trim()) y = tg.threshold;
+      else if (r.kpi === `${id}_change` && tg.unit.trim() === "%" && base && base.value !== null) y = base.value * (1 + tg.threshold / 100);
+      if (y === null) continue;
+      const goal = r.kpi === id ? `${SIGN[tg.comparison]} ${num(tg.threshold)}` : `${t("baseline")} ${SIGN[tg.comparison]} ${tg.threshold > 0 ? "+" : ""}${num(tg.threshold)} %`;
+      out.push({ y, name: `${t("target")} ${goal} · ${tgtProgramme(r)}${r.status === "reference" ? ` (${t("tgt_reference")})` : ""}`,
+        color: r.status === "reference" ? "#6f7f8f" : "#b7791f" });
+    }
+    return out;
+  }
+
   async function energy(main) {
     main.append(h("p", { class: "muted" }, t("loading")));
-    const doc = await kpis();
+    const [doc, factors] = await Promise.all([kpis(false), api("/factors")]);
+    const regions = factors.regions;
     const days = Math.round((new Date(S.to) - new Date(S.from)) / 86400000) + 1;
     const bucket = days <= 3 ? "hour" : "day";
     // a day's intensity swings with its output (an idle Sunday's base load over a few
@@ -480,14 +596,16 @@
     if (!fits(step)) step = "month";
     const [series, trend] = await Promise.all([
       api(`${E()}/energy?${q({ start: doc.period.start, end: doc.period.end, bucket })}`),
-      api(`${E()}/trend?${q({ from: S.from, to: S.to, step })}&${INTENSITIES.map((k) => `kpi=${k}`).join("&")}`),
+      api(`${E()}/trend?${q({ from: S.from, to: S.to, step, site: S.site })}&${INTENSITIES.map((k) => `kpi=${k}`).join("&")}`),
     ]);
+    series.meters = series.meters.filter((m) => !S.site || m.site === S.site);
     const carriers = [...new Set(series.meters.map((m) => m.carrier))];
     const panels = carriers.map((c) => h("div", { class: "panel" }, h("h2", {}, carrierName(c)), h("div", { class: "chart", "data-carrier": c })));
     const trendCharts = INTENSITIES.map((id) => h("div", { class: "chart", "data-intensity": id, style: "height:260px" }));
     const base = Object.fromEntries((doc.baseline?.kpis || []).map((k) => [k.id, k]));
     main.replaceChildren(
       h("h2", {}, `${t("consumption")} · ${doc.period.from} – ${doc.period.to}`),
+      ...(S.proc ? [h("p", { class: "muted", "data-testid": "scope-note" }, t("energy_per_site"))] : []),
       h("div", { class: "grid2" }, panels),
       h("div", { class: "panel" }, h("h2", {}, t("meters")),
         table([
@@ -497,15 +615,15 @@
           { label: t("tce"), num: true, get: (m) => num(m.tce, 3) },
           { label: t("tco2"), num: true, get: (m) => num(m.tco2, 3) },
           { label: t("coverage"), num: true, get: (m) => pct(m.coverage) },
-          { label: t("factor"), get: (m) => (m.emission_factor ? `${m.emission_factor.factor} ${m.emission_factor.factor_unit} (${m.emission_factor.region} ${m.emission_factor.year})` : "—") },
+          { label: t("factor"), get: (m) => (m.emission_factor ? `${m.emission_factor.factor} ${m.emission_factor.factor_unit} (${regionName(m.emission_factor.region, regions)} ${m.emission_factor.year})` : "—") },
           { label: `${t("rollovers")} / ${t("resets")}`, num: true, get: (m) => `${m.rollovers} / ${m.resets}` },
-        ], doc.meters)),
+        ], doc.meters, { id: "meters" })),
       h("h2", {}, t("intensity"), hasBaseline() ? ` (${t("baseline_period")} ${S.bfrom} – ${S.bto})` : h("span", { class: "muted" }, ` ${t("no_baseline")}`)),
       h("div", { class: "row tabs" }, ["day", "week", "month"].map((s) => h("button", { class: s === step ? "on" : null, "data-step": s, disabled: !fits(s),
         onclick: () => { S.step = s; render(); } }, t(s)))),
       h("div", { class: "grid2" }, trendCharts.map((el) => h("div", { class: "panel" }, el))),
       await productionPanel(),
-      await factorsPanel());
+      factorsPanel(factors));
     for (const [i, c] of carriers.entries()) {
       const meters = series.meters.filter((m) => m.carrier === c && m.top_level);
       chart(panels[i].querySelector(".chart"), meters.map((m) => ({
@@ -518,6 +636,9 @@
       const xs = trend.points.map((p) => p.from);
       const traces = [{ type: "scatter", mode: "lines+markers", name: t("this_period"), x: xs, y: trend.points.map((p) => p.kpis[id] ?? null) }];
       if (base[id] && base[id].value !== null) traces.push({ type: "scatter", mode: "lines", name: t("baseline_period"), x: xs, y: xs.map(() => base[id].value), line: { dash: "dash", color: "#6f7f8f" } });
+      const lines = trendTargets(id, meta, base[id], doc);
+      for (const tl of lines) traces.push({ type: "scatter", mode: "lines", name: tl.name, x: xs, y: xs.map(() => tl.y), line: { dash: "dot", color: tl.color } });
+      trendCharts[i].setAttribute("data-targets", lines.length);
       chart(trendCharts[i], traces, { title: { text: nm(meta), font: { size: 13 } }, xaxis: { type: "date", tickformat: "%Y-%m-%d" }, yaxis: { title: { text: meta.unit }, rangemode: "tozero" } });
     }
   }
@@ -527,7 +648,7 @@
   function itemName(item, doc) {
     const [kind, id] = item.split(" ");
     const k = kind === "kpi" && doc ? doc.kpis.find((x) => x.id === id) : null;
-    return k ? `${nm(k)} (${id})` : item;
+    return k ? [nm(k), " ", h("code", { class: "muted" }, id)] : item;
   }
   // a reason code of the verdict in the console's language; the server's own words (in
   // English, with the figures) as the tooltip
@@ -563,18 +684,21 @@
         open.map((d) => h("span", { "data-anchor-day": d.day, "data-anchor-state": d.state, title: (d.errors || []).map((e) => `${e.url}: ${e.error}`).join("\n") || null, style: "margin-right:8px" },
           `${d.day} (${t(`anchor_${d.state}`)})`))) : null);
   }
+  // the server's signature sentence is English (with the key's dates): in Chinese, what it
+  // comes to
+  const signatureZh = (v) => (!v.signature_ok ? t("reason_signature_invalid") : v.trusted ? t("sig_trusted") : t("reason_key_untrusted"));
   function verdictView(v, doc) {
     const reasons = v.reasons || [];
     return h("div", { class: "panel", id: "verdict", "data-ok": String(v.ok) },
       paperView(v.paper),
       anchoringView(doc),
       h("div", { class: `verdict ${v.ok ? "ok" : "bad"}` }, v.ok ? t("verified") : t("not_verified")),
-      reasons.length ? h("ul", { id: "reasons" }, reasons.map((r) => h("li", { class: "bad", "data-reason": r.code, title: r.message },
+      reasons.length ? h("ul", { id: "reasons" }, reasons.map((r) => h("li", { class: "bad", "data-reason": r.code, title: S.lang === "en" ? r.message : null },
         `${t("why")}: ${reasonText(r, doc)}`))) : null,
       h("div", {}, `${t("signature")}: `,
-        h("span", { class: v.signature_ok ? "ok" : "bad", id: "signature", title: v.signature },
+        h("span", { class: v.signature_ok ? "ok" : "bad", id: "signature", title: S.lang === "en" ? v.signature : signatureZh(v) },
           v.signature_ok ? t("sig_valid") : t("sig_invalid"),
-          doc?.signature?.key_id ? ` (${t("key")} ${String(doc.signature.key_id).slice(0, 12)})` : ""),
+          doc?.signature?.key_id ? [` (${t("key")} `, h("code", {}, String(doc.signature.key_id).slice(0, 12)), ")"] : ""),
         ` · ${t("trusted")}: `, h("span", { class: v.trusted ? "ok" : "bad" }, v.trusted ? t("yes") : t("no")),
         ` · ${t("digest")}: `, h("span", { class: v.digest_ok ? "ok" : "bad" }, v.digest_ok ? t("ok") : t("differs"))),
       table([
@@ -605,10 +729,10 @@
         { label: t("period"), get: (r) => h("span", { title: r.partial ? t("partial_report") : null }, `${r.period_from} – ${r.period_to}${r.partial ? ` (${t("partial_short")})` : ""}`) },
         { label: t("created_by"), get: (r) => r.created_by },
         { label: t("key"), get: (r) => h("code", {}, String(r.key_id).slice(0, 12)) },
-        { label: t("download"), get: (r) => ["json", "html", "xlsx"].map((f) => h("button", { class: "link", style: "margin-right:8px",
+        { label: t("download"), csv: false, get: (r) => ["json", "html", "xlsx"].map((f) => h("button", { class: "link", style: "margin-right:8px",
           onclick: () => download(`/reports/${r.id}?format=${f}`, `report-${S.ent}-${r.period_from}-${r.period_to}.${f}`).catch((e) => msg.replaceChildren(errorBox(e))) }, f.toUpperCase())) },
         { label: t("bundle"), get: bundleCell },
-        { label: "", get: (r) => { const b = h("button", { class: "primary", "data-verify": r.id }, t("verify")); b.onclick = () => verifyBy(r.id, b); return b; } },
+        { label: "", csv: false, get: (r) => { const b = h("button", { class: "primary", "data-verify": r.id }, t("verify")); b.onclick = () => verifyBy(r.id, b); return b; } },
       ], rows, { id: "report-list", "data-count": rows.length }));
     }
     // the evidence bundle kept with a report: a download with its size and the first 16 hex
@@ -630,7 +754,7 @@
       try {
         const r = await api(`${E()}/reports`, { method: "POST", body: { from: S.from, to: S.to, baseline_from: hasBaseline() ? S.bfrom : null, baseline_to: hasBaseline() ? S.bto : null } });
         // (replaceChildren would write a null as the text "null")
-        msg.replaceChildren(h("div", {}, h("p", { class: "ok", "data-testid": "issued", "data-report": r.id }, `✓ ${r.id}`),
+        msg.replaceChildren(h("div", {}, h("p", { class: "ok", "data-testid": "issued", "data-report": r.id }, "✓ ", h("code", {}, r.id)),
           r.period?.partial ? h("p", { class: "bad", "data-testid": "issued-partial" }, `⚠ ${t("partial_report")}`) : null));
         await refresh();
       } catch (e) { msg.replaceChildren(errorBox(e)); }
@@ -654,8 +778,8 @@
       h("div", { class: "panel row" }, canWrite ? [gen, h("span", { class: "muted" }, `${t("period")} ${S.from} – ${S.to}${hasBaseline() ? ` · ${t("baseline")} ${S.bfrom} – ${S.bto}` : ""}`),
         periodOpen() ? h("span", { class: "bad", "data-testid": "period-open" }, `⚠ ${t("partial_report")}`) : null]
         : h("span", { class: "muted", "data-testid": "read-only" }, `${t("read_only")}: ${t("verifier_hint")}`)),
-      msg, h("h2", {}, t("reports")), list,
-      h("p", { class: "muted", "data-testid": "bundle-hint" }, t("bundle_hint_1"), h("code", {}, "ingest-server verify FILE --trust trust.json"), t("bundle_hint_2")),
+      msg, h("h2", {}, t("reports")), ...scopeNote("reports_whole"), list,
+      h("p", { class: "muted", "data-testid": "bundle-hint" }, t("bundle_hint_1"), h("code", {}, "ingest-server verify FILE --trust trust.json"), t("bundle_hint_2"), h("code", {}, "trust.json"), t("bundle_hint_3")),
       h("div", { class: "panel row" }, h("label", {}, t("verify_file")), file), out);
     await refresh();
   }
@@ -663,8 +787,12 @@
   // -- data quality ---------------------------------------------------------------------
   async function quality(main) {
     main.append(h("p", { class: "muted" }, t("loading")));
-    const [doc, gws, dls] = await Promise.all([kpis(), api(`${E()}/gateways`), api(`${E()}/dead-letters?limit=100`)]);
+    const [doc, gwsAll, dlsAll, eqs] = await Promise.all([kpis(), api(`${E()}/gateways`), api(`${E()}/dead-letters?limit=100`), api(`${E()}/equipment`)]);
+    const gws = gwsAll.filter((g) => !S.site || g.site === S.site);
+    const dls = dlsAll.filter((d) => !S.site || d.site === S.site);
     const qd = doc.quality;
+    const device = Object.fromEntries(eqs.map((e) => [e.id, e.device]));
+    const gapsOf = (e) => qd.gaps.filter((g) => device[e.id] && g.device === device[e.id]);
     const covChart = h("div", { class: "chart", id: "chart-coverage" });
     const low = qd.tags.filter((r) => r.coverage !== null && r.coverage < doc.parameters.coverage_threshold).length;
     main.replaceChildren(
@@ -675,6 +803,14 @@
         { label: t("status_at"), get: (g) => (g.status_at ? local(g.status_at) : "—") },
         { label: t("boot"), get: (g) => g.boot ?? "—" }, { label: t("agent"), get: (g) => (g.agent ? [g.agent.name, g.agent.version].filter(Boolean).join(" ") : "—") },
       ], gws, { id: "gateways" }),
+      h("h2", {}, t("unknown_time")), h("p", { class: "muted" }, t("unknown_note")),
+      table([
+        { label: t("col_equipment"), get: (e) => `${nm(e)} (${e.id})` },
+        { label: t("unknown_h"), num: true, get: (e) => (e.time ? h("span", { "data-unknown-s": e.time.unknown_s }, num(e.time.unknown_s / 3600, 2)) : h("span", { class: "muted" }, t(device[e.id] ? "no_state" : `kind_${e.interface === "meter_only" ? "meter_only" : "not_networked"}`))) },
+        { label: t("pbt_h"), num: true, get: (e) => (e.time ? num(e.time.pbt_s / 3600, 2) : "—") },
+        { label: t("col_coverage"), num: true, get: (e) => pct(e.coverage) },
+        { label: t("gaps"), num: true, get: (e) => { const g = gapsOf(e); return g.length ? `${g.length} · ${seconds(g.reduce((a, x) => a + x.seconds, 0))}` : "—"; } },
+      ], doc.equipment, { id: "unknown-time" }),
       h("h2", {}, `${t("gaps")} (${qd.gaps.length})`),
       table([
         { label: t("device"), get: (g) => g.device }, { label: t("kind"), get: (g) => t(`${g.kind}_kind`) },
@@ -684,7 +820,7 @@
       h("h2", {}, `${t("anomalies")} (${qd.counter_anomalies.length})`),
       table([
         { label: t("device"), get: (a) => a.device }, { label: t("tag"), get: (a) => a.tag }, { label: t("time"), get: (a) => local(a.ts) },
-        { label: t("flag"), get: (a) => a.flag }, { label: t("prev_value"), num: true, get: (a) => num(a.prev_value) },
+        { label: t("flag"), get: (a) => word("flag", a.flag) }, { label: t("prev_value"), num: true, get: (a) => num(a.prev_value) },
         { label: t("value"), num: true, get: (a) => num(a.value) }, { label: t("delta"), num: true, get: (a) => num(a.delta) },
       ], qd.counter_anomalies, { id: "anomalies" }),
       h("h2", {}, `${t("dead_letters")} (${dls.length})`),
@@ -695,21 +831,25 @@
       h("h2", {}, t("tag_coverage")), h("div", { class: "panel" }, covChart),
       h("details", { open: low > 0 }, h("summary", {}, `${qd.tags.length} ${t("tag")} · ${low} < ${pct(doc.parameters.coverage_threshold)}`),
       table([
-        { label: t("device"), get: (r) => r.device }, { label: t("tag"), get: (r) => r.tag }, { label: t("role"), get: (r) => r.role },
+        { label: t("device"), get: (r) => r.device }, { label: t("tag"), get: (r) => r.tag }, { label: t("role"), get: (r) => word("tagrole", r.role) },
         { label: t("received"), num: true, get: (r) => num(r.received, 0) }, { label: t("expected"), num: true, get: (r) => num(r.expected, 0) },
         { label: t("coverage"), num: true, get: (r) => h("span", { class: r.coverage !== null && r.coverage < doc.parameters.coverage_threshold ? "bad" : null }, pct(r.coverage)) },
       ], qd.tags, { id: "tags" })));
     const devices = {};
     for (const r of qd.tags) if (r.coverage !== null) (devices[r.device] ||= []).push(r.coverage);
     const names = Object.keys(devices).sort();
+    covChart.after(h("p", { class: "legend", "data-testid": "legend-coverage" }, h("span", { class: "swatch bad" }), t("legend_cov_bar"), " ",
+      h("span", { class: "swatch ok" }), t("legend_cov_ok"), " ", h("span", { class: "swatch warn line" }), t("legend_cov_line").replace("{p}", pct(doc.parameters.coverage_threshold))));
     chart(covChart, [{ type: "bar", x: names, y: names.map((d) => (100 * Math.min(...devices[d]))), name: t("coverage"),
       marker: { color: names.map((d) => (Math.min(...devices[d]) < doc.parameters.coverage_threshold ? "#c0392b" : "#1f8a4c")) },
       hovertemplate: "%{x}: %{y:.1f} %<extra></extra>" }],
-    { yaxis: { title: { text: `${t("coverage")} (min, %)` }, range: [0, 105] }, shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 100 * doc.parameters.coverage_threshold, y1: 100 * doc.parameters.coverage_threshold, line: { dash: "dot", color: "#b7791f" } }] });
+    { yaxis: { title: { text: `${t("coverage")} (${t("lowest")}, %)` }, range: [0, 105] }, shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: 100 * doc.parameters.coverage_threshold, y1: 100 * doc.parameters.coverage_threshold, line: { dash: "dot", color: "#b7791f" } }] });
   }
 
   // -- router ---------------------------------------------------------------------------
   const VIEWS = { overview, equipment: null, energy, evidence, quality };
+  // what downtime.js (loaded after this file) builds on: it adds its page and its part of a machine's
+  window.FE = { S, PAGES, VIEWS, render, h, table, errorBox, api, q, E, t, nm, word, num, pct, local, seconds, siteMidnight, addDays, chart, STATE_COLORS };
   async function render() {
     const id = ++S.renderId;
     clearInterval(S.timer);
@@ -722,6 +862,9 @@
       if (!S.ents) S.ents = await api("/enterprises");
       if (!S.ents.some((e) => e.id === S.ent)) S.ent = S.ents[0]?.id;
       if (S.ent && !S.info[S.ent]) S.info[S.ent] = await api(E());
+      const info = S.info[S.ent] || {};
+      if (S.site && !(info.sites || []).some((x) => x.id === S.site)) S.site = "";
+      if (S.proc && !(info.processes || []).some((x) => x.id === S.proc)) S.proc = "";
       defaultPeriod();
     } catch (e) { if (S.token) document.body.replaceChildren(errorBox(e)); return; }
     if (id !== S.renderId) return;
