@@ -4,7 +4,8 @@ is chosen by an exception's kind, never by its message.
     FactoryEvidenceError
     ├── InvalidInputError        change the argument, file or request (API 422, CLI exit 2)
     │   ├── ReportError                   kpi.records        (also ValueError)
-    │   │   └── UnknownEnterpriseError    kpi.records        (also NotFoundError)
+    │   │   ├── UnknownEnterpriseError    kpi.records        (also NotFoundError)
+    │   │   └── PeriodError               kpi.period
     │   ├── AccountError                  repo.accounts      (also ValueError)
     │   ├── GatewayError                  repo.gateways      (also ValueError)
     │   ├── RegistryError                 repo.registry      (also contract InvalidFileError)
@@ -13,6 +14,12 @@ is chosen by an exception's kind, never by its message.
     │   ├── ReportFormatError             evidence.columns   (also ValueError)
     │   ├── UnknownSiteError              repo.production
     │   ├── UnknownProcessError           repo.equipment
+    │   ├── UnknownScopeError             kpi.scope          (a site or process filter)
+    │   ├── DowntimeInputError            repo.downtime
+    │   ├── GreenFileError                cli.green          (also contract InvalidFileError)
+    │   ├── UnsupportedAlgorithmError     evidence.algorithms (also ValueError)
+    │   ├── QrTextError                   evidence.qr        (also ValueError)
+    │   ├── BundleInputError              evidence.offline.verdict (also ValueError)
     │   └── TsaCertificateError           evidence.timestamp
     ├── NotFoundError            no such enterprise, report... (API 404, CLI exit 2)
     │   ├── EnterpriseNotFoundError       repo.registry_model (an entry, an edit, a report)
@@ -22,6 +29,7 @@ is chosen by an exception's kind, never by its message.
     │   ├── DatabaseUnavailableError      cli.common
     │   ├── EmbeddedPostgresError         db.embedded_pg
     │   ├── SchemaError                   db.schema
+    │   ├── PdfUnavailableError           evidence.render_pdf (no browser to print with)
     │   └── TsaUnreachableError           evidence.timestamp
     ├── RefusedError             refused and not carried out; the caller is told why
     │   ├── RejectedError                 ingest.payload     (a message: dead-lettered)
@@ -30,6 +38,8 @@ is chosen by an exception's kind, never by its message.
     │   ├── TsaRefusedError               evidence.timestamp (a time-stamp request)
     │   └── TokenInvalidError             evidence.timestamp (a time-stamp token)
     └── ApiError                 api.auth: an HTTP answer, carrying its own status
+        ├── InvalidDatesError             api.params         (422, with message_zh)
+        └── ScopeError                    api.routes.kpis    (422, from UnknownScopeError)
 
 `ingest_server.cli.main.Interrupted` (SIGTERM, SIGINT) is a BaseException on purpose,
 outside this tree: no `except Exception` may swallow it.

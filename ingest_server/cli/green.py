@@ -33,6 +33,7 @@ from edge_agent.contract.yaml12 import (
 from ingest_server.cli.common import db_args, resolve_dsn
 from ingest_server.cli.evidence import _date
 from ingest_server.db.schema import migrate
+from ingest_server.errors import InvalidInputError
 from ingest_server.evidence.ghg import ProcessEmission
 from ingest_server.evidence.green import GreenEntries, IndicatorEntry, PvEntry, entry_problems
 from ingest_server.repo import green
@@ -40,7 +41,7 @@ from ingest_server.repo import green
 DOCS = "docs/green-ghg.md#entering-the-values"
 
 
-class GreenFileError(InvalidFileError):
+class GreenFileError(InvalidFileError, InvalidInputError):
     kind = "green-factory entries file"
 
 

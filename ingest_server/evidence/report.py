@@ -63,6 +63,7 @@ from ingest_server.evidence.targets import targets_block
 from ingest_server.kpi.fetch import fetch_inputs
 from ingest_server.kpi.period import check_period
 from ingest_server.kpi.records import Inputs, ReportError
+from ingest_server.kpi.scope import MACHINE_KPIS, narrow
 from ingest_server.repo import anchors, bundle, declarations, green
 
 __all__ = [
@@ -95,11 +96,7 @@ def make_report(
     """The signed report (unsigned when key is None) from the derived data."""
     as_of = (as_of or dt.datetime.now(dt.UTC)).replace(microsecond=0)
     with snapshot(conn):
-        inputs = fetch_inputs(
-            conn, req.enterprise, req.date_from, req.date_to, as_of,
-            heartbeat_s=req.params.heartbeat_s,
-        )  # fmt: skip
-        baseline = fetch_baseline(conn, req, as_of, raw=False)
+        inputs, baseline = _period_inputs(conn, req, as_of)
         # only for a signed report (a scan of the period's raw samples): a draft is never
         # verified, and the dashboards' unsigned reports stay as quick as they were
         received = None if key is None else received_tally(conn, inputs)
@@ -143,6 +140,18 @@ def entered_by(row: Mapping[str, Any]) -> dict[str, Any]:
     and when (UTC), and the note entered with them."""
     return {"id": row["id"], "by": row["entered_by"], "at": _utc(row["entered_at"]),
             "note": row["note"]}  # fmt: skip
+
+
+def _period_inputs(
+    conn: psycopg.Connection, req: Request, as_of: dt.datetime
+) -> tuple[Inputs, Inputs | None]:
+    """The period's inputs and the baseline's from the derived data (in the caller's
+    snapshot)."""
+    inputs = fetch_inputs(
+        conn, req.enterprise, req.date_from, req.date_to, as_of,
+        heartbeat_s=req.params.heartbeat_s,
+    )  # fmt: skip
+    return inputs, fetch_baseline(conn, req, as_of, raw=False)
 
 
 def fetch_baseline(
@@ -328,3 +337,30 @@ def _instant(v: object) -> dt.datetime | None:
     except ValueError:
         return None
     return t if t.tzinfo is not None else None
+
+
+def scoped_body(
+    conn: psycopg.Connection,
+    req: Request,
+    site: str | None,
+    process: str | None,
+    *,
+    targets: bool,
+) -> dict[str, Any]:
+    """The report body (unsigned, without the blocks a signed report adds) of the part of
+    the plant kpi/scope.py `narrow` keeps, with `scope`, and `targets` when asked."""
+    as_of = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    with snapshot(conn):
+        inputs, baseline = _period_inputs(conn, req, as_of)
+        entered = declarations.enterprise_targets(conn, enterprise=req.enterprise)
+    inputs = narrow(inputs, site, process)
+    baseline = None if baseline is None else narrow(baseline, site, process)
+    doc = compute_report(inputs, baseline, req, as_of)
+    unscoped: list[str] = []
+    if process is not None:
+        unscoped = [k["id"] for k in doc["kpis"] if k["id"] not in MACHINE_KPIS]
+        doc["kpis"] = [k for k in doc["kpis"] if k["id"] in MACHINE_KPIS]
+    if targets:
+        doc["targets"] = targets_block(doc["kpis"], entered=entered)
+    doc["scope"] = {"site": site, "process": process, "unscoped": unscoped}
+    return doc

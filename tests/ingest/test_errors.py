@@ -147,3 +147,18 @@ def test_a_signature_made_with_another_key_is_its_own_kind() -> None:
         parse_message(TOPIC, unsigned, key_of=lambda _o: KEY)
     assert not isinstance(refused.value, SignatureMismatchError)
     assert refused.value.reason.startswith("signature: payload does not end with")
+
+
+def test_the_tree_drawn_in_errors_py_names_every_server_exception() -> None:
+    """The drawing in ingest_server/errors.py is where a reader looks up which kind an
+    exception is (and so its HTTP status and exit code): one the drawing lacks is a class
+    someone added without saying where it belongs."""
+    drawn = importlib.import_module(FactoryEvidenceError.__module__).__doc__ or ""
+    missing = sorted(
+        name
+        for name, cls in server_exceptions().items()
+        if name != INTERRUPTED
+        and cls.__module__ != "ingest_server.errors"
+        and f" {cls.__name__} " not in drawn
+    )
+    assert missing == [], "add these to the tree in ingest_server/errors.py's docstring"

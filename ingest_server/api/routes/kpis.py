@@ -7,14 +7,13 @@ and the reference tables they use.
     GET /api/v1/targets                  programme target tables, each row with its source
 
 `kpis` and `trend` take an optional `site` and `process`: the figures of that part of the
-plant alone, computed by the same engine over the inputs narrowed to it (`narrow`). The
+plant alone, computed by the same engine over the inputs narrowed to it (kpi/scope.py). The
 energy, water and carbon figures are metered per site, not per process: under a process
 they are left out (the answer's `scope.unscoped` lists them).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Annotated, Any, Literal
 
@@ -26,19 +25,11 @@ from ingest_server.api.deps import Reading
 from ingest_server.api.models import TargetTablePublic
 from ingest_server.api.params import Day, check_period
 from ingest_server.evidence.report import Request as ReportRequest
-from ingest_server.evidence.report import (
-    compute_report,
-    fetch_baseline,
-    make_report,
-    snapshot,
-)
-from ingest_server.evidence.targets import targets_block
+from ingest_server.evidence.report import make_report, scoped_body
 from ingest_server.kpi.engine import Parameters
-from ingest_server.kpi.fetch import fetch_inputs
-from ingest_server.kpi.records import Inputs
+from ingest_server.kpi.scope import UnknownScopeError
 from ingest_server.reference.factors import EMISSION_TABLES, ENERGY_TABLES, names_json
 from ingest_server.reference.targets import TARGET_TABLES
-from ingest_server.repo import declarations
 
 router = APIRouter(prefix="/api/v1", tags=["kpis"])
 
@@ -72,94 +63,21 @@ def kpis(  # noqa: PLR0917 (query parameters)
     if site is None and process is None:
         doc = make_report(e.conn, req, key=None)
         return {k: doc[k] for k in keep}
-    doc = scoped_report(e.conn, req, site, process, targets=True)
+    doc = _scoped(e.conn, req, site, process, targets=True)
     return {k: doc[k] for k in (*keep, "scope")}
-
-
-# the KPIs of machines, which a process narrows; the others are metered per site
-MACHINE_KPIS = frozenset((
-    "nc_rate_declared", "nc_rate_measured", "networking_rate", "availability",
-    "effectiveness", "quality_ratio", "oee", "utilisation", "mtbf", "mttr",
-))  # fmt: skip
 
 
 class ScopeError(ApiError):
     """A site or process the enterprise does not have: 422 naming the ones it has."""
 
-    def __init__(self, what: str, given: str, known: list[str]) -> None:
+    def __init__(self, exc: UnknownScopeError) -> None:
+        what, given, known = exc.what, exc.given, exc.known
         names = ", ".join(known) or "none"
         super().__init__(
             422, "invalid_parameter", f"{what}: no {what} {given!r}; give one of: {names}"
         )
         zh = {"site": "厂区", "process": "工序"}[what]
         self.message_zh = f"{what}: 没有{zh} {given!r}; 可选: {names}"
-
-
-def narrow(inputs: Inputs, site: str | None, process: str | None) -> Inputs:
-    """The inputs of one site and/or one process: its sites, machines (and under a site
-    its meters; under a process none), and only their devices' rows. Production entered
-    for the whole enterprise stays with a site only when the enterprise has one site
-    (it cannot be shared out between sites)."""
-    if site is not None and site not in {s.id for s in inputs.sites}:
-        raise ScopeError("site", site, sorted(s.id for s in inputs.sites))
-    procs = {e.process for e in inputs.equipment if e.process}
-    if process is not None and process not in procs:
-        raise ScopeError("process", process, sorted(procs))
-    sites = [s for s in inputs.sites if site in (None, s.id)]
-    equipment = [
-        e for e in inputs.equipment if site in (None, e.site) and process in (None, e.process)
-    ]
-    meters = [] if process is not None else [m for m in inputs.meters if site in (None, m.site)]
-    devices = {e.device for e in equipment if e.device is not None}
-    devices |= {m.device for m in meters if m.device is not None}
-    one_site = len(inputs.sites) == 1
-    production = [
-        p for p in inputs.production if site in (None, p.site) or (p.site is None and one_site)
-    ]
-    return dataclasses.replace(
-        inputs,
-        sites=sites,
-        equipment=equipment,
-        meters=meters,
-        intervals={d: v for d, v in inputs.intervals.items() if d in devices},
-        counters={k: v for k, v in inputs.counters.items() if k[0] in devices},
-        tags=[t for t in inputs.tags if t.device in devices],
-        anomalies=[a for a in inputs.anomalies if a.device in devices],
-        production=production,
-        device_names={d: n for d, n in inputs.device_names.items() if d in devices},
-        origins=[o for o in inputs.origins if o.device in devices],
-    )
-
-
-def scoped_report(
-    conn: psycopg.Connection,
-    req: ReportRequest,
-    site: str | None,
-    process: str | None,
-    *,
-    targets: bool,
-) -> dict[str, Any]:
-    """The report body (unsigned, without the blocks a signed report adds) of the part of
-    the plant `narrow` keeps, with `scope`, and `targets` when asked."""
-    as_of = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    with snapshot(conn):
-        inputs = fetch_inputs(
-            conn, req.enterprise, req.date_from, req.date_to, as_of,
-            heartbeat_s=req.params.heartbeat_s,
-        )  # fmt: skip
-        baseline = fetch_baseline(conn, req, as_of, raw=False)
-        entered = declarations.enterprise_targets(conn, enterprise=req.enterprise)
-    inputs = narrow(inputs, site, process)
-    baseline = None if baseline is None else narrow(baseline, site, process)
-    doc = compute_report(inputs, baseline, req, as_of)
-    unscoped: list[str] = []
-    if process is not None:
-        unscoped = [k["id"] for k in doc["kpis"] if k["id"] not in MACHINE_KPIS]
-        doc["kpis"] = [k for k in doc["kpis"] if k["id"] in MACHINE_KPIS]
-    if targets:
-        doc["targets"] = targets_block(doc["kpis"], entered=entered)
-    doc["scope"] = {"site": site, "process": process, "unscoped": unscoped}
-    return doc
 
 
 TREND_DEFAULT = (
@@ -214,7 +132,7 @@ def trend(  # noqa: PLR0917 (query parameters)
         if site is None and process is None:
             doc = make_report(e.conn, sub, key=None)
         else:
-            doc = scoped_report(e.conn, sub, site, process, targets=False)
+            doc = _scoped(e.conn, sub, site, process, targets=False)
         values = {}
         for k in doc["kpis"]:
             if k["id"] in wanted:
@@ -222,6 +140,21 @@ def trend(  # noqa: PLR0917 (query parameters)
                 meta[k["id"]] = {"name": k["name"], "name_en": k["name_en"], "unit": k["unit"]}
         points.append({"from": a, "to": b, "partial": doc["period"]["partial"], "kpis": values})
     return {"step": step, "kpis": meta, "points": points}
+
+
+def _scoped(
+    conn: psycopg.Connection,
+    req: ReportRequest,
+    site: str | None,
+    process: str | None,
+    *,
+    targets: bool,
+) -> dict[str, Any]:
+    """evidence/report.py `scoped_body`, its unknown site or process a 422 naming the known."""
+    try:
+        return scoped_body(conn, req, site, process, targets=targets)
+    except UnknownScopeError as exc:
+        raise ScopeError(exc) from None
 
 
 @router.get("/factors")
