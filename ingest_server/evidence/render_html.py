@@ -1,21 +1,22 @@
 """An evidence report as a printable HTML page: one self-contained page (inline CSS, A4,
 no scripts, no external resources) that a browser prints to PDF (evidence/render_pdf.py).
 
-Page one is the summary a reader takes in at once: title and notices, the claim (who,
-which period, what), the report id, its digest and a QR code of both with the signature
-(evidence/qr.py: a paper copy is matched to its file by them), each headline figure with
-its coverage and change against the baseline (and its target, once targets are known),
+Page one is the summary a reader takes in at once (evidence/render_summary.py): title
+and notices, the claim (who, which period, what), the report id, its digest and a QR
+code of both with the signature (evidence/qr.py: a paper copy is matched to its file by
+them), each headline figure with its target, coverage and change against the baseline,
 the data gaps in one line and how to verify. The detail follows from page two: the
 report's particulars, the KPIs with formulas and each one's gateway-signed share, the
-data's origin by gateway, each day's anchoring in time (which TSA stamped it and when, or
-why not), the NC rates declared and measured, the baseline, output, meters and their
-register (nameplates and calibration certificates, evidence/render_register.py), the
-declared changes in the period (the signed `registry_audit` block's edits), equipment,
-groups, data quality (the unknown time per machine the KPIs count, the gap intervals),
-factors, the green-factory indicators and the GHG report (evidence/render_green.py), the
-methodology references (evidence/render_methods.py), the enterprise's declaration with a
-box for its seal, and the signature. Output and value added say who entered them and
-when (reports made before that was recorded show a dash).
+targets (evidence/render_targets.py), the data's origin by gateway and each day's
+anchoring in time (evidence/render_provenance.py), the NC rates declared and measured,
+the baseline, output, meters and their register (nameplates and calibration
+certificates, evidence/render_register.py), the declared changes in the period (the
+signed `registry_audit` block's edits), equipment, groups, data quality (the unknown
+time per machine the KPIs count, the gap intervals), factors, the green-factory
+indicators and the GHG report (evidence/render_green.py), the methodology references
+(evidence/render_methods.py), the enterprise's declaration with a box for its seal, and
+the signature. Output and value added say who entered them and when (reports made before
+that was recorded show a dash).
 Every figure is the report's own (evidence/columns.py); names and notes are typed in by
 the enterprise and escaped (evidence/markup.py).
 """
@@ -26,29 +27,21 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ingest_server.evidence.columns import (
-    ANCHOR_LABELS,
-    ANCHOR_PARTS,
-    ANCHORING_NOTE,
     ANOMALIES,
-    CHANGES,
-    CONTRACTS,
     EMISSION,
     ENERGY,
     EQUIPMENT,
     GAPS,
     LABELS,
+    MAX_HTML_ROWS,
     METERS,
-    ORIGIN,
-    ORIGIN_NOTE,
     PRODUCTION,
     TAGS,
     TIME_BUCKETS,
     TITLE,
     UNKNOWN,
     Json,
-    anchoring_of,
     check_format,
-    declared_changes,
     gaps_line,
     kpi_value,
     kpis_of,
@@ -63,20 +56,23 @@ from ingest_server.evidence.markup import (
     Ctx,
     Raw,
     Td,
-    attr,
     bi,
     cover_cell,
-    data_cell,
     esc,
     grid,
     h3,
-    head_cell,
     rows_table,
     section,
 )
-from ingest_server.evidence.qr import PaperMark, paper_mark
+from ingest_server.evidence.qr import paper_mark
 from ingest_server.evidence.render_green import ghg_html, green_html
 from ingest_server.evidence.render_methods import methods_html
+from ingest_server.evidence.render_provenance import (
+    anchoring_html,
+    changes_html,
+    origin_html,
+    signature_html,
+)
 from ingest_server.evidence.render_register import (
     REGISTER_CSS,
     declaration_html,
@@ -87,8 +83,6 @@ from ingest_server.evidence.render_targets import targets_html
 from ingest_server.kpi.labels import KPI_LABELS
 from ingest_server.kpi.results import Kpi
 from ingest_server.reference.factors import TITLES_ZH
-
-MAX_HTML_ROWS = 200  # per data-quality list; the JSON and the workbook hold them all
 
 
 def _details_html(r: Json, ctx: Ctx) -> str:
@@ -159,112 +153,6 @@ def _kpis_html(kpis: Sequence[Kpi], ctx: Ctx, attested: bool) -> str:
     if attested:
         heads.append(bi("网关签名数据占比", "Gateway-signed share"))
     return section("关键指标", "Headline KPIs", grid(heads, rows))
-
-
-def _origin_html(r: Json, ctx: Ctx) -> str:
-    """The period's samples by gateway and origin, and what the share does and does not
-    prove; nothing for a report made before it was recorded."""
-    a = r.get("attestation")
-    if not isinstance(a, Mapping):
-        return ""
-    rows = []
-    for g in a.get("gateways") or []:
-        zh, en = CONTRACTS.get(g.get("contract"), (str(g.get("contract")), ""))
-        rows.append([
-            Td(Raw(f"<b>{esc(g.get('gateway'))}</b>")), Td(g.get("site")), Td(bi(zh, en)),
-            *(data_cell(g, c, ctx) for c in pick(
-                ORIGIN, "samples", "attested", "not_attested", "share")),
-        ])  # fmt: skip
-    heads = [head_cell(c, ctx) for c in ORIGIN]
-    total = bi(
-        f"合计: {number(a.get('attested'))} / {number(a.get('samples'))} 个样本由网关签名 "
-        f"({percent(a.get('share'))})",
-        f"In all: {number(a.get('attested'))} of {number(a.get('samples'))} samples "
-        f"gateway-signed ({percent(a.get('share'))})",
-    )
-    zh, en = ORIGIN_NOTE
-    return section(
-        "数据来源",
-        "Data origin",
-        f"<p>{bi(zh, en)}</p>{grid(heads, rows)}<p>{total}</p>",
-        "keep",
-    )
-
-
-def _anchoring_html(r: Json, ctx: Ctx) -> str:
-    """Each day of the period (and baseline) with its anchor state: the TSAs that stamped
-    its root and when, or their last errors; nothing for a report made before it."""
-    block = anchoring_of(r)
-    if block is None:
-        return ""
-    rows = []
-    days = [d for d in block.get("days") or [] if isinstance(d, Mapping)]
-    # a long period (a year's baseline): every day not anchored, anchored ones counted
-    long = len(days) > MAX_HTML_ROWS
-    for d in days:
-        state = str(d.get("state"))
-        if long and state == "anchored":
-            continue
-        zh, en = ANCHOR_LABELS.get(state, (state, state))
-        part_zh, part_en = ANCHOR_PARTS.get(str(d.get("part")), (d.get("part"), ""))
-        stamps = "".join(
-            f"<div>{esc(t.get('name'))} <span class=\"en\">{esc(t.get('url'))} · "
-            f"{esc(local_time(t.get('gen_time'), ctx.tz))}</span></div>"
-            for t in d.get("tsas") or [] if isinstance(t, Mapping)
-        )  # fmt: skip
-        errors = "".join(
-            f"<div>{esc(e.get('url'))}<span class=\"en\">{esc(e.get('error'))} · "
-            f"{esc(local_time(e.get('attempted_at'), ctx.tz))}</span></div>"
-            for e in d.get("errors") or [] if isinstance(e, Mapping)
-        )  # fmt: skip
-        if state == "not_due":
-            errors = (
-                esc(bi("可锚定于", "due from")) + " " + esc(local_time(d.get("due_at"), ctx.tz))
-            )
-        root = d.get("root")
-        cls = "ok" if state == "anchored" else ("low" if state in ("pending", "not_anchored")
-                                                 and d.get("batches") else "")  # fmt: skip
-        cells = [
-            f'{esc(d.get("day"))}<span class="en">{esc(part_zh)} {esc(part_en)}</span>',
-            f'<b>{esc(zh)}</b><span class="en">{esc(en)}</span>',
-            esc(number(d.get("batches"))),
-            esc(None)
-            if root is None
-            else f'<code title="{esc(root)}">{esc(str(root)[:16])}…</code>'
-            f'<span class="en">{esc(number(d.get("leaves")))} 叶 leaves</span>',
-            stamps or esc(None),
-            errors or esc(None),
-        ]
-        rows.append(
-            f'<tr data-anchor-day="{esc(d.get("day"))}" data-anchor-state="{esc(state)}"'
-            f"{attr(cls)}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
-        )
-    heads = [bi("日期", "Day"), bi("状态", "State"), bi("签名批次", "Signed batches"),
-             bi("Merkle 根", "Merkle root"),
-             bi("时间戳服务与时间", f"TSA and its time ({ctx.tz_name})"),
-             bi("失败与原因", "Failed TSAs, last error")]  # fmt: skip
-    summary = block.get("summary") or {}
-    counts = " · ".join(
-        f"{ANCHOR_LABELS[k][0]} {ANCHOR_LABELS[k][1].split(':')[0]} {number(summary.get(k))}"
-        for k in ANCHOR_LABELS
-    )
-    note_zh, note_en = ANCHORING_NOTE
-    hidden = sum(d.get("state") == "anchored" for d in days) if long else 0
-    if hidden:
-        rows.append(
-            f'<tr><td colspan="{len(heads)}" class="more">… 另有 {hidden} 个已锚定日期见 JSON 与 '
-            f"XLSX / … {hidden} more anchored days in the JSON and the workbook</td></tr>"
-        )
-    table = (
-        "<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr></thead>"
-        f"<tbody>{''.join(rows)}</tbody></table>"
-    )
-    return section(
-        "时间锚定",
-        "Anchoring in time",
-        f"<p>{bi(note_zh, note_en)}</p>{table}<p>{esc(counts)}</p>",
-        "anchoring",
-    )
 
 
 def _nc_html(r: Json, kpis: Mapping[str, Kpi], ctx: Ctx) -> str:
@@ -431,62 +319,6 @@ def _factors_html(r: Json, ctx: Ctx) -> str:
     return section("折标系数与排放因子", "Coefficients and emission factors", body)
 
 
-def _changes_html(r: Json, ctx: Ctx) -> str:
-    """The declared attribute edits of the period, as the report signs them; "" for a
-    report made before its `registry_audit` block."""
-    edits = declared_changes(r)
-    if edits is None:
-        return ""
-    note = bi(
-        "统计期开始至读取登记表时, 企业对登记信息 (设备属性、厂区、日历、工序、计量表、企业) 的"
-        "每一次变更, 含变更人与时间。",
-        "Every change of the declared registry (equipment attributes, sites, calendars, "
-        "processes, meters, the enterprise) from the period's start until the registry was "
-        "read, with who made it and when.",
-    )
-    return section(
-        "期间内的申报变更",
-        "Declared changes in the period",
-        f"<p>{note}</p>{rows_table(CHANGES, edits, ctx)}",
-    )
-
-
-def _signature_html(r: Json, mark: PaperMark | None) -> str:
-    sig, digest = r.get("signature") or {}, r.get("digest") or {}
-    draft = bi("未签名草稿。不能作为证明。", "Unsigned draft: not evidence until signed.")
-    status = "" if sig else f'<p class="warn">{draft}</p>'
-    items = [
-        ("签名算法", "Algorithm", sig.get("algorithm")),
-        ("密钥编号", "Key ID", sig.get("key_id")),
-        ("公钥", "Public key (base64)", sig.get("public_key")),
-        ("签名值", "Signature (base64)", sig.get("value")),
-        ("输入数据摘要算法", "Input-rows digest algorithm", digest.get("algorithm")),
-        ("输入数据摘要行数", "Input-rows digest rows", number(digest.get("rows"))),
-        ("输入数据摘要值", "Input-rows digest", digest.get("value")),
-        ("报告摘要 (SHA-256)", "Report digest (SHA-256)", mark and mark.digest),
-        ("二维码内容", "QR code text", mark and mark.qr_text),
-    ]
-    rows = "".join(
-        f"<tr><th>{bi(zh, en)}</th><td><code>{esc(v)}</code></td></tr>" for zh, en, v in items
-    )
-    verify = (
-        "<p>用 <code>ingest-server verify report.json</code> 校验此签名, 并核对密钥编号与企业"
-        '登记的公钥一致。<span class="en"><code>ingest-server verify report.json</code> '
-        "checks this signature. Compare the key ID with the one the enterprise registered."
-        "</span></p>"
-        "<p>纸质件与文件的核对: 扫描首页二维码, 或对照首页的报告编号与报告摘要; "
-        "<code>ingest-server render report.json --html copy.html</code> "
-        "生成的页面显示该文件的编号与摘要, 两者一致即为同一份报告。"
-        '<span class="en">To match a paper copy with a file, scan the first page\'s QR code, '
-        "or compare the report ID and report digest printed there with those of the page "
-        "<code>ingest-server render report.json --html copy.html</code> "
-        "makes from the file: equal, they are the same report.</span></p>"
-    )
-    return section(
-        "签名", "Signature", f'{status}<table class="meta">{rows}</table>{verify}', "keep"
-    )
-
-
 CSS = """
 @page { size: A4; margin: 15mm 12mm 16mm; }
 @page landscape { size: A4 landscape; margin: 12mm; }
@@ -577,8 +409,8 @@ def render_html(report: Json) -> str:
         + _details_html(report, ctx)
         + _kpis_html(kpis, ctx, isinstance(report.get("attestation"), Mapping))
         + targets_html(report)
-        + _origin_html(report, ctx)
-        + _anchoring_html(report, ctx)
+        + origin_html(report, ctx)
+        + anchoring_html(report, ctx)
         + _nc_html(report, by_id, ctx)
         + _baseline_html(report, by_id, ctx)
         + section(
@@ -588,7 +420,7 @@ def render_html(report: Json) -> str:
         )
         + _meters_html(report, ctx)
         + meter_register_html(report, ctx)
-        + _changes_html(report, ctx)
+        + changes_html(report, ctx)
         + _equipment_html(report, ctx)
         + _groups_html(report, by_id)
         + _quality_html(report, ctx)
@@ -597,7 +429,7 @@ def render_html(report: Json) -> str:
         + ghg_html(report)
         + methods_html(report)
         + declaration_html(report)
-        + _signature_html(report, mark)
+        + signature_html(report, mark)
     )
     ent = report.get("enterprise") or {}
     return (
