@@ -49,8 +49,10 @@ from ingest_server.api.auth import ApiError
 from ingest_server.api.ratelimit import LoginLimiter, TooManyAttemptsError
 from ingest_server.api.routes import (
     auth,
+    declared,
     downtime,
     gateways,
+    green,
     kpis,
     production,
     registry,
@@ -86,7 +88,8 @@ def create_app(dsn: str, *, signing_key: Path) -> FastAPI:
         app.add_exception_handler(kind, handler)
     # in this order in the OpenAPI schema: sessions last, so a client that walks the
     # schema (tests/api/test_fuzz.py) logs out after the rest
-    for module in (registry, series, gateways, kpis, reports, production, downtime, auth):
+    routers = (registry, series, gateways, kpis, reports, production, downtime, declared, green)
+    for module in (*routers, auth):
         app.include_router(module.router)
     console.mount(app)
     app.middleware("http")(_no_store)  # after the console's: the outermost

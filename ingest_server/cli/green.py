@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from edge_agent.contract.yaml12 import (
     InvalidFileError,
@@ -34,8 +34,7 @@ from ingest_server.cli.common import db_args, resolve_dsn
 from ingest_server.cli.evidence import _date
 from ingest_server.db.schema import migrate
 from ingest_server.errors import InvalidInputError
-from ingest_server.evidence.ghg import ProcessEmission
-from ingest_server.evidence.green import GreenEntries, IndicatorEntry, PvEntry, entry_problems
+from ingest_server.evidence.green import GreenEntries, PeriodEntries, entry_problems
 from ingest_server.repo import green
 
 DOCS = "docs/green-ghg.md#entering-the-values"
@@ -45,14 +44,8 @@ class GreenFileError(InvalidFileError, InvalidInputError):
     kind = "green-factory entries file"
 
 
-class GreenFile(BaseModel):
-    """The file `green set` reads."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    indicators: list[IndicatorEntry] = []
-    pv: PvEntry | None = None
-    process_emissions: list[ProcessEmission] = []
+# the file `green set` reads (the body of the API's PUT is the same: api/routes/green.py)
+GreenFile = PeriodEntries
 
 
 def add_parsers(sub: Any) -> None:
@@ -82,7 +75,7 @@ def read_file(path: Path) -> GreenFile:
         raise GreenFileError(str(path), [exc.problem]) from None
     try:
         f = GreenFile.model_validate(doc if doc is not None else {})
-        problems = entry_problems(GreenEntries(indicators=f.indicators, pv=f.pv))
+        problems = entry_problems(f)
     except ValidationError as exc:
         raise GreenFileError(str(path), validation_problems(exc, docs=DOCS)) from None
     if problems:
@@ -124,8 +117,7 @@ def cmd_green(args: argparse.Namespace) -> int:
 
 
 def _set(conn: psycopg.Connection, args: argparse.Namespace, f: GreenFile) -> int:
-    entries = {"indicators": [i.model_dump(mode="json") for i in f.indicators],
-               "pv": None if f.pv is None else f.pv.model_dump(mode="json")}  # fmt: skip
+    entries = GreenEntries(indicators=f.indicators, pv=f.pv).model_dump(mode="json")
     row_id = green.add_entries(conn, green.NewGreenEntries(
         args.enterprise, args.date_from, args.date_to, entries,
         [p.model_dump(mode="json") for p in f.process_emissions], args.note, args.by,

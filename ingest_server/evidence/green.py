@@ -35,6 +35,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ingest_server.evidence.columns import Json, ReportFormatError, check_format, kpis_of
+from ingest_server.evidence.ghg import ProcessEmission
 from ingest_server.kpi.results import Kpi
 
 Direction = Literal["lower", "higher"]  # which way is better
@@ -115,6 +116,14 @@ class GreenEntries(_Strict):
                 raise ValueError(f"indicator {e.id} is entered twice: keep one entry")
             seen.add(e.id)
         return self
+
+
+class PeriodEntries(GreenEntries):
+    """A period's entries as the enterprise gives them (`ingest-server green set`'s file,
+    the body of PUT /enterprises/{e}/green): the green-factory values and the process
+    emissions of the GHG report (evidence/ghg.py)."""
+
+    process_emissions: list[ProcessEmission] = Field(default_factory=list)
 
 
 class GreenRow(_Strict):

@@ -274,9 +274,12 @@ VALID: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/equipment/{eid}/stops/reason"): {
         "json": {"start": "2026-11-16T00:00:00Z", "reason": None}
     },
+    ("GET", "/meter-register"): {"params": DAY},
+    ("GET", "/green"): {"params": DAY},
+    ("PUT", "/green"): {"json": {**DAY, "note": "nothing entered yet"}},
 }
 WRITES = {("POST", "/production"), ("POST", "/reports"), ("PATCH", "/equipment/{eid}"),
-          ("PUT", "/equipment/{eid}/stops/reason")}  # fmt: skip
+          ("PUT", "/equipment/{eid}/stops/reason"), ("PUT", "/green")}  # fmt: skip
 
 
 def test_every_enterprise_route_enforces_the_roles(api: Any) -> None:

@@ -71,6 +71,13 @@ def data_words(c: Console) -> set[str]:
     values += [m["id"] for m in doc["meters"]]
     values += [x for t in doc["quality"]["tags"] for x in (t["device"], t["tag"])]
     values += [x for g in gws for x in (g["id"], g["site"], *(g.get("agent") or {}).values())]
+    # the meter register's nameplates and certificates and the declaration's signatory, as
+    # the enterprise typed them into its registry
+    register = c.api(f"/enterprises/{ENT}/meter-register", **{"from": FRI, "to": SAT})
+    nameplate = ("serial", "model", "accuracy_class", "certificate", "issued_by")
+    values += [m.get(k) for m in register["meters"] for k in nameplate]
+    declared = c.api(f"/enterprises/{ENT}/declaration")
+    values += [declared.get("signatory"), declared.get("position")]
     return {w for v in values if isinstance(v, str) for w in re.split(r"[^\w-]+", v) if w}
 
 

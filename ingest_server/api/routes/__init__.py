@@ -35,6 +35,10 @@ api/app.py), all under /api/v1:
                   GET   /enterprises/{e}/downtime-audit          who attached what, when
                   GET   /enterprises/{e}/losses                  loss Pareto, MTBF/MTTR by cause
                   GET   /enterprises/{e}/equipment/{id}/alarms   alarm texts of a window
+    green.py      GET   /enterprises/{e}/green                   green entries, trail, sheet, GHG
+                  PUT   /enterprises/{e}/green                   enter a period's values (a new row)
+    declared.py   GET   /enterprises/{e}/meter-register          meters, certificates' state
+                  GET   /enterprises/{e}/declaration             the report's declaration (承诺)
 
 The signed report takes `from`, `to` (dates), optionally `baseline_from` and
 `baseline_to`, `coverage_threshold` (0.8), `heartbeat_s` and `format` (json|html|xlsx);

@@ -111,6 +111,22 @@ window.I18N = {
     dt_no_loss: "统计期内所选设备无故障或空闲时间", dt_by_cause: "按原因的 MTBF 与 MTTR", dt_running: "运行时间", dt_events: "故障次数",
     dt_by_cause_note: "MTBF = 运行时间 / 该原因的故障次数；MTTR = 该原因的故障时间 / 故障次数（ISO 22400-2）。",
     dtcat_planned: "计划停机", dtcat_unplanned: "非计划停机", dtcat_material: "物料", dtcat_quality: "质量",
+    // the meter register and the declaration (register.js)
+    reg_title: "计量器具一览表", reg_as_of: "证书状态截至", reg_serial: "出厂编号", reg_model: "型号规格", reg_class: "准确度等级",
+    reg_certificate: "检定/校准证书", reg_issued_by: "检定机构", reg_valid_until: "有效期至", reg_warning: "提示", reg_basis: "依据",
+    reg_valid: "有效", reg_expires_in_period: "期内到期", reg_expired: "已过期", reg_missing: "无证书",
+    reg_declaration: "承诺签署人", reg_default_text: "默认承诺文本", reg_own_text: "企业自拟承诺文本",
+    reg_no_declaration: "未录入承诺（签署人和职务）：报告将留空签字行，需手工签署。",
+    reg_how_1: "录入方法：在登记表该企业下填写 ", reg_how_2: "（signatory 签署人、position 职务；text 与 text_en 可选，须同时填写），再执行 ",
+    reg_how_3: "（见 docs/ingest.md）。",
+    // the green-factory sheet and GHG summary (green.js)
+    green: "绿色工厂", gf_sheet: "绿色工厂评价指标", gf_ghg: "温室气体排放（按类别）", gf_trail: "填报记录",
+    gf_group: "一级指标", gf_indicator: "指标", gf_value: "本期值", gf_baseline: "基准值", gf_leading: "引领值",
+    gf_position: "所处水平", gf_origin: "来源", gf_measured: "计量", gf_entered: "填报", gf_category: "类别",
+    gf_process: "工业过程排放", gf_factors: "排放因子表", gf_none: "本期尚未填报", gf_saved: "已保存（记入填报记录）",
+    gf_note: "本期（须与报告期完全一致）的指标值、企业填报的基准值和引领值，以及按类别汇总的温室气体排放；签发的报告带有同样的内容。",
+    gf_enter: "填报本期数值", gf_not_json: "不是有效的 JSON",
+    gf_enter_note: "按 ingest-server green set 的文件格式（JSON）填写：indicators（各指标的 baseline 基准值、leading 引领值、reference 出处；非计量指标另填 group、name、unit、direction、value、evidence）、pv、process_emissions。保存后新记录生效，旧记录保留在填报记录中。",
   },
   en: {
     app: "factory-evidence", app_sub: "Smart and green factory KPIs, measured and verifiable",
@@ -221,6 +237,22 @@ window.I18N = {
     dt_no_loss: "No down or idle time of the selected machines in the period", dt_by_cause: "MTBF and MTTR by cause", dt_running: "Running time", dt_events: "Down events",
     dt_by_cause_note: "MTBF = running time / down events of the cause; MTTR = the cause's down time / its events (ISO 22400-2).",
     dtcat_planned: "planned", dtcat_unplanned: "unplanned", dtcat_material: "material", dtcat_quality: "quality",
+    // the meter register and the declaration (register.js)
+    reg_title: "Meter register", reg_as_of: "certificates as of", reg_serial: "Serial", reg_model: "Model", reg_class: "Accuracy class",
+    reg_certificate: "Calibration certificate", reg_issued_by: "Issued by", reg_valid_until: "Valid until", reg_warning: "Warning", reg_basis: "Basis",
+    reg_valid: "valid", reg_expires_in_period: "expires in period", reg_expired: "expired", reg_missing: "missing",
+    reg_declaration: "Declaration signed by", reg_default_text: "default text", reg_own_text: "the enterprise's own text",
+    reg_no_declaration: "No declaration entered (signatory and position): the report leaves the lines blank, to sign by hand.",
+    reg_how_1: "To enter it: give the enterprise's ", reg_how_2: " in the registry (signatory, position; text and text_en optional, both or neither), then run ",
+    reg_how_3: " (docs/ingest.md).",
+    // the green-factory sheet and GHG summary (green.js)
+    green: "Green factory", gf_sheet: "Green-factory indicators", gf_ghg: "GHG emissions by category", gf_trail: "Entries",
+    gf_group: "Group", gf_indicator: "Indicator", gf_value: "Value", gf_baseline: "Baseline", gf_leading: "Leading value",
+    gf_position: "Position", gf_origin: "Source", gf_measured: "measured", gf_entered: "entered", gf_category: "Category",
+    gf_process: "Process emissions", gf_factors: "Emission factor table", gf_none: "Nothing entered for this period", gf_saved: "Saved (on the trail)",
+    gf_note: "The period's figures (for exactly this period, as a report of it) beside the baseline and leading values the enterprise entered, and the GHG emissions by category; an issued report carries the same.",
+    gf_enter: "Enter this period's values", gf_not_json: "not valid JSON",
+    gf_enter_note: "As the file of ingest-server green set (JSON): indicators (each one's baseline, leading value and reference; one no meter measures also its group, name, unit, direction, value and evidence), pv, process_emissions. Saving adds a row that is in force; the older ones stay on the trail.",
   },
 };
 

@@ -1,0 +1,170 @@
+"""The meter register and the declaration in the console, in a real browser (chromium, as
+tests/api/test_console.py), against the API on uvicorn over the demo registry (one meter's
+certificate expired, one missing: simulators/scenarios/demo-registry.yaml) and an
+enterprise that entered no declaration (tests/api/test_auth.py `zz`). No samples: the
+register and the declaration are declared, not measured.
+
+The API answers what a report of the period carries; an enterprise in Chinese sees the
+expired and missing meters highlighted with their warnings, the count by state and the
+basis on the energy page, the declaration's signatory on the evidence page, and for `zz`
+the warning that none is entered with how to enter it; a verifier in English reads the
+same. Screenshots: meter-register.png and losses.png (FE_SCREENSHOTS as test_console.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import psycopg
+import pytest
+
+from ingest_server.db.schema import migrate
+from ingest_server.repo.accounts import add_account, set_password
+from ingest_server.repo.registry import import_registry, load_registry
+from tests.api.test_auth import other_enterprise
+from tests.api.test_console import CHROMIUM, PASSWORD, Console, browser
+from tests.harness.apiserver import serving_api
+from tests.harness.backfill import DEMO_REGISTRY
+from tests.harness.pg import PgServer
+
+pytestmark = pytest.mark.slow
+__all__ = ["browser"]  # the module's browser (chromium), shared with test_console.py
+
+ENT = "hf-precision"
+SAT, SUN = dt.date(2026, 11, 21), dt.date(2026, 11, 22)
+
+
+@pytest.fixture(scope="module")
+def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
+    work = tmp_path_factory.mktemp("console-register")
+    with pg_server.database() as db:
+        migrate(db)
+        with psycopg.connect(db, autocommit=True) as conn:
+            import_registry(conn, load_registry(DEMO_REGISTRY), {"gw-01": b"k" * 32})
+            import_registry(conn, other_enterprise(), {})
+            add_account(conn, "ent", "enterprise", [ENT, "zz"])
+            add_account(conn, "verifier", "verifier", [ENT])
+            for name in ("ent", "verifier"):
+                set_password(conn, name, PASSWORD)
+        with serving_api(db, work / "key.pem") as url:
+            token = httpx.post(f"{url}/api/v1/login", json={"name": "ent", "password": PASSWORD})
+            headers = {"Authorization": f"Bearer {token.json()['token']}"}
+            yield {"url": url, "headers": headers, "shots": work / "shots"}
+
+
+def element_shot(c: Console, selector: str, name: str) -> None:
+    """A screenshot of one element, where Console.shot puts a page's."""
+    out = Path(c.site["shots"])
+    out.mkdir(exist_ok=True)
+    c.page.locator(selector).screenshot(path=str(out / f"{name}.png"))
+    if os.environ.get("FE_SCREENSHOTS"):
+        dest = Path(os.environ["FE_SCREENSHOTS"])
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / f"{name}.png", dest / f"{name}.png")
+
+
+def texts(c: Console, selector: str) -> list[str]:
+    return [x.strip() for x in c.page.locator(selector).all_inner_texts()]
+
+
+def test_the_api_answers_what_a_report_of_the_period_states(site: dict[str, Any]) -> None:
+    def get(path: str, **params: str) -> httpx.Response:
+        url = f"{site['url']}/api/v1/enterprises/{path}"
+        return httpx.get(url, params=params, headers=site["headers"], timeout=60)
+
+    period = {"from": str(SAT), "to": str(SUN)}
+    register = get(f"{ENT}/meter-register", **period)
+    assert register.status_code == 200, register.text
+    report = get(f"{ENT}/report", **period)
+    assert report.status_code == 200, report.text
+    assert register.json() == report.json()["meter_register"]
+    assert register.json()["summary"] == {"valid": 7, "expires_in_period": 0, "expired": 1,
+                                           "missing": 1}  # fmt: skip
+    mine = get(f"{ENT}/declaration").json()
+    stated = report.json()["declaration"]
+    assert {**mine, "date": None} == {**stated, "date": None}
+    assert (mine["signatory"], mine["default"]) == ("王建国", True)
+    none = get("zz/declaration").json()
+    assert (none["signatory"], none["position"], none["default"]) == (None, None, True)
+    assert get("zz/meter-register", **period).json()["meters"] == []
+    refused = get(f"{ENT}/meter-register", **{"from": str(SUN), "to": str(SAT)})
+    assert refused.status_code == 422, refused.text
+    assert get("nowhere/declaration").status_code == 403
+
+
+def test_an_enterprise_sees_its_register_and_declaration_in_chinese(
+    browser: Any, site: dict[str, Any]
+) -> None:
+    c = Console(browser, site)
+    c.login("ent")
+    c.period(SAT, SUN)
+    c.goto("energy")
+    page = c.page
+    page.wait_for_selector("#register #meter-register")
+    assert "计量器具一览表" in page.locator("#register h2").inner_text()
+    assert page.locator("#meter-register").get_attribute("data-count") == "9"
+    assert texts(c, "[data-reg-state=wm-main]") == ["已过期"]
+    assert texts(c, "[data-reg-state=gm-main]") == ["无证书"]
+    assert texts(c, "[data-reg-state=em-main]") == ["有效"]
+    assert "2026-05-19" in page.locator("[data-reg-warning=wm-main]").inner_text()
+    assert "未登记检定/校准证书" in page.locator("[data-reg-warning=gm-main]").inner_text()
+    assert texts(c, "[data-reg-warning=em-main]") == [""]
+    bad = page.locator("#meter-register tr.reg-row-bad [data-reg-meter]").all()
+    assert sorted(str(x.get_attribute("data-reg-meter")) for x in bad) == ["gm-main", "wm-main"]
+    assert texts(c, "[data-reg-count]") == ["有效 7", "期内到期 0", "已过期 1", "无证书 1"]
+    assert "GB 17167" in page.locator("[data-testid=reg-basis]").inner_text()
+    page.locator("#register").scroll_into_view_if_needed()
+    element_shot(c, "#register", "meter-register")
+
+    c.goto("evidence")
+    line = page.wait_for_selector("#declaration").inner_text()
+    assert "承诺签署人: 王建国 · 总经理 General manager" in line
+    assert "默认承诺文本" in line
+
+    c.goto("losses")
+    c.shot("losses")
+
+    # an enterprise that entered none: warned, and told how to enter it
+    page.select_option("select[data-field=enterprise]", "zz")
+    page.wait_for_selector("main[data-page=losses][data-ready]")
+    c.goto("evidence")
+    warning = page.wait_for_selector("#declaration[data-default=true]").inner_text()
+    assert "未录入承诺" in warning
+    assert "declaration:" in warning
+    assert "ingest-server registry import" in warning
+    assert page.locator("[data-testid=signatory]").count() == 0
+    c.close()
+
+
+def test_a_verifier_reads_the_same_in_english(browser: Any, site: dict[str, Any]) -> None:
+    c = Console(browser, site)
+    c.login("verifier")
+    c.page.click("header [data-testid=lang]")
+    c.page.wait_for_selector("html[lang=en] main[data-ready]")
+    c.period(SAT, SUN)
+    c.goto("energy")
+    page = c.page
+    page.wait_for_selector("#register #meter-register")
+    assert "Meter register" in page.locator("#register h2").inner_text()
+    assert texts(c, "[data-reg-state=wm-main]") == ["expired"]
+    assert texts(c, "[data-reg-state=gm-main]") == ["missing"]
+    assert "expired on 2026-05-19" in page.locator("[data-reg-warning=wm-main]").inner_text()
+    assert "no calibration certificate" in page.locator("[data-reg-warning=gm-main]").inner_text()
+    assert page.locator("#meter-register tr.reg-row-bad").count() == 2
+    assert "General principle" in page.locator("[data-testid=reg-basis]").inner_text()
+    controls = "#register button:not(.csv), #register input, #register select"
+    assert page.locator(controls).count() == 0
+
+    c.goto("evidence")
+    assert page.locator("[data-testid=read-only]").count() == 1
+    line = page.wait_for_selector("#declaration").inner_text()
+    assert "Declaration signed by: 王建国" in line
+    c.close()
