@@ -92,7 +92,7 @@ ENT = "bench"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MONTH_SAMPLES_100 = 30 * 8640 * 323
 ISSUE_MONTH_SAMPLES = 215_000_000  # the issue's "about 215 M samples"
-BUILD = "b3"  # the builder's version: a kept bundle of another version is built again
+BUILD = "b4"  # the builder's version: a kept bundle of another version is built again
 ROLES = {"electricity": "energy_kwh", "water": "water_m3", "gas": "gas_m3"}
 
 
@@ -126,7 +126,7 @@ class Plant:
         names = {x[0]: x for x in PROCESSES}
         return {
             "enterprise": {"id": ENT, "name": "基准企业", "name_en": "Bench", "credit_code": None,
-                           "industry": "discrete"},
+                           "industry": "discrete", "declaration": None, "targets": []},
             "sites": [{"id": "p1", "name": "一厂", "name_en": "Plant 1", "timezone": TZ,
                        "calendar_id": CALENDAR["id"], "grid_region": "anhui"}],
             "calendars": [{"id": CALENDAR["id"],
@@ -140,7 +140,9 @@ class Plant:
                            "device": e} for e, proc, nc, gw, cycle in self.equipment],
             "meters": [{"id": m, "site_id": "p1", "name": m, "name_en": m, "carrier": c,
                         "unit": u, "parent_id": parent, "covers": [], "gateway_id": "gw-m",
-                        "device": m} for m, c, u, parent in self.meters],
+                        "device": m, "serial": None, "model": None, "accuracy_class": None,
+                        "calibration": None, "role": "consumption"}
+                       for m, c, u, parent in self.meters],
             "gateways": [{"site_id": "p1", "id": g, "gid": i + 1, "contract": 2,
                           "enrolled_at": "2026-01-01T00:00:00+00:00", "issued_at": None,
                           "revoked_at": None} for i, g in enumerate(self.gateways)],

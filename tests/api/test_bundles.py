@@ -212,14 +212,12 @@ def test_the_console_shows_the_bundle_in_both_languages(
     saved = plant["tmp"] / "from-console.zip"
     got.value.save_as(saved)
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == issued["bundle"]["sha256"]
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("main[data-ready] [data-testid=bundle-hint]")
+    c.switch_language("main[data-ready] [data-testid=bundle-hint]")
     link = c.page.locator(f"[data-bundle='{issued['id']}']")
     assert "Evidence bundle" in link.inner_text()
     hint = c.page.locator("[data-testid=bundle-hint]").inner_text()
     assert "ingest-server verify FILE --trust trust.json" in hint
     assert "enrolment visit" in hint
     assert "never one downloaded from this server" in hint
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("main[data-ready]")
+    c.switch_language()
     c.close()

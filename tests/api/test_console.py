@@ -54,10 +54,15 @@ CARDS = ("nc_rate_declared", "nc_rate_measured", "networking_rate", "oee", "avai
          "energy_per_value_added", "water_per_unit", "carbon_tco2")  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def need_chromium() -> None:
+    """The browser tests' browser; failing, not skipping, when it is missing."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
+
+
+@pytest.fixture(scope="module")
+def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    need_chromium()
     work = tmp_path_factory.mktemp("console")
     with pg_server.database() as db:
         migrate(db)
@@ -142,6 +147,11 @@ class Console:
         self.page.click("[data-testid=apply]")
         self.page.wait_for_selector("main[data-ready]")
 
+    def switch_language(self, ready: str = "main[data-ready]") -> None:
+        """The header's zh/en switch, then wait for `ready` (the page drawn again)."""
+        self.page.click("header [data-testid=lang]")
+        self.page.wait_for_selector(ready)
+
     def goto(self, page: str) -> None:
         self.page.click(f"a[data-nav={page}]")
         self.page.wait_for_selector(f"main[data-page={page}][data-ready]")
@@ -197,16 +207,14 @@ def test_enterprise_sees_the_apis_figures(browser: Any, site: dict[str, Any]) ->
     c.shot("overview")
 
     # English and back
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("main[data-ready]")
+    c.switch_language()
     assert c.page.locator("a[data-nav=overview]").inner_text() == "Overview"
     assert (
         c.page.locator("[data-kpi=nc_rate_measured] .name").inner_text()
         == api["nc_rate_measured"]["name_en"]
     )
     c.shot("overview-en")
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("main[data-ready]")
+    c.switch_language()
     assert c.page.locator("a[data-nav=overview]").inner_text() == "总览"
     c.close()
 
@@ -395,13 +403,11 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path:
     assert "签名无效" in why
     assert signature.startswith("无效")
     # and in English, when the console is in English
-    v.page.click("header [data-testid=lang]")
-    v.page.wait_for_selector("main[data-ready] [data-testid=verify-file]")
+    v.switch_language("main[data-ready] [data-testid=verify-file]")
     verdict, signature, why = verify_file(v.page, path, reason="signature_invalid")
     assert "invalid signature: the report was changed after it was signed" in why
     assert signature.startswith("invalid")
-    v.page.click("header [data-testid=lang]")
-    v.page.wait_for_selector("main[data-ready]")
+    v.switch_language()
     # the declared attributes are shown to a verifier, not editable
     v.page.goto(site["url"] + "/console/#/equipment/cnc-02")
     v.page.wait_for_selector("main[data-page=equipment][data-ready] #attributes")

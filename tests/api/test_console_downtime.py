@@ -13,6 +13,7 @@ the loss Pareto; a verifier in English reads the reasons and has no control.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ import pytest
 
 from ingest_server.db.schema import migrate
 from ingest_server.repo.accounts import set_password
-from tests.api.test_console import CHROMIUM, PASSWORD, Console, browser
+from tests.api.test_console import PASSWORD, Console, browser, need_chromium
 from tests.api.test_downtime import T0, at, make_plant
 from tests.harness.apiserver import serving_api
 from tests.harness.ingest import batch, open_store, s, write
@@ -54,11 +55,13 @@ def attach(site: dict[str, Any], start: str, reason: str | None) -> None:
     assert r.status_code == 200, r.text
 
 
-@pytest.fixture(scope="module")
-def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
-    work = tmp_path_factory.mktemp("console-downtime")
+@contextlib.contextmanager
+def served_plant(
+    pg_server: PgServer, work: Path
+) -> Iterator[tuple[str, str, dict[str, dict[str, str]]]]:
+    """test_downtime's plant behind a real API process, its operator (op) and verifier
+    (auditor) able to log in to the console: (database, url, each account's headers)."""
+    need_chromium()
     with pg_server.database() as db:
         migrate(db)
         _, tokens = make_plant(db, work)
@@ -66,15 +69,22 @@ def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
             for name in ("op", "auditor"):
                 set_password(conn, name, PASSWORD)
         with serving_api(db, work / "key.pem") as url:
-            site = {"url": url, "headers": tokens["op"], "shots": work / "shots"}
-            attach(site, MOVED, "tooling")
-            attach(site, IDLE, "no-material")
-            store = open_store(db)
-            try:  # the DOWN first heard at 500, not 600: the tooling reason is left behind
-                write(store, ("data", batch(2, [s("cnc-01", "state", T0 + 500, "DOWN")], boot=2)))
-            finally:
-                store.conn.close()
-            yield site
+            yield db, url, tokens
+
+
+@pytest.fixture(scope="module")
+def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    work = tmp_path_factory.mktemp("console-downtime")
+    with served_plant(pg_server, work) as (db, url, tokens):
+        site = {"url": url, "headers": tokens["op"], "shots": work / "shots"}
+        attach(site, MOVED, "tooling")
+        attach(site, IDLE, "no-material")
+        store = open_store(db)
+        try:  # the DOWN first heard at 500, not 600: the tooling reason is left behind
+            write(store, ("data", batch(2, [s("cnc-01", "state", T0 + 500, "DOWN")], boot=2)))
+        finally:
+            store.conn.close()
+        yield site
 
 
 def open_machine(c: Console, eid: str) -> None:
@@ -175,8 +185,7 @@ def test_an_operator_attaches_a_reason_in_chinese(browser: Any, site: dict[str, 
 def test_a_verifier_reads_the_reasons_in_english(browser: Any, site: dict[str, Any]) -> None:
     c = Console(browser, site)
     c.login("auditor")
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("html[lang=en] main[data-ready]")
+    c.switch_language("html[lang=en] main[data-ready]")
     open_machine(c, "cnc-01")
     page = c.page
     assert texts(c, f"[data-stop-reason='{IDLE}']") == ["Waiting for material · material"]

@@ -15,18 +15,13 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
-import psycopg
 import pytest
 
-from ingest_server.db.schema import migrate
-from ingest_server.repo.accounts import set_password
-from tests.api.test_console import CHROMIUM, PASSWORD, Console, browser
-from tests.api.test_downtime import make_plant
-from tests.harness.apiserver import serving_api
+from tests.api.test_console import Console, browser
+from tests.api.test_console_downtime import served_plant
 from tests.harness.pg import PgServer
 
 pytestmark = pytest.mark.slow
@@ -42,17 +37,9 @@ WASTE = {
 
 @pytest.fixture(scope="module")
 def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
     work = tmp_path_factory.mktemp("console-green")
-    with pg_server.database() as db:
-        migrate(db)
-        _, tokens = make_plant(db, work)
-        with psycopg.connect(db, autocommit=True) as conn:
-            for name in ("op", "auditor"):
-                set_password(conn, name, PASSWORD)
-        with serving_api(db, work / "key.pem") as url:
-            yield {"url": url, "headers": tokens["op"], "tokens": tokens, "shots": work / "shots"}
+    with served_plant(pg_server, work) as (_, url, tokens):
+        yield {"url": url, "headers": tokens["op"], "tokens": tokens, "shots": work / "shots"}
 
 
 def green_url(site: dict[str, Any]) -> str:
@@ -117,8 +104,7 @@ def test_an_operator_enters_values_in_chinese(browser: Any, site: dict[str, Any]
 def test_a_verifier_reads_the_sheet_in_english(browser: Any, site: dict[str, Any]) -> None:
     c = Console(browser, site)
     c.login("auditor")
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("html[lang=en] main[data-ready]")
+    c.switch_language("html[lang=en] main[data-ready]")
     c.period(DAY, DAY)
     c.goto("green")
     page = c.page

@@ -262,10 +262,8 @@ def test_dates_and_words_in_charts_follow_the_language(browser: Any, site: dict[
     ticks = " ".join(c.page.locator(TICKS).all_text_contents())
     assert re.search(r"\d+月\d+日|\d+日", ticks), ticks
     assert not re.search(r"Nov|Mon|Tue|Wed|Thu|Fri|Sat|Sun", ticks), ticks
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("main[data-page=equipment][data-ready] #chart-parts .xtick")
+    c.switch_language("main[data-page=equipment][data-ready] #chart-parts .xtick")
     ticks = " ".join(c.page.locator(TICKS).all_text_contents())
     assert "月" not in ticks, ticks
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("main[data-ready]")
+    c.switch_language()
     c.close()

@@ -97,8 +97,7 @@ def test_operations_console(browser: Any, site: dict[str, Any], who: str, lang: 
     c = Console(browser, site)
     c.login(who)
     if lang == "en":
-        c.page.click("header [data-testid=lang]")
-        c.page.wait_for_selector("main[data-ready]")
+        c.switch_language()
     c.period(SAT, SAT, str(FRI), str(FRI))
     whole = kpis(site)
 

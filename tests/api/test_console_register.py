@@ -28,7 +28,7 @@ from ingest_server.db.schema import migrate
 from ingest_server.repo.accounts import add_account, set_password
 from ingest_server.repo.registry import import_registry, load_registry
 from tests.api.test_auth import other_enterprise
-from tests.api.test_console import CHROMIUM, PASSWORD, Console, browser
+from tests.api.test_console import PASSWORD, Console, browser, need_chromium
 from tests.harness.apiserver import serving_api
 from tests.harness.backfill import DEMO_REGISTRY
 from tests.harness.pg import PgServer
@@ -42,8 +42,7 @@ SAT, SUN = dt.date(2026, 11, 21), dt.date(2026, 11, 22)
 
 @pytest.fixture(scope="module")
 def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
+    need_chromium()
     work = tmp_path_factory.mktemp("console-register")
     with pg_server.database() as db:
         migrate(db)
@@ -147,8 +146,7 @@ def test_an_enterprise_sees_its_register_and_declaration_in_chinese(
 def test_a_verifier_reads_the_same_in_english(browser: Any, site: dict[str, Any]) -> None:
     c = Console(browser, site)
     c.login("verifier")
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("html[lang=en] main[data-ready]")
+    c.switch_language("html[lang=en] main[data-ready]")
     c.period(SAT, SUN)
     c.goto("energy")
     page = c.page

@@ -84,8 +84,7 @@ def test_cards_show_each_figure_against_its_targets(browser: Any, site: dict[str
     assert c.page.locator("[data-kpi=oee] [data-testid=target]").count() == 0
     c.shot("overview-targets")
 
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("main[data-ready]")
+    c.switch_language()
     assert measured.first.inner_text() == (
         "✗ not met > 75 % (by 2027-12-31) · -75 pp · Industrial equipment renewal plan "
         "(2027 target)"
@@ -96,8 +95,7 @@ def test_cards_show_each_figure_against_its_targets(browser: Any, site: dict[str
     )
     assert "Anhui's implementation plan" in (measured.first.get_attribute("title") or "")
     c.shot("overview-targets-en")
-    c.page.click("header [data-testid=lang]")
-    c.page.wait_for_selector("main[data-ready]")
+    c.switch_language()
     c.close()
 
 
