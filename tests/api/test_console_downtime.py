@@ -8,7 +8,10 @@ first DOWN stop before late data move that stop's start (the reason is then "int
 changed"). An operator in Chinese clears the changed one, attaches a reason to a stop (the
 select offers only those that apply to DOWN), sees it in the table and on the trail, is
 told what the API refused, sees the alarm texts on the timeline and the reason's bar in
-the loss Pareto; a verifier in English reads the reasons and has no control.
+the loss Pareto; an operator in English attaches a reason to the first stop and is told
+what the API refused in English; a verifier reads the reasons and has no control, in
+English and in Chinese. Screenshots: downtime.png and losses.png (FE_SCREENSHOTS as
+test_console.py).
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ def instant(offset: float) -> str:
     return at(offset).replace("+00:00", "Z")
 
 
-IDLE, DOWN_2 = instant(1500), instant(2400)  # two of cnc-01's stops once late data came
+DOWN_1, IDLE, DOWN_2 = instant(500), instant(1500), instant(2400)  # cnc-01's stops once late
+# data came
 MOVED = instant(600)  # where its first DOWN started before they came (now 500)
 
 
@@ -147,7 +151,7 @@ def test_an_operator_attaches_a_reason_in_chinese(browser: Any, site: dict[str, 
     shown = page.evaluate("[...document.getElementById('chart-timeline').data]"
                           ".filter((d) => d.name === '报警').flatMap((d) => d.text)")  # fmt: skip
     assert "E205 润滑压力低" in shown
-    c.shot("downtime-machine")
+    c.shot("downtime")
 
     # the loss Pareto: unassigned 420 s (cnc-01) + 600 s (cnc-02), breakdown 300, no-material 300
     open_losses(c)
@@ -165,7 +169,7 @@ def test_an_operator_attaches_a_reason_in_chinese(browser: Any, site: dict[str, 
     causes = [x.get_attribute("data-cause") for x in page.locator("#causes [data-cause]").all()]
     assert causes == [x["reason"] or "" for x in doc["by_cause"]]
     assert "breakdown" in causes
-    c.shot("downtime-losses")
+    c.shot("losses")
     # per machine: cnc-02 has only an unassigned IDLE stop; the washing process has no loss
     page.click("[data-scope=equipment]")
     page.wait_for_selector("main[data-page=losses][data-ready] [data-loss-group=equipment]")
@@ -182,18 +186,63 @@ def test_an_operator_attaches_a_reason_in_chinese(browser: Any, site: dict[str, 
     c.close()
 
 
-def test_a_verifier_reads_the_reasons_in_english(browser: Any, site: dict[str, Any]) -> None:
+def test_an_operator_attaches_a_reason_in_english(browser: Any, site: dict[str, Any]) -> None:
     c = Console(browser, site)
-    c.login("auditor")
+    c.login("op")
     c.switch_language("html[lang=en] main[data-ready]")
     open_machine(c, "cnc-01")
     page = c.page
     assert texts(c, f"[data-stop-reason='{IDLE}']") == ["Waiting for material · material"]
+    page.select_option(f"select[data-attach='{DOWN_1}']", "tooling")
+    page.fill(f"[data-attach-note='{DOWN_1}']", "insert worn")
+    page.click(f"[data-attach-save='{DOWN_1}']")
+    page.wait_for_selector(f"[data-stop-reason='{DOWN_1}'][data-reason=tooling]")
+    assert "Reason saved" in page.locator("[data-testid=downtime-saved]").inner_text()
+    row = page.locator("#stops tr", has=page.locator(f"[data-stop='{DOWN_1}']")).inner_text()
+    assert "Tooling · unplanned" in row
+    assert "insert worn" in row
+    assert "op · " in row
+    assert "— → Tooling (insert worn)" in texts(c, "#dt-audit tbody tr")[-1]
+    # the refusal in English: a reason that does not apply to an IDLE stop is not offered,
+    # a note over 2000 characters is refused by the API
+    idle = f"select[data-attach='{IDLE}'] option"
+    assert "breakdown" not in page.locator(idle).evaluate_all("os => os.map((o) => o.value)")
+    page.fill(f"[data-attach-note='{IDLE}']", "x" * 2001)
+    page.click(f"[data-attach-save='{IDLE}']")
+    error = page.wait_for_selector("#downtime-msg .error").inner_text()
+    assert error == "Error: note: String should have at most 2000 characters"
+    assert "Alarms" in page.locator("#alarms h2").inner_text()
+    open_losses(c)
+    assert "Tooling" in texts(c, "#pareto-bars [data-bar]")
+    assert "MTBF (h)" in page.locator("#causes").inner_text()
+    refused = [e for e in c.errors if re.search(r"\b422\b", e)]
+    assert len(refused) == 2, c.errors
+    c.errors = [e for e in c.errors if e not in refused]
+    c.close()
+
+
+@pytest.mark.parametrize(("lang", "words"), [
+    ("en", {"idle": "Waiting for material · material", "unassigned": "Unassigned",
+            "mtbf": "MTBF (h)", "alarms": "Alarms"}),
+    ("zh", {"idle": "待料 · 物料", "unassigned": "未指定原因", "mtbf": "MTBF (小时)",
+            "alarms": "报警"}),
+])  # fmt: skip
+def test_a_verifier_reads_the_reasons(
+    browser: Any, site: dict[str, Any], lang: str, words: dict[str, str]
+) -> None:
+    c = Console(browser, site)
+    c.login("auditor")
+    if lang == "en":
+        c.switch_language("html[lang=en] main[data-ready]")
+    open_machine(c, "cnc-01")
+    page = c.page
+    assert texts(c, f"[data-stop-reason='{IDLE}']") == [words["idle"]]
     assert page.locator("#downtime select, [data-attach-save], [data-attach-clear]").count() == 0
     assert page.locator("[data-changed-clear]").count() == 0
     assert int(page.locator("#dt-audit").get_attribute("data-count") or 0) >= 1
+    assert words["alarms"] in page.locator("#alarms h2").inner_text()
     assert "E205 润滑压力低" in texts(c, "#alarm-list [data-alarm=alarm_text]")
     open_losses(c)
-    assert "Unassigned" in texts(c, "#pareto-bars [data-bar]")
-    assert "MTBF (h)" in page.locator("#causes").inner_text()
+    assert words["unassigned"] in texts(c, "#pareto-bars [data-bar]")
+    assert words["mtbf"] in page.locator("#causes").inner_text()
     c.close()

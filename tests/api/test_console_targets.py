@@ -2,7 +2,8 @@
 tests/api/test_console.py): the test plant of tests/harness/kpi.py with every key-process
 machine declared NC and no samples yet, so its declared NC rate (100 %) meets the
 built-in targets and its measured one (0 %) does not; each shown with how far, the
-programme, and its source in the tooltip and the card's evidence, in Chinese and English.
+programme, and its source in the tooltip and the card's evidence, in Chinese and English, to the
+enterprise and to a verifier.
 """
 
 from __future__ import annotations
@@ -43,16 +44,21 @@ def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         with psycopg.connect(db, autocommit=True) as conn:
             import_registry(conn, Registry.model_validate(reg), {GW: KEY})
             add_account(conn, "ent", "enterprise", ["hf"])
-            set_password(conn, "ent", PASSWORD)
+            add_account(conn, "verifier", "verifier", ["hf"])
+            for name in ("ent", "verifier"):
+                set_password(conn, name, PASSWORD)
         with serving_api(db, work / "key.pem") as url:
             token = httpx.post(f"{url}/api/v1/login", json={"name": "ent", "password": PASSWORD})
             headers = {"Authorization": f"Bearer {token.json()['token']}"}
             yield {"url": url, "headers": headers, "shots": work / "shots"}
 
 
-def test_cards_show_each_figure_against_its_targets(browser: Any, site: dict[str, Any]) -> None:
+@pytest.mark.parametrize("who", ["ent", "verifier"])
+def test_cards_show_each_figure_against_its_targets(
+    browser: Any, site: dict[str, Any], who: str
+) -> None:
     c = Console(browser, site)
-    c.login("ent")
+    c.login(who)
     c.period(DAY, DAY)
     doc = c.api("/enterprises/hf/kpis", **{"from": DAY, "to": DAY})
     values = {k["id"]: k["value"] for k in doc["kpis"]}
@@ -82,7 +88,8 @@ def test_cards_show_each_figure_against_its_targets(browser: Any, site: dict[str
     assert "《推动工业领域设备更新实施方案》" in source.inner_text()
     # a card without a target shows none
     assert c.page.locator("[data-kpi=oee] [data-testid=target]").count() == 0
-    c.shot("overview-targets")
+    if who == "ent":
+        c.shot("overview-targets")
 
     c.switch_language()
     assert measured.first.inner_text() == (
@@ -94,7 +101,8 @@ def test_cards_show_each_figure_against_its_targets(browser: Any, site: dict[str
         "(2025 target)"
     )
     assert "Anhui's implementation plan" in (measured.first.get_attribute("title") or "")
-    c.shot("overview-targets-en")
+    if who == "ent":
+        c.shot("overview-targets-en")
     c.switch_language()
     c.close()
 
