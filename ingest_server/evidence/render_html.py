@@ -366,6 +366,21 @@ figure.qr.none { border: 0.5pt dashed #9aa3ad; padding: 6pt 2pt; color: #666; }
 table.headline td { padding: 1.5pt 4pt; }
 table.headline td .en { display: inline; margin-left: 4pt; }
 table.headline td.num .en { display: block; margin-left: 0; }
+table.headline td.target { text-align: left; }
+/* page one on one A4 page: fixed columns, the English beside the Chinese where it fits */
+.page-one h1 { font-size: 16pt; }
+.page-one .subtitle { margin: 0 0 4pt; }
+.page-one .claim { font-size: 9.5pt; margin: 2pt 0 4pt; }
+.page-one table.meta th .en, .page-one table.meta td .en { display: inline; margin-left: 4pt; }
+.page-one table.meta th, .page-one table.meta td { padding: 1pt 4pt; }
+table.headline { font-size: 8.5pt; table-layout: fixed; }
+table.headline td, table.headline th { padding: 1pt 3pt; }
+table.headline th:nth-child(1) { width: 38%; }
+table.headline th:nth-child(2), table.headline th:nth-child(3) { width: 15%; }
+table.headline.targets th:nth-child(1) { width: 31%; }
+table.headline.targets th:nth-child(2) { width: 13%; }
+table.headline.targets th:nth-child(3) { width: 28%; }
+table.headline.targets th:nth-child(4) { width: 8%; }
 code.short { font-size: 11pt; font-weight: bold; word-break: normal; white-space: nowrap; }
 .figure { font-size: 13pt; }
 code { font-family: "DejaVu Sans Mono", Consolas, monospace; font-size: 8.5pt;

@@ -27,6 +27,15 @@ from ingest_server.evidence.targets import results_of
 from ingest_server.kpi.results import Kpi
 
 PARTIAL = '<span class="mark partial">未完结 / partial</span>'
+# The figures the programmes ask for (the console's cards, in their order): page one shows
+# these, and any other figure a target is held against; every figure, these included, is
+# in the KPI section from page two. A page one that listed all of them (MTBF, MTTR, each
+# carrier's consumption...) ran onto a second page for a plant with meters of each kind.
+HEADLINE = (
+    "nc_rate_declared", "nc_rate_measured", "networking_rate", "oee", "availability",
+    "effectiveness", "quality_ratio", "energy_tce", "energy_per_unit", "energy_per_value_added",
+    "water_per_unit", "water_per_value_added", "carbon_tco2", "carbon_per_value_added",
+)  # fmt: skip
 
 
 def period_cell(p: Json) -> Raw:
@@ -108,19 +117,30 @@ def _headline_html(r: Json, kpis: Sequence[Kpi], ctx: Ctx) -> str:
     """Each headline figure with its coverage and its change against the baseline."""
     by_id = {k.id: k for k in kpis}
     base = {k.id: k for k in kpis_of((r.get("baseline") or {}).get("kpis") or [], "baseline")}
-    shown = [k for k in kpis if not k.id.endswith("_change")]
+    held = {t.kpi for t in results_of(r.get("targets"))}
+    figures = [k for k in kpis if not k.id.endswith("_change")]
+    order = {kid: i for i, kid in enumerate(HEADLINE)}
+    shown = sorted((k for k in figures if k.id in order or k.id in held),
+                   key=lambda k: order.get(k.id, len(order)))  # fmt: skip
     targets = [target_of(k, r) for k in shown]
     rows = [
         [Td(bi(k.name or k.id, k.name_en)),
          Td(kpi_value(k.value, k.unit), "num value" if k.value is not None else "num null"),
-         *([Td(Raw(t), "num")] if any(targets) else []),
+         *([Td(Raw(t), "target")] if any(targets) else []),
          cover_cell(k.coverage, ctx.threshold), _change_cell(k, by_id, base)]
         for k, t in zip(shown, targets, strict=True)
     ]  # fmt: skip
     heads = [bi("指标", "KPI"), bi("数值", "Value"),
              *([bi("目标", "Target")] if any(targets) else []),
              bi("数据覆盖率", "Coverage"), bi("较基期", "Change vs baseline")]  # fmt: skip
-    return f"<h2>{bi('主要指标', 'Headline figures')}</h2>{grid(heads, rows, cls='headline')}"
+    cls = "headline targets" if any(targets) else "headline"
+    more = len(figures) - len(shown)
+    rest = bi(
+        f"其余 {more} 项指标见第 2 页起的“关键指标”一节。",
+        f"{more} more figures are in the KPI section from page two.",
+    )
+    rest = Raw(f'<p class="more">{rest}</p>' if more else "")
+    return f"<h2>{bi('主要指标', 'Headline figures')}</h2>{grid(heads, rows, cls=cls)}{rest}"
 
 
 def page_one(r: Json, kpis: Sequence[Kpi], ctx: Ctx, mark: PaperMark | None) -> str:

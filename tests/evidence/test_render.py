@@ -15,6 +15,7 @@ from openpyxl import load_workbook  # type: ignore[import-untyped,unused-ignore]
 
 from ingest_server.evidence.columns import ReportFormatError
 from ingest_server.evidence.render_html import render_html
+from ingest_server.evidence.render_summary import HEADLINE
 from ingest_server.evidence.render_xlsx import render_xlsx
 from tests.harness.kpi_example import example_report
 
@@ -372,14 +373,28 @@ def test_page_one_is_the_summary_and_the_detail_starts_on_page_two() -> None:
     # the claim: who, which period, what
     assert "合肥精工传动机械有限公司 声明" in one
     assert "from 2026-11-01 to 2026-11-30" in one
-    # every headline figure with its coverage and change against the baseline
-    for k in report["kpis"]:
-        if k["id"].endswith("_change"):
-            continue
+    # every headline figure with its coverage and change against the baseline, in the
+    # programmes' order; the other figures are left to the KPI section, and counted
+    figures = [k for k in report["kpis"] if not k["id"].endswith("_change")]
+    headline = sorted((k for k in figures if k["id"] in HEADLINE), key=lambda k: HEADLINE.index(
+        k["id"]))  # fmt: skip
+    assert len(headline) >= 10
+    table = one[one.index('<table class="headline') :]
+    shown = [r[0] for r in rows_of(table[: table.index("</table>")]) if r][1:]  # the heads
+    assert [x[: len(k["name"])] for x, k in zip(shown, headline, strict=True)] == [
+        k["name"] for k in headline
+    ]
+    for k in headline:
         row = row_starting(one, k["name"])
         value = "—" if k["value"] is None else expected_value(k["value"], k["unit"])
         assert row[1] == value, k["id"]
         assert row[2] == f"{k['coverage'] * 100:.1f}%", k["id"]
+    others = [k for k in figures if k["id"] not in HEADLINE]
+    assert others, "the example has figures beyond the headline ones"
+    assert f"其余 {len(others)} 项指标" in one
+    for k in others:  # in the detail, not on page one
+        assert not [r for r in rows_of(one) if r and r[0].startswith(k["name"])], k["id"]
+        assert row_starting(section(page, "关键指标"), k["name"])
     assert row_starting(one, "单位产品综合能耗")[3] == "-8.2%基期 baseline 0.7530 kgce/件"
     assert row_starting(one, "综合能耗")[3] == "—"  # no change KPI for it
     assert "目标" not in one  # no target known yet: no target column
