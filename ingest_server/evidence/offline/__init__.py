@@ -14,7 +14,10 @@ one zip and the verifier's own trust file, no database, no network.
                       every period batch a leaf of its day; unanchored days listed
       --kpis--------> every KPI recomputed from the bundle's samples, registry (rolled
                       back by its edit trail), entries and factors, claimed vs recomputed
-                      (kpis.py); the trail, entries and factors checked
+                      (kpis.py); the trail, entries and factors checked; the report's
+                      targets, meter_register, green and ghg blocks against its own
+                      figures (the server's checks) and against the recomputed figures
+                      and rolled-back registry (kpi_blocks.py)
       --> Verdict: each check ok / failed / not_checked with bilingual reasons;
           pass only when every check is ok, fail when one failed, else incomplete
 
@@ -43,6 +46,7 @@ names the API:
     kpis.py              the kpis check; kpi_inputs.py (with kpi_samples.py) rebuilds
                          the KPI inputs, kpi_trail.py the registry as the report read it,
                          kpi_entries.py and kpi_factors.py the declared side,
+                         kpi_blocks.py the report's blocks after its figures,
                          kpi_check.py what they share
 """
 

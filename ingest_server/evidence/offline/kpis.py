@@ -13,6 +13,9 @@ recomputed from the bundle alone, and the declared side it stands on.
     samples.parquet + series.parquet --kpi/columnar.py--> intervals, counters, coverage,
         origins (kpi_inputs.py, kpi_samples.py) --kpi/engine.py compute--> the report
         again --verify.compare--> figures (here)
+    report.json's targets, meter_register, green, ghg blocks --the server's own checks,
+        and made again from the report again and the rolled-back registry--> blocks
+                                                                        (kpi_blocks.py)
 
 Pure: no database, no network; the bundle's members as bytes. Returns a `KpiCheck` the
 caller turns into the verdict's check (status, bilingual reasons, details).
@@ -24,6 +27,7 @@ import json
 from collections.abc import Mapping
 
 from ingest_server.evidence.compare import compare
+from ingest_server.evidence.offline.kpi_blocks import _blocks
 from ingest_server.evidence.offline.kpi_check import KpiCheck, _day, _when
 from ingest_server.evidence.offline.kpi_entries import _production
 from ingest_server.evidence.offline.kpi_factors import _factors
@@ -102,4 +106,6 @@ def check_kpis(files: Mapping[str, bytes]) -> KpiCheck:
                            "the figures above are the check"},
         "samples_read": measured.n,
     })  # fmt: skip
+    # after the figures: a block's failure is not a cause of a differing figure
+    _blocks(out, doc, again, registry, read_at)
     return out
