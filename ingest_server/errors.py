@@ -39,6 +39,7 @@ is chosen by an exception's kind, never by its message.
     │   └── TokenInvalidError             evidence.timestamp (a time-stamp token)
     └── ApiError                 api.auth: an HTTP answer, carrying its own status
         ├── InvalidDatesError             api.params         (422, with message_zh)
+        ├── YamlBodyError                 api.routes.green   (422, with message_zh)
         └── ScopeError                    api.routes.kpis    (422, from UnknownScopeError)
 
 `ingest_server.cli.main.Interrupted` (SIGTERM, SIGINT) is a BaseException on purpose,

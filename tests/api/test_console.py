@@ -419,6 +419,67 @@ def test_issue_and_verify_a_report(browser: Any, site: dict[str, Any], tmp_path:
     v.close()
 
 
+@pytest.fixture(scope="module")
+def issued(site: dict[str, Any]) -> str:
+    """A report of Saturday against Friday, issued through the API: its id."""
+    r = httpx.post(f"{site['url']}/api/v1/enterprises/{ENT}/reports", headers=site["headers"],
+                   json={"from": str(SAT), "to": str(SAT), "baseline_from": str(FRI),
+                         "baseline_to": str(FRI)}, timeout=120)  # fmt: skip
+    assert r.status_code == 201, r.text
+    report_id: str = r.json()["id"]
+    return report_id
+
+
+# what the attachment holds after its first page (the summary), each in both languages
+SECTIONS = ("目标对照", "Targets", "计量器具一览表", "Meter register", "方法依据",
+            "Methodology references", "绿色工厂评价指标", "温室气体排放报告",
+            "Greenhouse-gas report", "承诺", "Declaration")  # fmt: skip
+
+
+@pytest.mark.parametrize(("who", "lang"), [("ent", "zh"), ("ent", "en"), ("verifier", "zh"),
+                                           ("verifier", "en")])  # fmt: skip
+def test_the_report_as_an_attachment(
+    browser: Any, site: dict[str, Any], issued: str, who: str, lang: str
+) -> None:
+    """The PDF and the HTML of an issued report, downloaded from the evidence page by the
+    enterprise and by its verifier, in either language of the console: the summary on
+    page one, then the targets, the meter register, the methodology, the green-factory and
+    GHG packs and the declaration; every font embedded."""
+    import pypdf  # noqa: PLC0415  (the test extra's; only these tests read PDFs)
+
+    from tests.evidence.test_pdf import embedded, fonts  # noqa: PLC0415
+
+    c = Console(browser, site)
+    c.login(who)
+    if lang == "en":
+        c.switch_language()
+    c.goto("evidence")
+    row = c.page.locator("#report-list tr", has=c.page.locator(f"[data-verify='{issued}']"))
+    button = row.locator("[data-download=pdf]")
+    title = {"zh": "打印版报告", "en": "the printed report (PDF"}[lang]
+    assert title in (button.get_attribute("title") or "")
+    heads = c.page.locator("#report-list thead").inner_text()
+    assert {"zh": "下载", "en": "Download"}[lang] in heads
+    with c.page.expect_download() as info:
+        row.locator("[data-download=html]").click()
+    html = Path(info.value.path()).read_text(encoding="utf-8")
+    assert [x for x in SECTIONS if x not in html] == []
+    with c.page.expect_download(timeout=120_000) as info:
+        button.click()
+    pdf = Path(info.value.path())
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    reader = pypdf.PdfReader(pdf)
+    first = reader.pages[0].extract_text()
+    assert "主要指标" in first
+    assert "How to verify" in first
+    assert issued[:8] in first.replace("\n", "")  # the id to look the report up by
+    rest = "".join(page.extract_text() for page in reader.pages[1:])
+    assert [x for x in SECTIONS if x not in rest] == []
+    used = fonts(reader)
+    assert [name for name, f in used.items() if not embedded(f)] == []
+    c.close()
+
+
 def test_wrong_password_is_refused_on_the_page(browser: Any, site: dict[str, Any]) -> None:
     c = Console(browser, site)
     c.page.goto(site["url"] + "/")

@@ -11,6 +11,7 @@ As an enterprise and as a verifier, in Chinese and in English.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from tests.api.test_console import ENT, FRI, SAT, Console, browser, site
 pytestmark = pytest.mark.slow
 __all__ = ["browser", "site"]  # the browser tests' fixtures (chromium; the demo plant)
 
+MON = SAT + dt.timedelta(days=2)  # no data came: the plant of the fixture ends on Saturday
 DAYS = {"from": SAT, "to": SAT, "baseline_from": FRI, "baseline_to": FRI}
 WORDS = {
     "zh": {"meter_only": "仅计量", "not_networked": "未联网", "offline": "离线",
@@ -168,16 +170,26 @@ def test_operations_console(browser: Any, site: dict[str, Any], who: str, lang: 
     if shots:
         c.shot("equipment-not-networked")
 
-    # data quality: each machine's unknown time is the KPIs'; the coverage legend
+    # data quality: each machine's unknown time is the KPIs', over Saturday and the Monday
+    # after, when no data came (every machine with a state has its shifts unknown); the
+    # coverage legend; the CSV's hours as numbers
+    c.period(SAT, MON, str(FRI), str(FRI))
     c.goto("quality")
+    r = get(site, f"/enterprises/{ENT}/kpis", **{**DAYS, "to": MON})
+    assert r.status_code == 200, r.text
+    both = r.json()["equipment"]
     shown = c.page.locator("#unknown-time [data-unknown-s]")
-    assert shown.count() == sum(e["time"] is not None for e in whole["equipment"])
-    unknown = sorted(e["time"]["unknown_s"] for e in whole["equipment"] if e["time"])
+    assert shown.count() == sum(e["time"] is not None for e in both)
+    unknown = {e["id"]: e["time"]["unknown_s"] for e in both if e["time"]}
+    assert all(v >= 8 * 3600 for v in unknown.values()), unknown  # Monday's shifts at least
     values = shown.evaluate_all("els => els.map(e => Number(e.dataset.unknownS))")
-    assert sorted(values) == unknown
+    assert sorted(values) == sorted(unknown.values())
     assert c.page.locator("[data-testid=legend-coverage] .swatch.warn").count() == 1
     rows = download_csv(c, "unknown-time")
-    assert len(rows) == 1 + len(whole["equipment"])
+    assert len(rows) == 1 + len(both)
+    hours = {float(row[1]) for row in rows[1:] if row[1][:1].isdigit()}  # plain numbers
+    assert hours == {round(v / 3600, 2) for v in unknown.values()}
+    c.period(SAT, SAT, str(FRI), str(FRI))
 
     # the intensity trends against their targets: the region's -14 % of energy per value
     # added, drawn at the baseline's value less 14 %

@@ -50,7 +50,8 @@
     return el;
   }
   // A table of rows; one with an id gets a CSV download of what it shows (every column but
-  // those marked `csv: false`, the cells' text as read).
+  // those marked `csv: false`, the cells' text as read; a number as a spreadsheet reads one:
+  // rounded as shown, without the grouping commas, "—" empty).
   function table(cols, rows, attrs) {
     const el = h("table", attrs || {},
       h("thead", {}, h("tr", {}, cols.map((c) => h("th", { class: c.num ? "num" : null, "data-nocsv": c.csv === false }, c.label)))),
@@ -63,10 +64,16 @@
   }
   // UTF-8 with a byte-order mark, so that spreadsheet programs read the Chinese
   const csvCell = (v) => (/[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+  function csvText(cell) {
+    const v = cell.textContent.trim();
+    if (!cell.classList.contains("num")) return v;
+    if (v === "—") return "";
+    return /^[-+]?\d{1,3}(,\d{3})*(\.\d+)?( ?%)?$/.test(v) ? v.replace(/,/g, "").replace(" %", "%") : v;
+  }
   function saveCsv(el, name) {
     const keep = [...el.tHead.rows[0].cells].map((c) => !c.hasAttribute("data-nocsv"));
     const lines = [...el.rows].filter((r) => !r.hasAttribute("data-empty"))
-      .map((r) => [...r.cells].filter((c, i) => keep[i]).map((c) => csvCell(c.textContent.trim())).join(","));
+      .map((r) => [...r.cells].filter((c, i) => keep[i]).map((c) => csvCell(csvText(c))).join(","));
     saveBlob(new Blob([`\ufeff${lines.join("\r\n")}\r\n`], { type: "text/csv;charset=utf-8" }), name);
   }
   const errorBox = (e) => h("div", { class: "error", role: "alert" }, `${t("error")}: ${e.message || e}`);
@@ -128,8 +135,9 @@
   async function api(path, opts = {}) {
     const headers = {};
     if (S.token) headers.Authorization = `Bearer ${S.token}`;
-    if (opts.body !== undefined || opts.raw !== undefined) headers["Content-Type"] = "application/json";
-    // opts.raw: a JSON text sent as it is (a report file's exact bytes), never re-serialised
+    if (opts.body !== undefined || opts.raw !== undefined) headers["Content-Type"] = opts.type || "application/json";
+    // opts.raw: a text sent as it is (a report file's exact bytes, a YAML file with
+    // opts.type), never re-serialised
     const body = opts.raw !== undefined ? opts.raw : opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const r = await fetch(`/api/v1${path}`, { method: opts.method || "GET", headers, body });
     if (opts.blob && r.ok) return r.blob();
@@ -729,8 +737,9 @@
         { label: t("period"), get: (r) => h("span", { title: r.partial ? t("partial_report") : null }, `${r.period_from} – ${r.period_to}${r.partial ? ` (${t("partial_short")})` : ""}`) },
         { label: t("created_by"), get: (r) => r.created_by },
         { label: t("key"), get: (r) => h("code", {}, String(r.key_id).slice(0, 12)) },
-        { label: t("download"), csv: false, get: (r) => ["json", "html", "xlsx"].map((f) => h("button", { class: "link", style: "margin-right:8px",
-          onclick: () => download(`/reports/${r.id}?format=${f}`, `report-${S.ent}-${r.period_from}-${r.period_to}.${f}`).catch((e) => msg.replaceChildren(errorBox(e))) }, f.toUpperCase())) },
+        { label: t("download"), csv: false, get: (r) => ["json", "html", "xlsx", "pdf"].map((f) => h("button", { class: "link", style: "margin-right:8px", "data-download": f,
+          title: f === "pdf" ? t("pdf_title") : null,
+          onclick: () => download(f === "pdf" ? `/reports/${r.id}/pdf` : `/reports/${r.id}?format=${f}`, `report-${S.ent}-${r.period_from}-${r.period_to}.${f}`).catch((e) => msg.replaceChildren(errorBox(e))) }, f.toUpperCase())) },
         { label: t("bundle"), get: bundleCell },
         { label: "", csv: false, get: (r) => { const b = h("button", { class: "primary", "data-verify": r.id }, t("verify")); b.onclick = () => verifyBy(r.id, b); return b; } },
       ], rows, { id: "report-list", "data-count": rows.length }));
