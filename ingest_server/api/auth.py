@@ -13,11 +13,13 @@ from ingest_server.repo.accounts import Principal, authenticate
 
 
 class ApiError(FactoryEvidenceError):
-    """Answered as JSON {"error": {"code", "message"}} with its status."""
+    """Answered as JSON {"error": {"code", "message", "message_zh"}} with its status;
+    `message_zh`, the message in Chinese, where the route words one."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, message_zh: str | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.message_zh = message_zh
 
 
 def forbidden(p: Principal, enterprise: str, what: str) -> ApiError:

@@ -92,7 +92,7 @@ Reading = Annotated[Enterprise, Depends(_reading)]
 
 def _known(e: Reading) -> Enterprise:
     if not enterprise_exists(e.conn, enterprise=e.id):
-        raise ApiError(404, "not_found", f"no enterprise {e.id!r}")
+        raise ApiError(404, "not_found", f"no enterprise {e.id!r}", f"没有企业 {e.id!r}")
     return e
 
 

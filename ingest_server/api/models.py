@@ -10,7 +10,7 @@ the KPI views stay dicts: their shape is the report format's (kpi/results.py, do
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -190,6 +190,8 @@ class DeadLetterPublic(BaseModel):
     gateway: str
     topic: str
     reason: str
+    # the kind of refusal (ingest/payload.py REFUSAL_CODES; `other` before the codes)
+    code: str = "other"
     payload_bytes: int
 
 
@@ -245,6 +247,11 @@ class BundleSummaryPublic(BaseModel):
     error: str | None = Field(
         default=None, description="why it is unavailable (the build failed, or the report "
         "was issued before bundles were kept)",
+    )  # fmt: skip
+    error_code: Literal["not_kept", "not_built", "build_failed"] | None = Field(
+        default=None, description="why, as a code the console words in its language: "
+        "issued before bundles were kept or with --no-bundle, not built yet, or the build "
+        "failed (`error` then holds the failure's own text)",
     )  # fmt: skip
 
 

@@ -52,8 +52,7 @@ class InvalidDatesError(ApiError):
     language)."""
 
     def __init__(self, message: str, message_zh: str) -> None:
-        super().__init__(422, "invalid_parameter", message)
-        self.message_zh = message_zh
+        super().__init__(422, "invalid_parameter", message, message_zh)
 
 
 # the API's date and time parameters: FastAPI answers 422 naming the parameter, and the

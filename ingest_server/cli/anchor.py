@@ -236,7 +236,8 @@ def anchor_day(
             if trusts:
                 timestamp.verify_any(stamp.response, current.root, trusts)
         except (UnavailableError, RefusedError) as exc:
-            anchors.save_error(conn, current.id, tsa_url=url, error=str(exc))
+            anchors.save_error(conn, current.id, tsa_url=url, error=str(exc),
+                               kind=timestamp.error_kind(exc))  # fmt: skip
             say(f"{where}: {url}: not time-stamped: {exc}")
             continue
         anchors.save_token(conn, current.id, tsa_url=url, tsa_name=stamp.tsa_name,

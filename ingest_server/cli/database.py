@@ -109,7 +109,7 @@ def status_report(dsn: str) -> dict[str, Any]:
             for g in status.gateway_statuses(conn)
         ]
         reasons = [
-            {"reason": r.reason, "count": r.count, "last": r.last.isoformat()}
+            {"code": r.code, "reason": r.reason, "count": r.count, "last": r.last.isoformat()}
             for r in status.recent_dead_letter_reasons(conn)
         ]
         counts = {name: _iso(v) for name, v in status.counts(conn).items()}
@@ -150,7 +150,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if report["dead_letter_reasons_24h"]:
         print("dead letters in the last 24 h, by reason:")
         for r in report["dead_letter_reasons_24h"]:
-            print(f"  {r['count']:>6}  {r['reason'][:90]}  (last {r['last']})")
+            print(f"  {r['count']:>6}  [{r['code']}] {r['reason'][:90]}  (last {r['last']})")
     print("gateways:")
     for g in report["gateways"]:
         state = {True: "online", False: "offline", None: "never seen"}[g["online"]]

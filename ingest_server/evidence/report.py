@@ -206,7 +206,12 @@ def day_anchoring(
             if t.gen_time is not None
         ],
         errors=[
-            {"url": t.tsa_url, "error": t.last_error, "attempted_at": _utc(t.attempted_at)}
+            {
+                "url": t.tsa_url,
+                "error": t.last_error,
+                "kind": t.last_error_kind or "other",
+                "attempted_at": _utc(t.attempted_at),
+            }
             for t in a.tokens
             if t.token is None
         ],

@@ -16,6 +16,10 @@ behind a proxy needs). Each failure is its own exception, worded for an operator
     TsaRefusedError      the TSA answered but granted nothing (its status and reason)
     TokenInvalidError    a token that does not hold: another imprint or nonce, a
                          signature or certificate that does not verify, an untrusted TSA
+
+Each has its `kind` (unreachable, refused, token_invalid; `error_kind` gives `other` for
+anything else), stored beside the error's text (anchor_tokens.last_error_kind, migration
+0014) so that the console says what failed in the user's language.
 """
 
 from __future__ import annotations
@@ -50,14 +54,31 @@ MAX_REPLY = 1 << 20  # a token is a few kB; a TSA sending more is not one
 class TsaUnreachableError(UnavailableError):
     """The TSA could not be asked: the day stays pending, the next run asks again."""
 
+    kind = "unreachable"
+
 
 class TsaRefusedError(RefusedError):
     """The TSA answered without granting a token (RFC 3161 PKIStatus rejection, waiting,
     revocation...)."""
 
+    kind = "refused"
+
 
 class TokenInvalidError(RefusedError):
     """A token that does not prove what it should about this root."""
+
+    kind = "token_invalid"
+
+
+# the kinds of a TSA's failure, as stored and as the console's catalogue words them
+# (i18n.js `anchor_err_<kind>`)
+ERROR_KINDS = ("unreachable", "refused", "token_invalid", "other")
+
+
+def error_kind(exc: BaseException) -> str:
+    """The kind of a failure to time-stamp: one of ERROR_KINDS."""
+    kind = getattr(exc, "kind", None)
+    return kind if isinstance(kind, str) and kind in ERROR_KINDS else "other"
 
 
 class TsaCertificateError(InvalidInputError):

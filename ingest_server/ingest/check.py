@@ -1,5 +1,5 @@
 """Checking what the consumer took from the broker: each message becomes part of the
-group one transaction writes, or a dead letter with its reason.
+group one transaction writes, or a dead letter with its reason and code.
 
     (topic, payload) ... --check()--> Group: births, statuses, batches, dead letters
 
@@ -29,6 +29,7 @@ from ingest_server.ingest.gateway_keys import Gateway, GatewayDirectory
 from ingest_server.ingest.payload import (
     Birth,
     DataBatch,
+    RefusalCode,
     RejectedError,
     SignatureMismatchError,
     Status,
@@ -83,6 +84,8 @@ class DeadLetter:
     # (origin, boot, seq) of a batch refused for its content by a gateway the server
     # holds a key for: acknowledged as dead, so the gateway stops sending it
     ack: tuple[Origin, int, int] | None = None
+    # what kind of refusal (payload.REFUSAL_CODES): the console words it per language
+    code: RefusalCode = "other"
 
 
 @dataclass
@@ -131,7 +134,8 @@ def _parse(
             raise RejectedError(
                 f"gateway {_name(origin)} has no public key enrolled (revoked?): "
                 f"ingest-server gateway enroll {origin.enterprise} {origin.site} "
-                f"{origin.gateway} --public-key KEY"
+                f"{origin.gateway} --public-key KEY",
+                code="no_public_key",
             )
         if origin.kind == "data":
             if not v2:
@@ -146,7 +150,8 @@ def _parse(
     if gw is not None and gw.key is None:
         raise RejectedError(
             f"gateway {_name(origin)} has no HMAC key: ingest-server registry import FILE "
-            f"--key {origin.gateway}=KEYFILE"
+            f"--key {origin.gateway}=KEYFILE",
+            code="no_hmac_key",
         )
     return parse_message(topic, payload, key_of=_constant(None if gw is None else gw.key))[1]
 
@@ -199,7 +204,8 @@ def check(
             if len(item.payload) > limits.max_payload_bytes:
                 raise RejectedError(
                     f"payload of {len(item.payload)} bytes is over the limit of "
-                    f"{limits.max_payload_bytes}: lower the agent's batch_max_samples"
+                    f"{limits.max_payload_bytes}: lower the agent's batch_max_samples",
+                    code="payload_too_large",
                 )
             try:
                 message = _parse(item.topic, item.payload, origin, gw, limits)
@@ -213,7 +219,9 @@ def check(
                 message = _parse(item.topic, item.payload, origin, gw, limits)
         except RejectedError as exc:
             ack = None if origin is None else _dead_key(origin, gw, item.payload)
-            group.dead.append(DeadLetter(item.topic, item.payload, exc.reason, gid, ack))
+            group.dead.append(
+                DeadLetter(item.topic, item.payload, exc.reason, gid, ack, code=exc.code)
+            )
             continue
         assert origin is not None
         group.raw[id(message)] = (item.topic, item.payload)
@@ -255,5 +263,5 @@ def _data_item(  # noqa: PLR0917
             }
         ).encode()
         reason = f"{len(bad)} sample(s) of batch {message.boot}/{message.seq}: {bad[0][1]}"
-        data.set_aside = DeadLetter(topic, body, reason, gid)
+        data.set_aside = DeadLetter(topic, body, reason, gid, code="implausible_time")
     return data

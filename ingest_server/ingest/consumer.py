@@ -443,7 +443,8 @@ class Consumer:
                 ack = None
                 if isinstance(message, BatchV2):  # a v2 gateway is told not to resend it
                     ack = (part.data[0].origin, message.boot, message.seq)
-                r = self._db().write(Group(dead=[DeadLetter(topic, payload, reason, ack=ack)]))
+                dead = DeadLetter(topic, payload, reason, ack=ack, code="database_refused")
+                r = self._db().write(Group(dead=[dead]))
             total.merge(r)
         return total
 

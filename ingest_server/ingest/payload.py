@@ -1,7 +1,7 @@
 """What the server accepts from a gateway: MQTT contract v1 (docs/mqtt.md), checked.
 
     topic, raw bytes --parse_message--> DataBatch | Birth | Status
-                                   \\--> RejectedError(reason)   (to the dead-letter table)
+                                   \\--> RejectedError(reason, code)   (to the dead-letter table)
 
 Checks, in order, each with a reason a person can act on: the topic is ours and names
 a known gateway; the payload is UTF-8 JSON; the signature verifies with that gateway's
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, get_args
 
 from pydantic import (
     AfterValidator,
@@ -91,18 +91,48 @@ Boot = Annotated[int, Field(ge=1, le=MAX_BOOT)]
 Seq = Annotated[int, Field(ge=1, le=MAX_SEQ)]
 
 
-class RejectedError(RefusedError):
-    """A message that is not stored as data; `reason` says why, for the dead letters."""
+# Why a message was refused, as a closed vocabulary stored beside the reason
+# (dead_letters.code, migration 0014): the console says each code's meaning and what to
+# do in the user's language (i18n.js `dl_<code>`), with the reason, English, as the
+# server's own words; `ingest-server status` counts by it. docs/ingest.md lists them.
+RefusalCode = Literal[
+    "unknown_topic",  # not a topic of the contract
+    "unknown_gateway",  # a gateway not in the registry
+    "no_hmac_key",  # a contract-1 gateway the server holds no HMAC key for
+    "no_public_key",  # a contract-2 gateway without an enrolled public key
+    "payload_too_large",  # over the server's max_payload_bytes
+    "no_signature",  # no signature where the contract puts it
+    "signature_mismatch",  # signed, but not with the gateway's key
+    "contract_mismatch",  # a message of the other contract than the gateway's
+    "not_json",  # a JSON message that does not parse
+    "schema",  # JSON, but not the contract's fields, types or limits
+    "gateway_mismatch",  # the body names another gateway than the topic
+    "v2_payload",  # a v2 binary batch that does not decode
+    "implausible_time",  # samples set aside: their time is outside the clock window
+    "digest_conflict",  # a v2 batch (boot, seq) stored already with another digest
+    "database_refused",  # passed every check, refused by PostgreSQL
+    "other",  # none of these (and the rows written before the codes)
+]
+REFUSAL_CODES: tuple[str, ...] = get_args(RefusalCode)
 
-    def __init__(self, reason: str) -> None:
+
+class RejectedError(RefusedError):
+    """A message that is not stored as data; `reason` says why, for the dead letters,
+    and `code` (one of REFUSAL_CODES) what kind of refusal it is."""
+
+    def __init__(self, reason: str, *, code: RefusalCode = "other") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code: RefusalCode = code
 
 
 class SignatureMismatchError(RejectedError):
     """Signed, but not with the key the server holds for the gateway (or for the other
     contract than the one it is enrolled for): the consumer asks for the gateway's key
     once more (it may have been rotated, or the gateway enrolled) before dead-lettering."""
+
+    def __init__(self, reason: str, *, code: RefusalCode = "signature_mismatch") -> None:
+        super().__init__(reason, code=code)
 
 
 class _Strict(BaseModel):
@@ -177,7 +207,7 @@ _MODEL: dict[str, type[DataBatch] | type[Birth] | type[Status]] = {
 def parse_topic(topic: str) -> Origin:
     origin = topics.parse_stored(topic)
     if origin is None:
-        raise RejectedError(f"topic {topic!r} is not {topics.STORED_PATTERN}")
+        raise RejectedError(f"topic {topic!r} is not {topics.STORED_PATTERN}", code="unknown_topic")
     return origin
 
 
@@ -190,13 +220,15 @@ def parse_message(
     if key is None:
         raise RejectedError(
             f"unknown gateway {origin.enterprise}/{origin.site}/{origin.gateway}: register it "
-            "(ingest-server registry import) before it publishes"
+            "(ingest-server registry import) before it publishes",
+            code="unknown_gateway",
         )
     try:
         check_signature(payload, key)
     except SignatureError as exc:
-        kind = SignatureMismatchError if isinstance(exc, WrongKeyError) else RejectedError
-        raise kind(f"signature: {exc}") from None
+        if isinstance(exc, WrongKeyError):
+            raise SignatureMismatchError(f"signature: {exc}") from None
+        raise RejectedError(f"signature: {exc}", code="no_signature") from None
     message = validated(_MODEL[origin.kind], payload, origin)
     return origin, message
 
@@ -224,10 +256,14 @@ def validated(model: Any, payload: bytes, origin: Origin) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
-            raise RejectedError(f"not JSON: {first['msg']}") from None
-        raise RejectedError("schema: " + "; ".join(schema_problems(exc)[:5])) from None
+            raise RejectedError(f"not JSON: {first['msg']}", code="not_json") from None
+        problems = "; ".join(schema_problems(exc)[:5])
+        raise RejectedError(f"schema: {problems}", code="schema") from None
     if message.gw != origin.gateway:
-        raise RejectedError(f"body says gateway {short(message.gw)}, topic says {origin.gateway!r}")
+        raise RejectedError(
+            f"body says gateway {short(message.gw)}, topic says {origin.gateway!r}",
+            code="gateway_mismatch",
+        )
     return message
 
 

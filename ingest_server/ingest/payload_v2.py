@@ -3,7 +3,7 @@ checked: the v2 half of payload.py, whose schema, limits and errors it shares.
 
     topic, raw bytes (b"FEW..."), enrolled key --parse_batch_v2--> BatchV2 (columns)
     topic, JSON with "v": 2, enrolled key     --parse_message_v2--> BirthV2 | StatusV2
-                                        \\--> RejectedError(reason)   (to the dead-letter table)
+                                        \\--> RejectedError(reason, code)  (to the dead letters)
 
 A data payload starting with b"FEW" is decoded (wire_v2.py, with the decoder's limits),
 must name the topic's gateway, and its signature must verify under the gateway's enrolled
@@ -211,13 +211,16 @@ def parse_batch_v2(
             payload, max_samples=max_samples, max_bytes_decompressed=max_bytes_decompressed
         )
     except WireV2Error as exc:
-        raise RejectedError(f"v2 payload: {exc}") from None
+        raise RejectedError(f"v2 payload: {exc}", code="v2_payload") from None
     if cols.gw != origin.gateway:
-        raise RejectedError(f"body says gateway {short(cols.gw)}, topic says {origin.gateway!r}")
+        raise RejectedError(
+            f"body says gateway {short(cols.gw)}, topic says {origin.gateway!r}",
+            code="gateway_mismatch",
+        )
     try:
         digest = cols.digest()
     except ValueError as exc:  # the decoder's checks should leave nothing for this
-        raise RejectedError(f"v2 payload: {exc}") from None
+        raise RejectedError(f"v2 payload: {exc}", code="v2_payload") from None
     if not verify_batch(public_key, digest, cols.signature):
         raise _not_enrolled_key(origin, public_key)
     return BatchV2(cols.gw, cols.boot, cols.seq, cols.sent, cols, cols.prev, digest, cols.signature)
@@ -233,7 +236,7 @@ def parse_message_v2(origin: Origin, payload: bytes, public_key: bytes) -> Birth
     except SignatureError as exc:
         if _V1_SIG_TAIL.search(payload):
             raise enrolled_for(origin, 2) from None
-        raise RejectedError(f"signature: {exc}") from None
+        raise RejectedError(f"signature: {exc}", code="no_signature") from None
     return cast("Birth | Status", validated(_MODEL_V2[origin.kind], payload, origin))
 
 
@@ -249,12 +252,14 @@ def enrolled_for(origin: Origin, contract: int) -> SignatureMismatchError:
             f"gateway {_name(origin)} is enrolled for contract v2: it must sign with its own "
             "key (agent: gateway.key_file, contract v2), not the HMAC key; to take v1 from "
             f"it again, give it new secrets without a public key (ingest-server gateway add "
-            f"{e} {s} {g})"
+            f"{e} {s} {g})",
+            code="contract_mismatch",
         )
     return SignatureMismatchError(
         f"gateway {_name(origin)} is enrolled for contract v1 (HMAC) and sent a v2 batch: "
         f"enrol its public key (edge-agent keys init prints it): ingest-server gateway "
-        f"enroll {e} {s} {g} --public-key KEY"
+        f"enroll {e} {s} {g} --public-key KEY",
+        code="contract_mismatch",
     )
 
 

@@ -359,7 +359,8 @@ class Store:
                     "signed two different batches under one key (boot, seq); the stored "
                     "one is kept"
                 )
-                dead.append(DeadLetter(topic, payload, reason, k[0], (item.origin, b.boot, b.seq)))
+                acked = (item.origin, b.boot, b.seq)
+                dead.append(DeadLetter(topic, payload, reason, k[0], acked, code="digest_conflict"))
                 continue
             result.batches_repeated += 1
             result.stored.append((item.origin, b.boot, b.seq))
@@ -591,10 +592,17 @@ class Store:
     def _dead_letters(self, dead: Sequence[DeadLetter]) -> None:
         with self.conn.cursor() as cur:
             cur.executemany(
-                "INSERT INTO dead_letters (topic, gid, reason, payload, payload_bytes) "
-                "VALUES (%s, %s, %s, %s, %s)",
+                "INSERT INTO dead_letters (topic, gid, reason, code, payload, payload_bytes) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
                 [
-                    (d.topic, d.gid, d.reason, d.payload[:DEAD_LETTER_PAYLOAD_MAX], len(d.payload))
+                    (
+                        d.topic,
+                        d.gid,
+                        d.reason,
+                        d.code,
+                        d.payload[:DEAD_LETTER_PAYLOAD_MAX],
+                        len(d.payload),
+                    )
                     for d in dead
                 ],
             )

@@ -10,7 +10,7 @@ are evidence/merkle.py and evidence/timestamp.py, docs/evidence.md).
     latest_day       the enterprise's latest day with a root
     add_anchor       a new current root for a day (the old one kept, superseded)
     save_token       a TSA's granted token over a root
-    save_error       a TSA's failure for a root that has no token from it
+    save_error       a TSA's failure (and its kind) for a root that has no token from it
 
 A batch belongs to the local day (its gateway's site time zone) of its `received_at`, the
 server's clock, not of `sent`, the gateway's: a backfill drained days after an outage
@@ -21,6 +21,7 @@ batch is in exactly one day's tree.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,7 +33,8 @@ from ingest_server.repo.ledger import site_windows
 
 @dataclass(frozen=True)
 class Token:
-    """What one TSA gave for a root: a token and its time, or the last error."""
+    """What one TSA gave for a root: a token and its time, or the last error and its kind
+    (evidence/timestamp.py ERROR_KINDS; `other` for an error stored before the kinds)."""
 
     tsa_url: str
     tsa_name: str | None
@@ -40,6 +42,7 @@ class Token:
     gen_time: dt.datetime | None
     last_error: str | None
     attempted_at: dt.datetime
+    last_error_kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,16 +110,21 @@ _ANCHOR = (
 )
 
 
+def _token(row: Sequence[Any]) -> Token:
+    """A Token from (tsa_url, tsa_name, token, gen_time, last_error, attempted_at,
+    last_error_kind); an error without a kind is one stored before the kinds (0014)."""
+    url, name, tok, gen, err, at, kind = row
+    kind = None if err is None else kind or "other"
+    return Token(url, name, None if tok is None else bytes(tok), gen, err, at, kind)
+
+
 def _tokens(conn: psycopg.Connection, anchor_id: int) -> list[Token]:
     rows = conn.execute(
-        "SELECT tsa_url, tsa_name, token, gen_time, last_error, attempted_at "
+        "SELECT tsa_url, tsa_name, token, gen_time, last_error, attempted_at, last_error_kind "
         "FROM anchor_tokens WHERE anchor_id = %s ORDER BY tsa_url",
         (anchor_id,),
     ).fetchall()
-    return [
-        Token(url, name, None if tok is None else bytes(tok), gen, err, at)
-        for url, name, tok, gen, err, at in rows
-    ]
+    return [_token(r) for r in rows]
 
 
 def _anchor(conn: psycopg.Connection, row: tuple[Any, ...]) -> Anchor:
@@ -171,14 +179,13 @@ def day_states(
         _ANCHOR + "AND day BETWEEN %s AND %s", (enterprise, date_from, date_to)
     ).fetchall()
     tokens: dict[int, list[Token]] = {}
-    for aid, url, name, tok, gen, err, at in conn.execute(
-        "SELECT anchor_id, tsa_url, tsa_name, token, gen_time, last_error, attempted_at "
-        "FROM anchor_tokens WHERE anchor_id = ANY(%s) ORDER BY anchor_id, tsa_url",
+    for aid, *token in conn.execute(
+        "SELECT anchor_id, tsa_url, tsa_name, token, gen_time, last_error, attempted_at, "
+        "last_error_kind FROM anchor_tokens WHERE anchor_id = ANY(%s) "
+        "ORDER BY anchor_id, tsa_url",
         ([r[0] for r in rows],),
     ).fetchall():
-        tokens.setdefault(aid, []).append(
-            Token(url, name, None if tok is None else bytes(tok), gen, err, at)
-        )
+        tokens.setdefault(aid, []).append(_token(token))
     by_day = {
         day: Anchor(id_, day, bytes(root), leaves, order, built, tokens.get(id_, []))
         for id_, day, root, leaves, order, built in rows
@@ -255,17 +262,21 @@ def save_token(
         "last_error, attempted_at) VALUES (%s, %s, %s, %s, %s, NULL, now()) "
         "ON CONFLICT (anchor_id, tsa_url) DO UPDATE SET tsa_name = excluded.tsa_name, "
         "token = excluded.token, gen_time = excluded.gen_time, last_error = NULL, "
-        "attempted_at = excluded.attempted_at",
+        "last_error_kind = NULL, attempted_at = excluded.attempted_at",
         (anchor_id, tsa_url, tsa_name, token, gen_time),
     )
 
 
-def save_error(conn: psycopg.Connection, anchor_id: int, *, tsa_url: str, error: str) -> None:
-    """The TSA's failure, unless it already granted a token for this root (kept)."""
+def save_error(
+    conn: psycopg.Connection, anchor_id: int, *, tsa_url: str, error: str, kind: str = "other"
+) -> None:
+    """The TSA's failure and its kind (evidence/timestamp.py error_kind), unless it
+    already granted a token for this root (kept)."""
     conn.execute(
-        "INSERT INTO anchor_tokens (anchor_id, tsa_url, last_error, attempted_at) "
-        "VALUES (%s, %s, %s, now()) ON CONFLICT (anchor_id, tsa_url) DO UPDATE "
-        "SET last_error = excluded.last_error, attempted_at = excluded.attempted_at "
+        "INSERT INTO anchor_tokens (anchor_id, tsa_url, last_error, last_error_kind, "
+        "attempted_at) VALUES (%s, %s, %s, %s, now()) ON CONFLICT (anchor_id, tsa_url) "
+        "DO UPDATE SET last_error = excluded.last_error, "
+        "last_error_kind = excluded.last_error_kind, attempted_at = excluded.attempted_at "
         "WHERE anchor_tokens.token IS NULL",
-        (anchor_id, tsa_url, error),
+        (anchor_id, tsa_url, error, kind),
     )

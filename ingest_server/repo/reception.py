@@ -26,11 +26,14 @@ def list_gateways(conn: psycopg.Connection, *, enterprise: str) -> list[dict[str
 
 def dead_letters(conn: psycopg.Connection, *, enterprise: str, limit: int) -> list[dict[str, Any]]:
     """The newest `limit` messages refused from the enterprise's gateways ({id,
-    received_at, site, gateway, topic, reason, payload_bytes}), newest first."""
+    received_at, site, gateway, topic, reason, code, payload_bytes}), newest first.
+    `code` is the kind of refusal (ingest/payload.py REFUSAL_CODES), `other` for the
+    letters written before the codes."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             "SELECT d.id, d.received_at, g.site_id AS site, g.id AS gateway, d.topic, "
-            "d.reason, d.payload_bytes FROM dead_letters d JOIN gateways g USING (gid) "
+            "d.reason, coalesce(d.code, 'other') AS code, d.payload_bytes "
+            "FROM dead_letters d JOIN gateways g USING (gid) "
             "WHERE g.enterprise_id = %s ORDER BY d.received_at DESC, d.id DESC LIMIT %s",
             (enterprise, limit),
         ).fetchall()

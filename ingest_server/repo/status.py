@@ -39,6 +39,7 @@ class DeadLetterReason:
     reason: str  # the reason's first clause
     count: int
     last: dt.datetime
+    code: str = "other"  # the kind of refusal (ingest/payload.py REFUSAL_CODES)
 
 
 def _one(conn: psycopg.Connection, query: str) -> Any:
@@ -146,11 +147,13 @@ def ledger_gaps(conn: psycopg.Connection) -> dict[int, tuple[int, tuple[int, int
 
 def recent_dead_letter_reasons(conn: psycopg.Connection) -> list[DeadLetterReason]:
     """Why messages were dead-lettered in the last 24 hours: the ten most frequent
-    reasons, most frequent first."""
+    (code, reason) pairs, most frequent first; a letter written before the codes is
+    `other`."""
     rows = conn.execute(
         # the reason's first clause: the same fault from many batches is one line
         "SELECT split_part(reason, ':', 1) || ':' || split_part(reason, ':', 2), "
-        "count(*), max(received_at) FROM dead_letters "
-        "WHERE received_at > now() - interval '1 day' GROUP BY 1 ORDER BY 2 DESC LIMIT 10"
+        "count(*), max(received_at), coalesce(code, 'other') FROM dead_letters "
+        "WHERE received_at > now() - interval '1 day' GROUP BY 4, 1 ORDER BY 2 DESC, 4, 1 "
+        "LIMIT 10"
     ).fetchall()
     return [DeadLetterReason(*r) for r in rows]

@@ -177,8 +177,9 @@ def test_a_report_whose_bundle_failed_is_issued_and_says_why(plant: dict[str, An
     assert listed[older["report_id"]]["bundle"] == {
         "present": False, "bytes": None, "sha256": None, "samples": None,
         "error": "issued without its evidence bundle (before bundles were kept with reports, or by "
-                 "`report --no-bundle`)",
+                 "`report --no-bundle`)", "error_code": "not_kept",
     }  # fmt: skip
+    assert listed[doc["report_id"]]["bundle"]["error_code"] == "build_failed"
     for rid in (doc["report_id"], older["report_id"]):
         r = get(plant, f"/reports/{rid}/bundle", "verifier")
         assert r.status_code == 404

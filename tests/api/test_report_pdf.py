@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ingest_server.api.app import create_app
+from ingest_server.api.routes import reports as report_routes
 from ingest_server.evidence.render_pdf import BROWSER_ENV
 from ingest_server.repo import reports
 from ingest_server.repo.accounts import add_account, new_token
@@ -45,9 +46,32 @@ def test_the_pdf_for_those_who_may_read_the_report(
     api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c, tokens, rid = api
+    monkeypatch.setattr(report_routes, "PRINTED", report_routes._Printed())  # none printed yet
+    printed: list[str] = []
+    real = report_routes.render_pdf
+
+    def counted(doc: dict[str, Any]) -> bytes:
+        printed.append(doc["report_id"])
+        return real(doc)
+
+    monkeypatch.setattr(report_routes, "render_pdf", counted)
+    # no browser on the server: 503, saying how to install one
+    monkeypatch.setenv(BROWSER_ENV, "/nonexistent/chromium")
+    r = c.get(f"/api/v1/reports/{rid}/pdf", headers=tokens["ent"])
+    assert r.status_code == 503
+    error = r.json()["error"]
+    assert error["code"] == "pdf_unavailable"
+    assert "无法生成 PDF" in error["message"]
+    assert f"{BROWSER_ENV}=/nonexistent/chromium is not an executable browser" in error["message"]
+    monkeypatch.delenv(BROWSER_ENV)
     # the verifier, who may read the report but not issue one (a browser run: ~3 s each)
     r = c.get(f"/api/v1/reports/{rid}/pdf", headers=tokens["verifier"])
     assert r.status_code == 200, r.text
+    # printed once: the enterprise's download is the same file
+    again = c.get(f"/api/v1/reports/{rid}/pdf", headers=tokens["ent"])
+    assert again.status_code == 200, again.text
+    assert again.content == r.content
+    assert printed == [rid, rid]  # the refused print, then the one kept
     assert r.headers["content-type"] == "application/pdf"
     name = 'filename="report-hf-precision-2026-11-01-2026-11-30.pdf"'
     assert name in r.headers["content-disposition"]
@@ -57,11 +81,3 @@ def test_the_pdf_for_those_who_may_read_the_report(
     assert unknown.status_code == others.status_code == 404
     assert others.json()["error"]["code"] == "not_found"
     assert c.get(f"/api/v1/reports/{rid}/pdf").status_code == 401
-    # no browser on the server: 503, saying how to install one
-    monkeypatch.setenv(BROWSER_ENV, "/nonexistent/chromium")
-    r = c.get(f"/api/v1/reports/{rid}/pdf", headers=tokens["ent"])
-    assert r.status_code == 503
-    error = r.json()["error"]
-    assert error["code"] == "pdf_unavailable"
-    assert "无法生成 PDF" in error["message"]
-    assert f"{BROWSER_ENV}=/nonexistent/chromium is not an executable browser" in error["message"]

@@ -94,6 +94,8 @@ def _check_filters(e: Enterprise, site: str | None, process: str | None) -> None
             raise ApiError(
                 422, "invalid_parameter",
                 f"{field}: {e.id} has no {field} {value!r}; give one of {', '.join(known)}",
+                f"{field}: {e.id} 没有{'厂区' if field == 'site' else '工序'} {value!r}, "
+                f"可选: {', '.join(known)}",
             )  # fmt: skip
 
 

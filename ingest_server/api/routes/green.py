@@ -50,8 +50,7 @@ class YamlBodyError(ApiError):
     Chinese (a problem with its fields is FastAPI's 422, as for JSON)."""
 
     def __init__(self, message: str, message_zh: str) -> None:
-        super().__init__(422, "invalid_parameter", f"body: {message}")
-        self.message_zh = f"请求体: {message_zh}"
+        super().__init__(422, "invalid_parameter", f"body: {message}", f"请求体: {message_zh}")
 
 
 class _YamlRequest(Request):

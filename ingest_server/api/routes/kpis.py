@@ -123,6 +123,7 @@ def trend(  # noqa: PLR0917 (query parameters)
         raise ApiError(
             422, "invalid_parameter",
             f"step: {len(steps)} {step}s; at most {MAX_TREND_STEPS}: take a longer step",
+            f"步长: 共 {len(steps)} 段, 最多 {MAX_TREND_STEPS} 段: 请选更长的步长",
         )  # fmt: skip
     wanted = set(kpi or TREND_DEFAULT)
     points: list[dict[str, Any]] = []

@@ -31,7 +31,10 @@ def production(e: Reading) -> list[dict[str, Any]]:
 def add_production(e: Entering, entry: ProductionIn) -> CreatedPublic:
     check_period(entry.period_from, entry.period_to, longest=None)
     if entry.output is None and entry.value_added_10k_cny is None:
-        raise ApiError(422, "invalid_parameter", "give output, value_added_10k_cny, or both")
+        raise ApiError(
+            422, "invalid_parameter", "give output, value_added_10k_cny, or both",
+            "请填写产量 (output) 或工业增加值 (value_added_10k_cny), 或两者都填",
+        )  # fmt: skip
     new = production_repo.NewEntry(
         e.id, entry.site, entry.period_from, entry.period_to, entry.output,
         entry.output_unit, entry.value_added_10k_cny, entry.note,

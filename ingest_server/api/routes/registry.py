@@ -45,7 +45,7 @@ def enterprises(caller: Caller, conn: Conn) -> list[dict[str, Any]]:
 def enterprise(e: Reading) -> dict[str, Any]:
     found = enterprises_repo.get_enterprise(e.conn, enterprise=e.id)
     if found is None:
-        raise ApiError(404, "not_found", f"no enterprise {e.id!r}")
+        raise ApiError(404, "not_found", f"no enterprise {e.id!r}", f"没有企业 {e.id!r}")
     return found
 
 
@@ -60,9 +60,11 @@ def equipment(e: KnownEnterprise) -> list[dict[str, Any]]:
 def edit_equipment(e: EditingEquipment, eid: str, patch: EquipmentPatchIn) -> dict[str, Any]:
     changes = patch.model_dump(exclude_unset=True, exclude={"note"})
     if not changes:
+        editable = sorted(equipment_repo.EDITABLE)
         raise ApiError(
-            422, "invalid_parameter", f"give at least one of {sorted(equipment_repo.EDITABLE)}"
-        )
+            422, "invalid_parameter", f"give at least one of {editable}",
+            f"请至少修改其中一项: {editable}",
+        )  # fmt: skip
     return equipment_repo.edit_equipment(
         e.conn, enterprise=e.id, equipment=eid, changes=changes, account=e.caller.name,
         note=patch.note,

@@ -32,6 +32,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -66,6 +68,7 @@ from ingest_server.repo import reports as reports_repo
 from ingest_server.repo.accounts import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["reports"])
+
 
 Issuing = Annotated[Enterprise, Depends(writing("issue reports of"))]
 Format = Literal["json", "html", "xlsx"]
@@ -163,13 +166,16 @@ _NO_BUNDLE = (
     "issued without its evidence bundle (before bundles were kept with reports, or by "
     "`report --no-bundle`)"
 )
+_NO_BUNDLE_ZH = "签发时未附证据包 (签发于证据包随报告保存之前, 或签发时用了 report --no-bundle)"
 
 
 def _summary(b: report_bundles.StoredBundle | None) -> BundleSummaryPublic:
     if b is None:
-        return BundleSummaryPublic(present=False, error=_NO_BUNDLE)
+        return BundleSummaryPublic(present=False, error=_NO_BUNDLE, error_code="not_kept")
     if b.sha256 is None:
-        return BundleSummaryPublic(present=False, error=b.error or "not built")
+        if b.error:
+            return BundleSummaryPublic(present=False, error=b.error, error_code="build_failed")
+        return BundleSummaryPublic(present=False, error="not built", error_code="not_built")
     return BundleSummaryPublic(present=True, bytes=b.bytes, sha256=b.sha256, samples=b.samples)
 
 
@@ -191,7 +197,10 @@ def _stored(caller: Principal, conn: psycopg.Connection, report_id: str) -> dict
 
 
 def _not_found(report_id: str) -> ApiError:
-    return ApiError(404, "not_found", f"no report {report_id!r} for this account")
+    return ApiError(
+        404, "not_found", f"no report {report_id!r} for this account",
+        f"没有当前账号可查看的报告 {report_id!r} (编号有误, 或报告属于其他企业)",
+    )  # fmt: skip
 
 
 @router.get("/reports/{report_id}", response_model=None)
@@ -210,16 +219,50 @@ _PDF_ANSWER: dict[int | str, dict[str, Any]] = {
 }
 
 
+class _Printed:
+    """The PDFs printed lately, by report id and signature (an issued report never changes:
+    its PDF is printed once, not at each download), and a bound on the browsers printing at
+    once: each headless Chromium takes a few hundred MB, and a server on a small machine
+    must not start one per request of a burst (the others wait their turn)."""
+
+    KEEP = 8  # about 2 MB each
+    AT_ONCE = 2
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pdfs: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._printing = threading.BoundedSemaphore(self.AT_ONCE)
+
+    def get(self, doc: dict[str, Any]) -> bytes:
+        key = (str(doc["report_id"]), str((doc.get("signature") or {}).get("value")))
+        with self._lock:
+            if key in self._pdfs:
+                self._pdfs.move_to_end(key)
+                return self._pdfs[key]
+        with self._printing:
+            pdf = render_pdf(doc)
+        with self._lock:
+            self._pdfs[key] = pdf
+            while len(self._pdfs) > self.KEEP:
+                self._pdfs.popitem(last=False)
+        return pdf
+
+
+PRINTED = _Printed()
+
+
 @router.get("/reports/{report_id}/pdf", response_class=Response, responses=_PDF_ANSWER)
 def report_pdf(caller: Caller, pool: Pool, report_id: str) -> Response:
     """An issued report's printed page as a PDF, for whoever may read it as HTML. The
-    browser takes seconds: the database connection is given back before it starts."""
+    browser takes seconds: the database connection is given back before it starts, and a
+    report printed lately is not printed again (`_Printed`)."""
     with pool.connection() as conn:
         doc = _stored(caller, conn, report_id)
     try:
-        pdf = render_pdf(doc)
+        pdf = PRINTED.get(doc)
     except PdfUnavailableError as exc:
-        raise ApiError(503, "pdf_unavailable", str(exc)) from None
+        # its message is bilingual, "中文 / English": the Chinese half is the twin
+        raise ApiError(503, "pdf_unavailable", str(exc), str(exc).split(" / ", 1)[0]) from None
     p = doc["period"]
     name = f"report-{doc['enterprise']['id']}-{p['from']}-{p['to']}.pdf"
     return Response(
@@ -247,13 +290,17 @@ def report_bundle(caller: Caller, pool: Pool, report_id: str) -> Response:
         b = report_bundles.stored(conn, report_id)
         if b is None:
             _stored(caller, conn, report_id)  # unknown or someone else's: 404 not_found
-            raise ApiError(404, "bundle_unavailable", f"report {report_id}: {_NO_BUNDLE}")
+            raise ApiError(
+                404, "bundle_unavailable", f"report {report_id}: {_NO_BUNDLE}",
+                f"报告 {report_id}: {_NO_BUNDLE_ZH}",
+            )  # fmt: skip
         if not caller.may_read(b.enterprise):
             raise _not_found(report_id)  # the same answer as for an unknown id
     if b.sha256 is None or b.chunks is None:
         raise ApiError(
             404, "bundle_unavailable", f"report {report_id}: its bundle could not be built: "
             f"{b.error}",
+            f"报告 {report_id} 的证据包未能生成, 原因 (服务器原文): {b.error}",
         )  # fmt: skip
     return StreamingResponse(
         _pieces(pool, b.report_id, b.chunks),
@@ -287,7 +334,10 @@ async def verify_report(caller: Caller, conn: Conn, request: Request) -> dict[st
     try:
         doc = parse_report(await request.body(), "the posted report")
     except ValueError as exc:
-        raise ApiError(422, "invalid_report", str(exc)) from None
+        raise ApiError(
+            422, "invalid_report", str(exc),
+            f"所提交的文件不是可读取的报告 JSON, 请提交签发时下载的报告文件 (原文: {exc})",
+        ) from None  # fmt: skip
     return await run_in_threadpool(_verify_posted, caller, conn, doc)
 
 
@@ -303,8 +353,10 @@ def _verify_posted(
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         # a document that parses but is no report: answered, not a server error
         raise ApiError(
-            422, "invalid_report", f"not a report this server can read: {exc!r}"
-        ) from None
+            422, "invalid_report", f"not a report this server can read: {exc!r}",
+            f"文件可以解析, 但不是本服务器能读取的报告, 请提交签发时下载的报告文件 "
+            f"(原文: {exc!r})",
+        ) from None  # fmt: skip
     # the file's own mark, whatever the verdict: a paper copy is matched to this file
     return {**verdict_json(v), "paper": paper_json(doc)}
 

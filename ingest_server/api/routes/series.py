@@ -56,7 +56,10 @@ def series(  # noqa: PLR0917 (query parameters)
     a, b = time_window(start, end)
     ref = series_repo.find_series(e.conn, enterprise=e.id, device=device, tag=tag)
     if ref is None:
-        raise ApiError(404, "not_found", f"no tag {tag!r} of device {device!r} in {e.id}")
+        raise ApiError(
+            404, "not_found", f"no tag {tag!r} of device {device!r} in {e.id}",
+            f"{e.id} 没有设备 {device!r} 的点位 {tag!r}",
+        )  # fmt: skip
     step, buckets = series_repo.downsampled(
         e.conn, series_id=ref.series_id, start=a, end=b, points=points
     )

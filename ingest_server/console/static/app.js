@@ -679,6 +679,19 @@
   }
   // the report's own `anchoring` block (days time-stamped by a TSA, as the server held them
   // when it made the report): a count by state, and the days still waiting for a token
+  // a dead letter's reason: in zh what its code means and what to do (i18n.js `dl_<code>`),
+  // the server's English words under it as a literal; in en those words, the meaning as
+  // the tooltip
+  const refusalKey = (code) => (window.I18N.zh[`dl_${code}`] ? `dl_${code}` : "dl_other");
+  const refusalCell = (d) => (S.lang === "en"
+    ? h("span", { "data-dl-code": d.code || "other", title: t(refusalKey(d.code)) }, d.reason)
+    : h("span", { "data-dl-code": d.code || "other" }, t(refusalKey(d.code)),
+      h("div", { class: "muted" }, `${t("dl_original")}: `, h("code", {}, d.reason))));
+  // a TSA's failure: in zh its kind's meaning (i18n.js `anchor_err_<kind>`; an error
+  // stored before the kinds is `other`), the URL and the server's words as a literal
+  const anchorErrKey = (kind) => (window.I18N.zh[`anchor_err_${kind}`] ? `anchor_err_${kind}` : "anchor_err_other");
+  const anchorErrors = (errs) => (S.lang === "en" || !errs.length ? null
+    : h("code", { class: "muted", "data-anchor-errors": errs.map((e) => e.kind || "other").join(" "), title: errs.map((e) => `${e.url}: ${e.error}`).join("\n") }, " ⓘ"));
   function anchoringView(doc) {
     const a = doc?.anchoring;
     if (!a || !Array.isArray(a.days)) return null;
@@ -689,8 +702,8 @@
       states.map((s) => h("span", { class: s === "anchored" ? "ok" : (s === "not_due" ? "muted" : ""), "data-anchor-count": s, style: "margin-right:10px" },
         `${t(`anchor_${s}`)} ${a.summary?.[s] ?? 0}`)),
       open.length ? h("div", { class: "bad" }, `⚠ ${t("anchor_open")}: `,
-        open.map((d) => h("span", { "data-anchor-day": d.day, "data-anchor-state": d.state, title: (d.errors || []).map((e) => `${e.url}: ${e.error}`).join("\n") || null, style: "margin-right:8px" },
-          `${d.day} (${t(`anchor_${d.state}`)})`))) : null);
+        open.map((d) => h("span", { "data-anchor-day": d.day, "data-anchor-state": d.state, title: (d.errors || []).map((e) => (S.lang === "en" ? `${e.url}: ${e.error}` : t(anchorErrKey(e.kind)))).join("\n") || null, style: "margin-right:8px" },
+          `${d.day} (${t(`anchor_${d.state}`)})`, anchorErrors(d.errors || [])))) : null);
   }
   // the server's signature sentence is English (with the key's dates): in Chinese, what it
   // comes to
@@ -749,8 +762,14 @@
     function bundleCell(r) {
       const b = r.bundle || {};
       if (!b.present) {
-        return h("span", { class: "bad", "data-bundle-cell": r.id, "data-bundle-missing": r.id, title: b.error || null },
-          t("bundle_unavailable"), b.error ? h("div", { class: "muted" }, b.error) : null);
+        // why: in English the server's words; in Chinese its code's (i18n.js
+        // `bundle_err_<code>`, the command as a literal), a failed build's own text as one
+        const code = b.error_code || "build_failed";
+        const why = S.lang !== "zh" ? b.error
+          : [...t(`bundle_err_${code}`).split("{cmd}").flatMap((x, i) => (i ? [h("code", {}, "report --no-bundle"), x] : [x])),
+            code === "build_failed" && b.error ? h("code", {}, ` ${b.error}`) : null];
+        return h("span", { class: "bad", "data-bundle-cell": r.id, "data-bundle-missing": r.id, "data-bundle-error": code, title: S.lang === "zh" ? null : b.error || null },
+          t("bundle_unavailable"), b.error ? h("div", { class: "muted" }, why) : null);
       }
       return h("div", { "data-bundle-cell": r.id },
         h("button", { class: "link", "data-bundle": r.id, title: t("bundle_title"),
@@ -835,7 +854,7 @@
       h("h2", {}, `${t("dead_letters")} (${dls.length})`),
       table([
         { label: t("time"), get: (d) => local(d.received_at) }, { label: t("col_gateway"), get: (d) => `${d.site}/${d.gateway}` },
-        { label: t("topic"), get: (d) => d.topic }, { label: t("reason"), get: (d) => d.reason }, { label: t("size"), num: true, get: (d) => d.payload_bytes },
+        { label: t("topic"), get: (d) => h("code", {}, d.topic) }, { label: t("reason"), get: refusalCell }, { label: t("size"), num: true, get: (d) => d.payload_bytes },
       ], dls, { id: "dead-letters" }),
       h("h2", {}, t("tag_coverage")), h("div", { class: "panel" }, covChart),
       h("details", { open: low > 0 }, h("summary", {}, `${qd.tags.length} ${t("tag")} · ${low} < ${pct(doc.parameters.coverage_threshold)}`),
