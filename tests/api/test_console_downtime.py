@@ -151,6 +151,9 @@ def test_an_operator_attaches_a_reason_in_chinese(browser: Any, site: dict[str, 
     shown = page.evaluate("[...document.getElementById('chart-timeline').data]"
                           ".filter((d) => d.name === '报警').flatMap((d) => d.text)")  # fmt: skip
     assert "E205 润滑压力低" in shown
+    # a part counter with nothing counted in the window: said so, no chart of year 2000
+    assert page.locator("[data-testid=no-parts-window]").inner_text() == "此时间窗内无产量计数"
+    assert "2000年" not in page.locator("main").inner_text()
     c.shot("downtime")
 
     # the loss Pareto: unassigned 420 s (cnc-01) + 600 s (cnc-02), breakdown 300, no-material 300
@@ -223,9 +226,9 @@ def test_an_operator_attaches_a_reason_in_english(browser: Any, site: dict[str, 
 
 @pytest.mark.parametrize(("lang", "words"), [
     ("en", {"idle": "Waiting for material · material", "unassigned": "Unassigned",
-            "mtbf": "MTBF (h)", "alarms": "Alarms"}),
+            "mtbf": "MTBF (h)", "alarms": "Alarms", "no_parts": "no part counted in this window"}),
     ("zh", {"idle": "待料 · 物料", "unassigned": "未指定原因", "mtbf": "MTBF (小时)",
-            "alarms": "报警"}),
+            "alarms": "报警", "no_parts": "此时间窗内无产量计数"}),
 ])  # fmt: skip
 def test_a_verifier_reads_the_reasons(
     browser: Any, site: dict[str, Any], lang: str, words: dict[str, str]
@@ -242,6 +245,7 @@ def test_a_verifier_reads_the_reasons(
     assert int(page.locator("#dt-audit").get_attribute("data-count") or 0) >= 1
     assert words["alarms"] in page.locator("#alarms h2").inner_text()
     assert "E205 润滑压力低" in texts(c, "#alarm-list [data-alarm=alarm_text]")
+    assert words["no_parts"] == page.locator("[data-testid=no-parts-window]").inner_text()
     open_losses(c)
     assert words["unassigned"] in texts(c, "#pareto-bars [data-bar]")
     assert words["mtbf"] in page.locator("#causes").inner_text()

@@ -492,8 +492,12 @@
       customdata: ivs.map((iv) => [local(iv.start).slice(5, 16), local(iv.end).slice(5, 16), seconds((new Date(iv.end) - new Date(iv.start)) / 1000)]),
       hovertemplate: `${t(`state_${state}`)}: %{customdata[0]} – %{customdata[1]} (%{customdata[2]})<extra></extra>`,
     })), { barmode: "overlay", xaxis: { type: "date", range: [local(start.toISOString()), local(end.toISOString())] }, yaxis: { visible: false }, margin: { l: 20, r: 20, t: 10, b: 40 } });
-    if (kind === "networked" && pc) chart(parts, [{ type: "bar", name: pc.tag, x: pc.points.map((p) => local(p.t)), y: pc.points.map((p) => p.quantity), marker: { color: "#2d7fc1" } }],
-      { xaxis: { type: "date" }, yaxis: { title: { text: S.lang === "zh" ? "件" : "parts" } }, showlegend: false });
+    // the charts span the window the timeline shows; with nothing counted or metered in it,
+    // a line saying so (an empty chart would put its axis at plotly's default, January 2000)
+    const windowAxis = { type: "date", range: [local(start.toISOString()), local(end.toISOString())] };
+    if (kind === "networked" && pc && !pc.points.length) parts.replaceChildren(h("p", { class: "muted", "data-testid": "no-parts-window" }, t("no_parts_window")));
+    else if (kind === "networked" && pc) chart(parts, [{ type: "bar", name: pc.tag, x: pc.points.map((p) => local(p.t)), y: pc.points.map((p) => p.quantity), marker: { color: "#2d7fc1" } }],
+      { xaxis: windowAxis, yaxis: { title: { text: S.lang === "zh" ? "件" : "parts" } }, showlegend: false });
     const pw = counters.power[0];
     if (pw) {
       const s = await api(`${E()}/series?${q({ device: pw.device, tag: pw.tag, start: start.toISOString(), end: end.toISOString(), points: 400 })}`);
@@ -503,8 +507,9 @@
       const source = !pw.meter ? "power_own_tag" : shared ? "power_shared" : "power_own_meter";
       power.before(h("p", { class: shared ? "warn" : "muted", "data-testid": "power-source", "data-shared": String(shared) },
         t(source).replace("{n}", pw.covers.length), ": ", label));
-      chart(power, [{ type: "scatter", mode: "lines", name: label, x: s.points.map((p) => local(p.t)), y: s.points.map((p) => p.avg), line: { color: "#c0392b" } }],
-        { xaxis: { type: "date" }, yaxis: { title: { text: s.unit || "kW" } }, showlegend: false });
+      if (!s.points.length) power.replaceChildren(h("p", { class: "muted", "data-testid": "no-power-window" }, t("no_power_window")));
+      else chart(power, [{ type: "scatter", mode: "lines", name: label, x: s.points.map((p) => local(p.t)), y: s.points.map((p) => p.avg), line: { color: "#c0392b" } }],
+        { xaxis: windowAxis, yaxis: { title: { text: s.unit || "kW" } }, showlegend: false });
     } else {
       power.replaceChildren(h("p", { class: "muted", "data-testid": "no-power" }, t("no_power")));
     }
