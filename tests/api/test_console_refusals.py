@@ -186,6 +186,8 @@ def check_zh(c: Console, site: dict[str, Any], who: str) -> None:
     assert f"{url}: {error}" in (literal.get_attribute("title") or "")
     assert f"{OLD_TSA}: {OLD_ERROR}" in (literal.get_attribute("title") or "")
     assert english(c, "[data-anchor-day]") == []
+    assert english(c, "#anchoring") == []  # the retry command too is a literal, in <code>
+    assert "ingest-server anchor --pending" in page.locator("#anchoring code").all_inner_texts()
 
 
 def check_en(c: Console, site: dict[str, Any]) -> None:

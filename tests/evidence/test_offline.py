@@ -57,6 +57,27 @@ def zipped(tmp: Path, files: dict[str, bytes], *, fix: tuple[str, ...] = ()) -> 
     return path
 
 
+def resigned(made: Made, tmp: Path, doc: dict[str, Any]) -> Verdict:
+    """The bundle with `doc` as its report, signed again by the report key the trust file
+    trusts (the enterprise's own statement), the manifest's report entry written to match:
+    the signature and manifest checks pass, so what fails is the content."""
+    key = load_pem_private_key(made["report_key"].read_bytes(), None)
+    assert isinstance(key, Ed25519PrivateKey)
+    doc = copy.deepcopy(doc)
+    doc.pop("signature", None)
+    sign(doc, key)
+    report = json.dumps(doc, ensure_ascii=False).encode()
+    files = {**made["files"], "report.json": report}
+    manifest = json.loads(files["manifest.json"])
+    manifest["report"].update(sha256=hashlib.sha256(report).hexdigest(),
+                              signature=doc["signature"]["value"])  # fmt: skip
+    files["manifest.json"] = json.dumps(manifest).encode()
+    v = check_bundle(zipped(tmp, files, fix=("report.json",)), made["trust"])
+    assert v.check("report_signature").status == "ok"
+    assert v.check("manifest").status == "ok"
+    return v
+
+
 def parquet(table: pa.Table) -> bytes:
     sink = io.BytesIO()
     pq.write_table(table, sink)
@@ -348,17 +369,7 @@ def test_a_report_whose_anchoring_block_the_bundle_contradicts_fails(
     doc = json.loads(made["files"]["report.json"])
     (day,) = [d for d in doc["anchoring"]["days"] if d["state"] == "anchored"]
     day["root"] = "ab" * 32
-    key = load_pem_private_key(made["report_key"].read_bytes(), None)
-    assert isinstance(key, Ed25519PrivateKey)
-    sign(doc, key)
-    report = json.dumps(doc, ensure_ascii=False).encode()
-    files = {**made["files"], "report.json": report}
-    manifest = json.loads(files["manifest.json"])
-    manifest["report"].update(sha256=hashlib.sha256(report).hexdigest(),
-                              signature=doc["signature"]["value"])  # fmt: skip
-    files["manifest.json"] = json.dumps(manifest).encode()
-    v = check_bundle(zipped(tmp_path, files, fix=("report.json",)), made["trust"])
-    assert v.check("report_signature").status == "ok"
+    v = resigned(made, tmp_path, doc)
     codes = [r.code for r in v.check("anchors").reasons]
     assert codes == ["report_anchoring"], v.check("anchors").reasons
     (reason,) = v.check("anchors").reasons

@@ -13,30 +13,23 @@ must fail with the block's code, naming the field and both values.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from ingest_server.evidence.canonical import sign
 from ingest_server.evidence.declared import register_problems
 from ingest_server.evidence.offline import Verdict, check_bundle
 from ingest_server.evidence.targets import evaluate, targets_problems
 from ingest_server.reference.targets import TargetDef, targets_from_json
 from ingest_server.repo import green
 from ingest_server.repo.registry import Registry, import_registry
-from tests.evidence.test_bundle import _make
 from tests.evidence.test_ledger import DAY
-from tests.evidence.test_offline import zipped
-from tests.evidence.test_offline_kpi import CNC, _World
+from tests.evidence.test_offline import resigned, zipped
+from tests.evidence.test_offline_kpi import CNC, _World, bundle_of
 from tests.harness.ingest import ENT, KEY, batch, birth, open_store, s, small_registry, write
-from tests.harness.tsa import Tsa
 
 Made = dict[str, Any]
 BLOCKS = ("targets", "meter_register", "green", "ghg")
@@ -83,39 +76,11 @@ class _BlocksWorld(_World):
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> Iterator[Made]:
-    tmp = tmp_path_factory.mktemp("offline_blocks")
-    tsa = Tsa(tmp / "tsa", "A").start()
-    with pg_server.database() as db:
-        world = _BlocksWorld(db)
-        try:
-            yield _make(world, tsa, tmp)
-        finally:
-            world.conn.close()
-            tsa.stop()
+    yield from bundle_of(_BlocksWorld, tmp_path_factory.mktemp("offline_blocks"), pg_server)
 
 
 def _report(made: Made) -> dict[str, Any]:
     return json.loads(made["files"]["report.json"])  # type: ignore[no-any-return]
-
-
-def _resigned(made: Made, tmp: Path, doc: dict[str, Any]) -> Verdict:
-    """The bundle with `doc` as its report, signed by the report key the trust file
-    trusts, the manifest's report entry and hash written to match."""
-    key = load_pem_private_key(made["report_key"].read_bytes(), None)
-    assert isinstance(key, Ed25519PrivateKey)
-    doc = copy.deepcopy(doc)
-    doc.pop("signature", None)
-    sign(doc, key)
-    report = json.dumps(doc, ensure_ascii=False).encode()
-    files = {**made["files"], "report.json": report}
-    manifest = json.loads(files["manifest.json"])
-    manifest["report"].update(sha256=hashlib.sha256(report).hexdigest(),
-                              signature=doc["signature"]["value"])  # fmt: skip
-    files["manifest.json"] = json.dumps(manifest).encode()
-    v = check_bundle(zipped(tmp, files, fix=("report.json",)), made["trust"])
-    assert v.check("report_signature").status == "ok"  # the forgery is the server's statement
-    assert v.check("manifest").status == "ok"
-    return v
 
 
 def _reasons(v: Verdict, code: str) -> list[str]:
@@ -154,7 +119,7 @@ def test_a_target_flipped_to_met_fails_targets_differ(made: Made, tmp_path: Path
     doc = _report(made)
     (i,) = [i for i, r in enumerate(doc["targets"]["results"]) if r["origin"] == "entered"]
     doc["targets"]["results"][i].update(status="met", holds=True)
-    v = _resigned(made, tmp_path, doc)
+    v = resigned(made, tmp_path, doc)
     reasons = _reasons(v, "targets_differ")
     where = f"targets.results[{i}] (utilisation >= 99.0 %)"
     # the server's own check, and the result against the recomputed KPI: both values named
@@ -187,7 +152,7 @@ def test_a_kpi_and_its_targets_forged_together_fail_against_the_bundle(
     block["results"] = [r.model_dump(mode="json")
                         for r in evaluate(doc["kpis"], table, entered)]  # fmt: skip
     assert targets_problems(doc) == []
-    v = _resigned(made, tmp_path, doc)
+    v = resigned(made, tmp_path, doc)
     reasons = _reasons(v, "targets_differ")
     (i,) = [i for i, r in enumerate(block["results"]) if r["origin"] == "entered"]
     where = f"targets.results[{i}] (utilisation >= 99.0 %)"
@@ -205,7 +170,7 @@ def test_a_meter_certificate_changed_fails_register_differs(made: Made, tmp_path
     (meter,) = doc["meter_register"]["meters"]
     meter["valid_until"] = "2028-06-30"
     assert register_problems(doc) == []
-    v = _resigned(made, tmp_path, doc)
+    v = resigned(made, tmp_path, doc)
     (reason,) = _reasons(v, "register_differs")
     assert reason.startswith("meter_register.meters[em-1].valid_until: the report states "
                              "'2028-06-30', registry.json rolled back to ")  # fmt: skip
@@ -219,7 +184,7 @@ def test_a_meter_stated_valid_after_it_expired_fails_both_ways(made: Made, tmp_p
     doc = _report(made)
     (meter,) = doc["meter_register"]["meters"]
     meter["valid_until"] = "2026-02-01"  # expired before the period; status still "valid"
-    v = _resigned(made, tmp_path, doc)
+    v = resigned(made, tmp_path, doc)
     reasons = _reasons(v, "register_differs")
     assert any(r.startswith("meter_register em-1: stated 'valid', its certificate's dates "
                             "give 'expired'") for r in reasons), reasons  # fmt: skip
@@ -232,7 +197,7 @@ def test_a_green_row_value_changed_fails_green_differs(made: Made, tmp_path: Pat
     row = next(r for r in doc["green"]["rows"] if r["id"] == "energy_per_unit")
     value = row["value"]
     row["value"] = value / 2
-    v = _resigned(made, tmp_path, doc)
+    v = resigned(made, tmp_path, doc)
     reasons = _reasons(v, "green_differs")
     assert any(r.startswith(f"green energy_per_unit: value {value / 2!r} in the report, "
                             f"{value!r} computed again") for r in reasons), reasons  # fmt: skip
@@ -244,7 +209,7 @@ def test_a_ghg_total_changed_fails_ghg_differs(made: Made, tmp_path: Path) -> No
     doc = _report(made)
     total = doc["ghg"]["report"]["total_tco2e"]
     doc["ghg"]["report"]["total_tco2e"] = total - 0.4  # the process emission left out
-    v = _resigned(made, tmp_path, doc)
+    v = resigned(made, tmp_path, doc)
     reasons = _reasons(v, "ghg_differs")
     assert any(r.startswith("ghg: total_tco2e in the report differs") for r in reasons), reasons
     assert f"ghg.report.total_tco2e: the report states {total - 0.4!r}, the figures " \
@@ -258,7 +223,7 @@ def test_a_report_made_before_the_blocks_passes_saying_not_present(
     doc = _report(made)
     for name in BLOCKS:
         del doc[name]
-    v = _resigned(made, tmp_path, doc)
+    v = resigned(made, tmp_path, doc)
     c = v.check("kpis")
     assert c.status == "ok", [r.text_en for r in c.reasons]
     assert c.details["blocks"] == dict.fromkeys(BLOCKS, "not present")

@@ -13,7 +13,7 @@ would, and the check must fail naming the figure, row, entry or edit.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +55,22 @@ class _World(World):
                   ("data", batch(1, states + parts, boot=8)))  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> Iterator[Made]:
-    tmp = tmp_path_factory.mktemp("offline_kpi")
+def bundle_of(world_of: Callable[[str], _World], tmp: Path, pg_server: Any) -> Iterator[Made]:
+    """A bundle made (test_bundle.py `_make`) from the plant `world_of` builds in a database
+    of its own, with a TSA of its own: the module fixtures' one body."""
     tsa = Tsa(tmp / "tsa", "A").start()
     with pg_server.database() as db:
-        world = _World(db)
+        world = world_of(db)
         try:
             yield _make(world, tsa, tmp)
         finally:
             world.conn.close()
             tsa.stop()
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory, pg_server: Any) -> Iterator[Made]:
+    yield from bundle_of(_World, tmp_path_factory.mktemp("offline_kpi"), pg_server)
 
 
 def _report(made: Made) -> dict[str, Any]:

@@ -76,6 +76,8 @@
       .map((r) => [...r.cells].filter((c, i) => keep[i]).map((c) => csvCell(csvText(c))).join(","));
     saveBlob(new Blob([`\ufeff${lines.join("\r\n")}\r\n`], { type: "text/csv;charset=utf-8" }), name);
   }
+  // a catalogue text with a command in it: the command as a literal, in <code>
+  const withCmd = (text, cmd) => text.split("{cmd}").flatMap((x, i) => (i ? [h("code", {}, cmd), x] : [x]));
   const errorBox = (e) => h("div", { class: "error", role: "alert" }, `${t("error")}: ${e.message || e}`);
 
   // -- numbers and times ----------------------------------------------------------------
@@ -706,7 +708,7 @@
       `${t("anchoring")}: `,
       states.map((s) => h("span", { class: s === "anchored" ? "ok" : (s === "not_due" ? "muted" : ""), "data-anchor-count": s, style: "margin-right:10px" },
         `${t(`anchor_${s}`)} ${a.summary?.[s] ?? 0}`)),
-      open.length ? h("div", { class: "bad" }, `⚠ ${t("anchor_open")}: `,
+      open.length ? h("div", { class: "bad" }, "⚠ ", withCmd(t("anchor_open"), "ingest-server anchor --pending"), ": ",
         open.map((d) => h("span", { "data-anchor-day": d.day, "data-anchor-state": d.state, title: (d.errors || []).map((e) => (S.lang === "en" ? `${e.url}: ${e.error}` : t(anchorErrKey(e.kind)))).join("\n") || null, style: "margin-right:8px" },
           `${d.day} (${t(`anchor_${d.state}`)})`, anchorErrors(d.errors || [])))) : null);
   }
@@ -771,7 +773,7 @@
         // `bundle_err_<code>`, the command as a literal), a failed build's own text as one
         const code = b.error_code || "build_failed";
         const why = S.lang !== "zh" ? b.error
-          : [...t(`bundle_err_${code}`).split("{cmd}").flatMap((x, i) => (i ? [h("code", {}, "report --no-bundle"), x] : [x])),
+          : [withCmd(t(`bundle_err_${code}`), "report --no-bundle"),
             code === "build_failed" && b.error ? h("code", {}, ` ${b.error}`) : null];
         return h("span", { class: "bad", "data-bundle-cell": r.id, "data-bundle-missing": r.id, "data-bundle-error": code, title: S.lang === "zh" ? null : b.error || null },
           t("bundle_unavailable"), b.error ? h("div", { class: "muted" }, why) : null);
