@@ -140,13 +140,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     mode = report["storage_mode"]
     if report["timescaledb"]:
         mode += f" (TimescaleDB {report['timescaledb']})"
-    print(f"storage mode:    {mode}")
-    print(f"schema version:  {report['schema_version']}")
+    print(f"{'storage mode:':<19}{mode}")
+    print(f"{'schema version:':<19}{report['schema_version']}")
     for key in (
         "enterprises", "equipment", "devices", "series", "samples", "batches", "last_batch_at",
         "newest_sample", "state_intervals", "counter_deltas", "counter_anomalies", "dead_letters",
     ):  # fmt: skip
-        print(f"{key + ':':<17}{report[key]}")
+        print(f"{key + ':':<19}{report[key]}")  # the longest, counter_anomalies:, and a space
     if report["dead_letter_reasons_24h"]:
         print("dead letters in the last 24 h, by reason:")
         for r in report["dead_letter_reasons_24h"]:

@@ -473,8 +473,10 @@ def test_the_report_as_an_attachment(
     assert "主要指标" in first
     assert "How to verify" in first
     assert issued[:8] in first.replace("\n", "")  # the id to look the report up by
-    rest = "".join(page.extract_text() for page in reader.pages[1:])
-    assert [x for x in SECTIONS if x not in rest] == []
+    assert len(reader.pages) >= 2
+    if (who, lang) == ("ent", "zh"):  # the same file for all four (printed once): read it once
+        rest = "".join(page.extract_text() for page in reader.pages[1:])
+        assert [x for x in SECTIONS if x not in rest] == []
     used = fonts(reader)
     assert [name for name, f in used.items() if not embedded(f)] == []
     c.close()

@@ -72,6 +72,11 @@ def test_migrate_import_and_status(db: str, tmp_path: Path) -> None:
     ]
     text = cli("status", "--dsn", db).stdout
     assert "storage mode:" in text
+    # the figures in one column, each after its name and a space (counter_anomalies: was not)
+    figures = [line for line in text.splitlines() if line[:1].isalpha() and line[18:19] == " "]
+    assert len(figures) >= 14, text
+    assert all(line[19:20] != " " for line in figures), text
+    assert "counter_anomalies: " in text
     assert "never seen" in text
     assert "    contract 1, newest batch none" in text
     assert "dead letters in the last 24 h, by reason:" in text
