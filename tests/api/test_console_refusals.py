@@ -229,6 +229,17 @@ def test_the_dead_letters_route_gives_each_letters_code(site: dict[str, Any]) ->
         ]
 
 
+def issued_without_bundle(site: dict[str, Any], name: str) -> str:
+    """A report of the day issued by the CLI with `--no-bundle` (written to `name`): its id."""
+    out = Path(site["work"]) / name
+    code, said = run("report", "--enterprise", ENT, "--from", str(DAY), "--to", str(DAY),
+                     "--dsn", site["db"], "--signing-key", str(Path(site["work"]) / "key.pem"),
+                     "--no-bundle", "--out", str(out))  # fmt: skip
+    assert code == 0, said
+    report_id: str = json.loads(out.read_text(encoding="utf-8"))["report_id"]
+    return report_id
+
+
 def error_of(r: httpx.Response, status: int, code: str) -> dict[str, str]:
     assert r.status_code == status, r.text
     error: dict[str, str] = r.json()["error"]
@@ -255,12 +266,7 @@ def test_the_report_routes_errors_carry_their_chinese(
     assert "no-such-report" in e["message_zh"]
 
     # a report issued without its bundle (`report --no-bundle`)
-    out = Path(site["work"]) / "no-bundle.json"
-    code, said = run("report", "--enterprise", ENT, "--from", str(DAY), "--to", str(DAY),
-                     "--dsn", site["db"], "--signing-key", str(Path(site["work"]) / "key.pem"),
-                     "--no-bundle", "--out", str(out))  # fmt: skip
-    assert code == 0, said
-    report_id = json.loads(out.read_text(encoding="utf-8"))["report_id"]
+    report_id = issued_without_bundle(site, "no-bundle.json")
     e = error_of(httpx.get(f"{url}/reports/{report_id}/bundle", headers=headers), 404,
                  "bundle_unavailable")  # fmt: skip
     assert e["message"].startswith(f"report {report_id}: issued without its evidence bundle")
@@ -285,12 +291,7 @@ def test_the_report_routes_errors_carry_their_chinese(
 def test_a_report_without_its_bundle_says_why_in_either_language(
     browser: Any, site: dict[str, Any]
 ) -> None:
-    out = Path(site["work"]) / "no-bundle-page.json"
-    code, said = run("report", "--enterprise", ENT, "--from", str(DAY), "--to", str(DAY),
-                     "--dsn", site["db"], "--signing-key", str(Path(site["work"]) / "key.pem"),
-                     "--no-bundle", "--out", str(out))  # fmt: skip
-    assert code == 0, said
-    report_id = json.loads(out.read_text(encoding="utf-8"))["report_id"]
+    report_id = issued_without_bundle(site, "no-bundle-page.json")
     c = Console(browser, site)
     c.login("auditor")
     c.goto("evidence")
