@@ -43,26 +43,65 @@ def catalogue(conn: psycopg.Connection, *, enterprise: str) -> list[dict[str, An
         ).fetchall()
 
 
-# The DOWN and IDLE intervals of the enterprise's machines that overlap [a, b), each
-# with its machine's process and site and the reason attached to it (when the assignment
-# was given to that state). An open interval ends now.
-_STOPS = """
-    SELECT e.id AS equipment, e.process_id AS process, e.site_id AS site, si.state,
-           si.start, coalesce(si."end", now()) AS "end", si."end" IS NULL AS open,
-           a.reason_id AS reason, a.note, a.account, a.at
+# The state intervals of the machines a scope selects (the enterprise's; one machine, a
+# site's, a process's when %(eq)s, %(site)s, %(process)s are given) overlapping [a, b): the
+# join and filters `stops` and `running_seconds` share.
+_INTERVALS = """
     FROM equipment e
     JOIN gateways g ON g.enterprise_id = e.enterprise_id AND g.site_id = e.site_id
          AND g.id = e.gateway_id
     JOIN state_intervals si ON si.gid = g.gid AND si.device = e.device
-    LEFT JOIN downtime_assignments a ON a.enterprise_id = e.enterprise_id
-         AND a.equipment_id = e.id AND a.interval_start = si.start AND a.state = si.state
-    WHERE e.enterprise_id = %(e)s AND si.state IN ('DOWN', 'IDLE')
+"""
+_SELECTED = """
       AND si.start < %(b)s AND coalesce(si."end", 'infinity') > %(a)s
       AND (%(eq)s::text IS NULL OR e.id = %(eq)s)
       AND (%(site)s::text IS NULL OR e.site_id = %(site)s)
       AND (%(process)s::text IS NULL OR e.process_id = %(process)s)
-    ORDER BY e.id, si.start
 """
+
+# The DOWN and IDLE intervals, each with its machine's process and site and the reason
+# attached to it (when the assignment was given to that state). An open interval ends now.
+_STOPS = (
+    """
+    SELECT e.id AS equipment, e.process_id AS process, e.site_id AS site, si.state,
+           si.start, coalesce(si."end", now()) AS "end", si."end" IS NULL AS open,
+           a.reason_id AS reason, a.note, a.account, a.at
+    """
+    + _INTERVALS
+    + """
+    LEFT JOIN downtime_assignments a ON a.enterprise_id = e.enterprise_id
+         AND a.equipment_id = e.id AND a.interval_start = si.start AND a.state = si.state
+    WHERE e.enterprise_id = %(e)s AND si.state IN ('DOWN', 'IDLE')
+    """
+    + _SELECTED
+    + "    ORDER BY e.id, si.start\n"
+)
+# every RUNNING second inside [a, b); an open interval runs until now
+_RUNNING = (
+    """
+    SELECT coalesce(sum(extract(epoch FROM
+               least(coalesce(si."end", now()), %(b)s) - greatest(si.start, %(a)s))), 0)
+    """
+    + _INTERVALS
+    + """
+    WHERE e.enterprise_id = %(e)s AND si.state = 'RUNNING'
+      AND coalesce(si."end", now()) > si.start
+    """
+    + _SELECTED
+)
+
+
+def _scope(
+    enterprise: str,
+    start: dt.datetime,
+    *,
+    end: dt.datetime,
+    equipment: str | None,
+    site: str | None,
+    process: str | None,
+) -> dict[str, Any]:
+    return {"e": enterprise, "a": start, "b": end, "eq": equipment, "site": site,
+            "process": process}  # fmt: skip
 
 
 def stops(
@@ -78,8 +117,7 @@ def stops(
     """The DOWN and IDLE intervals overlapping [start, end) of the enterprise's machines
     (or of one, a site's, a process's), unclipped: {equipment, process, site, state,
     start, end, open, reason, note, account, at}; reason None: none attached."""
-    params = {"e": enterprise, "a": start, "b": end, "eq": equipment, "site": site,
-              "process": process}  # fmt: skip
+    params = _scope(enterprise, start, end=end, equipment=equipment, site=site, process=process)
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(_STOPS, params).fetchall()
 
@@ -96,24 +134,8 @@ def running_seconds(
 ) -> float:
     """Every RUNNING second in [start, end) of the machines the filters select (MTBF's
     numerator)."""
-    row = conn.execute(
-        """
-        SELECT coalesce(sum(extract(epoch FROM
-                   least(coalesce(si."end", now()), %(b)s) - greatest(si.start, %(a)s))), 0)
-        FROM equipment e
-        JOIN gateways g ON g.enterprise_id = e.enterprise_id AND g.site_id = e.site_id
-             AND g.id = e.gateway_id
-        JOIN state_intervals si ON si.gid = g.gid AND si.device = e.device
-        WHERE e.enterprise_id = %(e)s AND si.state = 'RUNNING'
-          AND si.start < %(b)s AND coalesce(si."end", 'infinity') > %(a)s
-          AND coalesce(si."end", now()) > si.start
-          AND (%(eq)s::text IS NULL OR e.id = %(eq)s)
-          AND (%(site)s::text IS NULL OR e.site_id = %(site)s)
-          AND (%(process)s::text IS NULL OR e.process_id = %(process)s)
-        """,
-        {"e": enterprise, "a": start, "b": end, "eq": equipment, "site": site,
-         "process": process},
-    ).fetchone()  # fmt: skip
+    params = _scope(enterprise, start, end=end, equipment=equipment, site=site, process=process)
+    row = conn.execute(_RUNNING, params).fetchone()
     return max(0.0, float(row[0])) if row is not None else 0.0
 
 

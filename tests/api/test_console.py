@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
 import os
 import shutil
@@ -60,6 +61,24 @@ def need_chromium() -> None:
         pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
 
 
+@contextlib.contextmanager
+def served(
+    db: str, work: Path, enterprise: dict[str, list[str]], verifier: dict[str, list[str]]
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """The API on uvicorn over `db`, with enterprise and verifier accounts (name ->
+    enterprises) that log in with PASSWORD: its URL, and the first enterprise account's
+    headers."""
+    with psycopg.connect(db, autocommit=True) as conn:
+        for role, accounts in (("enterprise", enterprise), ("verifier", verifier)):
+            for name, ents in accounts.items():
+                add_account(conn, name, role, ents)
+                set_password(conn, name, PASSWORD)
+    with serving_api(db, work / "key.pem") as url:
+        first = next(iter(enterprise))
+        token = httpx.post(f"{url}/api/v1/login", json={"name": first, "password": PASSWORD})
+        yield url, {"Authorization": f"Bearer {token.json()['token']}"}
+
+
 @pytest.fixture(scope="module")
 def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     need_chromium()
@@ -74,14 +93,7 @@ def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 pool.submit(asyncio.run, history).result()
         finally:
             broker.stop()
-        with psycopg.connect(db, autocommit=True) as conn:
-            add_account(conn, "ent", "enterprise", [ENT])
-            add_account(conn, "verifier", "verifier", [ENT])
-            for name in ("ent", "verifier"):
-                set_password(conn, name, PASSWORD)
-        with serving_api(db, work / "key.pem") as url:
-            token = httpx.post(f"{url}/api/v1/login", json={"name": "ent", "password": PASSWORD})
-            headers = {"Authorization": f"Bearer {token.json()['token']}"}
+        with served(db, work, {"ent": [ENT]}, {"verifier": [ENT]}) as (url, headers):
             for day, output, value in ((FRI, 1200, 35.0), (SAT, 1100, 32.0)):
                 r = httpx.post(
                     f"{url}/api/v1/enterprises/{ENT}/production", headers=headers,

@@ -25,11 +25,9 @@ import psycopg
 import pytest
 
 from ingest_server.db.schema import migrate
-from ingest_server.repo.accounts import add_account, set_password
 from ingest_server.repo.registry import import_registry, load_registry
 from tests.api.test_auth import other_enterprise
-from tests.api.test_console import PASSWORD, Console, browser, need_chromium
-from tests.harness.apiserver import serving_api
+from tests.api.test_console import Console, browser, need_chromium, served
 from tests.harness.backfill import DEMO_REGISTRY
 from tests.harness.pg import PgServer
 
@@ -49,13 +47,7 @@ def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         with psycopg.connect(db, autocommit=True) as conn:
             import_registry(conn, load_registry(DEMO_REGISTRY), {"gw-01": b"k" * 32})
             import_registry(conn, other_enterprise(), {})
-            add_account(conn, "ent", "enterprise", [ENT, "zz"])
-            add_account(conn, "verifier", "verifier", [ENT])
-            for name in ("ent", "verifier"):
-                set_password(conn, name, PASSWORD)
-        with serving_api(db, work / "key.pem") as url:
-            token = httpx.post(f"{url}/api/v1/login", json={"name": "ent", "password": PASSWORD})
-            headers = {"Authorization": f"Bearer {token.json()['token']}"}
+        with served(db, work, {"ent": [ENT, "zz"]}, {"verifier": [ENT]}) as (url, headers):
             yield {"url": url, "headers": headers, "shots": work / "shots"}
 
 

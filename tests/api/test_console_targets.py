@@ -18,10 +18,8 @@ import pytest
 
 from ingest_server.db.schema import migrate
 from ingest_server.reference.targets import target_table
-from ingest_server.repo.accounts import add_account, set_password
 from ingest_server.repo.registry import Registry, import_registry
-from tests.api.test_console import PASSWORD, Console, browser
-from tests.harness.apiserver import serving_api
+from tests.api.test_console import Console, browser, served
 from tests.harness.ingest import GW, KEY
 from tests.harness.kpi import kpi_registry
 from tests.harness.pg import PgServer
@@ -43,13 +41,7 @@ def site(pg_server: PgServer, tmp_path_factory: pytest.TempPathFactory) -> Itera
         migrate(db)
         with psycopg.connect(db, autocommit=True) as conn:
             import_registry(conn, Registry.model_validate(reg), {GW: KEY})
-            add_account(conn, "ent", "enterprise", ["hf"])
-            add_account(conn, "verifier", "verifier", ["hf"])
-            for name in ("ent", "verifier"):
-                set_password(conn, name, PASSWORD)
-        with serving_api(db, work / "key.pem") as url:
-            token = httpx.post(f"{url}/api/v1/login", json={"name": "ent", "password": PASSWORD})
-            headers = {"Authorization": f"Bearer {token.json()['token']}"}
+        with served(db, work, {"ent": ["hf"]}, {"verifier": ["hf"]}) as (url, headers):
             yield {"url": url, "headers": headers, "shots": work / "shots"}
 
 
