@@ -30,6 +30,8 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from edge_agent.contract.ack import AckError, parse_ack
 from edge_agent.outbox import Outbox, StoredBatch
@@ -38,6 +40,7 @@ from edge_agent.publisher import MqttSink, PublishRefusedError
 logger = logging.getLogger(__name__)
 
 Key = tuple[int, int]
+T = TypeVar("T")
 
 
 class Delivery:
@@ -101,7 +104,7 @@ class Delivery:
                 self._seen_connects = self.sink.connects
                 self._live_since = self._next_key
                 if self.server_acks:
-                    due = await asyncio.to_thread(self.outbox.resend_all)
+                    due = await _through(self.outbox.resend_all)
                     if due:
                         logger.info(
                             "new MQTT connection: %d batch(es) the server has not acked are "
@@ -193,7 +196,7 @@ class Delivery:
         if acked:
             self._refused_logged = False
             if self.server_acks:
-                await asyncio.to_thread(
+                await _through(
                     self.outbox.mark_sent,
                     acked,
                     now=time.time(),
@@ -201,14 +204,14 @@ class Delivery:
                     backoff_max_s=self.ack_backoff_max_s,
                 )
             else:
-                await asyncio.to_thread(self.outbox.delete, acked)
+                await _through(self.outbox.delete, acked)
                 self.acked += len(acked)  # counted once gone from the outbox
                 self._acked_event.set()
         if self._acks:
             await self._server_acked()
 
     async def _server_acked(self) -> None:
-        payloads, self._acks = self._acks, []
+        payloads, self._acks = self._acks, []  # _through below: these are not lost to a cancel
         keys: list[Key] = []
         dead: dict[Key, str] = {}
         for payload in payloads:
@@ -226,7 +229,7 @@ class Delivery:
             dead.update(((boot, seq), reason) for boot, seq, reason in ack.dead)
         if not keys:
             return
-        gone = await asyncio.to_thread(self.outbox.remove, keys)
+        gone = await _through(self.outbox.remove, keys)
         for key, samples in gone.items():
             reason = dead.get(key)
             if reason is None:
@@ -272,3 +275,26 @@ class Delivery:
                 break
             await self._settle(wait_s=min(0.1, max(0.0, deadline - time.monotonic())))
         return len(self._inflight) + unacked
+
+
+async def _through(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run an outbox change in a thread and see it through even if the caller is
+    cancelled meanwhile (the agent stopping): then re-raise the cancellation.
+
+    A bare ``await asyncio.to_thread(...)`` cancelled while the call still waits for an
+    executor thread (a busy gateway) cancels the call itself: an ack taken from the
+    queue would then never reach the outbox, and the batch would wait for an ack the
+    server already sent, until the next start sends it again."""
+    call = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(call)
+            break
+        except asyncio.CancelledError:
+            if call.done():
+                raise
+            cancelled = True  # cancelled again by _cancel's loop: keep waiting for the call
+    if cancelled:
+        raise asyncio.CancelledError
+    return result

@@ -20,6 +20,7 @@ import sqlite3
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from edge_agent.contract.sample import Sample
 from edge_agent.contract.topics import ack_topic, prefix
 from edge_agent.contract.wire import encode_batch, verify_v2
 from edge_agent.contract.wire_v2 import DecodedBatch, decode_batch_v2
+from edge_agent.delivery import Delivery
 from edge_agent.outbox import Outbox, OutboxError
 from simulators.agent_config import agent_config
 from simulators.cli import free_ports
@@ -263,6 +265,47 @@ async def test_v2_batches_chain_across_a_restart_and_verify(broker: Broker, tmp_
 
 
 # --- acks ---------------------------------------------------------------------------
+
+
+class _Uplink:
+    """What a Delivery asks of its MqttSink when it only settles acks (no broker: the
+    test is about the agent's own cancellation, not about MQTT)."""
+
+    prefix = "fe/v2/acme/plant1/gw-x"
+
+    def __init__(self) -> None:
+        self.on_ack: Any = None
+        self.connected = asyncio.Event()
+
+
+async def test_an_ack_is_not_lost_when_the_agent_stops_while_the_outbox_waits(
+    tmp_path: Path,
+) -> None:
+    """The stop cancels the delivery task; if the outbox's thread had not started yet, a
+    bare to_thread let the cancel drop the removal, and the batch then waited for an ack
+    the server had already sent (seen once in CI: one batch left after a clean stop)."""
+    loop = asyncio.get_running_loop()
+    one = ThreadPoolExecutor(max_workers=1)  # a busy gateway: one thread, held below
+    loop.set_default_executor(one)
+    with Outbox(tmp_path / "ob.db", max_bytes=1 << 20, max_age_s=1e9) as ob:
+        ob.append(1, 1, time.time(), 3, b"batch")
+        ob.mark_sent([(1, 1)], now=time.time(), timeout_s=30, backoff_max_s=300)
+        sink = _Uplink()
+        delivery = Delivery(ob, sink, max_inflight=4, backlog_per_s=1, next_key=(1, 2),  # type: ignore[arg-type]
+                            server_acks=True)  # fmt: skip
+        held = threading.Event()
+        one.submit(held.wait, 10)
+        sink.on_ack(encode_ack([(1, 1)]))
+        settling = asyncio.create_task(delivery._settle(wait_s=0.1))
+        await asyncio.sleep(0.05)  # it took the ack and waits for the outbox's thread
+        settling.cancel()
+        held.set()
+        with pytest.raises(asyncio.CancelledError):
+            await settling
+        stats = ob.stats()
+        assert (stats.batches, stats.sent) == (0, 0)
+        assert delivery._acks == []
+    one.shutdown()
 
 
 async def test_nothing_leaves_on_puback_alone_resent_until_acked_dead_counted(
