@@ -4,9 +4,13 @@ and a secret is never readable by others, not even for a moment."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 
 def write_temp(path: Path, data: bytes, mode: int = 0o600) -> Path:
@@ -27,3 +31,19 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def json_bytes(doc: Any) -> bytes:
+    """`doc` as the JSON files of a bundle and a trust file hold it: UTF-8, indented, a
+    time in UTC ISO 8601, a day ISO, bytes base64."""
+    return (json.dumps(doc, ensure_ascii=False, indent=1, default=_jsonable) + "\n").encode()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -37,8 +37,8 @@ from typing import Any
 import psycopg
 from cryptography import x509
 
-from ingest_server.cli.common import db_args, duration, migrated_connection
-from ingest_server.cli.evidence import VERIFY_FAILED, _date
+from ingest_server.cli.common import date_arg, db_args, duration, migrated_connection
+from ingest_server.cli.verifier import VERIFY_FAILED
 from ingest_server.errors import InvalidInputError, RefusedError, UnavailableError
 from ingest_server.evidence import merkle, timestamp
 from ingest_server.repo import anchors, enterprises
@@ -59,7 +59,7 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
     db_args(p)
     p.add_argument("--enterprise", required=True)
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--day", type=_date, help="a local date (YYYY-MM-DD)")
+    which.add_argument("--day", type=date_arg, help="a local date (YYYY-MM-DD)")
     which.add_argument(
         "--pending", action="store_true",
         help="every finished day not yet anchored, or lacking a token from a --tsa",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import logging
 import os
 import time
@@ -23,6 +24,14 @@ from ingest_server.db.schema import migrate
 from ingest_server.errors import UnavailableError
 
 log = logging.getLogger("ingest_server")
+
+
+def date_arg(text: str) -> dt.date:
+    """An argparse type: a calendar day, YYYY-MM-DD."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write YYYY-MM-DD") from None
 
 
 def default_data_dir() -> Path:

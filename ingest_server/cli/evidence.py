@@ -30,7 +30,13 @@ from typing import Any
 import psycopg
 
 from ingest_server.cli import verifier
-from ingest_server.cli.common import db_args, migrated_connection, resolve_dsn, signing_key_path
+from ingest_server.cli.common import (
+    date_arg,
+    db_args,
+    migrated_connection,
+    resolve_dsn,
+    signing_key_path,
+)
 from ingest_server.db.schema import migrate
 from ingest_server.evidence import bundle
 from ingest_server.evidence.keys import (
@@ -56,13 +62,6 @@ from ingest_server.reference.factors import (
 from ingest_server.repo import production, report_bundles, reports
 
 VERIFY_FAILED = verifier.VERIFY_FAILED
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write YYYY-MM-DD") from None
 
 
 def _instant(text: str) -> dt.datetime:
@@ -93,12 +92,12 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
     rep = sub.add_parser("report", help="compute the KPI evidence report of a period")
     db_args(rep)
     rep.add_argument("--enterprise", required=True)
-    rep.add_argument("--from", dest="date_from", type=_date, required=True, help="local date")
+    rep.add_argument("--from", dest="date_from", type=date_arg, required=True, help="local date")
     rep.add_argument(
-        "--to", dest="date_to", type=_date, required=True, help="local date, inclusive"
+        "--to", dest="date_to", type=date_arg, required=True, help="local date, inclusive"
     )
-    rep.add_argument("--baseline-from", type=_date)
-    rep.add_argument("--baseline-to", type=_date)
+    rep.add_argument("--baseline-from", type=date_arg)
+    rep.add_argument("--baseline-to", type=date_arg)
     rep.add_argument("--out", type=Path, help="report JSON (default: stdout)")
     rep.add_argument("--html", type=Path, help="also write the printable HTML rendering")
     rep.add_argument("--xlsx", type=Path, help="also write the XLSX rendering")
@@ -164,8 +163,8 @@ def add_parsers(  # noqa: PLR0915 (one statement per option)
     db_args(add)
     add.add_argument("--enterprise", required=True)
     add.add_argument("--site", help="default: the whole enterprise")
-    add.add_argument("--from", dest="date_from", type=_date, required=True)
-    add.add_argument("--to", dest="date_to", type=_date, required=True)
+    add.add_argument("--from", dest="date_from", type=date_arg, required=True)
+    add.add_argument("--to", dest="date_to", type=date_arg, required=True)
     add.add_argument("--output", type=float, help="good product made in the period")
     add.add_argument("--unit", default="件", help="unit of the output (default 件)")
     add.add_argument("--value-added", type=float, help="工业增加值 in 10,000 CNY (万元)")

@@ -30,8 +30,7 @@ from edge_agent.contract.yaml12 import (
     read_yaml_file,
     validation_problems,
 )
-from ingest_server.cli.common import db_args, resolve_dsn
-from ingest_server.cli.evidence import _date
+from ingest_server.cli.common import date_arg, db_args, resolve_dsn
 from ingest_server.db.schema import migrate
 from ingest_server.errors import InvalidInputError
 from ingest_server.evidence.green import GreenEntries, PeriodEntries, entry_problems
@@ -58,8 +57,8 @@ def add_parsers(sub: Any) -> None:
     for p in (st, show):
         db_args(p)
         p.add_argument("--enterprise", required=True)
-        p.add_argument("--from", dest="date_from", type=_date, required=True)
-        p.add_argument("--to", dest="date_to", type=_date, required=True)
+        p.add_argument("--from", dest="date_from", type=date_arg, required=True)
+        p.add_argument("--to", dest="date_to", type=date_arg, required=True)
     st.add_argument("--file", type=Path, required=True, help="indicators, pv, process_emissions")
     st.add_argument("--by", required=True, help="who enters them (kept with the entries)")
     st.add_argument("--note", default="")

@@ -16,8 +16,8 @@ import argparse
 import json
 from typing import Any
 
-from ingest_server.cli.common import db_args, duration, migrated_connection
-from ingest_server.cli.evidence import VERIFY_FAILED, _date
+from ingest_server.cli.common import date_arg, db_args, duration, migrated_connection
+from ingest_server.cli.verifier import VERIFY_FAILED
 from ingest_server.evidence import ledger
 from ingest_server.kpi.period import check_period
 from ingest_server.repo import enterprises
@@ -33,9 +33,9 @@ def add_parsers(sub: Any) -> None:  # argparse's _SubParsersAction is private
     )
     db_args(chk)
     chk.add_argument("--enterprise", required=True)
-    chk.add_argument("--from", dest="date_from", type=_date, required=True, help="local date")
+    chk.add_argument("--from", dest="date_from", type=date_arg, required=True, help="local date")
     chk.add_argument(
-        "--to", dest="date_to", type=_date, required=True, help="local date, inclusive"
+        "--to", dest="date_to", type=date_arg, required=True, help="local date, inclusive"
     )
     chk.add_argument(
         "--max-past",

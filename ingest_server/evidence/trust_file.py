@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.contract.identity import fingerprint
-from ingest_server.evidence.bundle import _json
 from ingest_server.evidence.keys import public_pem
 from ingest_server.evidence.timestamp import load_trust
+from ingest_server.files import json_bytes
 from ingest_server.repo import bundle, reports
 
 TRUST_FORMAT = "factory-evidence.trust"
@@ -59,7 +59,7 @@ def trust_document(
             "chain_pem": "".join(c.public_bytes(serialization.Encoding.PEM).decode()
                                  for c in chain),
         })  # fmt: skip
-    out: dict[str, Any] = json.loads(_json({
+    out: dict[str, Any] = json.loads(json_bytes({
         "format": TRUST_FORMAT, "format_version": TRUST_FORMAT_VERSION,
         "enterprise": enterprise,
         "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -69,4 +69,4 @@ def trust_document(
 
 
 def trust_json(doc: dict[str, Any]) -> bytes:
-    return _json(doc)
+    return json_bytes(doc)
