@@ -167,11 +167,21 @@ def test_gateways_dead_letters_and_factors(api: Any) -> None:
             "SELECT 'fe/v1/hf/p1/gw-01/data', gid, 'bad signature', 'x', 1 FROM gateways "
             "WHERE id = 'gw-01'"
         )
+        # no gateway row: an unregistered gateway on hf's topics is hf's, others' are not
+        for topic in ("fe/v1/hf/p2/gw-new/data", "fe/v1/zz/p1/gw-01/data", "fe/v1/hfx/p1/g/data",
+                      "junk/hf/p1/gw-01/data"):  # fmt: skip
+            conn.execute(
+                "INSERT INTO dead_letters (topic, reason, payload, payload_bytes, code) "
+                "VALUES (%s, 'no such gateway', 'x', 1, 'unknown_gateway')",
+                (topic,),
+            )
     dl = c.get("/api/v1/enterprises/hf/dead-letters", headers=h["auditor"]).json()
-    assert [(d["gateway"], d["reason"]) for d in dl] == [("gw-01", "bad signature")]
+    assert [(d["site"], d["gateway"], d["reason"]) for d in dl] == [
+        ("p2", "gw-new", "no such gateway"), ("p1", "gw-01", "bad signature")]  # fmt: skip
     assert "payload" not in dl[0]
     assert c.get("/api/v1/enterprises/hf/dead-letters", headers=h["zz-user"]).status_code == 403
-    assert c.get("/api/v1/enterprises/zz/dead-letters", headers=h["zz-user"]).json() == []
+    zz = c.get("/api/v1/enterprises/zz/dead-letters", headers=h["zz-user"]).json()
+    assert [d["topic"] for d in zz] == ["fe/v1/zz/p1/gw-01/data"]
     f = c.get("/api/v1/factors", headers=h["zz-user"]).json()
     assert f["energy"][0]["version"] == "gbt2589-2020.1"
     assert any(r["region"] == "anhui" for r in f["emission"][0]["rows"])

@@ -119,9 +119,12 @@ def test_each_contract_1_refusal_stores_its_code(db: str, broker: Broker) -> Non
         counted = status.recent_dead_letter_reasons(conn)
     assert shown[0]["reason"] == "signature: an old letter"
     assert shown[0]["code"] == "other"
-    # the letters naming a known gateway, newest first: not those of the unknown topic and
-    # gateway, nor the database's refusal (the consumer writes it without the gateway)
-    assert [r["code"] for r in shown[1:]] == [c for _, _, c, _ in reversed(cases[2:-1])]
+    # the enterprise's letters, newest first: those of an unregistered gateway and the
+    # database's refusal (written without the gateway) too, by their topic; not the one
+    # of a topic outside the enterprise's prefix ("HF" is not "hf")
+    assert [r["code"] for r in shown[1:]] == [c for _, _, c, _ in reversed(cases[1:])]
+    assert [(r["site"], r["gateway"]) for r in shown if r["code"] == "unknown_gateway"] == [
+        (SITE, "gw-99")]  # fmt: skip
     # twelve (code, reason) groups of one letter each, the ten `status` shows in order of
     # code on a tie
     by_code = {r.code: r for r in counted}
