@@ -457,3 +457,24 @@ def green_problems(doc: Json) -> list[str]:
         for key in a
         if c.get(key) != a[key]
     ]
+
+
+def notes_zh(report: Json) -> dict[str, str]:
+    """The Chinese of each measured row's note, by indicator id, where the note is its
+    KPI's English note (`_measured` copies the KPI's `note`; the report's `kpis` carry the
+    KPI's `note_zh` beside it): the Chinese, then what `_row` appended (already "中文 /
+    English"). The block itself keeps the English note, as it was signed; renderers show
+    both. A row whose note is not its KPI's, or a report made before `note_zh`: absent."""
+    block = report.get("green")
+    if not isinstance(block, Mapping):
+        return {}
+    kpis = {k.get("id"): k for k in report.get("kpis") or [] if isinstance(k, Mapping)}
+    out = {}
+    for r in block.get("rows") or []:
+        if not isinstance(r, Mapping) or r.get("origin") != "measured":
+            continue
+        k = kpis.get("carbon_tco2" if r.get("id") == "carbon_per_unit" else r.get("id")) or {}
+        en, zh, note = k.get("note") or "", k.get("note_zh") or "", r.get("note") or ""
+        if en and zh and note.startswith(en):
+            out[str(r["id"])] = zh + note[len(en) :]
+    return out

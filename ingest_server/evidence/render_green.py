@@ -20,7 +20,7 @@ from typing import Any
 
 from ingest_server.evidence.columns import DASH, Json, exact, number, percent
 from ingest_server.evidence.ghg import GhgReport, ghg_of
-from ingest_server.evidence.green import GreenRow
+from ingest_server.evidence.green import GreenRow, notes_zh
 from ingest_server.evidence.markup import Raw, Td, bi, esc, grid, section
 from ingest_server.evidence.xlsx_cells import bold as _bold
 from ingest_server.evidence.xlsx_cells import fit as _fit
@@ -80,8 +80,10 @@ def _date(value: object) -> object:
         return value
 
 
-def green_sheet(wb: Any, rows: Sequence[GreenRow]) -> Any:
-    """The indicator sheet, a row per indicator in the order given (the standard's)."""
+def green_sheet(wb: Any, rows: Sequence[GreenRow], zh: Mapping[str, str] | None = None) -> Any:
+    """The indicator sheet, a row per indicator in the order given (the standard's);
+    `zh`: a measured row's note in Chinese by id (evidence/green.py `notes_zh`), put
+    before its English."""
     ws = wb.create_sheet("绿色工厂 Green factory")
     _bold(ws, 1, 1, GREEN_TITLE)
     _put(ws, 2, 1, GREEN_NOTE[0])
@@ -98,7 +100,7 @@ def green_sheet(wb: Any, rows: Sequence[GreenRow]) -> Any:
             (baseline, figure), (leading, figure), (_DIRECTION[r.direction], None),
             (r.position_name or None, None), (r.position_name_en or None, None),
             (r.coverage, _SHARE), (r.basis or None, None), (r.reference or None, None),
-            (r.note or None, None),
+            (_both((zh or {}).get(r.id), r.note) or None, None),
         )  # fmt: skip
         for i, (cell, fmt) in enumerate(values, start=1):
             _put(ws, n, i, cell, fmt)
@@ -206,7 +208,7 @@ def green_sheet_of(wb: Any, r: Json) -> Any:
     block = green_of(r)
     if block is None:
         return None
-    ws = green_sheet(wb, rows_of(block))
+    ws = green_sheet(wb, rows_of(block), notes_zh(r))
     row = ws.max_row + 2
     for text in (*entered_text(block), block.get("error")):
         if text:
@@ -226,6 +228,11 @@ def ghg_sheet_of(wb: Any, r: Json) -> Any:
         _put(ws, row, 1, text)
         row += 1
     return ws
+
+
+def _both(zh: str | None, en: str) -> str:
+    """A note in Chinese, then in English: "中文 / English" as the sheets write them."""
+    return f"{zh} / {en}" if zh else en
 
 
 def _figure(v: float | None, unit: str) -> str:
@@ -252,15 +259,18 @@ def green_html(r: Json) -> str:
              bi("引领值", "Leading"), bi("位置", "Position"), bi("覆盖率", "Coverage"),
              bi("依据与出处", "Basis and reference")]  # fmt: skip
     rows = []
+    notes = notes_zh(r)
     for g in rows_of(block):
         zh, en = _ORIGIN[g.origin].split(" ", 1)
-        basis = "; ".join(x for x in (g.basis, g.reference, g.note) if x)
+        basis = esc("; ".join(x for x in (g.basis, g.reference, notes.get(g.id) or g.note) if x))
+        if g.id in notes:
+            basis += f'<span class="en">{esc(g.note)}</span>'
         rows.append([
             Td(bi(g.group_name, g.group_name_en)), Td(bi(g.name, g.name_en)), Td(g.unit),
             Td(_figure(g.value, g.unit), "num"), Td(bi(zh, en)),
             Td(_figure(g.baseline, g.unit), "num"), Td(_figure(g.leading, g.unit), "num"),
             Td(bi(g.position_name, g.position_name_en) if g.position else DASH),
-            Td(percent(g.coverage), "num"), Td(basis or DASH),
+            Td(percent(g.coverage), "num"), Td(Raw(basis) if basis else DASH),
         ])  # fmt: skip
     zh, en = entered_text(block)
     return section(

@@ -20,7 +20,7 @@ from openpyxl import load_workbook  # type: ignore[import-untyped,unused-ignore]
 from ingest_server.db.schema import migrate
 from ingest_server.evidence.canonical import sign
 from ingest_server.evidence.ghg import ProcessEmission, ghg_problems
-from ingest_server.evidence.green import green_problems
+from ingest_server.evidence.green import green_problems, notes_zh
 from ingest_server.evidence.render_html import render_html
 from ingest_server.evidence.render_methods import methods_html
 from ingest_server.evidence.render_xlsx import render_xlsx
@@ -155,6 +155,34 @@ def test_the_page_shows_blocks_methods_entries_and_changes(made: Any) -> None:
     assert "5.5" not in methods  # no clause of ISO 22400-2 was checked
     order = [page.index(t) for t in ("温室气体排放报告", "方法依据", "盖章处")]
     assert order == sorted(order)
+
+
+def test_a_measured_rows_note_is_shown_in_chinese_then_as_signed(made: Any) -> None:
+    """The block keeps the KPI's English note it signed; the page and the sheet put the
+    KPI's note_zh before it (the demo weekend has no samples, so its KPI notes are set
+    here as a plant with gaps would have them)."""
+    _, signed = made
+    doc = copy.deepcopy(signed)
+    kpi = next(k for k in doc["kpis"] if k["id"] == "water_per_unit")
+    kpi["note"], kpi["note_zh"] = "no coefficient for: wm-1", "以下计量表无折标系数: wm-1"
+    row = next(r for r in doc["green"]["rows"] if r["id"] == "water_per_unit")
+    row["note"] = "no coefficient for: wm-1; 未填基准值或引领值 / no baseline or leading value"
+    assert notes_zh(doc) == {"water_per_unit": "以下计量表无折标系数: wm-1; 未填基准值或引领值 / "
+                             "no baseline or leading value"}  # fmt: skip
+    sheet = render_html(doc)
+    sheet = sheet[sheet.index("绿色工厂评价指标") : sheet.index("温室气体排放报告")]
+    assert sheet.index("以下计量表无折标系数: wm-1") < sheet.index("no coefficient for: wm-1")
+    out = io.BytesIO()
+    render_xlsx(doc, out)
+    ws = load_workbook(io.BytesIO(out.getvalue()))["绿色工厂 Green factory"]
+    heads = [c.value for c in ws[5]]
+    rows = {r[1]: dict(zip(heads, r, strict=True)) for r in ws.iter_rows(6, values_only=True)
+            if r[1]}  # fmt: skip
+    assert (
+        rows["water_per_unit"]["说明 Note"] == f"{notes_zh(doc)['water_per_unit']} / {row['note']}"
+    )
+    # a note that is not its KPI's (the block's own words) is left as it is
+    assert rows["carbon_per_unit"]["说明 Note"] == "报告中无二氧化碳排放量 / no CO2"
 
 
 def test_the_workbook_has_both_sheets_and_the_entry_columns(made: Any) -> None:

@@ -36,6 +36,7 @@ from ingest_server.api.auth import ApiError
 from ingest_server.api.deps import Enterprise, Reading, writing
 from ingest_server.api.params import Day, check_period
 from ingest_server.evidence.green import GreenEntries, PeriodEntries, entry_problems
+from ingest_server.evidence.green import notes_zh as green_notes_zh
 from ingest_server.evidence.report import Request as ReportRequest
 from ingest_server.evidence.report import make_report
 from ingest_server.repo import green as green_repo
@@ -177,20 +178,9 @@ class GreenPublic(BaseModel):
     green: dict[str, Any]  # the report's `green` block (evidence/green.py `green_block`)
     ghg: dict[str, Any]  # its `ghg` block (evidence/ghg.py `ghg_block`)
     generation_meters: list[GenerationMeterPublic]  # the report's meters of role generation
-    # the Chinese of a measured row's note where it is its KPI's English note (the rows
-    # carry the report's `note` of the KPI they take: evidence/green.py `_measured`)
+    # the Chinese of a measured row's note where it is its KPI's English note
+    # (evidence/green.py `notes_zh`)
     notes_zh: dict[str, str]
-
-
-def _notes_zh(doc: dict[str, Any]) -> dict[str, str]:
-    kpis = {k.get("id"): k for k in doc.get("kpis") or []}
-    out = {}
-    for r in doc["green"]["rows"]:
-        k = kpis.get("carbon_tco2" if r["id"] == "carbon_per_unit" else r["id"]) or {}
-        en, zh = k.get("note") or "", k.get("note_zh") or ""
-        if r["origin"] == "measured" and en and zh and r["note"].startswith(en):
-            out[r["id"]] = zh + r["note"][len(en) :]  # what _row added stays "中文 / English"
-    return out
 
 
 def _view(e: Enterprise, date_from: dt.date, date_to: dt.date) -> GreenPublic:
@@ -203,7 +193,7 @@ def _view(e: Enterprise, date_from: dt.date, date_to: dt.date) -> GreenPublic:
         green=doc["green"], ghg=doc["ghg"],
         generation_meters=[GenerationMeterPublic.model_validate(m) for m in doc["meters"]
                            if m.get("role") == "generation"],
-        notes_zh=_notes_zh(doc),
+        notes_zh=green_notes_zh(doc),
     )  # fmt: skip
 
 
