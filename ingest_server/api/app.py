@@ -45,6 +45,7 @@ from fastapi.responses import JSONResponse, Response
 from psycopg_pool import ConnectionPool
 
 from ingest_server import __version__, console
+from ingest_server.api import validation_zh
 from ingest_server.api.auth import ApiError
 from ingest_server.api.ratelimit import LoginLimiter, TooManyAttemptsError
 from ingest_server.api.routes import (
@@ -140,11 +141,8 @@ def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
 
 
 def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
-    parts = []
-    for e in exc.errors():
-        where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "body"))
-        parts.append(f"{where}: {str(e.get('msg')).removeprefix('Value error, ')}")
-    return _error(422, "invalid_parameter", "; ".join(parts))
+    message, message_zh = validation_zh.messages(exc.errors())
+    return _error(422, "invalid_parameter", message, message_zh=message_zh)
 
 
 def _bad_report(_req: Request, exc: ReportError) -> JSONResponse:

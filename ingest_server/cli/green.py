@@ -78,7 +78,7 @@ def read_file(path: Path) -> GreenFile:
     except ValidationError as exc:
         raise GreenFileError(str(path), validation_problems(exc, docs=DOCS)) from None
     if problems:
-        raise GreenFileError(str(path), problems)
+        raise GreenFileError(str(path), [p.en for p in problems])
     return f
 
 

@@ -226,13 +226,29 @@ def indicators(report: Json, entries: GreenEntries) -> list[GreenRow]:
     return sorted(rows, key=lambda r: order.index(r.group))  # stable: in-group order kept
 
 
+class EntryError(ReportFormatError):
+    """A problem of the entries whatever the report, worded in English and Chinese."""
+
+    def __init__(self, message: str, message_zh: str) -> None:
+        super().__init__(message)
+        self.message_zh = message_zh
+
+
+class Problem(NamedTuple):
+    """One of `entry_problems`: in English (the CLI's), and in Chinese (the console's)."""
+
+    en: str
+    zh: str
+
+
 def _no_own_figure(entry: IndicatorEntry) -> None:
     own = [f for f in ("group", "name", "name_en", "unit", "direction", "value", "evidence")
            if getattr(entry, f) not in (None, "")]  # fmt: skip
     if own:
-        raise ReportFormatError(
+        raise EntryError(
             f"indicator {entry.id} is measured: enter only its baseline, leading value and "
-            f"reference, not its {', '.join(own)}"
+            f"reference, not its {', '.join(own)}",
+            f"指标 {entry.id} 由计量表实测: 只填基准值、引领值和出处, 不要填 {', '.join(own)}",
         )
 
 
@@ -262,14 +278,17 @@ def _in_order(id: str, base: float | None, lead: float | None, direction: Direct
     if base is not None and lead is not None:
         better = lead <= base if direction == "lower" else lead >= base
         if not better:
-            raise ReportFormatError(
+            raise EntryError(
                 f"indicator {id}: the leading value {lead:g} is worse than the baseline "
                 f"value {base:g} for an indicator where {direction} is better: swap them or "
-                f"check the sector's table"
+                f"check the sector's table",
+                f"指标 {id}: 引领值 {lead:g} 比基准值 {base:g} 差 (此指标"
+                f"{'越低越好' if direction == 'lower' else '越高越好'}): "
+                "请对调两者或核对行业对标表",
             )
 
 
-def entry_problems(entries: GreenEntries) -> list[str]:
+def entry_problems(entries: GreenEntries) -> list[Problem]:
     """What in the entries is wrong whatever the report: a measured indicator given its own
     figure, an entered one without its group, name, unit or direction, a leading value
     worse than the baseline. (A PV meter or figure is checked against a report's.)"""
@@ -281,18 +300,20 @@ def entry_problems(entries: GreenEntries) -> list[str]:
                 _no_own_figure(e)
                 _in_order(e.id, e.baseline, e.leading, measured[e.id].direction)
             elif e.group is None or e.direction is None or not e.name or e.unit is None:
-                raise ReportFormatError(_unmeasured(e.id))
+                raise _unmeasured(e.id)
             else:
                 _in_order(e.id, e.baseline, e.leading, e.direction)
-        except ReportFormatError as exc:
-            out.append(str(exc))
+        except EntryError as exc:
+            out.append(Problem(str(exc), exc.message_zh))
     return out
 
 
-def _unmeasured(id: str) -> str:
-    return (
+def _unmeasured(id: str) -> EntryError:
+    measured = ", ".join(sorted(m.id for m in MEASURED))
+    return EntryError(
         f"indicator {id}: no meter measures it, so enter its group, name, unit and "
-        f"direction (measured here: {', '.join(sorted(m.id for m in MEASURED))})"
+        f"direction (measured here: {measured})",
+        f"指标 {id}: 没有计量表测量它, 请填写其一级指标、名称、单位和方向 (可实测的: {measured})",
     )
 
 

@@ -165,14 +165,17 @@ def test_the_api_reads_a_yaml_body(site: dict[str, Any]) -> None:
     r = put_yaml(site, GOOD_YAML.replace("  baseline: 0.5", "  basline: 0.5"))
     assert r.status_code == 422, r.text
     assert "indicators.0.basline: Extra inputs are not permitted" in r.json()["error"]["message"]
+    assert "indicators.0.basline: 不允许此项 (未知字段)" in r.json()["error"]["message_zh"]
     r = put_yaml(site, GOOD_YAML.replace("leading: 95", "leading: 70"))
     assert r.status_code == 422, r.text
     assert "indicator solid_waste_reuse: the leading value 70" in r.json()["error"]["message"]
+    assert "指标 solid_waste_reuse: 引领值 70 比基准值" in r.json()["error"]["message_zh"]
     # .inf and .nan are YAML's numbers, and no figure: named (JSON's Infinity as well)
     r = put_yaml(site, GOOD_YAML.replace("activity: 1.2", "activity: .inf"))
     assert r.status_code == 422, r.text
     message = r.json()["error"]["message"]
     assert "process_emissions.0.activity: inf is not a finite number" in message
+    assert "process_emissions.0.activity: inf 不是有限的数字" in r.json()["error"]["message_zh"]
     as_json = '{"from": "%s", "to": "%s", "indicators": [{"id": "x", "baseline": NaN}]}'
     r = httpx.put(green_url(site), content=as_json % (YAML_DAY, YAML_DAY), headers={
         **site["headers"], "Content-Type": "application/json"})  # fmt: skip
@@ -274,10 +277,12 @@ def fill_form(page: Any) -> None:
 
 # what the page says, by language (the words of i18n.js)
 WORDS = {
-    "zh": {"not_number": "“{name} · 基准值”不是数字\uff1a{typed}", "invalid": "出错: 请求参数无效",
+    "zh": {"not_number": "“{name} · 基准值”不是数字\uff1a{typed}",
+           "invalid": "出错: indicators: 指标 energy_per_unit: 引领值 0.5 比基准值 0.3 差",
            "total": "合计", "read_only": "只读账号", "saved": "已保存"},
     "en": {"not_number": "{name} · Baseline is not a number: {typed}",
-           "invalid": "Error: indicators: ", "total": "Total",
+           "invalid": "Error: indicators: indicator energy_per_unit: the leading value 0.5",
+           "total": "Total",
            "read_only": "read-only account", "saved": "Saved"},
 }  # fmt: skip
 
@@ -305,8 +310,8 @@ def enterprise_run(c: Console, site: dict[str, Any], lang: str, day: dt.date) ->
     row(page, "energy_per_unit").locator("[data-gf=leading]").fill("0.5")
     page.click("#green-save")
     error = page.wait_for_selector("#green-msg .error").inner_text()
-    assert words["invalid"] in error
-    assert "indicator energy_per_unit: the leading value 0.5 is worse" in error
+    assert error.startswith(words["invalid"]), error  # the server's words, in the page's
+    assert "indicator energy_per_unit: the leading value 0.5 is worse" in error  # + as said
     assert "gf-bad" in (row(page, "energy_per_unit").get_attribute("class") or "")
     assert len(puts) == 1
     refused(c, 422)

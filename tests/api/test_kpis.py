@@ -90,12 +90,15 @@ def test_errors_name_the_field_and_the_fix(client: TestClient) -> None:
     body = r.json()["error"]
     assert body["code"] == "invalid_parameter"
     assert "to" in body["message"]
+    assert body["message_zh"] == "to: 应为日期 (YYYY-MM-DD)", body
     r = client.get(
         "/api/v1/enterprises/hf/report",
         params={"from": "2026-11-16", "to": "2026-11-17", "coverage_threshold": 3},
     )
     assert r.status_code == 422
     assert "coverage_threshold" in r.json()["error"]["message"]
+    # the same in Chinese, for the console: the field as sent, the limit from pydantic's
+    assert r.json()["error"]["message_zh"] == "coverage_threshold: 应小于或等于 1.0"
     r = client.get(
         "/api/v1/enterprises/zz/report", params={"from": "2026-11-16", "to": "2026-11-17"}
     )

@@ -211,11 +211,11 @@ def show(
     return _view(e, date_from, date_to)
 
 
-def _not_finite(value: Any, where: str = "") -> list[str]:
-    """The fields holding infinity or NaN (JSON's Infinity, YAML's .inf): the models take
-    them, the database's JSON cannot, and no figure of the sheet is one."""
+def _not_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
+    """The fields holding infinity or NaN (JSON's Infinity, YAML's .inf), with the value:
+    the models take them, the database's JSON cannot, and no figure of the sheet is one."""
     if isinstance(value, float) and not math.isfinite(value):
-        return [f"{where}: {value} is not a finite number: give the figure"]
+        return [(where, value)]
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in _not_finite(v, f"{where}.{k}".lstrip("."))]
     if isinstance(value, list):
@@ -241,10 +241,19 @@ def enter(e: Entering, body: GreenIn) -> GreenPublic:
     check_period(body.date_from, body.date_to)
     unbounded = _not_finite(body.model_dump(exclude={"date_from", "date_to", "note"}))
     if unbounded:
-        raise ApiError(422, "invalid_parameter", "; ".join(unbounded))
+        raise ApiError(
+            422, "invalid_parameter",
+            "; ".join(f"{where}: {value} is not a finite number: give the figure"
+                      for where, value in unbounded),
+            "; ".join(f"{where}: {value} 不是有限的数字: 请填写数值" for where, value in unbounded),
+        )  # fmt: skip
     problems = entry_problems(body)
     if problems:
-        raise ApiError(422, "invalid_parameter", "; ".join(f"indicators: {p}" for p in problems))
+        raise ApiError(
+            422, "invalid_parameter",
+            "; ".join(f"indicators: {p.en}" for p in problems),
+            "; ".join(f"indicators: {p.zh}" for p in problems),
+        )  # fmt: skip
     entries = GreenEntries(indicators=body.indicators, pv=body.pv).model_dump(mode="json")
     process = [p.model_dump(mode="json") for p in body.process_emissions]
     green_repo.add_entries(e.conn, green_repo.NewGreenEntries(
