@@ -6,7 +6,8 @@
 
 Start order follows Telegraf's: the outbox and the MQTT sink first, then the sources;
 stop order is the reverse: sources first, then the last samples are sealed into the
-outbox, then in-flight batches get a few seconds for their PUBACK. What is in the outbox
+outbox, then in-flight batches get a few seconds for their PUBACK. A seal under way when
+the stop comes is finished first (`through`). What is in the outbox
 when the agent stops (or dies) is published by the next start.
 
 Contract 2 (``gateway.contract: 2``): each batch is signed with the gateway's own key and
@@ -53,6 +54,7 @@ from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.publisher import MqttSink
 from edge_agent.report import ExceptionFilter
 from edge_agent.source import Source, Sources, birth_tags, device_tags
+from edge_agent.through import through
 
 logger = logging.getLogger(__name__)
 
@@ -271,35 +273,44 @@ class Agent:
     # --- pending -> outbox --------------------------------------------------------------
 
     async def _seal(self, outbox: Outbox, delivery: Delivery, sealer: Sealer) -> None:
-        cfg = self.config.mqtt
+        """Seal what is pending into the outbox, batch by batch. Each batch is seen through
+        (edge_agent/through.py) when the agent stops meanwhile: its samples are out of
+        pending once it starts, and its seq and the chain move on only after it."""
         while self._pending:
-            n = min(len(self._pending), cfg.batch_max_samples)
-            if n == len(self._pending):
-                batch = list(self._pending)
-                self._pending.clear()
-            else:
-                batch = [self._pending.popleft() for _ in range(n)]
-            try:
-                rows, dropped, ranges = await asyncio.to_thread(
-                    self._seal_batch, outbox, sealer, self.seq + 1, batch
-                )
-            except OutboxError as exc:
-                # a full or failing disk: keep the samples (pending is bounded), the seq
-                # and the chain, and try again at the next interval
-                self._pending.extendleft(reversed(batch))
-                if not self._outbox_failing:
-                    logger.error("%s; samples wait in memory and are retried", exc)
-                    self._outbox_failing = True
+            if not await through(self._seal_one(outbox, delivery, sealer)):
                 return
-            if self._outbox_failing:
-                logger.info("the outbox accepts batches again")
-                self._outbox_failing = False
-            sealer.sealed(rows)
-            self.seq = rows[-1][0]
-            self.samples_sealed += n
-            self.outbox_dropped_batches += len(dropped)
-            self._dropped(ranges)
-            delivery.sealed((self.boot, self.seq))
+
+    async def _seal_one(self, outbox: Outbox, delivery: Delivery, sealer: Sealer) -> bool:
+        """One batch from the head of pending into the outbox; False if the outbox refused
+        it (the samples are back in pending)."""
+        n = min(len(self._pending), self.config.mqtt.batch_max_samples)
+        if n == len(self._pending):
+            batch = list(self._pending)
+            self._pending.clear()
+        else:
+            batch = [self._pending.popleft() for _ in range(n)]
+        try:
+            rows, dropped, ranges = await asyncio.to_thread(
+                self._seal_batch, outbox, sealer, self.seq + 1, batch
+            )
+        except OutboxError as exc:
+            # a full or failing disk: keep the samples (pending is bounded), the seq
+            # and the chain, and try again at the next interval
+            self._pending.extendleft(reversed(batch))
+            if not self._outbox_failing:
+                logger.error("%s; samples wait in memory and are retried", exc)
+                self._outbox_failing = True
+            return False
+        if self._outbox_failing:
+            logger.info("the outbox accepts batches again")
+            self._outbox_failing = False
+        sealer.sealed(rows)
+        self.seq = rows[-1][0]
+        self.samples_sealed += n
+        self.outbox_dropped_batches += len(dropped)
+        self._dropped(ranges)
+        delivery.sealed((self.boot, self.seq))
+        return True
 
     def _seal_batch(
         self, outbox: Outbox, sealer: Sealer, seq: int, batch: list[Sample]

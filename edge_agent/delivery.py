@@ -30,17 +30,15 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from edge_agent.contract.ack import AckError, parse_ack
 from edge_agent.outbox import Outbox, StoredBatch
 from edge_agent.publisher import MqttSink, PublishRefusedError
+from edge_agent.through import through
 
 logger = logging.getLogger(__name__)
 
 Key = tuple[int, int]
-T = TypeVar("T")
 
 
 class Delivery:
@@ -104,7 +102,7 @@ class Delivery:
                 self._seen_connects = self.sink.connects
                 self._live_since = self._next_key
                 if self.server_acks:
-                    due = await _through(self.outbox.resend_all)
+                    due = await through(asyncio.to_thread(self.outbox.resend_all))
                     if due:
                         logger.info(
                             "new MQTT connection: %d batch(es) the server has not acked are "
@@ -195,23 +193,31 @@ class Delivery:
                     self._refused_logged = True
         if acked:
             self._refused_logged = False
-            if self.server_acks:
-                await _through(
-                    self.outbox.mark_sent,
-                    acked,
-                    now=time.time(),
-                    timeout_s=self.ack_timeout_s,
-                    backoff_max_s=self.ack_backoff_max_s,
-                )
-            else:
-                await _through(self.outbox.delete, acked)
-                self.acked += len(acked)  # counted once gone from the outbox
-                self._acked_event.set()
+            await through(self._broker_acked(acked))
         if self._acks:
-            await self._server_acked()
+            await through(self._server_acked())
+
+    async def _broker_acked(self, acked: list[Key]) -> None:
+        """The broker has these: sent, awaiting the server's ack (contract 2), or gone from
+        the outbox (contract 1). Seen through when the agent stops (edge_agent/through.py):
+        the keys are already out of _inflight."""
+        if self.server_acks:
+            await asyncio.to_thread(
+                self.outbox.mark_sent,
+                acked,
+                now=time.time(),
+                timeout_s=self.ack_timeout_s,
+                backoff_max_s=self.ack_backoff_max_s,
+            )
+        else:
+            await asyncio.to_thread(self.outbox.delete, acked)
+            self.acked += len(acked)  # counted once gone from the outbox
+            self._acked_event.set()
 
     async def _server_acked(self) -> None:
-        payloads, self._acks = self._acks, []  # _through below: these are not lost to a cancel
+        """The server's acks: their batches leave the outbox. Seen through when the agent
+        stops (edge_agent/through.py): the acks are taken from the queue first."""
+        payloads, self._acks = self._acks, []
         keys: list[Key] = []
         dead: dict[Key, str] = {}
         for payload in payloads:
@@ -229,7 +235,7 @@ class Delivery:
             dead.update(((boot, seq), reason) for boot, seq, reason in ack.dead)
         if not keys:
             return
-        gone = await _through(self.outbox.remove, keys)
+        gone = await asyncio.to_thread(self.outbox.remove, keys)
         for key, samples in gone.items():
             reason = dead.get(key)
             if reason is None:
@@ -275,26 +281,3 @@ class Delivery:
                 break
             await self._settle(wait_s=min(0.1, max(0.0, deadline - time.monotonic())))
         return len(self._inflight) + unacked
-
-
-async def _through(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run an outbox change in a thread and see it through even if the caller is
-    cancelled meanwhile (the agent stopping): then re-raise the cancellation.
-
-    A bare ``await asyncio.to_thread(...)`` cancelled while the call still waits for an
-    executor thread (a busy gateway) cancels the call itself: an ack taken from the
-    queue would then never reach the outbox, and the batch would wait for an ack the
-    server already sent, until the next start sends it again."""
-    call = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(call)
-            break
-        except asyncio.CancelledError:
-            if call.done():
-                raise
-            cancelled = True  # cancelled again by _cancel's loop: keep waiting for the call
-    if cancelled:
-        raise asyncio.CancelledError
-    return result

@@ -264,6 +264,35 @@ async def test_v2_batches_chain_across_a_restart_and_verify(broker: Broker, tmp_
     assert all(m["v"] == 2 for _, m in server.messages)
 
 
+async def test_samples_being_sealed_as_the_agent_stops_are_sealed_once_and_chained(
+    tmp_path: Path,
+) -> None:
+    """The stop cancels the sealer; with the seal's thread not yet started (a busy
+    gateway: one executor thread, held), a bare to_thread let the cancel drop the batch
+    it had taken from pending, and its samples were lost; a seal that did run left the
+    seq and the chain behind it, and the last seal reused both. No broker: the batches
+    stay in the outbox to be read."""
+    config, _, _ = quiet_config(tmp_path, None)
+    loop = asyncio.get_running_loop()
+    one = ThreadPoolExecutor(max_workers=1)
+    held = threading.Event()
+    async with running_agent(config) as agent:
+        await until(lambda: agent.seq >= 1, 10, "the first batch sealed")
+        loop.set_default_executor(one)
+        one.submit(held.wait, 10)
+        feed(agent, 5, start=100)
+        await until(lambda: not agent._pending, 5, "the sealer took the samples")
+        loop.call_later(0.2, held.set)  # let the thread go once the stop has begun
+    one.shutdown()
+    with Outbox(load_config(config).outbox.path, max_bytes=1 << 30, max_age_s=1e9) as ob:
+        stored = ob.pending(1000)
+    batches = {(b.boot, b.seq): decode_batch_v2(b.payload) for b in stored}
+    check_chain(batches)
+    fed = sorted(s["v"] for b in batches.values() for s in b.samples
+                 if (s["d"], s["t"]) == ("em-1", "power"))  # fmt: skip
+    assert fed == [100.0, 101.0, 102.0, 103.0, 104.0]
+
+
 # --- acks ---------------------------------------------------------------------------
 
 
