@@ -20,11 +20,13 @@ CALIBRATION_STATES = ("valid", "expires_in_period", "expired", "missing")
 # the clauses checked against the standard's text are named in docs/kpi.md#meter-register
 METER_REGISTER_BASIS = (
     "GB 17167-2006《用能单位能源计量器具配备和管理通则》第 5 章 能源计量器具的管理要求 "
-    "(5.2 能源计量器具): 能源计量器具应在检定/校准有效期内使用。",
+    "(5.2 能源计量器具): 能源计量器具应在检定/校准有效期内使用。"
+    "该标准自 2026-02-01 起由 GB 17167-2025 代替, 新版条款尚未核对。",
     "GB 17167-2006, General principle for equipping and managing of the measuring "
     "instrument of energy in organization of energy using, chapter 5, management "
     "requirements (5.2, the instruments): a meter is used within a valid verification or "
-    "calibration.",
+    "calibration. GB 17167-2025 replaces it from 2026-02-01; its clauses have not been "
+    "checked.",
 )
 
 
