@@ -12,6 +12,7 @@ is chosen by an exception's kind, never by its message.
     │   ├── SigningKeyError               evidence.keys
     │   ├── CanonicalFormError            evidence.canonical (also ValueError)
     │   ├── ReportFormatError             evidence.columns   (also ValueError)
+    │   │   └── EntryError                evidence.green     (green entries, with message_zh)
     │   ├── UnknownSiteError              repo.production
     │   ├── UnknownProcessError           repo.equipment
     │   ├── UnknownScopeError             kpi.scope          (a site or process filter)
