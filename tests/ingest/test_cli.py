@@ -3,13 +3,17 @@ errors that say what to fix."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
+from ingest_server.cli.main import _COMMANDS as COMMANDS
+from ingest_server.cli.main import build_parser
 from simulators.scenario import default_scenario_path
 from tests.harness.netutil import free_port
 
@@ -131,3 +135,24 @@ def test_commands_borrow_a_running_embedded_server_and_leave_it_running() -> Non
         assert report.returncode == 2
         assert "no enterprise 'nobody'" in report.stderr
         assert pg.running(), "report stopped the server it borrowed"
+
+
+def test_a_command_parsed_alone_has_the_help_it_has_in_the_whole_parser(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A command builds only its own module's parser (start-up: bench/cli_startup.py);
+    every command the whole parser lists must parse alone, with the very same help."""
+
+    def help_of(parser: argparse.ArgumentParser, argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as done:
+            parser.parse_args(argv)
+        assert done.value.code == 0
+        return capsys.readouterr().out
+
+    whole = build_parser()
+    commands = whole._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(commands) == set(COMMANDS)
+    for name in commands:
+        alone = help_of(build_parser(command=name), [name, "--help"])
+        assert alone == help_of(build_parser(), [name, "--help"]), name
+        assert alone.startswith(f"usage: ingest-server {name}"), name
