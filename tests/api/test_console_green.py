@@ -275,6 +275,18 @@ def fill_form(page: Any) -> None:
     page.locator("#gf-process-rows tr[data-gf-process]").last.locator("button").click()
 
 
+def waste_row_shown(page: Any, waste: dict[str, Any], english: bool) -> None:
+    """The entered indicator's row names it, and where it stands, in the page's language."""
+    assert (
+        page.locator("[data-indicator=solid_waste_reuse]").inner_text()
+        == (WASTE["name_en" if english else "name"])
+    )
+    assert (
+        page.locator("[data-position=solid_waste_reuse]").inner_text()
+        == (waste["position_name_en" if english else "position_name"])
+    )
+
+
 # what the page says, by language (the words of i18n.js)
 WORDS = {
     "zh": {"not_number": "“{name} · 基准值”不是数字\uff1a{typed}",
@@ -347,14 +359,7 @@ def enterprise_run(c: Console, site: dict[str, Any], lang: str, day: dt.date) ->
     assert page.locator("[data-baseline=solid_waste_reuse]").inner_text() == "80"
     waste = rows["solid_waste_reuse"]
     assert waste["position"] == "between"
-    assert (
-        page.locator("[data-position=solid_waste_reuse]").inner_text()
-        == (waste["position_name_en" if english else "position_name"])
-    )
-    assert (
-        page.locator("[data-indicator=solid_waste_reuse]").inner_text()
-        == (WASTE["name_en" if english else "name"])
-    )
+    waste_row_shown(page, waste, english)
     groups = [g.split("\t")[0] for g in page.locator("#green-rows tbody tr").all_inner_texts()]
     order = [measured["energy_per_unit"]["group_name_en" if english else "group_name"],
              waste["group_name_en" if english else "group_name"]]  # fmt: skip
@@ -413,14 +418,7 @@ def verifier_run(c: Console, site: dict[str, Any], lang: str, day: dt.date) -> N
     assert page.locator("#green-trail").get_attribute("data-count") == "1"
     doc = shown(site, day)
     waste = {r["id"]: r for r in doc["green"]["rows"]}["solid_waste_reuse"]
-    assert (
-        page.locator("[data-indicator=solid_waste_reuse]").inner_text()
-        == (WASTE["name_en" if english else "name"])
-    )
-    assert (
-        page.locator("[data-position=solid_waste_reuse]").inner_text()
-        == (waste["position_name_en" if english else "position_name"])
-    )
+    waste_row_shown(page, waste, english)
     assert page.locator("[data-baseline=solid_waste_reuse]").inner_text() == "80"
     assert page.locator("[data-tco2e=process]").inner_text() == "1.2"
     assert words["total"] in page.locator("#ghg-categories").inner_text()
